@@ -1,0 +1,326 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// Config defaults.
+const (
+	DefaultTimeout        = 30 * time.Second
+	DefaultMaxConcurrency = 16
+)
+
+// Config is the [plugins] part of Elemta's TOML config file:
+//
+//	[plugins]
+//	enabled = true
+//	plugins = ["clamav", "rspamd"]
+//
+//	[plugins.clamav]
+//	socket = "/var/run/clamav/clamd.ctl"
+//	timeout = 30
+//
+// Every [plugins.<name>] table is decoded strictly into the plugin's own
+// config type; `timeout`, `on_error` and `stages` are understood for every
+// plugin by the executor.
+type Config struct {
+	// File names the config file in error messages.
+	File string
+	// Enabled false turns every plugin off.
+	Enabled bool
+	// Plugins lists the enabled plugins, in config order: the order
+	// header changes are applied in and ties are broken by.
+	Plugins []string
+	// MaxConcurrency bounds how many plugins of one stage run at once.
+	MaxConcurrency int
+	// DefaultTimeout applies to plugins without a timeout of their own.
+	DefaultTimeout time.Duration
+	// Warnings are problems that do not stop startup (a legacy
+	// `directory`), for the host to log.
+	Warnings []string
+
+	settings map[string]*PluginConfig
+	reg      *registry
+}
+
+// PluginConfig is one plugin's decoded settings.
+type PluginConfig struct {
+	Name    string
+	Timeout time.Duration
+	// OnError is the verdict when the plugin fails or times out.
+	OnError Action
+	// Stages the plugin runs in: its module's stages unless config narrows them.
+	Stages []Stage
+	// Value is the plugin's own config, a *C of its Module.
+	Value any
+}
+
+type pluginsTable struct {
+	Enabled        *bool     `toml:"enabled"`
+	Directory      string    `toml:"directory"`
+	Plugins        []string  `toml:"plugins"`
+	MaxConcurrency *int      `toml:"max_concurrency"`
+	DefaultTimeout *Duration `toml:"default_timeout"`
+}
+
+// commonSettings are the keys every [plugins.<name>] table may have.
+type commonSettings struct {
+	Timeout *Duration `toml:"timeout"`
+	OnError *Action   `toml:"on_error"`
+	Stages  []Stage   `toml:"stages"`
+}
+
+// ParseConfig reads the [plugins] table of a TOML document, checking it
+// against the plugins compiled into this binary. Other top-level tables
+// belong to the host and are ignored here. Errors name the file, line and
+// key; all of them are reported at once.
+func ParseConfig(file string, data []byte) (*Config, error) {
+	return global.parseConfig(file, data)
+}
+
+// NewConfig returns the config of a binary run without a config file: the
+// named plugins enabled with their defaults.
+func NewConfig(plugins ...string) (*Config, error) {
+	var b strings.Builder
+	b.WriteString("[plugins]\nplugins = [")
+	for i, p := range plugins {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", p)
+	}
+	b.WriteString("]\n")
+	return ParseConfig("(built-in config)", []byte(b.String()))
+}
+
+func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
+	cfg := &Config{File: file, Enabled: true, MaxConcurrency: DefaultMaxConcurrency,
+		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, reg: r}
+	var errs []error
+	fail := func(line, col int, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s:%d:%d: %s", file, line, col, fmt.Sprintf(format, args...)))
+	}
+
+	var doc struct {
+		Plugins pluginsTable `toml:"plugins"`
+	}
+	missing, err := decodeStrict(data, &doc)
+	if err != nil {
+		return nil, positioned(file, err)
+	}
+	configured := map[string]bool{} // plugins with a [plugins.<name>] table
+	for _, m := range missing {
+		if len(m.key) < 2 || m.key[0] != "plugins" {
+			continue // another section: the host's business
+		}
+		name := m.key[1]
+		if _, ok := r.lookup(name); ok {
+			configured[name] = true
+			continue
+		}
+		fail(m.line, m.col, "unknown key %q: not a [plugins] setting (%s) and no plugin %q is compiled into this binary; %s",
+			strings.Join(m.key, "."), strings.Join(reservedNames, ", "), name, r.howToAdd())
+	}
+
+	t := doc.Plugins
+	if t.Enabled != nil {
+		cfg.Enabled = *t.Enabled
+	}
+	if t.Directory != "" {
+		cfg.Warnings = append(cfg.Warnings, fmt.Sprintf(
+			"%s: plugins.directory = %q is ignored: plugins are compiled into the binary now (chosen in plugins.yaml, built with `make build`); remove the setting",
+			file, t.Directory))
+	}
+	if t.MaxConcurrency != nil {
+		if *t.MaxConcurrency < 1 {
+			errs = append(errs, fmt.Errorf("%s: plugins.max_concurrency = %d: must be at least 1", file, *t.MaxConcurrency))
+		}
+		cfg.MaxConcurrency = *t.MaxConcurrency
+	}
+	if t.DefaultTimeout != nil {
+		if *t.DefaultTimeout <= 0 {
+			errs = append(errs, fmt.Errorf("%s: plugins.default_timeout must be positive", file))
+		}
+		cfg.DefaultTimeout = t.DefaultTimeout.D()
+	}
+	for i, name := range t.Plugins {
+		if _, ok := r.lookup(name); !ok {
+			errs = append(errs, fmt.Errorf("%s: plugins.plugins enables %q, which is not compiled into this binary; %s", file, name, r.howToAdd()))
+			continue
+		}
+		if slices.Contains(t.Plugins[:i], name) {
+			errs = append(errs, fmt.Errorf("%s: plugins.plugins lists %q twice", file, name))
+			continue
+		}
+		cfg.Plugins = append(cfg.Plugins, name)
+		configured[name] = true
+	}
+
+	for _, name := range r.names() {
+		if !configured[name] {
+			continue
+		}
+		pc, err := r.decodePlugin(file, data, name, cfg.DefaultTimeout)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		cfg.settings[name] = pc
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return cfg, nil
+}
+
+// Settings returns the named plugin's settings: those decoded from the
+// file, or the defaults when it has no table.
+func (c *Config) Settings(name string) (*PluginConfig, error) {
+	if pc, ok := c.settings[name]; ok {
+		return pc, nil
+	}
+	m, ok := c.reg.lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", name, c.reg.howToAdd())
+	}
+	return &PluginConfig{Name: name, Timeout: c.DefaultTimeout, Stages: m.Stages, Value: m.newConfig()}, nil
+}
+
+// decodePlugin decodes [plugins.<name>] twice: once for the common keys and
+// once into the plugin's own config. A key is unknown when neither knows it.
+func (r *registry) decodePlugin(file string, data []byte, name string, defTimeout time.Duration) (*PluginConfig, error) {
+	m, _ := r.lookup(name)
+	prefix := "plugins." + name
+
+	var common commonSettings
+	commonDoc := tableDoc(name, reflect.ValueOf(&common).Elem())
+	missCommon, err := decodeStrict(data, commonDoc.Addr().Interface())
+	if err != nil {
+		return nil, positioned(file, err)
+	}
+	value := m.newConfig() // *C with defaults
+	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
+	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
+	if err != nil {
+		return nil, positioned(file, err)
+	}
+	// The documents hold copies: take the decoded values back out.
+	common = commonDoc.Field(0).Field(0).Interface().(commonSettings)
+	reflect.ValueOf(value).Elem().Set(ownDoc.Field(0).Field(0))
+
+	var errs []error
+	own := map[string]bool{}
+	for _, k := range missOwn {
+		own[strings.Join(k.key, ".")] = true
+	}
+	for _, k := range missCommon {
+		key := strings.Join(k.key, ".")
+		if strings.HasPrefix(key, prefix+".") && own[key] {
+			errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (plugin %s accepts: %s)",
+				file, k.line, k.col, prefix, k.key[len(k.key)-1], name, strings.Join(knownKeys(value), ", ")))
+		}
+	}
+
+	pc := &PluginConfig{Name: name, Timeout: defTimeout, Stages: m.Stages, Value: value}
+	if common.Timeout != nil {
+		if *common.Timeout <= 0 {
+			errs = append(errs, fmt.Errorf("%s: %s.timeout must be positive", file, prefix))
+		}
+		pc.Timeout = common.Timeout.D()
+	}
+	if common.OnError != nil {
+		pc.OnError = *common.OnError
+	}
+	if common.Stages != nil {
+		for _, s := range common.Stages {
+			if !slices.Contains(m.Stages, s) {
+				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, name, s, m.Stages))
+			}
+		}
+		pc.Stages = common.Stages
+	}
+	return pc, errors.Join(errs...)
+}
+
+// tableDoc returns an addressable value of type
+// struct{ Plugins struct{ X T `toml:"<name>"` } `toml:"plugins"` } whose X
+// holds a copy of v.
+func tableDoc(name string, v reflect.Value) reflect.Value {
+	inner := reflect.StructOf([]reflect.StructField{{Name: "X", Type: v.Type(), Tag: reflect.StructTag(fmt.Sprintf(`toml:%q`, name))}})
+	outer := reflect.StructOf([]reflect.StructField{{Name: "Plugins", Type: inner, Tag: `toml:"plugins"`}})
+	doc := reflect.New(outer).Elem()
+	doc.Field(0).Field(0).Set(v)
+	return doc
+}
+
+type missingKey struct {
+	key       []string
+	line, col int
+}
+
+// decodeStrict decodes data into v, returning the keys v has no field for
+// separately from real errors (syntax, wrong type).
+func decodeStrict(data []byte, v any) ([]missingKey, error) {
+	err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(v)
+	var sm *toml.StrictMissingError
+	if !errors.As(err, &sm) {
+		return nil, err
+	}
+	keys := make([]missingKey, len(sm.Errors))
+	for i, e := range sm.Errors {
+		line, col := e.Position()
+		keys[i] = missingKey{key: e.Key(), line: line, col: col}
+	}
+	return keys, nil
+}
+
+// positioned turns a go-toml error into "file:line:col: key: message".
+func positioned(file string, err error) error {
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if k := de.Key(); len(k) > 0 {
+			msg = strings.Join(k, ".") + ": " + msg
+		}
+		return fmt.Errorf("%s:%d:%d: %s", file, line, col, msg)
+	}
+	return fmt.Errorf("%s: %w", file, err)
+}
+
+// knownKeys lists the toml keys of the struct cfg points to, and the common ones.
+func knownKeys(cfg any) []string {
+	keys := []string{"timeout", "on_error", "stages"}
+	t := reflect.TypeOf(cfg).Elem()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if tag == "-" {
+			continue
+		}
+		if tag == "" {
+			tag = f.Name
+		}
+		if !slices.Contains(keys, tag) {
+			keys = append(keys, tag)
+		}
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func (r *registry) howToAdd() string {
+	return fmt.Sprintf("compiled in: %s. To add a plugin, list it in plugins.yaml and rebuild (`make build`)",
+		strings.Join(r.names(), ", "))
+}

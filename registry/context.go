@@ -1,0 +1,131 @@
+package registry
+
+import (
+	"sync"
+	"time"
+)
+
+// Phase says how far an SMTP session has got when pre-reception runs. The
+// zero value, PhaseMessage, means the whole envelope and message are known
+// (offline scans, and every stage after pre-reception).
+type Phase int
+
+// SMTP phases at which pre-reception runs.
+const (
+	PhaseMessage Phase = iota
+	PhaseConnect
+	PhaseHelo
+	PhaseMail
+	PhaseRcpt
+)
+
+// Session is what the host knows about the SMTP session a message came in.
+type Session struct {
+	ID       string
+	Hostname string // our own name, as announced in the greeting
+}
+
+// Result is one plugin's outcome at one stage. Plugins fill the first group
+// of fields; the executor fills the second.
+type Result struct {
+	Verdict Verdict
+	// Score adds to the stage's spam score.
+	Score float64
+	// AddHeaders are prepended to the message, RemoveHeaders taken out,
+	// when it is queued.
+	AddHeaders    []Field
+	RemoveHeaders []Removal
+	// Data is the plugin's typed result for plugins that run later
+	// (*SPFResult, *DKIMResult, *ScanResult, ...): see Find.
+	Data any
+	// Details is a short human-readable account for logs and `elemta scan`.
+	Details string
+
+	Plugin   string
+	Stage    Stage
+	Duration time.Duration
+	Err      error
+	TimedOut bool
+	Panicked bool
+}
+
+// ProcessingContext carries a message through the stages. It is safe for
+// concurrent use: plugins of one stage run at the same time.
+type ProcessingContext struct {
+	Message *Message
+	Session *Session
+	// Phase is set by the SMTP host for pre-reception; see Phase.
+	Phase Phase
+
+	mu      sync.RWMutex
+	results []*Result
+	values  map[string]any
+}
+
+// NewProcessingContext returns a context for msg in session s (s may be nil).
+func NewProcessingContext(msg *Message, s *Session) *ProcessingContext {
+	if s == nil {
+		s = &Session{}
+	}
+	return &ProcessingContext{Message: msg, Session: s}
+}
+
+// Results returns the results recorded so far, in the order they completed
+// stage by stage (earlier stages first).
+func (pc *ProcessingContext) Results() []*Result {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	return append([]*Result(nil), pc.results...)
+}
+
+// Result returns the latest result of the named plugin.
+func (pc *ProcessingContext) Result(plugin string) (*Result, bool) {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	for i := len(pc.results) - 1; i >= 0; i-- {
+		if pc.results[i].Plugin == plugin {
+			return pc.results[i], true
+		}
+	}
+	return nil, false
+}
+
+func (pc *ProcessingContext) record(r *Result) {
+	pc.mu.Lock()
+	pc.results = append(pc.results, r)
+	pc.mu.Unlock()
+}
+
+// Find returns the Data of the most recent result whose Data has type T,
+// for example Find[*registry.SPFResult](pc). This is how plugins read each
+// other's outcomes without importing each other.
+func Find[T any](pc *ProcessingContext) (T, bool) {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	for i := len(pc.results) - 1; i >= 0; i-- {
+		if v, ok := pc.results[i].Data.(T); ok {
+			return v, true
+		}
+	}
+	var zero T
+	return zero, false
+}
+
+// Set stores a session value under key (for host code and plugins that
+// keep per-message state across stages).
+func (pc *ProcessingContext) Set(key string, v any) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.values == nil {
+		pc.values = map[string]any{}
+	}
+	pc.values[key] = v
+}
+
+// Get returns the value stored under key.
+func (pc *ProcessingContext) Get(key string) (any, bool) {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	v, ok := pc.values[key]
+	return v, ok
+}

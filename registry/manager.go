@@ -1,0 +1,332 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Manager builds the enabled plugins from config, runs them at each stage
+// and closes them.
+type Manager struct {
+	cfg  *Config
+	host Host
+	reg  *registry
+
+	loaded []*instance           // in start order
+	byName map[string]*instance  //
+	waves  [numStages][][]*instance
+}
+
+// instance is one loaded plugin.
+type instance struct {
+	name     string
+	mod      *module
+	settings *PluginConfig
+	impl     any
+	handler  StageHandler // nil when the plugin runs in no stage
+	order    int          // position in config order
+	started  bool
+	stats    counters
+}
+
+type counters struct {
+	calls, errors, timeouts, panics, rejects atomic.Int64
+	nanos                                    atomic.Int64
+}
+
+// Option configures a Manager.
+type Option func(*Manager)
+
+// WithHost hands plugins the host's logger, resolver, clock, hostname and
+// data directory. Unset fields get production defaults.
+func WithHost(h Host) Option { return func(m *Manager) { m.host = h } }
+
+// NewManager returns a manager for cfg. Nothing is built until LoadPlugins.
+func NewManager(cfg *Config, opts ...Option) *Manager {
+	m := &Manager{cfg: cfg, reg: cfg.reg, byName: map[string]*instance{}}
+	for _, o := range opts {
+		o(m)
+	}
+	m.host = m.host.withDefaults()
+	return m
+}
+
+// LoadPlugins builds, validates and starts every plugin the config enables,
+// in config order, and works out the order they run in at each stage. On
+// failure everything already built is closed again and the error names the
+// plugin.
+func (m *Manager) LoadPlugins(ctx context.Context) error {
+	if !m.cfg.Enabled {
+		return nil
+	}
+	for _, name := range m.cfg.Plugins {
+		if err := m.load(ctx, name); err != nil {
+			return errors.Join(err, m.Close())
+		}
+	}
+	if err := m.plan(); err != nil {
+		return errors.Join(err, m.Close())
+	}
+	return nil
+}
+
+// LoadPlugin builds, validates and starts one plugin, enabled in config or
+// not (for `elemta plugins test`).
+func (m *Manager) LoadPlugin(ctx context.Context, name string) error {
+	if _, ok := m.byName[name]; ok {
+		return nil
+	}
+	if err := m.load(ctx, name); err != nil {
+		return err
+	}
+	return m.plan()
+}
+
+func (m *Manager) load(ctx context.Context, name string) error {
+	settings, err := m.cfg.Settings(name)
+	if err != nil {
+		return err
+	}
+	mod, _ := m.reg.lookup(name)
+	host := m.host
+	host.Logger = host.Logger.With("plugin", name)
+	impl, err := mod.build(settings.Value, host)
+	if err != nil {
+		return fmt.Errorf("plugin %s: %w", name, err)
+	}
+	inst := &instance{name: name, mod: mod, settings: settings, impl: impl, order: len(m.loaded)}
+	if i := slices.Index(m.cfg.Plugins, name); i >= 0 {
+		inst.order = i
+	}
+	if h, ok := impl.(StageHandler); ok {
+		inst.handler = h
+	} else if adapt := adapterFor(mod.Types); adapt != nil {
+		inst.handler = adapt(impl)
+	}
+	m.loaded = append(m.loaded, inst)
+	m.byName[name] = inst
+	if v, ok := impl.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("plugin %s: invalid config: %w", name, err)
+		}
+	}
+	if s, ok := impl.(Starter); ok {
+		if err := s.Start(ctx); err != nil {
+			return fmt.Errorf("plugin %s: start: %w", name, err)
+		}
+	}
+	inst.started = true
+	return nil
+}
+
+// Close closes every plugin that was built, in reverse start order, and
+// forgets them. It is safe to call more than once.
+func (m *Manager) Close() error {
+	var errs []error
+	for i := len(m.loaded) - 1; i >= 0; i-- {
+		inst := m.loaded[i]
+		if c, ok := inst.impl.(Closer); ok {
+			if err := safeClose(c); err != nil {
+				errs = append(errs, fmt.Errorf("plugin %s: close: %w", inst.name, err))
+			}
+		}
+	}
+	m.loaded, m.byName, m.waves = nil, map[string]*instance{}, [numStages][][]*instance{}
+	return errors.Join(errs...)
+}
+
+func safeClose(c Closer) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	return c.Close()
+}
+
+// Plugin returns the loaded plugin called name.
+func (m *Manager) Plugin(name string) (any, bool) {
+	inst, ok := m.byName[name]
+	if !ok {
+		return nil, false
+	}
+	return inst.impl, true
+}
+
+// Loaded lists the loaded plugins in start order.
+func (m *Manager) Loaded() []string {
+	names := make([]string, len(m.loaded))
+	for i, inst := range m.loaded {
+		names[i] = inst.name
+	}
+	return names
+}
+
+// HealthCheck runs the named plugin's health check, if it has one.
+func (m *Manager) HealthCheck(ctx context.Context, name string) error {
+	inst, ok := m.byName[name]
+	if !ok {
+		return fmt.Errorf("plugin %s is not loaded", name)
+	}
+	if h, ok := inst.impl.(HealthChecker); ok {
+		ctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+		defer cancel()
+		return h.HealthCheck(ctx)
+	}
+	return nil
+}
+
+func getAs[T any](m *Manager, name string, iface string) (T, error) {
+	var zero T
+	p, ok := m.Plugin(name)
+	if !ok {
+		return zero, fmt.Errorf("plugin %s is not loaded (loaded: %s)", name, strings.Join(m.Loaded(), ", "))
+	}
+	v, ok := p.(T)
+	if !ok {
+		return zero, fmt.Errorf("plugin %s is not a %s", name, iface)
+	}
+	return v, nil
+}
+
+// GetAntivirusPlugin returns the loaded antivirus plugin called name.
+func (m *Manager) GetAntivirusPlugin(name string) (AntivirusPlugin, error) {
+	return getAs[AntivirusPlugin](m, name, "AntivirusPlugin")
+}
+
+// GetAntispamPlugin returns the loaded antispam plugin called name.
+func (m *Manager) GetAntispamPlugin(name string) (AntispamPlugin, error) {
+	return getAs[AntispamPlugin](m, name, "AntispamPlugin")
+}
+
+// GetDKIMPlugin returns the loaded DKIM plugin called name.
+func (m *Manager) GetDKIMPlugin(name string) (DKIMPlugin, error) {
+	return getAs[DKIMPlugin](m, name, "DKIMPlugin")
+}
+
+// GetSPFPlugin returns the loaded SPF plugin called name.
+func (m *Manager) GetSPFPlugin(name string) (SPFPlugin, error) {
+	return getAs[SPFPlugin](m, name, "SPFPlugin")
+}
+
+// GetDMARCPlugin returns the loaded DMARC plugin called name.
+func (m *Manager) GetDMARCPlugin(name string) (DMARCPlugin, error) {
+	return getAs[DMARCPlugin](m, name, "DMARCPlugin")
+}
+
+// GetARCPlugin returns the loaded ARC plugin called name.
+func (m *Manager) GetARCPlugin(name string) (ARCPlugin, error) {
+	return getAs[ARCPlugin](m, name, "ARCPlugin")
+}
+
+// PluginStats counts one plugin's work since it was loaded.
+type PluginStats struct {
+	Name                                    string
+	Calls, Errors, Timeouts, Panics, Rejects int64
+	Total                                   time.Duration
+}
+
+// Stats returns per-plugin counters, in start order.
+func (m *Manager) Stats() []PluginStats {
+	out := make([]PluginStats, len(m.loaded))
+	for i, inst := range m.loaded {
+		s := &inst.stats
+		out[i] = PluginStats{Name: inst.name, Calls: s.calls.Load(), Errors: s.errors.Load(), Timeouts: s.timeouts.Load(),
+			Panics: s.panics.Load(), Rejects: s.rejects.Load(), Total: time.Duration(s.nanos.Load())}
+	}
+	return out
+}
+
+// Waves returns, for a stage, the plugin names in each dependency wave.
+func (m *Manager) Waves(stage Stage) [][]string {
+	var out [][]string
+	for _, w := range m.waves[stage] {
+		names := make([]string, len(w))
+		for i, inst := range w {
+			names[i] = inst.name
+		}
+		out = append(out, names)
+	}
+	return out
+}
+
+// plan splits each stage's plugins into waves: a plugin runs in the first
+// wave after every plugin it must follow (its After list, and plugins that
+// name it in Before). Plugins in a wave keep config order. Constraints on
+// plugins that are not loaded are ignored; a cycle is an error naming it.
+func (m *Manager) plan() error {
+	var waves [numStages][][]*instance
+	for _, stage := range Stages() {
+		var nodes []*instance
+		for _, inst := range m.loaded {
+			if inst.handler != nil && slices.Contains(inst.settings.Stages, stage) {
+				nodes = append(nodes, inst)
+			}
+		}
+		slices.SortStableFunc(nodes, func(a, b *instance) int { return a.order - b.order })
+		deps := map[*instance][]*instance{} // node -> the nodes it must follow
+		for _, a := range nodes {
+			for _, b := range nodes {
+				if a != b && (slices.Contains(a.mod.After, b.name) || slices.Contains(b.mod.Before, a.name)) {
+					deps[a] = append(deps[a], b)
+				}
+			}
+		}
+		done := map[*instance]bool{}
+		for len(done) < len(nodes) {
+			var wave []*instance
+			for _, n := range nodes {
+				if !done[n] && !slices.ContainsFunc(deps[n], func(d *instance) bool { return !done[d] }) {
+					wave = append(wave, n)
+				}
+			}
+			if len(wave) == 0 {
+				return fmt.Errorf("plugin ordering cycle at stage %s: %s", stage, findCycle(nodes, deps, done))
+			}
+			for _, n := range wave {
+				done[n] = true
+			}
+			waves[stage] = append(waves[stage], wave)
+		}
+	}
+	m.waves = waves
+	return nil
+}
+
+// findCycle returns "a -> b -> a" for a cycle among the nodes not done.
+func findCycle(nodes []*instance, deps map[*instance][]*instance, done map[*instance]bool) string {
+	for _, start := range nodes {
+		if done[start] {
+			continue
+		}
+		// Every pending node has a pending dependency: walk them until one repeats.
+		path := []*instance{start}
+		seen := map[*instance]int{start: 0}
+		for cur := start; ; {
+			var next *instance
+			for _, d := range deps[cur] {
+				if !done[d] {
+					next = d
+					break
+				}
+			}
+			if i, ok := seen[next]; ok {
+				names := []string{}
+				for _, n := range path[i:] {
+					names = append(names, n.name)
+				}
+				slices.Reverse(names) // a dependency runs first: show run order
+				return strings.Join(append(names, names[0]), " -> ")
+			}
+			seen[next] = len(path)
+			path = append(path, next)
+			cur = next
+		}
+	}
+	return "(unknown)"
+}

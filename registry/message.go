@@ -1,0 +1,197 @@
+package registry
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+)
+
+// Envelope is what the SMTP session learnt about a message.
+type Envelope struct {
+	ClientIP netip.Addr
+	HELO     string
+	MailFrom string   // reverse path without angle brackets; "" for the null sender
+	RcptTo   []string // forward paths, in the order they were accepted
+	AuthUser string   // SMTP AUTH identity; "" when not authenticated
+	TLS      bool
+}
+
+// Field is one header field to add to a message.
+type Field struct {
+	Name  string
+	Value string
+}
+
+// HeaderField is one parsed header field of a message.
+type HeaderField struct {
+	// Name as written, and Value unfolded with surrounding white space trimmed.
+	Name  string
+	Value string
+	// Raw is the field exactly as received, including folding and line end;
+	// a sub-slice of Message.Raw (DKIM and ARC canonicalize from it).
+	Raw []byte
+}
+
+// Header is a message's header fields in the order they appear.
+type Header []HeaderField
+
+// Get returns the value of the first field called name (case-insensitive), or "".
+func (h Header) Get(name string) string {
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			return f.Value
+		}
+	}
+	return ""
+}
+
+// Values returns the values of every field called name, in order.
+func (h Header) Values(name string) []string {
+	var vs []string
+	for _, f := range h {
+		if strings.EqualFold(f.Name, name) {
+			vs = append(vs, f.Value)
+		}
+	}
+	return vs
+}
+
+// Message is a message as received. Raw is never modified: plugins read it
+// and describe changes as header additions and removals.
+type Message struct {
+	Raw      []byte
+	Header   Header
+	Envelope Envelope
+
+	headerEnd int // end of the last header field
+	bodyStart int
+
+	mu    sync.Mutex
+	added []Field
+}
+
+// ErrMalformedHeader reports a header section that cannot be parsed.
+var ErrMalformedHeader = errors.New("malformed header")
+
+// ParseMessage parses raw's header section. raw is kept, not copied. Both
+// CRLF and bare LF line ends are accepted. A message without a blank line
+// is all header and an empty body.
+func ParseMessage(raw []byte, env Envelope) (*Message, error) {
+	if len(raw) == 0 {
+		return nil, fmt.Errorf("%w: empty message", ErrMalformedHeader)
+	}
+	m := &Message{Raw: raw, Envelope: env, bodyStart: len(raw)}
+	pos, line := 0, 1
+	for pos < len(raw) {
+		end := lineEnd(raw, pos)
+		content := trimEOL(raw[pos:end])
+		if len(content) == 0 { // blank line: the body follows
+			m.bodyStart = end
+			return m, nil
+		}
+		if content[0] == ' ' || content[0] == '\t' {
+			if len(m.Header) == 0 {
+				return nil, fmt.Errorf("%w: line %d: continuation line before any header field", ErrMalformedHeader, line)
+			}
+			f := &m.Header[len(m.Header)-1]
+			f.Raw = raw[pos-len(f.Raw) : end]
+			f.Value = strings.TrimSpace(f.Value + " " + strings.TrimSpace(string(content)))
+			m.headerEnd = end
+		} else {
+			colon := bytes.IndexByte(content, ':')
+			name := content[:max(colon, 0)]
+			if colon <= 0 || bytes.ContainsAny(name, " \t") {
+				return nil, fmt.Errorf("%w: line %d: not a header field (no \"name:\"): %.40q", ErrMalformedHeader, line, content)
+			}
+			m.Header = append(m.Header, HeaderField{
+				Name:  string(name),
+				Value: strings.TrimSpace(string(content[colon+1:])),
+				Raw:   raw[pos:end],
+			})
+			m.headerEnd = end
+		}
+		pos, line = end, line+1
+	}
+	return m, nil
+}
+
+// Body returns the message body: a sub-slice of Raw, not a copy.
+func (m *Message) Body() []byte { return m.Raw[m.bodyStart:] }
+
+// HeaderBytes returns the header section as received, without the blank line.
+func (m *Message) HeaderBytes() []byte { return m.Raw[:m.headerEnd] }
+
+// Removal names header fields to remove: the Index-th field called Name
+// (0 is the first, counted among fields of that name), or all when Index < 0.
+type Removal struct {
+	Name  string
+	Index int
+}
+
+// Rewrite returns the message as it should be written out: add prepended
+// in order (after the fields recorded with AddHeader), the fields named by
+// remove left out, and every other byte exactly as in Raw. Added fields use
+// the message's own line ending.
+func (m *Message) Rewrite(add []Field, remove []Removal) []byte {
+	eol := "\n"
+	if len(m.Header) > 0 && bytes.HasSuffix(m.Header[0].Raw, []byte("\r\n")) {
+		eol = "\r\n"
+	}
+	var out bytes.Buffer
+	out.Grow(len(m.Raw) + 256)
+	for _, f := range append(m.AddedHeaders(), add...) {
+		out.WriteString(f.Name + ": " + f.Value + eol)
+	}
+	seen := map[string]int{}
+	for _, f := range m.Header {
+		key := strings.ToLower(f.Name)
+		n := seen[key]
+		seen[key] = n + 1
+		if !removed(remove, f.Name, n) {
+			out.Write(f.Raw)
+		}
+	}
+	out.Write(m.Raw[m.headerEnd:])
+	return out.Bytes()
+}
+
+func removed(remove []Removal, name string, index int) bool {
+	for _, r := range remove {
+		if strings.EqualFold(r.Name, name) && (r.Index < 0 || r.Index == index) {
+			return true
+		}
+	}
+	return false
+}
+
+// AddHeader records a field to prepend when the message is written out. It
+// is how capability methods such as DKIMPlugin.SignMessage report fields;
+// stage handlers return theirs in Result.AddHeaders instead.
+func (m *Message) AddHeader(name, value string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.added = append(m.added, Field{Name: name, Value: value})
+}
+
+// AddedHeaders returns the fields recorded with AddHeader, in call order.
+func (m *Message) AddedHeaders() []Field {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Field(nil), m.added...)
+}
+
+// lineEnd returns the index just past the line end that follows pos, or len(b).
+func lineEnd(b []byte, pos int) int {
+	if i := bytes.IndexByte(b[pos:], '\n'); i >= 0 {
+		return pos + i + 1
+	}
+	return len(b)
+}
+
+func trimEOL(line []byte) []byte {
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	return bytes.TrimSuffix(line, []byte("\r"))
+}

@@ -1,0 +1,308 @@
+package registry
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Module describes a plugin to the registry. C is its config type (a struct
+// whose fields carry `toml` tags; struct{} for none), P the type New returns.
+//
+// A plugin package registers its Module from init():
+//
+//	func init() {
+//		registry.Register(registry.Module[Config, *Scanner]{
+//			Name:   "clamav",
+//			Types:  []registry.PluginType{registry.PluginTypeAntivirus},
+//			Stages: []registry.Stage{registry.PostReception},
+//			Config: func() Config { return Config{Address: "127.0.0.1:3310"} },
+//			New:    New,
+//		})
+//	}
+type Module[C any, P any] struct {
+	// Name is the plugin's name in config and plugins.yaml: lowercase
+	// letters, digits, '-' and '_', starting with a letter.
+	Name        string
+	Version     string
+	Description string
+	// Types the plugin declares; P must implement each type's interface.
+	Types []PluginType
+	// Stages the plugin runs in by default; config may narrow them. A
+	// plugin with stages implements StageHandler (antivirus and antispam
+	// plugins may rely on the built-in adapter instead).
+	Stages []Stage
+	// After and Before name plugins this one must run after or before when
+	// both run in the same stage (DMARC runs after SPF and DKIM).
+	After  []string
+	Before []string
+	// Config returns the default configuration; nil means the zero C.
+	Config func() C
+	// New builds the plugin from its decoded, defaulted config. It must not
+	// do I/O: opening connections belongs in Starter.Start.
+	New func(cfg C, host Host) (P, error)
+}
+
+// StageHandler is implemented by plugins that act at a processing stage.
+type StageHandler interface {
+	HandleStage(ctx context.Context, stage Stage, pc *ProcessingContext) (*Result, error)
+}
+
+// The optional lifecycle interfaces. The Manager calls, for each enabled
+// plugin in config order: New, then Validate, then Start. Close is called
+// in reverse order on every plugin New returned, whether or not its Start
+// ran or succeeded, so Close must be safe without Start and when called
+// twice.
+type (
+	// Validator checks a plugin's config beyond what decoding can.
+	Validator interface{ Validate() error }
+	// Starter opens pools, loads keys, starts background work.
+	Starter interface {
+		Start(ctx context.Context) error
+	}
+	// HealthChecker reports whether the plugin can do its work now (its
+	// daemon answers, its keys load). Used by `elemta plugins test`.
+	HealthChecker interface {
+		HealthCheck(ctx context.Context) error
+	}
+	// Closer releases what Start acquired.
+	Closer interface{ Close() error }
+)
+
+// ModuleInfo is what the registry knows about a compiled-in plugin.
+type ModuleInfo struct {
+	Name        string
+	Version     string
+	Description string
+	Types       []PluginType
+	Stages      []Stage
+	After       []string
+	Before      []string
+	// Package is the Go import path of the package that registered it.
+	Package string
+}
+
+// module is a registered Module with its type parameters erased.
+type module struct {
+	ModuleInfo
+	newConfig func() any // returns *C holding the defaults
+	build     func(cfg any, host Host) (any, error)
+}
+
+var (
+	namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
+	// Keys of the [plugins] table itself, which no plugin may take as name.
+	reservedNames = []string{"enabled", "directory", "plugins", "max_concurrency", "default_timeout"}
+
+	capabilities = map[PluginType]reflect.Type{
+		PluginTypeAntivirus: reflect.TypeFor[AntivirusPlugin](),
+		PluginTypeAntispam:  reflect.TypeFor[AntispamPlugin](),
+		PluginTypeDKIM:      reflect.TypeFor[DKIMPlugin](),
+		PluginTypeSPF:       reflect.TypeFor[SPFPlugin](),
+		PluginTypeDMARC:     reflect.TypeFor[DMARCPlugin](),
+		PluginTypeARC:       reflect.TypeFor[ARCPlugin](),
+		PluginTypeGreylist:  reflect.TypeFor[StageHandler](),
+		PluginTypeRateLimit: reflect.TypeFor[StageHandler](),
+		PluginTypeFilter:    reflect.TypeFor[StageHandler](),
+		PluginTypeCustom:    reflect.TypeFor[StageHandler](),
+	}
+)
+
+// registry holds registered modules. The package-level one is filled by
+// init functions; tests build their own.
+type registry struct {
+	mu      sync.RWMutex
+	modules map[string]*module
+}
+
+func newRegistry() *registry { return &registry{modules: map[string]*module{}} }
+
+var global = newRegistry()
+
+// Register adds a plugin to the registry. It is meant to be called from the
+// plugin package's init function and panics, naming the plugin and the
+// registering package, on a duplicate or invalid name, a nil constructor,
+// an unknown type or stage, or a plugin type P that does not implement the
+// interfaces its declared types require: mistakes show at the first
+// `go test`, never in production.
+func Register[C any, P any](m Module[C, P]) {
+	mod, err := erase(m, callerPackage(2))
+	if err == nil {
+		err = global.add(mod)
+	}
+	if err != nil {
+		panic(err)
+	}
+}
+
+// erase checks m and turns it into a module.
+func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
+	fail := func(format string, args ...any) (*module, error) {
+		return nil, fmt.Errorf("registry: plugin %q registered by %s: %s", m.Name, pkg, fmt.Sprintf(format, args...))
+	}
+	if !namePattern.MatchString(m.Name) {
+		return fail("invalid name: use lowercase letters, digits, '-' and '_', starting with a letter")
+	}
+	if slices.Contains(reservedNames, m.Name) {
+		return fail("name is reserved for a key of the [plugins] table")
+	}
+	if m.New == nil {
+		return fail("nil constructor (Module.New)")
+	}
+	if len(m.Types) == 0 {
+		return fail("no plugin type declared")
+	}
+	impl := reflect.TypeFor[P]()
+	for _, t := range m.Types {
+		iface, ok := capabilities[t]
+		if !ok {
+			return fail("unknown plugin type %q", t)
+		}
+		if !impl.Implements(iface) {
+			return fail("declares type %q but %v does not implement registry.%s", t, impl, iface.Name())
+		}
+	}
+	if len(m.Stages) > 0 && !impl.Implements(reflect.TypeFor[StageHandler]()) && adapterFor(m.Types) == nil {
+		return fail("runs in stages %v but %v implements neither registry.StageHandler nor AntivirusPlugin/AntispamPlugin", m.Stages, impl)
+	}
+	for i, s := range m.Stages {
+		if s < 0 || s >= numStages {
+			return fail("unknown stage %d", int(s))
+		}
+		if slices.Contains(m.Stages[:i], s) {
+			return fail("stage %s listed twice", s)
+		}
+	}
+	for _, dep := range append(slices.Clone(m.After), m.Before...) {
+		if !namePattern.MatchString(dep) || dep == m.Name {
+			return fail("invalid ordering constraint %q", dep)
+		}
+	}
+	if t := reflect.TypeFor[C](); t.Kind() != reflect.Struct {
+		return fail("config type %v is not a struct", t)
+	}
+	newConfig := func() any {
+		c := new(C)
+		if m.Config != nil {
+			*c = m.Config()
+		}
+		return c
+	}
+	build := func(cfg any, host Host) (any, error) {
+		p, err := m.New(*cfg.(*C), host)
+		if err != nil {
+			return nil, err
+		}
+		if v := reflect.ValueOf(p); !v.IsValid() || (v.Kind() == reflect.Pointer || v.Kind() == reflect.Interface) && v.IsNil() {
+			return nil, fmt.Errorf("constructor returned nil without an error")
+		}
+		return p, nil
+	}
+	return &module{
+		ModuleInfo: ModuleInfo{
+			Name: m.Name, Version: m.Version, Description: m.Description,
+			Types: slices.Clone(m.Types), Stages: slices.Clone(m.Stages),
+			After: slices.Clone(m.After), Before: slices.Clone(m.Before),
+			Package: pkg,
+		},
+		newConfig: newConfig,
+		build:     build,
+	}, nil
+}
+
+func (r *registry) add(m *module) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if prev, ok := r.modules[m.Name]; ok {
+		return fmt.Errorf("registry: plugin %q registered by %s: already registered by %s", m.Name, m.Package, prev.Package)
+	}
+	r.modules[m.Name] = m
+	return nil
+}
+
+func (r *registry) lookup(name string) (*module, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	m, ok := r.modules[name]
+	return m, ok
+}
+
+// names returns the registered plugin names, sorted.
+func (r *registry) names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.modules))
+	for n := range r.modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Modules lists every compiled-in plugin, sorted by name.
+func Modules() []ModuleInfo {
+	var infos []ModuleInfo
+	for _, n := range global.names() {
+		m, _ := global.lookup(n)
+		infos = append(infos, m.ModuleInfo)
+	}
+	return infos
+}
+
+// Lookup returns what the registry knows about the plugin called name.
+func Lookup(name string) (ModuleInfo, bool) {
+	m, ok := global.lookup(name)
+	if !ok {
+		return ModuleInfo{}, false
+	}
+	return m.ModuleInfo, true
+}
+
+// DefaultConfig returns a pointer to a fresh copy of the named plugin's
+// default config (the *C of its Module), for tools and tests.
+func DefaultConfig(name string) (any, bool) {
+	m, ok := global.lookup(name)
+	if !ok {
+		return nil, false
+	}
+	return m.newConfig(), true
+}
+
+// CheckManifest reports plugins that the build expected (the generated
+// manifest in gen/) but that did not register: a package that forgot to
+// call Register, or registered under another name.
+func CheckManifest(expected []string) error { return global.checkManifest(expected) }
+
+func (r *registry) checkManifest(expected []string) error {
+	var missing []string
+	for _, n := range expected {
+		if _, ok := r.lookup(n); !ok {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("registry: plugins.yaml selects %s but no package registered that name (registered: %s); check the plugin's init calls registry.Register with the name plugins.yaml gives",
+			strings.Join(missing, ", "), strings.Join(r.names(), ", "))
+	}
+	return nil
+}
+
+// callerPackage returns the import path of the function skip frames up.
+func callerPackage(skip int) string {
+	pc, _, _, ok := runtime.Caller(skip)
+	if !ok {
+		return "unknown package"
+	}
+	fn := runtime.FuncForPC(pc).Name() // e.g. github.com/x/y/plugins/clamav.init.0
+	slash := strings.LastIndexByte(fn, '/')
+	if dot := strings.IndexByte(fn[slash+1:], '.'); dot >= 0 {
+		return fn[:slash+1+dot]
+	}
+	return fn
+}
