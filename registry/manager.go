@@ -17,8 +17,8 @@ type Manager struct {
 	host Host
 	reg  *registry
 
-	loaded []*instance           // in start order
-	byName map[string]*instance  //
+	loaded []*instance          // in start order
+	byName map[string]*instance //
 	waves  [numStages][][]*instance
 }
 
@@ -226,9 +226,9 @@ func (m *Manager) GetARCPlugin(name string) (ARCPlugin, error) {
 
 // PluginStats counts one plugin's work since it was loaded.
 type PluginStats struct {
-	Name                                    string
+	Name                                     string
 	Calls, Errors, Timeouts, Panics, Rejects int64
-	Total                                   time.Duration
+	Total                                    time.Duration
 }
 
 // Stats returns per-plugin counters, in start order.
