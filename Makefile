@@ -1,0 +1,62 @@
+# Elemta: build a binary with the plugins chosen in plugins.yaml, run it, test it.
+GO        ?= go
+VARIANT   ?=
+BIN       := bin/elemta$(if $(VARIANT),-$(VARIANT))
+TESTENV   := tools/testenv
+BENCHTIME ?= 1s
+
+.PHONY: all generate check-generate build variants run test test-unit testenv testenv-stop bench fmt vet clean
+
+all: build
+
+## generate: rewrite gen/ from plugins.yaml
+generate:
+	$(GO) generate ./gen/...
+
+## check-generate: fail if gen/ is not what plugins.yaml says
+check-generate: generate
+	@git diff --exit-code -- gen/ || { echo "gen/ is out of date: run 'make generate' and commit"; exit 1; }
+
+## build: bin/elemta (or bin/elemta-$(VARIANT)) with the plugins of plugins.yaml
+build:
+ifeq ($(VARIANT),)
+	$(GO) build -o $(BIN) ./cmd/elemta
+else
+	$(GO) run ./tools/elemta-build -config plugins.yaml -variant $(VARIANT) -o $(BIN)
+endif
+
+## variants: build every variant named in plugins.yaml
+variants:
+	$(GO) run ./tools/elemta-build -config plugins.yaml -all-variants -o bin/
+
+## run: the main job on the embedded default config: scan the example messages
+run: build
+	./$(BIN) scan examples/messages/*.eml
+
+## testenv: install and start clamd, rspamd, redis and unbound on loopback
+testenv:
+	$(TESTENV)/start.sh
+
+testenv-stop:
+	$(TESTENV)/stop.sh
+
+## test: vet, then every test under the race detector against the test services
+test: testenv vet
+	. $${ELEMTA_TESTENV_DIR:-./.testenv}/env.sh && $(GO) test -race -count=1 -timeout 15m ./...
+
+## test-unit: the tests that need no service (integration tests skip)
+test-unit: vet
+	$(GO) test -race -count=1 ./...
+
+vet:
+	$(GO) vet ./...
+
+## bench: every benchmark, figures for BENCHMARKS.md
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin var
