@@ -1,0 +1,6 @@
+// Package needsnewgood registers the test plugin "needsnewgood".
+package needsnewgood
+
+import "github.com/elemta/elemta/reg"
+
+func init() { reg.Register("needsnewgood") }

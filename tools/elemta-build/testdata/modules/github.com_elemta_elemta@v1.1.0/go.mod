@@ -1,0 +1,3 @@
+module github.com/elemta/elemta
+
+go 1.26.0
