@@ -1,0 +1,504 @@
+// Package contentfilter is an Elemta plugin that checks messages after
+// reception against rules over header fields, decoded body text,
+// attachments (file-name extensions and MIME types) and the message size.
+// See README.md for its configuration.
+package contentfilter
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/textproto"
+	"path"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/elemta/elemta/registry"
+)
+
+// action is what a matching rule does. Ordered by severity.
+type action int
+
+const (
+	actAccept action = iota
+	actAddHeader
+	actQuarantine
+	actTempFail
+	actReject
+)
+
+var actionNames = []string{"accept", "add_header", "quarantine", "tempfail", "reject"}
+
+func (a action) String() string { return actionNames[a] }
+
+func parseAction(s string, allowAccept bool) (action, error) {
+	for i, n := range actionNames {
+		if s == n && (allowAccept || i != int(actAccept)) {
+			return action(i), nil
+		}
+	}
+	valid := actionNames[1:]
+	if allowAccept {
+		valid = actionNames
+	}
+	return 0, fmt.Errorf("unknown action %q (valid: %s)", s, strings.Join(valid, ", "))
+}
+
+type ruleKind int
+
+const (
+	headerRule ruleKind = iota
+	bodyRule
+	attachmentRule
+	numKinds
+)
+
+var kindNames = [numKinds]string{"header", "body", "attachment"}
+
+type rule struct {
+	name       string
+	kind       ruleKind
+	action     action
+	reply      string
+	field      registry.Field // for add_header
+	header     string
+	pattern    *regexp.Regexp
+	extensions []string
+	mimeTypes  []string
+}
+
+type policy struct {
+	maxSize                                  int64
+	maxParts, maxDepth                       int
+	maxDecoded                               int64
+	sizeAction, limitAction, malformedAction action
+	headerName                               string
+	rules                                    [numKinds][]*rule
+}
+
+// Filter is the content filter plugin.
+type Filter struct {
+	policy *policy
+	log    *slog.Logger
+}
+
+// Match is one thing the filter found.
+type Match struct {
+	// Rule is the rule's name, or "max_message_size", "limit" or "malformed".
+	Rule   string
+	Kind   string // header, body, attachment, size, limit, malformed
+	Action string
+	// What describes the match: `Subject "..."`, `attachment "a.exe" (application/octet-stream)`.
+	What string
+}
+
+// Attachment is a part with a file name or an attachment disposition.
+type Attachment struct {
+	Filename string
+	Type     string
+}
+
+// Report is the filter's result, the Data of its registry.Result.
+type Report struct {
+	Matches      []Match
+	Attachments  []Attachment
+	Parts        int   // body parts seen in multiparts and attached messages
+	Depth        int   // deepest part's nesting depth
+	DecodedBytes int64 // decoded text bytes scanned by body rules
+	// Limit describes the MIME limit that stopped the walk, if any.
+	Limit string
+	// Malformed lists MIME problems found; the walk goes on past most.
+	Malformed []string
+}
+
+// HandleStage inspects the message and turns the matches into a verdict.
+func (f *Filter) HandleStage(ctx context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
+	rep, err := f.Inspect(ctx, pc.Message)
+	if err != nil {
+		return nil, err
+	}
+	return f.result(rep), nil
+}
+
+// Inspect runs every rule over msg. The only error is ctx's.
+func (f *Filter) Inspect(ctx context.Context, msg *registry.Message) (*Report, error) {
+	p := f.policy
+	rep := &Report{}
+	if p.maxSize > 0 && int64(len(msg.Raw)) > p.maxSize {
+		rep.Matches = append(rep.Matches, Match{Rule: "max_message_size", Kind: "size", Action: p.sizeAction.String(),
+			What: fmt.Sprintf("message is %d bytes, max_message_size is %d", len(msg.Raw), p.maxSize)})
+		if p.sizeAction >= actTempFail {
+			return rep, nil // refused outright: not worth parsing
+		}
+	}
+	for _, r := range p.rules[headerRule] {
+		for _, h := range msg.Header {
+			if !strings.EqualFold(h.Name, r.header) {
+				continue
+			}
+			if v, ok := matchHeader(r.pattern, h.Value); ok {
+				rep.Matches = append(rep.Matches, Match{Rule: r.name, Kind: "header", Action: r.action.String(),
+					What: fmt.Sprintf("%s %s", h.Name, quote(v))})
+				break
+			}
+		}
+	}
+	w := &walker{ctx: ctx, p: p, rep: rep, matched: map[*rule]bool{}}
+	err := w.entity(msg.Header.Get, bytes.NewReader(msg.Body()), 0)
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, fmt.Errorf("contentfilter: inspect message: %w", err)
+	}
+	if rep.Limit != "" {
+		rep.Matches = append(rep.Matches, Match{Rule: "limit", Kind: "limit", Action: p.limitAction.String(),
+			What: rep.Limit + "; the rest of the message was not inspected"})
+	}
+	if len(rep.Malformed) > 0 {
+		rep.Matches = append(rep.Matches, Match{Rule: "malformed", Kind: "malformed", Action: p.malformedAction.String(),
+			What: "malformed MIME: " + strings.Join(rep.Malformed, "; ")})
+	}
+	return rep, nil
+}
+
+// matchHeader matches a field value and its RFC 2047 decoded form.
+func matchHeader(re *regexp.Regexp, value string) (string, bool) {
+	if d, err := wordDecoder.DecodeHeader(value); err == nil && d != value && re.MatchString(d) {
+		return d, true
+	}
+	return value, re.MatchString(value)
+}
+
+var wordDecoder = &mime.WordDecoder{CharsetReader: func(charset string, input io.Reader) (io.Reader, error) {
+	if isLatin1(charset) {
+		b, err := io.ReadAll(input)
+		return strings.NewReader(latin1ToUTF8(b)), err
+	}
+	return input, nil // unknown charset: keep the bytes, ASCII patterns still match
+}}
+
+func isLatin1(charset string) bool {
+	switch strings.ToLower(charset) {
+	case "iso-8859-1", "latin1", "l1", "iso_8859-1", "windows-1252", "cp1252":
+		return true
+	}
+	return false
+}
+
+func latin1ToUTF8(b []byte) string {
+	var s strings.Builder
+	for _, c := range b {
+		s.WriteRune(rune(c))
+	}
+	return s.String()
+}
+
+func quote(s string) string {
+	const max = 60
+	if utf8.RuneCountInString(s) > max {
+		s = string([]rune(s)[:max]) + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// result turns a report into the stage result: the most severe action of
+// any match decides, replies come from the first rule with that action.
+func (f *Filter) result(rep *Report) *registry.Result {
+	res := &registry.Result{Data: rep}
+	worst, reply, rule := actAccept, "", ""
+	var details []string
+	for _, m := range rep.Matches {
+		a, _ := parseAction(m.Action, true)
+		details = append(details, fmt.Sprintf("%s %s: %s -> %s", m.Kind, m.Rule, m.What, m.Action))
+		if a > worst {
+			worst, rule, reply = a, m.Rule, f.replyOf(m.Rule)
+		}
+		if a == actAddHeader {
+			res.AddHeaders = append(res.AddHeaders, f.fieldOf(m))
+		}
+	}
+	if len(details) == 0 {
+		res.Details = fmt.Sprintf("no rule matched (%d parts, %d attachments, %d text bytes scanned)",
+			rep.Parts, len(rep.Attachments), rep.DecodedBytes)
+	} else {
+		res.Details = strings.Join(details, "; ")
+	}
+	switch worst {
+	case actReject:
+		if rule == "max_message_size" {
+			res.Verdict = registry.RejectVerdict(552, "5.3.4", orDefault(reply, "Message size exceeds fixed maximum message size"))
+		} else {
+			res.Verdict = registry.RejectVerdict(550, "5.7.1", orDefault(reply, "Message rejected by content policy"))
+		}
+	case actTempFail:
+		res.Verdict = registry.TempFailVerdict(451, "4.7.1", orDefault(reply, "Message deferred by content policy, try again later"))
+	case actQuarantine:
+		res.Verdict = registry.QuarantineVerdict(orDefault(reply, "Message quarantined by content policy"))
+	}
+	return res
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func (f *Filter) ruleNamed(name string) *rule {
+	for _, rs := range f.policy.rules {
+		for _, r := range rs {
+			if r.name == name {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+func (f *Filter) replyOf(name string) string {
+	if r := f.ruleNamed(name); r != nil {
+		return r.reply
+	}
+	return ""
+}
+
+func (f *Filter) fieldOf(m Match) registry.Field {
+	if r := f.ruleNamed(m.Rule); r != nil {
+		return r.field
+	}
+	return registry.Field{Name: f.policy.headerName, Value: m.Rule} // limit, malformed, max_message_size
+}
+
+// errStop ends the MIME walk at a limit.
+var errStop = errors.New("limit reached")
+
+// walker visits a message's MIME entities depth first.
+type walker struct {
+	ctx     context.Context
+	p       *policy
+	rep     *Report
+	decoded int64
+	matched map[*rule]bool // a rule reports its first match only
+}
+
+// entity inspects one MIME entity at depth (0 for the message itself).
+// get reads the entity's header fields. It returns errStop at a limit and
+// ctx's error; MIME problems are recorded in the report.
+func (w *walker) entity(get func(string) string, body io.Reader, depth int) error {
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
+	w.rep.Depth = max(w.rep.Depth, depth)
+	where := "message"
+	if depth > 0 {
+		where = fmt.Sprintf("part %d", w.rep.Parts)
+	}
+
+	mediaType, params := "text/plain", map[string]string{}
+	if ct := get("Content-Type"); ct != "" {
+		mt, ps, err := mime.ParseMediaType(ct)
+		switch {
+		case err == nil:
+			mediaType, params = mt, ps
+		case errors.Is(err, mime.ErrInvalidMediaParameter):
+			mediaType = mt
+			w.malformed("%s: Content-Type %s: %v", where, quote(ct), err)
+		default:
+			w.malformed("%s: Content-Type %s: %v (treated as text/plain)", where, quote(ct), err)
+		}
+	}
+	filename, disposition := "", ""
+	if cd := get("Content-Disposition"); cd != "" {
+		d, ps, err := mime.ParseMediaType(cd)
+		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+			w.malformed("%s: Content-Disposition %s: %v", where, quote(cd), err)
+		}
+		disposition, filename = d, ps["filename"]
+	}
+	if filename == "" {
+		filename = params["name"]
+	}
+	if d, err := wordDecoder.DecodeHeader(filename); err == nil {
+		filename = d
+	}
+	isMultipart := strings.HasPrefix(mediaType, "multipart/")
+	if !isMultipart && (filename != "" || disposition == "attachment") {
+		w.rep.Attachments = append(w.rep.Attachments, Attachment{Filename: filename, Type: mediaType})
+	}
+	if !isMultipart {
+		w.checkAttachment(filename, mediaType)
+	}
+
+	body, err := w.decoder(get("Content-Transfer-Encoding"), body, where)
+	if err != nil {
+		return err
+	}
+	switch {
+	case isMultipart:
+		return w.multipart(params["boundary"], body, depth, where)
+	case mediaType == "message/rfc822" || mediaType == "message/global":
+		if depth+1 > w.p.maxDepth {
+			return w.limit("%s: attached message would be at depth %d, max_depth is %d", where, depth+1, w.p.maxDepth)
+		}
+		br := bufio.NewReader(body)
+		h, err := textproto.NewReader(br).ReadMIMEHeader()
+		if err != nil && !errors.Is(err, io.EOF) {
+			w.malformed("%s: attached message header: %v", where, err)
+			return nil
+		}
+		return w.entity(h.Get, br, depth+1)
+	case strings.HasPrefix(mediaType, "text/"):
+		return w.text(body, params["charset"], where)
+	}
+	return nil
+}
+
+func (w *walker) multipart(boundary string, body io.Reader, depth int, where string) error {
+	if boundary == "" {
+		w.malformed("%s: multipart without a boundary parameter; body not inspected", where)
+		return nil
+	}
+	if depth+1 > w.p.maxDepth {
+		return w.limit("%s: parts would be at depth %d, max_depth is %d", where, depth+1, w.p.maxDepth)
+	}
+	mr := multipart.NewReader(body, boundary)
+	for n := 0; ; n++ {
+		part, err := mr.NextRawPart()
+		if err == io.EOF { // the closing boundary; a missing one is a wrapped EOF
+
+			if n == 0 {
+				w.malformed("%s: no part delimited by boundary %s", where, quote(boundary))
+			}
+			return nil
+		}
+		if err != nil {
+			if n == 0 {
+				w.malformed("%s: no part delimited by boundary %s: %v", where, quote(boundary), err)
+			} else {
+				w.malformed("%s: after part %d: %v (closing boundary missing?)", where, n, err)
+			}
+			return nil
+		}
+		w.rep.Parts++
+		if w.rep.Parts > w.p.maxParts {
+			return w.limit("more than %d MIME parts (max_parts)", w.p.maxParts)
+		}
+		if err := w.entity(part.Header.Get, part, depth+1); err != nil {
+			return err
+		}
+	}
+}
+
+// decoder undoes the Content-Transfer-Encoding.
+func (w *walker) decoder(cte string, body io.Reader, where string) (io.Reader, error) {
+	switch enc := strings.ToLower(strings.TrimSpace(cte)); enc {
+	case "", "7bit", "8bit", "binary":
+		return body, nil
+	case "quoted-printable":
+		return quotedprintable.NewReader(body), nil
+	case "base64":
+		return base64.NewDecoder(base64.StdEncoding, &spaceDropper{r: body}), nil
+	default:
+		w.malformed("%s: unknown Content-Transfer-Encoding %s, read as 8bit", where, quote(cte))
+		return body, nil
+	}
+}
+
+// text reads a decoded text part within the decoded-bytes budget and runs
+// the body rules over it.
+func (w *walker) text(body io.Reader, charset, where string) error {
+	budget := w.p.maxDecoded - w.decoded
+	b, err := io.ReadAll(io.LimitReader(body, budget+1))
+	over := int64(len(b)) > budget
+	if over {
+		b = b[:budget]
+	}
+	w.decoded += int64(len(b))
+	w.rep.DecodedBytes = w.decoded
+	if err != nil {
+		w.malformed("%s: decoding: %v (text up to the error was inspected)", where, err)
+	}
+	s := string(b)
+	if isLatin1(charset) {
+		s = latin1ToUTF8(b)
+	}
+	for _, r := range w.p.rules[bodyRule] {
+		if w.matched[r] {
+			continue
+		}
+		if loc := r.pattern.FindStringIndex(s); loc != nil {
+			w.matched[r] = true
+			w.rep.Matches = append(w.rep.Matches, Match{Rule: r.name, Kind: "body", Action: r.action.String(),
+				What: fmt.Sprintf("%s text %s", where, quote(s[loc[0]:loc[1]]))})
+		}
+	}
+	if over {
+		return w.limit("more than %d bytes of decoded text (max_decoded_bytes)", w.p.maxDecoded)
+	}
+	return nil
+}
+
+func (w *walker) checkAttachment(filename, mediaType string) {
+	ext := ""
+	if filename != "" {
+		// Windows ignores trailing dots and spaces: "a.exe. " runs as a.exe.
+		ext = strings.ToLower(path.Ext(strings.TrimRight(filename, ". ")))
+	}
+	for _, r := range w.p.rules[attachmentRule] {
+		if w.matched[r] {
+			continue
+		}
+		what := ""
+		for _, e := range r.extensions {
+			if ext != "" && ext == e {
+				what = fmt.Sprintf("attachment %s (%s) has extension %s", quote(filename), mediaType, e)
+			}
+		}
+		for _, t := range r.mimeTypes {
+			if ok, _ := path.Match(t, strings.ToLower(mediaType)); ok && what == "" {
+				what = fmt.Sprintf("part %s has MIME type %s", quote(filename), mediaType)
+			}
+		}
+		if what != "" {
+			w.matched[r] = true
+			w.rep.Matches = append(w.rep.Matches, Match{Rule: r.name, Kind: "attachment", Action: r.action.String(), What: what})
+		}
+	}
+}
+
+func (w *walker) malformed(format string, args ...any) {
+	w.rep.Malformed = append(w.rep.Malformed, fmt.Sprintf(format, args...))
+}
+
+func (w *walker) limit(format string, args ...any) error {
+	w.rep.Limit = fmt.Sprintf(format, args...)
+	return errStop
+}
+
+// spaceDropper drops the white space that base64 bodies carry between
+// lines (and, against the RFC, within them), which encoding/base64 rejects.
+type spaceDropper struct{ r io.Reader }
+
+func (s *spaceDropper) Read(p []byte) (int, error) {
+	for {
+		n, err := s.r.Read(p)
+		j := 0
+		for _, c := range p[:n] {
+			if c != ' ' && c != '\t' && c != '\r' && c != '\n' {
+				p[j] = c
+				j++
+			}
+		}
+		if j > 0 || n == 0 || err != nil {
+			return j, err
+		}
+	}
+}

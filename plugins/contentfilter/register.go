@@ -1,0 +1,277 @@
+package contentfilter
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+
+	"github.com/elemta/elemta/registry"
+)
+
+func init() {
+	registry.Register(registry.Module[Config, *Filter]{
+		Name:        "contentfilter",
+		Version:     "1.0.0",
+		Description: "rules over headers, body text, attachments and message size",
+		Types:       []registry.PluginType{registry.PluginTypeFilter},
+		Stages:      []registry.Stage{registry.PostReception},
+		Config:      DefaultConfig,
+		New:         New,
+	})
+}
+
+// Defaults of the [plugins.contentfilter] keys.
+const (
+	DefaultMaxParts        = 256
+	DefaultMaxDepth        = 10
+	DefaultMaxDecodedBytes = 10 << 20
+	DefaultHeaderName      = "X-Elemta-Content-Filter"
+)
+
+// Config is the [plugins.contentfilter] table.
+type Config struct {
+	// MaxMessageSize is the largest message in bytes; 0 means no limit.
+	MaxMessageSize       int64  `toml:"max_message_size"`
+	MaxMessageSizeAction string `toml:"max_message_size_action"`
+	// MaxParts, MaxDepth and MaxDecodedBytes bound the MIME walk: the
+	// number of body parts, their nesting depth and the decoded bytes of
+	// text parts read. Exceeding one ends the walk with LimitAction.
+	MaxParts        int    `toml:"max_parts"`
+	MaxDepth        int    `toml:"max_depth"`
+	MaxDecodedBytes int64  `toml:"max_decoded_bytes"`
+	LimitAction     string `toml:"limit_action"`
+	// MalformedAction applies when the MIME structure cannot be fully parsed.
+	MalformedAction string `toml:"malformed_action"`
+	// HeaderName is the field add_header rules add unless they name their own.
+	HeaderName      string `toml:"header_name"`
+	HeaderRules     []Rule `toml:"header_rules"`
+	BodyRules       []Rule `toml:"body_rules"`
+	AttachmentRules []Rule `toml:"attachment_rules"`
+}
+
+// Rule is one entry of header_rules, body_rules or attachment_rules.
+type Rule struct {
+	Name string `toml:"name"`
+	// Header is the field a header rule looks at (case-insensitive).
+	Header string `toml:"header"`
+	// Pattern is the regular expression (Go RE2 syntax) of header and body rules.
+	Pattern string `toml:"pattern"`
+	// Extensions and MIMETypes are what attachment rules look for.
+	Extensions []string `toml:"extensions"`
+	MIMETypes  []string `toml:"mime_types"`
+	// Action is reject (default), tempfail, quarantine or add_header.
+	Action string `toml:"action"`
+	// Reply is the SMTP reply text for reject, tempfail and quarantine.
+	Reply string `toml:"reply"`
+	// AddHeader is the "Name: value" field an add_header rule adds.
+	AddHeader string `toml:"add_header"`
+}
+
+// DefaultConfig returns the plugin's defaults: MIME limits, no size limit
+// and no rules.
+func DefaultConfig() Config {
+	return Config{
+		MaxMessageSizeAction: "reject",
+		MaxParts:             DefaultMaxParts,
+		MaxDepth:             DefaultMaxDepth,
+		MaxDecodedBytes:      DefaultMaxDecodedBytes,
+		LimitAction:          "quarantine",
+		MalformedAction:      "accept",
+		HeaderName:           DefaultHeaderName,
+	}
+}
+
+// Validate checks what decoding cannot: actions, patterns, rule names and
+// limits. Every problem is reported, each naming the key or rule. The host
+// calls it on the decoded config (`elemta config check`) and New calls it.
+func (c *Config) Validate() error {
+	_, err := c.compile()
+	return err
+}
+
+// compile turns the config into the form the filter uses.
+func (c *Config) compile() (*policy, error) {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	p := &policy{maxSize: c.MaxMessageSize, maxParts: c.MaxParts, maxDepth: c.MaxDepth, maxDecoded: c.MaxDecodedBytes}
+
+	if c.MaxMessageSize < 0 {
+		fail("max_message_size = %d: must be 0 (no limit) or a size in bytes", c.MaxMessageSize)
+	}
+	if c.MaxParts < 1 {
+		fail("max_parts = %d: must be at least 1", c.MaxParts)
+	}
+	if c.MaxDepth < 1 {
+		fail("max_depth = %d: must be at least 1", c.MaxDepth)
+	}
+	if c.MaxDecodedBytes < 1 {
+		fail("max_decoded_bytes = %d: must be at least 1", c.MaxDecodedBytes)
+	}
+	if err := checkFieldName(c.HeaderName); err != nil {
+		fail("header_name: %w", err)
+	}
+	var err error
+	actionKeys := []struct {
+		key, value  string
+		allowAccept bool
+		dst         *action
+	}{
+		{"max_message_size_action", c.MaxMessageSizeAction, false, &p.sizeAction},
+		{"limit_action", c.LimitAction, true, &p.limitAction},
+		{"malformed_action", c.MalformedAction, true, &p.malformedAction},
+	}
+	for _, k := range actionKeys {
+		if *k.dst, err = parseAction(k.value, k.allowAccept); err != nil {
+			fail("%s: %w", k.key, err)
+		}
+	}
+
+	names := map[string]string{}
+	lists := []struct {
+		key   string
+		kind  ruleKind
+		rules []Rule
+	}{
+		{"header_rules", headerRule, c.HeaderRules},
+		{"body_rules", bodyRule, c.BodyRules},
+		{"attachment_rules", attachmentRule, c.AttachmentRules},
+	}
+	for _, l := range lists {
+		for i, r := range l.rules {
+			where := fmt.Sprintf("%s[%d]", l.key, i)
+			if r.Name != "" {
+				where += fmt.Sprintf(" (rule %q)", r.Name)
+			}
+			cr, rerrs := compileRule(r, l.kind, c.HeaderName)
+			for _, e := range rerrs {
+				fail("%s: %w", where, e)
+			}
+			if r.Name != "" {
+				if prev, dup := names[r.Name]; dup {
+					fail("%s: rule name %q is also used by %s; names must be unique", where, r.Name, prev)
+				}
+				names[r.Name] = fmt.Sprintf("%s[%d]", l.key, i)
+			}
+			if cr != nil && len(rerrs) == 0 {
+				p.rules[l.kind] = append(p.rules[l.kind], cr)
+			}
+		}
+	}
+	p.headerName = c.HeaderName
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}
+
+func compileRule(r Rule, kind ruleKind, defaultHeader string) (*rule, []error) {
+	var errs []error
+	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	cr := &rule{name: r.Name, kind: kind, header: r.Header, reply: r.Reply}
+	if r.Name == "" {
+		fail("name is required")
+	}
+	var err error
+	act := r.Action
+	if act == "" {
+		act = "reject"
+	}
+	if cr.action, err = parseAction(act, false); err != nil {
+		fail("action: %w", err)
+	}
+	switch kind {
+	case headerRule, bodyRule:
+		if kind == headerRule && r.Header == "" {
+			fail("header is required: the field name the pattern is matched against")
+		}
+		if kind == headerRule && r.Header != "" {
+			if err := checkFieldName(r.Header); err != nil {
+				fail("header: %w", err)
+			}
+		}
+		if r.Pattern == "" {
+			fail("pattern is required")
+		} else if cr.pattern, err = regexp.Compile(r.Pattern); err != nil {
+			fail("pattern %q: %w", r.Pattern, err)
+		}
+		if len(r.Extensions) > 0 || len(r.MIMETypes) > 0 {
+			fail("extensions and mime_types belong in attachment_rules")
+		}
+	case attachmentRule:
+		if r.Pattern != "" || r.Header != "" {
+			fail("pattern and header belong in header_rules or body_rules")
+		}
+		if len(r.Extensions) == 0 && len(r.MIMETypes) == 0 {
+			fail("give extensions, mime_types or both")
+		}
+		for _, e := range r.Extensions {
+			n := normalizeExt(e)
+			if n == "." || strings.ContainsAny(n, "/\\ ") {
+				fail("extensions: %q is not a file-name extension (want e.g. \"exe\" or \".exe\")", e)
+				continue
+			}
+			cr.extensions = append(cr.extensions, n)
+		}
+		for _, t := range r.MIMETypes {
+			t = strings.ToLower(strings.TrimSpace(t))
+			if _, err := path.Match(t, ""); err != nil || !strings.Contains(t, "/") {
+				fail("mime_types: %q is not a MIME type or pattern (want e.g. \"application/x-msdownload\" or \"application/x-ms*\")", t)
+				continue
+			}
+			cr.mimeTypes = append(cr.mimeTypes, t)
+		}
+	}
+	if r.AddHeader != "" && cr.action != actAddHeader {
+		fail("add_header is only used with action = \"add_header\"")
+	}
+	if cr.action == actAddHeader {
+		if r.Reply != "" {
+			fail("reply is not used with action = \"add_header\"")
+		}
+		cr.field = registry.Field{Name: defaultHeader, Value: r.Name}
+		if r.AddHeader != "" {
+			name, value, ok := strings.Cut(r.AddHeader, ":")
+			cr.field = registry.Field{Name: strings.TrimSpace(name), Value: strings.TrimSpace(value)}
+			if !ok {
+				fail("add_header %q: want \"Name: value\"", r.AddHeader)
+			} else if err := checkFieldName(cr.field.Name); err != nil {
+				fail("add_header %q: %w", r.AddHeader, err)
+			} else if strings.ContainsAny(cr.field.Value, "\r\n") {
+				fail("add_header %q: value must be one line", r.AddHeader)
+			}
+		}
+	}
+	return cr, errs
+}
+
+// checkFieldName accepts an RFC 5322 field name: printable ASCII without ':'.
+func checkFieldName(name string) error {
+	if name == "" {
+		return errors.New("empty header field name")
+	}
+	for _, c := range name {
+		if c <= ' ' || c > '~' || c == ':' {
+			return fmt.Errorf("%q is not a header field name (printable ASCII without spaces or ':')", name)
+		}
+	}
+	return nil
+}
+
+func normalizeExt(e string) string {
+	e = strings.ToLower(strings.TrimSpace(e))
+	if !strings.HasPrefix(e, ".") {
+		e = "." + e
+	}
+	return e
+}
+
+// New builds the filter from its config.
+func New(cfg Config, host registry.Host) (*Filter, error) {
+	p, err := cfg.compile()
+	if err != nil {
+		return nil, fmt.Errorf("contentfilter: %w", err)
+	}
+	return &Filter{policy: p, log: host.Logger}, nil
+}
