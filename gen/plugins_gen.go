@@ -2,6 +2,12 @@
 
 package gen
 
+import (
+	_ "github.com/elemta/elemta/plugins/contentfilter" // plugin contentfilter
+)
+
 // Manifest lists the plugins this binary must register (variant "default").
 // The binary checks at startup that each one did.
-var Manifest = []string{}
+var Manifest = []string{
+	"contentfilter",
+}
