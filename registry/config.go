@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
+	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // Config defaults.
@@ -126,8 +127,8 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 			configured[name] = true
 			continue
 		}
-		fail(m.line, m.col, "unknown key %q: not a [plugins] setting (%s) and no plugin %q is compiled into this binary; %s",
-			strings.Join(m.key, "."), strings.Join(reservedNames, ", "), name, r.howToAdd())
+		fail(m.line, m.col, "unknown key %q: no plugin %q is compiled into this binary, and it is not a [plugins] setting (%s); %s",
+			strings.Join(m.key, "."), name, strings.Join(reservedNames, ", "), r.howToAdd())
 	}
 
 	t := doc.Plugins
@@ -204,13 +205,13 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 	commonDoc := tableDoc(name, reflect.ValueOf(&common).Elem())
 	missCommon, err := decodeStrict(data, commonDoc.Addr().Interface())
 	if err != nil {
-		return nil, positioned(file, err)
+		return nil, positionedIn(file, data, prefix, err)
 	}
 	value := m.newConfig() // *C with defaults
 	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
 	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
 	if err != nil {
-		return nil, positioned(file, err)
+		return nil, positionedIn(file, data, prefix, err)
 	}
 	// The documents hold copies: take the decoded values back out.
 	common = commonDoc.Field(0).Field(0).Interface().(commonSettings)
@@ -294,6 +295,42 @@ func positioned(file string, err error) error {
 		return fmt.Errorf("%s:%d:%d: %s", file, line, col, msg)
 	}
 	return fmt.Errorf("%s: %w", file, err)
+}
+
+// positionedIn is positioned for errors of custom decoders (Duration),
+// which go-toml returns without a position: it finds the key under table
+// prefix whose value is the one that failed.
+func positionedIn(file string, data []byte, prefix string, err error) error {
+	var ve *valueError
+	if !errors.As(err, &ve) {
+		return positioned(file, err)
+	}
+	p := unstable.Parser{}
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		n := p.Expression()
+		switch n.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = keyOf(n.Key())
+		case unstable.KeyValue:
+			key := strings.Join(append(slices.Clone(table), keyOf(n.Key())...), ".")
+			v := n.Value()
+			if strings.HasPrefix(key, prefix+".") && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.raw) {
+				pos := p.Shape(v.Raw).Start
+				return fmt.Errorf("%s:%d:%d: %s: %w", file, pos.Line, pos.Column, key, ve.err)
+			}
+		}
+	}
+	return fmt.Errorf("%s: %s: %w", file, prefix, ve.err)
+}
+
+func keyOf(it unstable.Iterator) []string {
+	var parts []string
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return parts
 }
 
 // knownKeys lists the toml keys of the struct cfg points to, and the common ones.

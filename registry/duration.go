@@ -21,6 +21,13 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // UnmarshalTOML implements go-toml's unstable.Unmarshaler; data is the raw
 // TOML value.
 func (d *Duration) UnmarshalTOML(data []byte) error {
+	if err := d.unmarshalTOML(data); err != nil {
+		return &valueError{raw: string(data), err: err}
+	}
+	return nil
+}
+
+func (d *Duration) unmarshalTOML(data []byte) error {
 	s := strings.TrimSpace(string(data))
 	if n := strings.ReplaceAll(s, "_", ""); n != "" && (n[0] >= '0' && n[0] <= '9' || n[0] == '-' || n[0] == '+' || n[0] == '.') {
 		secs, err := strconv.ParseFloat(n, 64)
@@ -60,3 +67,13 @@ func (d *Duration) set(v time.Duration) error {
 	*d = Duration(v)
 	return nil
 }
+
+// valueError is an error of a custom decoder, which go-toml reports
+// without a position; raw lets ParseConfig find the key it came from.
+type valueError struct {
+	raw string
+	err error
+}
+
+func (e *valueError) Error() string { return e.err.Error() }
+func (e *valueError) Unwrap() error { return e.err }

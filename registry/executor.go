@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -86,14 +87,32 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingC
 func (m *Manager) runWave(ctx context.Context, stage Stage, pc *ProcessingContext, wave []*instance) []*Result {
 	results := make([]*Result, len(wave))
 	if len(wave) == 1 {
-		results[0] = m.runOne(ctx, stage, pc, wave[0])
+		results[0] = m.runOne(ctx, nil, stage, pc, wave[0])
 		return results
+	}
+	// When the whole wave starts at once, plugins with equal timeouts share
+	// one deadline context: one timer for the wave instead of one each.
+	var shared []timeoutCtx
+	if len(wave) <= m.cfg.MaxConcurrency {
+		for _, inst := range wave {
+			if !slices.ContainsFunc(shared, func(t timeoutCtx) bool { return t.timeout == inst.settings.Timeout }) {
+				tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+				defer cancel()
+				shared = append(shared, timeoutCtx{inst.settings.Timeout, tctx})
+			}
+		}
 	}
 	var g errgroup.Group
 	g.SetLimit(m.cfg.MaxConcurrency)
 	for i, inst := range wave {
+		var tctx context.Context
+		for _, t := range shared {
+			if t.timeout == inst.settings.Timeout {
+				tctx = t.ctx
+			}
+		}
 		g.Go(func() error {
-			results[i] = m.runOne(ctx, stage, pc, inst)
+			results[i] = m.runOne(ctx, tctx, stage, pc, inst)
 			return nil // a plugin's failure is its result, never a reason to cancel the others
 		})
 	}
@@ -101,29 +120,23 @@ func (m *Manager) runWave(ctx context.Context, stage Stage, pc *ProcessingContex
 	return results
 }
 
-// runOne runs one plugin under its timeout in a goroutine of its own, so a
-// plugin that ignores its context is abandoned at the deadline rather than
-// waited for.
-func (m *Manager) runOne(ctx context.Context, stage Stage, pc *ProcessingContext, inst *instance) *Result {
+type timeoutCtx struct {
+	timeout time.Duration
+	ctx     context.Context
+}
+
+// runOne runs one plugin under its timeout (tctx, or a context of its own
+// when tctx is nil) in a goroutine of its own, so a plugin that ignores its
+// context is abandoned at the deadline rather than waited for.
+func (m *Manager) runOne(ctx, tctx context.Context, stage Stage, pc *ProcessingContext, inst *instance) *Result {
 	start := time.Now()
-	tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
-	defer cancel()
+	if tctx == nil {
+		var cancel context.CancelFunc
+		tctx, cancel = context.WithTimeout(ctx, inst.settings.Timeout)
+		defer cancel()
+	}
 	done := make(chan *Result, 1) // buffered: an abandoned plugin can still finish and exit
-	go func() {
-		defer func() {
-			if v := recover(); v != nil {
-				done <- &Result{Err: &PanicError{Plugin: inst.name, Value: v, Stack: debug.Stack()}, Panicked: true}
-			}
-		}()
-		res, err := inst.handler.HandleStage(tctx, stage, pc)
-		if err != nil || res == nil {
-			if err == nil {
-				err = errors.New("returned no result and no error")
-			}
-			res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, err)}
-		}
-		done <- res
-	}()
+	go inst.call(tctx, stage, pc, done)
 
 	var res *Result
 	select {
@@ -144,6 +157,24 @@ func (m *Manager) runOne(ctx context.Context, stage Stage, pc *ProcessingContext
 	inst.count(res)
 	pc.record(res)
 	return res
+}
+
+// call runs the plugin's handler and sends its result, or the panic it
+// raised, to done.
+func (inst *instance) call(ctx context.Context, stage Stage, pc *ProcessingContext, done chan<- *Result) {
+	defer func() {
+		if v := recover(); v != nil {
+			done <- &Result{Err: &PanicError{Plugin: inst.name, Value: v, Stack: debug.Stack()}, Panicked: true}
+		}
+	}()
+	res, err := inst.handler.HandleStage(ctx, stage, pc)
+	if err != nil || res == nil {
+		if err == nil {
+			err = errors.New("returned no result and no error")
+		}
+		res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, err)}
+	}
+	done <- res
 }
 
 func onErrorVerdict(a Action) Verdict {

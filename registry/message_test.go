@@ -1,0 +1,89 @@
+package registry
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseMessage(t *testing.T) {
+	raw := []byte("Received: from a\r\n\tby b; Tue, 1 Dec 2026\r\nFrom: Alice <a@example.test>\r\nSubject:  folded\r\n  subject\r\nX-Empty:\r\n\r\nbody line\r\n")
+	m, err := ParseMessage(raw, Envelope{MailFrom: "a@example.test"})
+	require.NoError(t, err)
+	require.Len(t, m.Header, 4)
+	assert.Equal(t, "from a by b; Tue, 1 Dec 2026", m.Header.Get("received"))
+	assert.Equal(t, "Received: from a\r\n\tby b; Tue, 1 Dec 2026\r\n", string(m.Header[0].Raw))
+	assert.Equal(t, "folded subject", m.Header.Get("Subject"))
+	assert.Equal(t, "", m.Header.Get("X-Empty"))
+	assert.Equal(t, "body line\r\n", string(m.Body()))
+	assert.Equal(t, string(raw[:len(raw)-len("\r\nbody line\r\n")]), string(m.HeaderBytes()))
+	assert.Equal(t, &raw[len(raw)-11], &m.Body()[0], "Body is a view of Raw, not a copy")
+}
+
+func TestParseMessageEdgeCases(t *testing.T) {
+	tests := []struct {
+		name, raw, err string
+		fields         int
+		body           string
+	}{
+		{name: "bare LF", raw: "A: 1\nB: 2\n\nbody\n", fields: 2, body: "body\n"},
+		{name: "no body", raw: "A: 1\r\n", fields: 1, body: ""},
+		{name: "empty body", raw: "A: 1\r\n\r\n", fields: 1, body: ""},
+		{name: "NUL in body", raw: "A: 1\r\n\r\nx\x00y", fields: 1, body: "x\x00y"},
+		{name: "no trailing newline", raw: "A: 1", fields: 1, body: ""},
+		{name: "empty", raw: "", err: "empty message"},
+		{name: "body without header", raw: "hello world\r\n", err: `line 1: not a header field`},
+		{name: "space in name", raw: "A: 1\r\nBad Name: 2\r\n", err: "line 2: not a header field"},
+		{name: "leading continuation", raw: " x\r\nA: 1\r\n", err: "line 1: continuation line before any header field"},
+		{name: "colon first", raw: ": x\r\n", err: "line 1: not a header field"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := ParseMessage([]byte(tt.raw), Envelope{})
+			if tt.err != "" {
+				require.Error(t, err)
+				assert.True(t, errors.Is(err, ErrMalformedHeader))
+				assert.Contains(t, err.Error(), tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Len(t, m.Header, tt.fields)
+			assert.Equal(t, tt.body, string(m.Body()))
+		})
+	}
+}
+
+func TestRewrite(t *testing.T) {
+	raw := "Authentication-Results: mx.example; spf=pass\r\nFrom: a@example.test\r\nAuthentication-Results: other; dkim=pass\r\n" +
+		"Authentication-Results: mx.example; dkim=pass\r\n\r\nbody \r\n\r\n"
+	m, err := ParseMessage([]byte(raw), Envelope{})
+	require.NoError(t, err)
+	m.AddHeader("DKIM-Signature", "v=1; d=example.test")
+	out := m.Rewrite(
+		[]Field{{"Authentication-Results", "mx.example; spf=fail"}, {"X-Spam", "no"}},
+		[]Removal{{Name: "authentication-results", Index: 0}, {Name: "Authentication-Results", Index: 2}},
+	)
+	assert.Equal(t, "DKIM-Signature: v=1; d=example.test\r\nAuthentication-Results: mx.example; spf=fail\r\nX-Spam: no\r\n"+
+		"From: a@example.test\r\nAuthentication-Results: other; dkim=pass\r\n\r\nbody \r\n\r\n", string(out))
+
+	lf, err := ParseMessage([]byte("A: 1\n\nb\n"), Envelope{})
+	require.NoError(t, err)
+	assert.Equal(t, "X: y\nA: 1\n\nb\n", string(lf.Rewrite([]Field{{"X", "y"}}, nil)), "added fields follow the message's line ending")
+	assert.Equal(t, "A: 1\n\nb\n", string(lf.Rewrite(nil, []Removal{{Name: "Z", Index: -1}})), "no change, same bytes")
+}
+
+func FuzzParseMessage(f *testing.F) {
+	f.Add([]byte("A: 1\r\n\r\nbody"))
+	f.Add([]byte("A: 1\n b\n\n"))
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		m, err := ParseMessage(raw, Envelope{})
+		if err != nil {
+			return
+		}
+		if got := m.Rewrite(nil, nil); string(got) != string(raw) {
+			t.Fatalf("rewrite without changes altered the message:\n%q\n%q", raw, got)
+		}
+	})
+}

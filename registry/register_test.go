@@ -1,0 +1,109 @@
+package registry
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type scanner struct{}
+
+func (scanner) ScanMessage(context.Context, *Message) (*ScanResult, error) {
+	return &ScanResult{Status: StatusClean}, nil
+}
+func (scanner) GetInfo() *PluginInfo { return &PluginInfo{Name: "scanner"} }
+
+type nothing struct{}
+
+func TestRegisterRefusesBadModules(t *testing.T) {
+	newScanner := func(struct{}, Host) (scanner, error) { return scanner{}, nil }
+	newNothing := func(struct{}, Host) (nothing, error) { return nothing{}, nil }
+	av := []PluginType{PluginTypeAntivirus}
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"uppercase name", eraseErr(Module[struct{}, scanner]{Name: "ClamAV", Types: av, New: newScanner}), "invalid name"},
+		{"space in name", eraseErr(Module[struct{}, scanner]{Name: "clam av", Types: av, New: newScanner}), "invalid name"},
+		{"empty name", eraseErr(Module[struct{}, scanner]{Types: av, New: newScanner}), "invalid name"},
+		{"reserved name", eraseErr(Module[struct{}, scanner]{Name: "directory", Types: av, New: newScanner}), "reserved"},
+		{"nil constructor", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av}), "nil constructor"},
+		{"no type", eraseErr(Module[struct{}, scanner]{Name: "x", New: newScanner}), "no plugin type"},
+		{"unknown type", eraseErr(Module[struct{}, scanner]{Name: "x", Types: []PluginType{"virus"}, New: newScanner}), `unknown plugin type "virus"`},
+		{"type not implemented", eraseErr(Module[struct{}, nothing]{Name: "x", Types: av, New: newNothing}),
+			`declares type "antivirus" but registry.nothing does not implement registry.AntivirusPlugin`},
+		{"dkim not implemented", eraseErr(Module[struct{}, scanner]{Name: "x", Types: []PluginType{PluginTypeDKIM}, New: newScanner}),
+			`does not implement registry.DKIMPlugin`},
+		{"stages without handler", eraseErr(Module[struct{}, nothing]{Name: "x", Types: []PluginType{PluginTypeCustom}, Stages: []Stage{PreQueue}, New: newNothing}),
+			"does not implement registry.StageHandler"},
+		{"stage twice", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{PreQueue, PreQueue}, New: newScanner}), "listed twice"},
+		{"bad stage", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{Stage(9)}, New: newScanner}), "unknown stage"},
+		{"after itself", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, After: []string{"x"}, New: newScanner}), "invalid ordering constraint"},
+		{"config not a struct", eraseErr(Module[int, scanner]{Name: "x", Types: av, New: func(int, Host) (scanner, error) { return scanner{}, nil }}), "is not a struct"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Error(t, tt.err)
+			assert.Contains(t, tt.err.Error(), tt.want)
+			assert.Contains(t, tt.err.Error(), "registered by example.com/plugin")
+		})
+	}
+}
+
+func eraseErr[C, P any](m Module[C, P]) error {
+	_, err := erase(m, "example.com/plugin")
+	return err
+}
+
+func TestAntivirusWithoutStageHandlerIsAdapted(t *testing.T) {
+	_, err := erase(Module[struct{}, scanner]{Name: "x", Types: []PluginType{PluginTypeAntivirus}, Stages: []Stage{PostReception},
+		New: func(struct{}, Host) (scanner, error) { return scanner{}, nil }}, "p")
+	assert.NoError(t, err)
+}
+
+func TestRegisterPanicsOnDuplicateNamingBothPackages(t *testing.T) {
+	m := Module[struct{}, scanner]{Name: "duplicate-test", Types: []PluginType{PluginTypeAntivirus},
+		New: func(struct{}, Host) (scanner, error) { return scanner{}, nil }}
+	Register(m)
+	t.Cleanup(func() { global.mu.Lock(); delete(global.modules, "duplicate-test"); global.mu.Unlock() })
+	info, ok := Lookup("duplicate-test")
+	require.True(t, ok)
+	assert.Equal(t, "github.com/elemta/elemta/registry", info.Package)
+
+	r := newRegistry()
+	first, err := erase(m, "example.com/first")
+	require.NoError(t, err)
+	require.NoError(t, r.add(first))
+	second, err := erase(m, "example.com/second")
+	require.NoError(t, err)
+	assert.EqualError(t, r.add(second),
+		`registry: plugin "duplicate-test" registered by example.com/second: already registered by example.com/first`)
+
+	assert.PanicsWithError(t,
+		`registry: plugin "duplicate-test" registered by github.com/elemta/elemta/registry: already registered by github.com/elemta/elemta/registry`,
+		func() { Register(m) })
+	assert.Panics(t, func() { Register(Module[struct{}, scanner]{Name: "Bad Name"}) })
+}
+
+func TestCheckManifest(t *testing.T) {
+	r := newRegistry()
+	mod, err := erase(Module[struct{}, scanner]{Name: "clamav", Types: []PluginType{PluginTypeAntivirus},
+		New: func(struct{}, Host) (scanner, error) { return scanner{}, nil }}, "p")
+	require.NoError(t, err)
+	require.NoError(t, r.add(mod))
+	assert.NoError(t, r.checkManifest([]string{"clamav"}))
+	err = r.checkManifest([]string{"clamav", "rspamd"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "plugins.yaml selects rspamd but no package registered that name (registered: clamav)")
+}
+
+func TestNilPluginFromConstructorIsAnError(t *testing.T) {
+	mod, err := erase(Module[struct{}, *scanner]{Name: "x", Types: []PluginType{PluginTypeAntivirus},
+		New: func(struct{}, Host) (*scanner, error) { return nil, nil }}, "p")
+	require.NoError(t, err)
+	_, err = mod.build(mod.newConfig(), Host{})
+	assert.EqualError(t, err, "constructor returned nil without an error")
+}
