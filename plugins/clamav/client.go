@@ -363,8 +363,8 @@ func parseScanReply(line string, id int) (*scanReply, error) {
 		return nil, replyError(line)
 	case line == "stream: OK":
 		return &scanReply{}, nil
-	case strings.HasPrefix(line, "stream: ") && strings.HasSuffix(line, " FOUND"):
-		name := strings.TrimSuffix(strings.TrimPrefix(line, "stream: "), " FOUND")
+	case len(line) > len("stream: ")+len(" FOUND") && strings.HasPrefix(line, "stream: ") && strings.HasSuffix(line, " FOUND"):
+		name := strings.TrimSpace(line[len("stream: ") : len(line)-len(" FOUND")])
 		if name == "" {
 			break
 		}

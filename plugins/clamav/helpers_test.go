@@ -1,0 +1,233 @@
+package clamav
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/elemta/elemta/registry"
+)
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// loadManager parses doc, loads its plugins and closes them at cleanup.
+func loadManager(t *testing.T, doc string, host registry.Host) *registry.Manager {
+	t.Helper()
+	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	if err != nil {
+		t.Fatalf("ParseConfig: %v", err)
+	}
+	m := registry.NewManager(cfg, registry.WithHost(host))
+	if err := m.LoadPlugins(context.Background()); err != nil {
+		t.Fatalf("LoadPlugins: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return m
+}
+
+// readMessage parses testdata/name.
+func readMessage(t testing.TB, name string) *registry.Message {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parse(t, raw)
+}
+
+func parse(t testing.TB, raw []byte) *registry.Message {
+	t.Helper()
+	m, err := registry.ParseMessage(raw, registry.Envelope{MailFrom: "alice@example.test", RcptTo: []string{"bob@example.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// sizedMessage returns a clean message of exactly n bytes (n >= 64).
+func sizedMessage(t testing.TB, n int) *registry.Message {
+	t.Helper()
+	head := "Subject: size test\r\n\r\n"
+	body := bytes.Repeat([]byte("abcdefghijklmnopqrstuvwxyz0123456789 the quick brown fox jumps\r\n"), n/64+1)
+	raw := append([]byte(head), body...)[:n]
+	return parse(t, raw)
+}
+
+// checkLeaks fails the test when goroutines started during it are still
+// running at its end (after a bounded wait for them to wind down).
+func checkLeaks(t *testing.T) {
+	t.Helper()
+	before := goroutines()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			var leaked []string
+			for id, stack := range goroutines() {
+				if _, ok := before[id]; !ok {
+					leaked = append(leaked, stack)
+				}
+			}
+			if len(leaked) == 0 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("%d goroutine(s) leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+}
+
+// goroutines returns every goroutine's stack by id, except the caller's.
+func goroutines() map[string]string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	out := map[string]string{}
+	for i, g := range strings.Split(string(buf), "\n\n") {
+		if i == 0 { // the calling goroutine
+			continue
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
+		out[id] = g
+	}
+	return out
+}
+
+// fakeClamd is a loopback listener whose behaviour the test picks, for
+// faults the real clamd cannot be made to show.
+type fakeClamd struct {
+	ln      net.Listener
+	handle  func(net.Conn)
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   []net.Conn
+	accepts int
+}
+
+func startFake(t *testing.T, handle func(net.Conn)) *fakeClamd {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeClamd{ln: ln, handle: handle}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.accepts++
+			f.mu.Unlock()
+			f.wg.Add(1)
+			go func() {
+				defer f.wg.Done()
+				defer c.Close()
+				f.handle(c)
+			}()
+		}
+	}()
+	t.Cleanup(f.close)
+	return f
+}
+
+func (f *fakeClamd) addr() string { return f.ln.Addr().String() }
+
+func (f *fakeClamd) acceptCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.accepts
+}
+
+func (f *fakeClamd) close() {
+	f.ln.Close()
+	f.mu.Lock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.mu.Unlock()
+	f.wg.Wait()
+}
+
+// closedPort returns a loopback address nothing listens on.
+func closedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// readCommand reads one NUL-terminated command ("zINSTREAM").
+func readCommand(c net.Conn) (string, error) {
+	var b []byte
+	one := make([]byte, 1)
+	for {
+		if _, err := c.Read(one); err != nil {
+			return string(b), err
+		}
+		if one[0] == 0 {
+			return string(b), nil
+		}
+		b = append(b, one[0])
+	}
+}
+
+// drainStream reads INSTREAM chunks up to the zero-length one and returns
+// how many data bytes came.
+func drainStream(c net.Conn) (int, error) {
+	total := 0
+	var hdr [4]byte
+	for {
+		if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			return total, err
+		}
+		n := int(uint32(hdr[0])<<24 | uint32(hdr[1])<<16 | uint32(hdr[2])<<8 | uint32(hdr[3]))
+		if n == 0 {
+			return total, nil
+		}
+		buf := make([]byte, n)
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return total, err
+		}
+		total += n
+	}
+}
