@@ -1,0 +1,203 @@
+// Package config loads Elemta's TOML config file: the [plugins] part through
+// registry.ParseConfig, every other top-level table strictly into the
+// host's own structs. Errors name the file, line and key, all at once.
+package config
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/elemta/elemta/registry"
+)
+
+// DefaultFile is the config file looked for in the working directory when
+// none is named.
+const DefaultFile = "elemta.toml"
+
+// EmbeddedName names the embedded default config in messages.
+const EmbeddedName = "(embedded default config)"
+
+//go:embed default.toml
+var defaultTOML []byte
+
+// Config is the whole config file.
+type Config struct {
+	// File is the path it was read from, or EmbeddedName.
+	File    string
+	Plugins *registry.Config
+	// Warnings are problems that do not stop startup.
+	Warnings []string
+}
+
+// hostDoc holds the top-level tables that belong to the host. [plugins] is
+// decoded by the registry; the field only keeps strict decoding from
+// calling it unknown.
+type hostDoc struct {
+	Plugins any `toml:"plugins"`
+}
+
+// hostTables lists the top-level tables a config file may have.
+var hostTables = []string{"plugins"}
+
+// Find returns the config to use: path when given, else ./elemta.toml when
+// it exists, else the embedded default.
+func Find(path string) (*Config, error) {
+	if path != "" {
+		return Load(path)
+	}
+	if _, err := os.Stat(DefaultFile); err == nil {
+		return Load(DefaultFile)
+	}
+	return Default()
+}
+
+// Load reads and parses the config file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Default returns the embedded default config, restricted to the plugins
+// compiled into this binary.
+func Default() (*Config, error) {
+	data, err := compiledInOnly(defaultTOML)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", EmbeddedName, err)
+	}
+	return Parse(EmbeddedName, data)
+}
+
+// DefaultTOML returns the embedded default config as written.
+func DefaultTOML() []byte { return bytes.Clone(defaultTOML) }
+
+// compiledInOnly drops from a config the plugins not compiled in: their
+// names in plugins.plugins and their [plugins.<name>] tables.
+func compiledInOnly(data []byte) ([]byte, error) {
+	var doc map[string]any
+	if err := toml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	plugins, _ := doc["plugins"].(map[string]any)
+	if plugins == nil {
+		return data, nil
+	}
+	if list, ok := plugins["plugins"].([]any); ok {
+		plugins["plugins"] = slices.DeleteFunc(list, func(v any) bool {
+			name, _ := v.(string)
+			_, ok := registry.Lookup(name)
+			return !ok
+		})
+	}
+	for k, v := range plugins {
+		if _, isTable := v.(map[string]any); isTable {
+			if _, ok := registry.Lookup(k); !ok {
+				delete(plugins, k)
+			}
+		}
+	}
+	out, err := toml.Marshal(doc)
+	if err != nil {
+		return nil, fmt.Errorf("encode: %w", err)
+	}
+	return out, nil
+}
+
+// Parse parses a config document; file names it in errors.
+func Parse(file string, data []byte) (*Config, error) {
+	var errs []error
+	pcfg, err := registry.ParseConfig(file, data)
+	if err != nil {
+		errs = append(errs, err)
+	}
+
+	var host hostDoc
+	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&host)
+	var sm *toml.StrictMissingError
+	switch {
+	case errors.As(err, &sm):
+		for _, e := range sm.Errors {
+			if k := e.Key(); len(k) > 0 && slices.Contains(hostTables, k[0]) {
+				continue
+			}
+			line, col := e.Position()
+			errs = append(errs, fmt.Errorf("%s:%d:%d: unknown top-level key %q (this binary knows: [%s])",
+				file, line, col, strings.Join(e.Key(), "."), strings.Join(hostTables, "], [")))
+		}
+	case err != nil && pcfg != nil: // the registry reported syntax errors already
+		errs = append(errs, positioned(file, err))
+	}
+
+	if pcfg != nil {
+		errs = append(errs, nestedUnknownKeys(file, data)...)
+		for _, name := range pcfg.Plugins {
+			settings, err := pcfg.Settings(name)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", file, err))
+				continue
+			}
+			if v, ok := settings.Value.(registry.Validator); ok {
+				if err := v.Validate(); err != nil {
+					errs = append(errs, fmt.Errorf("%s: [plugins.%s]: %w", file, name, err))
+				}
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &Config{File: file, Plugins: pcfg, Warnings: pcfg.Warnings}, nil
+}
+
+// nestedUnknownKeys reports unknown keys inside the nested tables and
+// arrays of tables of a plugin's config ([[plugins.x.rules]] patern = ...),
+// which registry.ParseConfig does not catch (it compares full key paths
+// with those of the common settings, which stop at the first level).
+func nestedUnknownKeys(file string, data []byte) []error {
+	var errs []error
+	for _, m := range registry.Modules() {
+		value, _ := registry.DefaultConfig(m.Name)
+		inner := reflect.StructOf([]reflect.StructField{{Name: "X", Type: reflect.TypeOf(value).Elem(), Tag: reflect.StructTag(fmt.Sprintf(`toml:%q`, m.Name))}})
+		outer := reflect.StructOf([]reflect.StructField{{Name: "Plugins", Type: inner, Tag: `toml:"plugins"`}})
+		doc := reflect.New(outer)
+		err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(doc.Interface())
+		var sm *toml.StrictMissingError
+		if !errors.As(err, &sm) {
+			continue // decode errors are the registry's to report
+		}
+		for _, e := range sm.Errors {
+			k := e.Key()
+			if len(k) <= 3 || k[0] != "plugins" || k[1] != m.Name {
+				continue
+			}
+			line, col := e.Position()
+			errs = append(errs, fmt.Errorf("%s:%d:%d: plugins.%s: unknown key %q in %s (see the plugin's README for its keys)",
+				file, line, col, m.Name, k[len(k)-1], strings.Join(k[:len(k)-1], ".")))
+		}
+	}
+	return errs
+}
+
+// positioned turns a go-toml error into "file:line:col: message".
+func positioned(file string, err error) error {
+	var de *toml.DecodeError
+	if errors.As(err, &de) {
+		line, col := de.Position()
+		msg := strings.TrimPrefix(de.Error(), "toml: ")
+		if k := de.Key(); len(k) > 0 {
+			msg = strings.Join(k, ".") + ": " + msg
+		}
+		return fmt.Errorf("%s:%d:%d: %s", file, line, col, msg)
+	}
+	return fmt.Errorf("%s: %w", file, err)
+}
