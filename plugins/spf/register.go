@@ -1,0 +1,92 @@
+package spf
+
+import (
+	"fmt"
+
+	"github.com/elemta/elemta/registry"
+)
+
+func init() {
+	registry.Register(registry.Module[Config, *Checker]{
+		Name:        "spf",
+		Version:     "1.0.0",
+		Description: "SPF (RFC 7208) check of the MAIL FROM and HELO identities, Received-SPF header",
+		Types:       []registry.PluginType{registry.PluginTypeSPF},
+		Stages:      []registry.Stage{registry.PreReception},
+		Config:      DefaultConfig,
+		New:         New,
+	})
+}
+
+// Limits of RFC 7208 §4.6.4.
+const (
+	// MaxLookupLimit is the most DNS-querying terms RFC 7208 allows (MUST be 10).
+	MaxLookupLimit = 10
+	// DefaultVoidLookupLimit is the RFC's suggested void lookup limit.
+	DefaultVoidLookupLimit = 2
+)
+
+// Config is the [plugins.spf] table.
+type Config struct {
+	// CheckHELO also checks the HELO identity (RFC 7208 §2.3) when HELO
+	// names a domain. Its result is recorded; actions apply to the MAIL
+	// FROM identity's result.
+	CheckHELO bool `toml:"check_helo"`
+	// LookupLimit caps the DNS-querying terms of one check (1..10).
+	LookupLimit int `toml:"lookup_limit"`
+	// VoidLookupLimit caps lookups that return no answer (0..10).
+	VoidLookupLimit int `toml:"void_lookup_limit"`
+	// The action for each MAIL FROM result (on_fail = "reject"): accept
+	// (the default: annotate only), quarantine, tempfail or reject. Flat
+	// keys rather than a sub-table, so a misspelt one is an error at
+	// startup (the registry's strict decoding does not reach into nested
+	// tables).
+	OnNone      registry.Action `toml:"on_none"`
+	OnNeutral   registry.Action `toml:"on_neutral"`
+	OnPass      registry.Action `toml:"on_pass"`
+	OnFail      registry.Action `toml:"on_fail"`
+	OnSoftFail  registry.Action `toml:"on_softfail"`
+	OnTempError registry.Action `toml:"on_temperror"`
+	OnPermError registry.Action `toml:"on_permerror"`
+}
+
+// Action returns the action configured for result.
+func (c Config) Action(result registry.AuthResult) registry.Action {
+	switch result {
+	case registry.AuthNone:
+		return c.OnNone
+	case registry.AuthNeutral:
+		return c.OnNeutral
+	case registry.AuthPass:
+		return c.OnPass
+	case registry.AuthFail:
+		return c.OnFail
+	case registry.AuthSoftFail:
+		return c.OnSoftFail
+	case registry.AuthTempError:
+		return c.OnTempError
+	case registry.AuthPermError:
+		return c.OnPermError
+	}
+	return registry.Accept
+}
+
+// DefaultConfig is the configuration of [plugins.spf] with no keys: both
+// identities checked, RFC limits, every result only annotated.
+func DefaultConfig() Config {
+	return Config{
+		CheckHELO:       true,
+		LookupLimit:     MaxLookupLimit,
+		VoidLookupLimit: DefaultVoidLookupLimit,
+	}
+}
+
+func (c Config) validate() error {
+	if c.LookupLimit < 1 || c.LookupLimit > MaxLookupLimit {
+		return fmt.Errorf("spf: lookup_limit = %d: must be between 1 and %d (RFC 7208 §4.6.4)", c.LookupLimit, MaxLookupLimit)
+	}
+	if c.VoidLookupLimit < 0 || c.VoidLookupLimit > MaxLookupLimit {
+		return fmt.Errorf("spf: void_lookup_limit = %d: must be between 0 and %d", c.VoidLookupLimit, MaxLookupLimit)
+	}
+	return nil
+}
