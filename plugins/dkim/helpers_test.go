@@ -124,3 +124,7 @@ func results(r *registry.DKIMResult) []registry.AuthResult {
 	}
 	return out
 }
+
+func newLogger(w *bytes.Buffer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
+
+func chmod(path string, mode os.FileMode) error { return os.Chmod(path, mode) }
