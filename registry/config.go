@@ -217,17 +217,23 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 	common = commonDoc.Field(0).Field(0).Interface().(commonSettings)
 	reflect.ValueOf(value).Elem().Set(ownDoc.Field(0).Field(0))
 
+	// A key the plugin's own struct does not know is unknown unless it is
+	// one of the common keys (whatever lies below them is theirs to check).
 	var errs []error
-	own := map[string]bool{}
 	for _, k := range missOwn {
-		own[strings.Join(k.key, ".")] = true
-	}
-	for _, k := range missCommon {
-		key := strings.Join(k.key, ".")
-		if strings.HasPrefix(key, prefix+".") && own[key] {
-			errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (plugin %s accepts: %s)",
-				file, k.line, k.col, prefix, k.key[len(k.key)-1], name, strings.Join(knownKeys(value), ", ")))
+		if len(k.key) < 3 || k.key[0] != "plugins" || k.key[1] != name {
+			continue
 		}
+		if !slices.ContainsFunc(missCommon, func(c missingKey) bool { return slices.Equal(c.key, k.key[:3]) }) {
+			continue // a common key: decoded above
+		}
+		if len(k.key) > 3 {
+			errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (see the README of plugin %s)",
+				file, k.line, k.col, strings.Join(k.key[:len(k.key)-1], "."), k.key[len(k.key)-1], name))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (plugin %s accepts: %s)",
+			file, k.line, k.col, prefix, k.key[len(k.key)-1], name, strings.Join(knownKeys(value), ", ")))
 	}
 
 	pc := &PluginConfig{Name: name, Timeout: defTimeout, Stages: m.Stages, Value: value}

@@ -16,7 +16,10 @@ type clamConfig struct {
 }
 
 type rspamdConfig struct {
-	URL string `toml:"url"`
+	URL   string `toml:"url"`
+	Rules []struct {
+		Pattern string `toml:"pattern"`
+	} `toml:"rules"`
 }
 
 type dkimConfig struct {
@@ -97,6 +100,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`cfg.toml:1:2: unknown key "plugins.sophos": no plugin "sophos" is compiled into this binary`}},
 		{"unknown plugins setting", "[plugins]\nenable = true\n",
 			[]string{`cfg.toml:2:1: unknown key "plugins.enable": no plugin "enable" is compiled into this binary, and it is not a [plugins] setting (enabled, directory`}},
+		{"unknown key in a nested table", "[plugins.rspamd]\nurl = \"u\"\n[[plugins.rspamd.rules]]\npattern = \"a\"\n[[plugins.rspamd.rules]]\npatern = \"b\"\n",
+			[]string{`cfg.toml:6:1: plugins.rspamd.rules: unknown key "patern" (see the README of plugin rspamd)`}},
 		{"listed twice", "[plugins]\nplugins = [\"spf\", \"spf\"]\n", []string{`plugins.plugins lists "spf" twice`}},
 		{"stage the plugin cannot run in", "[plugins.clamav]\nstages = [\"pre-queue\"]\n",
 			[]string{"plugins.clamav.stages: plugin clamav cannot run at pre-queue (it supports [post-reception])"}},
