@@ -225,7 +225,7 @@ func (f *Filter) result(rep *Report) *registry.Result {
 		}
 	}
 	if len(details) == 0 {
-		res.Details = fmt.Sprintf("no rule matched (%d parts, %d attachments, %d text bytes scanned)",
+		res.Details = fmt.Sprintf("no rule matched (parts: %d, attachments: %d, text bytes scanned: %d)",
 			rep.Parts, len(rep.Attachments), rep.DecodedBytes)
 	} else {
 		res.Details = strings.Join(details, "; ")

@@ -1,0 +1,20 @@
+// Command elemta is the Elemta mail transfer agent. Its plugins are
+// compiled in: gen/ blank-imports the ones plugins.yaml selects.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/elemta/elemta/cmd/elemta/cli"
+	"github.com/elemta/elemta/gen"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], gen.Manifest)
+	stop()
+	os.Exit(code)
+}
