@@ -1,0 +1,35 @@
+package authres
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/elemta/elemta/registry"
+)
+
+func init() {
+	registry.Register(registry.Module[Config, *Writer]{
+		Name:        "authres",
+		Version:     "1.0.0",
+		Description: "one Authentication-Results header (RFC 8601) from the SPF, DKIM, DMARC and ARC results; removes forged ones claiming our authserv-id",
+		Types:       []registry.PluginType{registry.PluginTypeCustom},
+		Stages:      []registry.Stage{registry.PostReception},
+		After:       []string{"spf", "dkim", "dmarc", "arc"},
+		Config:      func() Config { return Config{} },
+		New:         New,
+	})
+}
+
+// Config is the [plugins.authres] table.
+type Config struct {
+	// AuthservID names this server in the header (RFC 8601 §2.5); empty
+	// means the host's name (Host.Hostname).
+	AuthservID string `toml:"authserv_id"`
+}
+
+func (c Config) validate() error {
+	if strings.ContainsAny(c.AuthservID, " \t\r\n;()\"\\") {
+		return fmt.Errorf("authres: authserv_id = %q: must be a single token (no spaces, ';', parentheses, quotes or backslashes)", c.AuthservID)
+	}
+	return nil
+}
