@@ -3,11 +3,17 @@
 package gen
 
 import (
+	_ "github.com/elemta/elemta/plugins/authres"       // plugin authres
 	_ "github.com/elemta/elemta/plugins/contentfilter" // plugin contentfilter
+	_ "github.com/elemta/elemta/plugins/dmarc"         // plugin dmarc
+	_ "github.com/elemta/elemta/plugins/spf"           // plugin spf
 )
 
 // Manifest lists the plugins this binary must register (variant "default").
 // The binary checks at startup that each one did.
 var Manifest = []string{
+	"authres",
 	"contentfilter",
+	"dmarc",
+	"spf",
 }
