@@ -271,7 +271,7 @@ func TestPlugins(t *testing.T) {
 	}{
 		{name: "list", args: []string{"plugins", "list"}, code: cli.ExitAccept,
 			stdout: []string{"NAME", "ENABLED", "filter", "post-reception", "github.com/elemta/elemta/plugins/contentfilter"},
-			rows: map[string]string{"contentfilter": "yes", "testheaders": "no"}},
+			rows:   map[string]string{"contentfilter": "yes", "testheaders": "no"}},
 		{name: "list with config", args: []string{"plugins", "list", "--config", "testdata/verdicts.toml"}, code: cli.ExitAccept,
 			stdout: []string{"config: testdata/verdicts.toml"}, rows: map[string]string{"contentfilter": "yes", "testheaders": "yes"}},
 		{name: "test passes", args: []string{"plugins", "test", "contentfilter"}, code: cli.ExitAccept,
