@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"reflect"
 	"slices"
 	"strings"
 
@@ -139,7 +138,6 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 
 	if pcfg != nil {
-		errs = append(errs, nestedUnknownKeys(file, data)...)
 		for _, name := range pcfg.Plugins {
 			settings, err := pcfg.Settings(name)
 			if err != nil {
@@ -157,35 +155,6 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return &Config{File: file, Plugins: pcfg, Warnings: pcfg.Warnings}, nil
-}
-
-// nestedUnknownKeys reports unknown keys inside the nested tables and
-// arrays of tables of a plugin's config ([[plugins.x.rules]] patern = ...),
-// which registry.ParseConfig does not catch (it compares full key paths
-// with those of the common settings, which stop at the first level).
-func nestedUnknownKeys(file string, data []byte) []error {
-	var errs []error
-	for _, m := range registry.Modules() {
-		value, _ := registry.DefaultConfig(m.Name)
-		inner := reflect.StructOf([]reflect.StructField{{Name: "X", Type: reflect.TypeOf(value).Elem(), Tag: reflect.StructTag(fmt.Sprintf(`toml:%q`, m.Name))}})
-		outer := reflect.StructOf([]reflect.StructField{{Name: "Plugins", Type: inner, Tag: `toml:"plugins"`}})
-		doc := reflect.New(outer)
-		err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(doc.Interface())
-		var sm *toml.StrictMissingError
-		if !errors.As(err, &sm) {
-			continue // decode errors are the registry's to report
-		}
-		for _, e := range sm.Errors {
-			k := e.Key()
-			if len(k) <= 3 || k[0] != "plugins" || k[1] != m.Name {
-				continue
-			}
-			line, col := e.Position()
-			errs = append(errs, fmt.Errorf("%s:%d:%d: plugins.%s: unknown key %q in %s (see the plugin's README for its keys)",
-				file, line, col, m.Name, k[len(k)-1], strings.Join(k[:len(k)-1], ".")))
-		}
-	}
-	return errs
 }
 
 // positioned turns a go-toml error into "file:line:col: message".

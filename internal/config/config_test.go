@@ -20,7 +20,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown top-level table", toml: "[plugins]\nplugins = []\n\n[servr]\nport = 25\n",
 			want: []string{`c.toml:4:2: unknown top-level key "servr"`, "this binary knows: [plugins]"}},
 		{name: "unknown key in an array of tables", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n",
-			want: []string{`c.toml:5:1: plugins.contentfilter: unknown key "patern" in plugins.contentfilter.body_rules`}},
+			want: []string{`c.toml:5:1: plugins.contentfilter.body_rules: unknown key "patern"`}},
 		{name: "unknown plugin key", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_part = 3\n",
 			want: []string{"c.toml:4:1", `unknown key "max_part"`}},
 		{name: "wrong type", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_parts = \"many\"\n",

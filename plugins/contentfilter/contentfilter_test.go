@@ -392,6 +392,13 @@ header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "
 	}
 }
 
+func TestUnknownRuleKey(t *testing.T) {
+	_, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n"))
+	if err == nil || !strings.Contains(err.Error(), "test.toml:5:1") || !strings.Contains(err.Error(), `unknown key "patern"`) {
+		t.Fatalf("error %v, want one naming test.toml:5:1 and the key patern", err)
+	}
+}
+
 func TestContextCancelled(t *testing.T) {
 	f := newFilter(t, rulesTOML)
 	msg, _ := registry.ParseMessage([]byte(multipartMsg("b", textPart)), registry.Envelope{})
