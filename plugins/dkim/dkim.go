@@ -198,28 +198,20 @@ func classify(err error) (registry.AuthResult, string) {
 }
 
 // lookupTXT adapts the context-aware resolver to go-msgauth's LookupTXT
-// hook, which has no context: the lookup gets ctx, and the hook returns as
-// soon as ctx is done even if the resolver does not honour it.
+// hook, which has no context: every lookup runs under ctx, and none starts
+// once ctx is done. registry.Resolver promises to return when its context
+// is done, so a slow DNS server cannot hold verification past the plugin's
+// deadline.
 func (p *Plugin) lookupTXT(ctx context.Context) func(string) ([]string, error) {
 	return func(name string) ([]string, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, dnsError(name, err)
 		}
-		type answer struct {
-			txt []string
-			err error
+		txt, err := p.resolver.LookupTXT(ctx, name)
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
 		}
-		ch := make(chan answer, 1) // buffered: an abandoned lookup still finishes
-		go func() {
-			txt, err := p.resolver.LookupTXT(ctx, name)
-			ch <- answer{txt, err}
-		}()
-		select {
-		case a := <-ch:
-			return a.txt, dnsError(name, a.err)
-		case <-ctx.Done():
-			return nil, dnsError(name, ctx.Err())
-		}
+		return txt, dnsError(name, err)
 	}
 }
 
