@@ -38,9 +38,8 @@ type Config struct {
 	VoidLookupLimit int `toml:"void_lookup_limit"`
 	// The action for each MAIL FROM result (on_fail = "reject"): accept
 	// (the default: annotate only), quarantine, tempfail or reject. Flat
-	// keys rather than a sub-table, so a misspelt one is an error at
-	// startup (the registry's strict decoding does not reach into nested
-	// tables).
+	// keys next to the common on_error; a misspelt one is an error at
+	// startup.
 	OnNone      registry.Action `toml:"on_none"`
 	OnNeutral   registry.Action `toml:"on_neutral"`
 	OnPass      registry.Action `toml:"on_pass"`
