@@ -1,0 +1,116 @@
+package canon
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"strings"
+	"testing"
+
+	"github.com/emersion/go-msgauth/dkim"
+)
+
+func TestParse(t *testing.T) {
+	for _, tc := range []struct {
+		in         string
+		head, body Algorithm
+		err        bool
+	}{
+		{"", Simple, Simple, false},
+		{"relaxed", Relaxed, Simple, false},
+		{"relaxed/relaxed", Relaxed, Relaxed, false},
+		{"Simple/Relaxed", Simple, Relaxed, false},
+		{" relaxed/simple ", Relaxed, Simple, false},
+		{"nowsp/simple", "", "", true},
+		{"relaxed/loose", "", "", true},
+	} {
+		h, b, err := Parse(tc.in)
+		if (err != nil) != tc.err || h != tc.head || b != tc.body {
+			t.Errorf("Parse(%q) = %q, %q, %v", tc.in, h, b, err)
+		}
+	}
+}
+
+func TestHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name, field     string
+		simple, relaxed string
+	}{
+		// RFC 6376 §3.4.5
+		{"rfc example A", "A: X\r\n", "A: X\r\n", "a:X\r\n"},
+		{"rfc example B", "B : Y\t\r\n\tZ  \r\n", "B : Y\t\r\n\tZ  \r\n", "b:Y Z\r\n"},
+		{"bare LF", "Subject: hi\n there\n", "Subject: hi\r\n there\r\n", "subject:hi there\r\n"},
+		{"no line end", "To: a@b", "To: a@b\r\n", "to:a@b\r\n"},
+		{"empty value", "X-Empty:\r\n", "X-Empty:\r\n", "x-empty:\r\n"},
+		{"only spaces", "X-Sp:   \t \r\n", "X-Sp:   \t \r\n", "x-sp:\r\n"},
+		{"colon in value", "Date: Wed, 25 Nov 2026 12:00:00 +0000\r\n", "Date: Wed, 25 Nov 2026 12:00:00 +0000\r\n", "date:Wed, 25 Nov 2026 12:00:00 +0000\r\n"},
+		{"inner runs", "Subject:  a \t b\r\n", "Subject:  a \t b\r\n", "subject:a b\r\n"},
+		{"fold straight after colon", "DKIM-Signature:\r\n v=1; a=x\r\n", "DKIM-Signature:\r\n v=1; a=x\r\n", "dkim-signature:v=1; a=x\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(Header(Simple, []byte(tc.field))); got != tc.simple {
+				t.Errorf("simple: %q, want %q", got, tc.simple)
+			}
+			if got := string(Header(Relaxed, []byte(tc.field))); got != tc.relaxed {
+				t.Errorf("relaxed: %q, want %q", got, tc.relaxed)
+			}
+		})
+	}
+}
+
+var bodies = []struct {
+	name, body      string
+	simple, relaxed string
+}{
+	// RFC 6376 §3.4.5
+	{"rfc example", " C \r\nD \t E\r\n\r\n\r\n", " C \r\nD \t E\r\n", " C\r\nD E\r\n"},
+	{"empty", "", "\r\n", ""},
+	{"one CRLF", "\r\n", "\r\n", ""},
+	{"only blank lines", "\r\n\r\n\r\n", "\r\n", ""},
+	{"white-space lines", "  \r\n\t\r\n", "  \r\n\t\r\n", ""},
+	{"no final CRLF", "abc", "abc\r\n", "abc\r\n"},
+	{"no final CRLF after spaces", "abc  ", "abc  \r\n", "abc\r\n"},
+	{"bare LF", "a\nb\n\n", "a\r\nb\r\n", "a\r\nb\r\n"},
+	{"inner blank lines kept", "a\r\n\r\n\r\nb\r\n", "a\r\n\r\n\r\nb\r\n", "a\r\n\r\n\r\nb\r\n"},
+	{"blank line of spaces inside", "a\r\n \r\nb\r\n", "a\r\n \r\nb\r\n", "a\r\n\r\nb\r\n"},
+	{"leading space kept", "  x\r\n", "  x\r\n", " x\r\n"},
+	{"tabs", "a\t\tb\t\r\n", "a\t\tb\t\r\n", "a b\r\n"},
+}
+
+func TestBody(t *testing.T) {
+	for _, tc := range bodies {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := string(BodyBytes(Simple, []byte(tc.body))); got != tc.simple {
+				t.Errorf("simple: %q, want %q", got, tc.simple)
+			}
+			if got := string(BodyBytes(Relaxed, []byte(tc.body))); got != tc.relaxed {
+				t.Errorf("relaxed: %q, want %q", got, tc.relaxed)
+			}
+		})
+	}
+}
+
+// TestBodyHashMatchesGoMsgauth checks every body above against an
+// independent implementation: the bh= that go-msgauth's signer computes is
+// the SHA-256 of its canonical body.
+func TestBodyHashMatchesGoMsgauth(t *testing.T) {
+	key := ed25519.NewKeyFromSeed(make([]byte, 32))
+	for _, tc := range bodies {
+		for _, a := range []Algorithm{Simple, Relaxed} {
+			t.Run(tc.name+"/"+string(a), func(t *testing.T) {
+				msg := "From: a@example.com\r\n\r\n" + tc.body
+				var out bytes.Buffer
+				err := dkim.Sign(&out, strings.NewReader(msg), &dkim.SignOptions{Domain: "example.com", Selector: "s", Signer: key,
+					HeaderCanonicalization: dkim.Canonicalization(a), BodyCanonicalization: dkim.Canonicalization(a)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				sum := sha256.Sum256(BodyBytes(a, []byte(tc.body)))
+				if want := "bh=" + base64.StdEncoding.EncodeToString(sum[:]); !strings.Contains(strings.Join(strings.Fields(out.String()), ""), want) {
+					t.Fatalf("go-msgauth's bh= differs from ours (%s):\n%s", want, out.String())
+				}
+			})
+		}
+	}
+}
