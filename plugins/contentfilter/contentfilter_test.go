@@ -436,3 +436,36 @@ func FuzzInspect(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkInspect(b *testing.B) {
+	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc, _ := cfg.Settings("contentfilter")
+	f, err := New(*pc.Value.(*Config), registry.Host{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tests := []struct{ name, raw string }{
+		{"plain", "Subject: hello\r\n\r\n" + strings.Repeat("Just a normal line of text.\r\n", 40)},
+		{"multipart", multipartMsg("b", textPart,
+			"Content-Type: text/html\r\nContent-Transfer-Encoding: base64\r\n\r\n"+base64.StdEncoding.EncodeToString([]byte(strings.Repeat("<p>hello</p>", 100)))+"\r\n",
+			"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\n%PDF-1.4\r\n")},
+	}
+	for _, tt := range tests {
+		msg, err := registry.ParseMessage([]byte(tt.raw), registry.Envelope{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(tt.raw)))
+			for b.Loop() {
+				if _, err := f.Inspect(context.Background(), msg); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
