@@ -11,11 +11,6 @@ import (
 	"time"
 )
 
-// leakWait bounds how long goroutines get to finish after Close: a closed
-// plugin's goroutines exit on their own schedule, so the check waits for
-// the condition rather than sleeping a fixed time.
-const leakWait = 5 * time.Second
-
 // goroutines returns the stacks of every goroutine by id.
 func goroutines() map[string]string {
 	buf := make([]byte, 1<<20)
@@ -71,10 +66,12 @@ func leaked(before map[string]string) []string {
 }
 
 // requireNoLeak fails t when goroutines started since before are still
-// running leakWait after the call, listing their stacks.
-func requireNoLeak(t *testing.T, before map[string]string) {
+// running wait after the call, listing their stacks. A closed plugin's
+// goroutines exit on their own schedule, so the check waits for the
+// condition (polling) rather than sleeping a fixed time.
+func requireNoLeak(t *testing.T, before map[string]string, wait time.Duration) {
 	t.Helper()
-	deadline := time.NewTimer(leakWait)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
@@ -87,7 +84,7 @@ func requireNoLeak(t *testing.T, before map[string]string) {
 		case <-tick.C:
 		case <-deadline.C:
 			t.Fatalf("%d goroutine(s) still running %v after Close; every goroutine a plugin starts must end when it is closed:\n\n%s",
-				len(left), leakWait, strings.Join(left, "\n\n"))
+				len(left), wait, strings.Join(left, "\n\n"))
 		}
 	}
 }

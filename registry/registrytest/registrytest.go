@@ -39,6 +39,7 @@ import (
 	"net/netip"
 	"reflect"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -81,6 +82,9 @@ type Options struct {
 	// whose test double refuses them on purpose). Panics and timeouts are
 	// never accepted.
 	AllowErrors bool
+	// LeakWait is how long goroutines get to end after Close before the
+	// plugin is said to leak them (default 5s).
+	LeakWait time.Duration
 	// Offline skips the checks that start the plugin (lifecycle,
 	// concurrent-messages, cancellation): for plugins whose service is not
 	// available to this test.
@@ -100,6 +104,9 @@ func (o *Options) defaults() {
 	}
 	if o.CancelWithin <= 0 {
 		o.CancelWithin = 2 * time.Second
+	}
+	if o.LeakWait <= 0 {
+		o.LeakWait = 5 * time.Second
 	}
 }
 
@@ -194,7 +201,7 @@ func (k *kit[C, P]) build(t *testing.T, cfg C) P {
 
 func (k *kit[C, P]) defaultConfig(t *testing.T) {
 	p := k.build(t, k.defaults(t))
-	defer closeQuietly(p)
+	defer closeChecked(t, p, "Close without Start")
 	if v, ok := any(p).(registry.Validator); ok {
 		assert.NoError(t, v.Validate(), "Validate rejects the plugin's own default config")
 	}
@@ -217,9 +224,9 @@ func (k *kit[C, P]) closeWithoutStart(t *testing.T) {
 		t.Log("no Close method: nothing to check")
 		return
 	}
-	assert.NotPanics(t, func() { assert.NoError(t, c.Close(), "Close without Start") })
-	assert.NotPanics(t, func() { assert.NoError(t, c.Close(), "second Close") })
-	requireNoLeak(t, before)
+	closeChecked(t, c, "Close without Start")
+	closeChecked(t, c, "second Close without Start")
+	requireNoLeak(t, before, k.opts.LeakWait)
 }
 
 // config parses the [plugins] document for the plugin with table body.
@@ -249,9 +256,9 @@ func (k *kit[C, P]) lifecycle(t *testing.T) {
 	assert.NoError(t, m.HealthCheck(ctx, k.name), "health check")
 	assert.NoError(t, m.Close(), "Close after Start")
 	if c, ok := impl.(registry.Closer); ok {
-		assert.NotPanics(t, func() { assert.NoError(t, c.Close(), "second Close after Start") })
+		closeChecked(t, c, "second Close after Start")
 	}
-	requireNoLeak(t, before)
+	requireNoLeak(t, before, k.opts.LeakWait)
 }
 
 func (k *kit[C, P]) concurrentMessages(t *testing.T) {
@@ -266,7 +273,7 @@ func (k *kit[C, P]) concurrentMessages(t *testing.T) {
 	m := k.load(t, k.opts.Config)
 	defer func() {
 		assert.NoError(t, m.Close())
-		requireNoLeak(t, before)
+		requireNoLeak(t, before, k.opts.LeakWait)
 	}()
 
 	msgs := k.opts.Messages
@@ -348,7 +355,7 @@ func (k *kit[C, P]) cancellation(t *testing.T) {
 	m := k.load(t, body)
 	defer func() {
 		assert.NoError(t, m.Close())
-		requireNoLeak(t, before)
+		requireNoLeak(t, before, k.opts.LeakWait)
 	}()
 	impl, _ := m.Plugin(k.name)
 	msg, err := registry.ParseMessage(k.opts.Messages[0], *k.opts.Envelope)
@@ -390,10 +397,23 @@ func (k *kit[C, P]) cancellation(t *testing.T) {
 	}
 }
 
-func closeQuietly(p any) {
-	if c, ok := p.(registry.Closer); ok {
-		_ = c.Close()
+// closeChecked calls p.Close, if p has one, and reports an error or a
+// panic as a test failure naming what was being done.
+func closeChecked(t *testing.T, p any, what string) {
+	t.Helper()
+	c, ok := p.(registry.Closer)
+	if !ok {
+		return
 	}
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("panic: %v\n%s", r, debug.Stack())
+			}
+		}()
+		return c.Close()
+	}()
+	assert.NoError(t, err, what)
 }
 
 func isNil(p any) bool {

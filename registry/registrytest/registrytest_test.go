@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -135,7 +136,11 @@ func TestFixture(t *testing.T) {
 	if name == "" {
 		t.Skip("run by TestKit")
 	}
-	registrytest.Run(t, "kit-"+name, fixtures[name], registrytest.Options{Config: `word = "hello"`})
+	registrytest.Run(t, "kit-"+name, fixtures[name], registrytest.Options{
+		Config:       "word = \"hello\"\ntimeout = \"300ms\"",
+		CancelWithin: time.Second,
+		LeakWait:     time.Second,
+	})
 }
 
 func TestKit(t *testing.T) {
@@ -150,9 +155,9 @@ func TestKit(t *testing.T) {
 	}{
 		{fixture: "good", pass: true},
 		{fixture: "leaky", want: []string{"--- FAIL: TestFixture/lifecycle", "goroutine(s) still running", "after Close"}},
-		{fixture: "idlepanics", want: []string{"--- FAIL: TestFixture/close-without-start", "close of nil channel"}},
-		{fixture: "deaf", want: []string{"--- FAIL: TestFixture/cancellation/cancelled-before", "still working", "after its context was cancelled"}},
-		{fixture: "failing", want: []string{"--- FAIL: TestFixture/concurrent-messages", "error: refused"}},
+		{fixture: "idlepanics", want: []string{"--- FAIL: TestFixture/close-without-start", "Close without Start", "panic: close of nil channel"}},
+		{fixture: "deaf", want: []string{"--- FAIL: TestFixture/concurrent-messages", "timed out after", "--- FAIL: TestFixture/cancellation/cancelled-before", "still working", "after its context was cancelled"}},
+		{fixture: "failing", want: []string{"--- FAIL: TestFixture/concurrent-messages", "refused (set Options.AllowErrors"}},
 		{fixture: "strict", want: []string{"--- FAIL: TestFixture/default-config", "Validate rejects the plugin's own default config", "word is required"}},
 		{fixture: "nodesc", want: []string{"--- FAIL: TestFixture/metadata", "Module.Description"}},
 		{fixture: "racy", race: true, want: []string{"WARNING: DATA RACE"}},
