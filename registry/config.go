@@ -31,7 +31,9 @@ const (
 //
 // Every [plugins.<name>] table is decoded strictly into the plugin's own
 // config type; `timeout`, `on_error` and `stages` are understood for every
-// plugin by the executor.
+// plugin by the executor. A config type whose pointer implements Validator
+// is validated here, so `elemta config check` catches what decoding cannot
+// without building the plugin.
 type Config struct {
 	// File names the config file in error messages.
 	File string
@@ -234,6 +236,12 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 		}
 		errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (plugin %s accepts: %s)",
 			file, k.line, k.col, prefix, k.key[len(k.key)-1], name, strings.Join(knownKeys(value), ", ")))
+	}
+
+	if v, ok := value.(Validator); ok {
+		if err := v.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: [%s]: %w", file, prefix, err))
+		}
 	}
 
 	pc := &PluginConfig{Name: name, Timeout: defTimeout, Stages: m.Stages, Value: value}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -13,6 +14,13 @@ type clamConfig struct {
 	Socket  string   `toml:"socket"`
 	Timeout Duration `toml:"timeout"`
 	Chunk   int      `toml:"chunk_size"`
+}
+
+func (c *clamConfig) Validate() error {
+	if c.Chunk > 1<<20 {
+		return fmt.Errorf("chunk_size %d is over the 1 MiB limit", c.Chunk)
+	}
+	return nil
 }
 
 type rspamdConfig struct {
@@ -102,6 +110,8 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`cfg.toml:2:1: unknown key "plugins.enable": no plugin "enable" is compiled into this binary, and it is not a [plugins] setting (enabled, directory`}},
 		{"unknown key in a nested table", "[plugins.rspamd]\nurl = \"u\"\n[[plugins.rspamd.rules]]\npattern = \"a\"\n[[plugins.rspamd.rules]]\npatern = \"b\"\n",
 			[]string{`cfg.toml:6:1: plugins.rspamd.rules: unknown key "patern" (see the README of plugin rspamd)`}},
+		{"config value validation", "[plugins.clamav]\nchunk_size = 2000000\n",
+			[]string{"cfg.toml: [plugins.clamav]: chunk_size 2000000 is over the 1 MiB limit"}},
 		{"listed twice", "[plugins]\nplugins = [\"spf\", \"spf\"]\n", []string{`plugins.plugins lists "spf" twice`}},
 		{"stage the plugin cannot run in", "[plugins.clamav]\nstages = [\"pre-queue\"]\n",
 			[]string{"plugins.clamav.stages: plugin clamav cannot run at pre-queue (it supports [post-reception])"}},

@@ -137,20 +137,6 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, positioned(file, err))
 	}
 
-	if pcfg != nil {
-		for _, name := range pcfg.Plugins {
-			settings, err := pcfg.Settings(name)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", file, err))
-				continue
-			}
-			if v, ok := settings.Value.(registry.Validator); ok {
-				if err := v.Validate(); err != nil {
-					errs = append(errs, fmt.Errorf("%s: [plugins.%s]: %w", file, name, err))
-				}
-			}
-		}
-	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
