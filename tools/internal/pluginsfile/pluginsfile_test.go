@@ -125,7 +125,7 @@ func TestRenderMain(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "main", f.Name.Name)
 	s := string(src)
-	assert.Contains(t, s, "os.Exit(cli.Main(manifest))")
+	assert.Contains(t, s, "code := cli.Main(ctx, os.Args[1:], manifest)")
 	assert.Contains(t, s, "var manifest = []string{\n\t\"alpha\",\n\t\"zeta\",\n}")
 	assert.Less(t, strings.Index(s, `_ "example.com/cli"`), strings.Index(s, `_ "github.com/elemta/elemta/plugins/alpha"`))
 }

@@ -19,8 +19,10 @@ type Source struct {
 	// Plugins are blank-imported; their names form the manifest.
 	Plugins []Plugin
 	// Main, when not empty, is the import path of a package with a
-	// Main(manifest []string) int function; the file then gets a main
-	// function that exits with its result.
+	// Main(ctx context.Context, args []string, manifest []string) int
+	// function (the core's cmd/elemta/cli); the file then gets a main
+	// function that calls it with os.Args[1:], cancels ctx on SIGINT and
+	// SIGTERM, and exits with its result.
 	Main string
 }
 
@@ -45,7 +47,7 @@ func Render(s Source) ([]byte, error) {
 	if s.Main != "" || len(plugins) > 0 {
 		b.WriteString("import (\n")
 		if s.Main != "" {
-			fmt.Fprintf(&b, "\t\"os\"\n\n\tcli %q\n", s.Main)
+			fmt.Fprintf(&b, "\t\"context\"\n\t\"os\"\n\t\"os/signal\"\n\t\"syscall\"\n\n\tcli %q\n", s.Main)
 			if len(plugins) > 0 {
 				b.WriteString("\n")
 			}
@@ -70,7 +72,14 @@ func Render(s Source) ([]byte, error) {
 	}
 	b.WriteString("}\n")
 	if s.Main != "" {
-		fmt.Fprintf(&b, "\nfunc main() { os.Exit(cli.Main(%s)) }\n", manifestVar)
+		fmt.Fprintf(&b, `
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], %s)
+	stop()
+	os.Exit(code)
+}
+`, manifestVar)
 	}
 	out, err := format.Source([]byte(b.String()))
 	if err != nil {

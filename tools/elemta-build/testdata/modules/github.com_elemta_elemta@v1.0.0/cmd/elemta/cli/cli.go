@@ -2,6 +2,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,15 +11,15 @@ import (
 	"github.com/elemta/elemta/reg"
 )
 
-// Main checks the manifest, then answers "plugins list --json".
-func Main(manifest []string) int {
+// Main has the signature of the real cli.Main. It checks the manifest, then answers "plugins list --json".
+func Main(ctx context.Context, args []string, manifest []string) int {
 	for _, n := range manifest {
 		if !slices.Contains(reg.Names(), n) {
 			fmt.Fprintf(os.Stderr, "manifest names %q but no package registered it (registered: %v)\n", n, reg.Names())
 			return 1
 		}
 	}
-	if len(os.Args) == 4 && os.Args[1] == "plugins" && os.Args[2] == "list" && os.Args[3] == "--json" {
+	if len(args) == 3 && args[0] == "plugins" && args[1] == "list" && args[2] == "--json" {
 		type entry struct {
 			Name string `json:"name"`
 		}
