@@ -1,0 +1,19 @@
+package clamav
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/registry/registrytest"
+)
+
+// TestContract runs the registry's contract kit against the real clamd,
+// with a server that accepts and never answers for the cancellation check.
+func TestContract(t *testing.T) {
+	tcp := testenv.Require(t, testenv.Clamd)
+	registrytest.Run(t, "clamav", New, registrytest.Options{
+		Config:     fmt.Sprintf("servers = [%q]", tcp),
+		SlowConfig: fmt.Sprintf("servers = [%q]\ntimeout = 60", registrytest.Blackhole(t)),
+	})
+}
