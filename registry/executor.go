@@ -144,7 +144,7 @@ func (m *Manager) runOne(ctx, tctx context.Context, stage Stage, pc *ProcessingC
 	case <-tctx.Done():
 		res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, tctx.Err())}
 	}
-	if res.Err != nil && errors.Is(tctx.Err(), context.DeadlineExceeded) && ctx.Err() == nil {
+	if res.Err != nil && deadlinePassed(tctx) && ctx.Err() == nil {
 		res.TimedOut = true
 		res.Err = fmt.Errorf("plugin %s: %w after %v: %w", inst.name, ErrTimeout, inst.settings.Timeout, res.Err)
 	}
@@ -175,6 +175,17 @@ func (inst *instance) call(ctx context.Context, stage Stage, pc *ProcessingConte
 		res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, err)}
 	}
 	done <- res
+}
+
+// deadlinePassed reports whether ctx's deadline has come, even if its timer
+// has not fired yet: a plugin whose own I/O deadline equals ctx's can fail
+// a few microseconds earlier, and that is still a timeout.
+func deadlinePassed(ctx context.Context) bool {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return true
+	}
+	d, ok := ctx.Deadline()
+	return ok && !time.Now().Before(d)
 }
 
 func onErrorVerdict(a Action) Verdict {
