@@ -4,8 +4,11 @@ package gen
 
 import (
 	_ "github.com/elemta/elemta/plugins/authres"       // plugin authres
+	_ "github.com/elemta/elemta/plugins/clamav"        // plugin clamav
 	_ "github.com/elemta/elemta/plugins/contentfilter" // plugin contentfilter
+	_ "github.com/elemta/elemta/plugins/dkim"          // plugin dkim
 	_ "github.com/elemta/elemta/plugins/dmarc"         // plugin dmarc
+	_ "github.com/elemta/elemta/plugins/rspamd"        // plugin rspamd
 	_ "github.com/elemta/elemta/plugins/spf"           // plugin spf
 )
 
@@ -13,7 +16,10 @@ import (
 // The binary checks at startup that each one did.
 var Manifest = []string{
 	"authres",
+	"clamav",
 	"contentfilter",
+	"dkim",
 	"dmarc",
+	"rspamd",
 	"spf",
 }
