@@ -150,7 +150,7 @@ func build(ctx context.Context, o options) (*result, error) {
 	if o.check && crossCompiling() {
 		fmt.Fprintf(o.log, "elemta-build: %s: cross-compiled, not running `plugins list` to check the plugins\n", o.output)
 	} else if o.check {
-		if err := checkBinary(ctx, out, res.Plugins); err != nil {
+		if err := checkBinary(ctx, out, dir, res.Plugins); err != nil {
 			return nil, fmt.Errorf("variant %s: %w", variantName(o.variant), err)
 		}
 	}
@@ -421,9 +421,11 @@ type listedPlugin struct {
 
 // checkBinary runs the binary's plugin list and compares it with want. The
 // binary itself refuses to start when a manifest name did not register, so
-// a failing run is reported with its output.
-func checkBinary(ctx context.Context, bin string, want []string) error {
+// a failing run is reported with its output. It runs in dir, away from any
+// ./elemta.toml of the caller, so the binary uses its embedded config.
+func checkBinary(ctx context.Context, bin, dir string, want []string) error {
 	cmd := exec.CommandContext(ctx, bin, "plugins", "list", "--json")
+	cmd.Dir = dir
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
