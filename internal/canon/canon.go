@@ -60,7 +60,7 @@ func relaxedHeader(field []byte) []byte {
 		return append(out, "\r\n"...)
 	}
 	out = append(out, ':')
-	space := false
+	space, started := false, false
 	for _, c := range value {
 		switch c {
 		case '\r', '\n':
@@ -69,10 +69,10 @@ func relaxedHeader(field []byte) []byte {
 			space = true
 			continue
 		}
-		if space && out[len(out)-1] != ':' {
+		if space && started { // white space after the colon goes, inner runs become one space
 			out = append(out, ' ')
 		}
-		space = false
+		space, started = false, true
 		out = append(out, c)
 	}
 	return append(out, "\r\n"...)

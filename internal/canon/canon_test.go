@@ -45,6 +45,7 @@ func TestHeader(t *testing.T) {
 		{"empty value", "X-Empty:\r\n", "X-Empty:\r\n", "x-empty:\r\n"},
 		{"only spaces", "X-Sp:   \t \r\n", "X-Sp:   \t \r\n", "x-sp:\r\n"},
 		{"colon in value", "Date: Wed, 25 Nov 2026 12:00:00 +0000\r\n", "Date: Wed, 25 Nov 2026 12:00:00 +0000\r\n", "date:Wed, 25 Nov 2026 12:00:00 +0000\r\n"},
+		{"colons with spaces in value", "X-H: a : b :c\r\n", "X-H: a : b :c\r\n", "x-h:a : b :c\r\n"},
 		{"inner runs", "Subject:  a \t b\r\n", "Subject:  a \t b\r\n", "subject:a b\r\n"},
 		{"fold straight after colon", "DKIM-Signature:\r\n v=1; a=x\r\n", "DKIM-Signature:\r\n v=1; a=x\r\n", "dkim-signature:v=1; a=x\r\n"},
 	} {
