@@ -27,10 +27,12 @@ import (
 // Variables set by tools/testenv/start.sh.
 const (
 	DNS          = "ELEMTA_TEST_DNS"               // host:port of the authoritative test DNS (udp+tcp)
+	DNS6         = "ELEMTA_TEST_DNS6"              // the same DNS over IPv6: [::1]:port
 	Clamd        = "ELEMTA_TEST_CLAMD"             // host:port of clamd
 	ClamdSocket  = "ELEMTA_TEST_CLAMD_SOCKET"      // path of clamd's unix socket
 	Rspamd       = "ELEMTA_TEST_RSPAMD"            // base URL of rspamd's normal worker
 	RspamdCtl    = "ELEMTA_TEST_RSPAMD_CONTROLLER" // base URL of rspamd's controller worker
+	RspamdProxy  = "ELEMTA_TEST_RSPAMD_PROXY"      // host:port of rspamd's proxy (milter) worker
 	Redis        = "ELEMTA_TEST_REDIS"             // host:port of redis
 	Keys         = "ELEMTA_TEST_KEYS"              // directory holding the DKIM test keys
 	StateDir     = "ELEMTA_TESTENV_DIR"            // state directory of the test environment
