@@ -209,7 +209,9 @@ func (k *kit[C, P]) defaultConfig(t *testing.T) {
 
 func (k *kit[C, P]) unknownKey(t *testing.T) {
 	const key = "no_such_key_registrytest"
-	doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s\n%s = 1\n", k.name, k.name, k.opts.Config, key)
+	// The key goes first: Options.Config may end inside a sub-table
+	// ([[plugins.<name>.rules]]) where it would land otherwise.
+	doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s = 1\n%s\n", k.name, k.name, key, k.opts.Config)
 	_, err := registry.ParseConfig("registrytest.toml", []byte(doc))
 	require.Error(t, err, "an unknown key in [plugins.%s] must be an error (is the config type a map, or has it an inline catch-all?)", k.name)
 	assert.Contains(t, err.Error(), key, "the error must name the unknown key")

@@ -287,3 +287,19 @@ func TestBuildEnv(t *testing.T) {
 	env := buildEnv([]string{"HOME=/h", "GOWORK=/w/go.work", "GOFLAGS=-buildvcs=false -mod=vendor", "GOPROXY=off"})
 	assert.Equal(t, []string{"HOME=/h", "GOPROXY=off", "GOWORK=off", "GOFLAGS=-buildvcs=false -mod=mod"}, env)
 }
+
+func TestRunKeep(t *testing.T) {
+	fakeProxy(t)
+	cfg := writeConfig(t, "plugins:\n  - name: good\n    module: example.com/good\n    version: v1.0.0\n")
+	var stdout, stderr bytes.Buffer
+	out := filepath.Join(t.TempDir(), "elemta")
+	code := run(context.Background(), []string{"-config", cfg, "-core-version", "v1.0.0", "-keep", "-o", out}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	_, kept, ok := strings.Cut(stdout.String(), "build module kept in ")
+	require.True(t, ok, stdout.String())
+	kept = strings.TrimSpace(kept)
+	t.Cleanup(func() { os.RemoveAll(kept) })
+	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
+		assert.FileExists(t, filepath.Join(kept, f))
+	}
+}
