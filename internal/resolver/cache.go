@@ -24,6 +24,7 @@ type result struct {
 	rrs    []dns.RR
 	rcode  int // dns.RcodeSuccess or dns.RcodeNameError
 	server string
+	cname  string // no records: the end of the CNAME chain, if the answer had one
 }
 
 type cacheEntry struct {

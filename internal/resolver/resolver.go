@@ -262,8 +262,7 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) ([]dns
 }
 
 // lookup resolves name/qtype through the static zone, the cache and the
-// network, following CNAMEs within the static zone (a server follows them
-// itself). The records returned are shared with the cache: read them, never
+// network, following CNAMEs across all three (at most maxCNAMEHops). The records returned are shared with the cache: read them, never
 // modify them.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	if err := ctx.Err(); err != nil {
@@ -289,9 +288,16 @@ func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns
 		if err != nil {
 			return nil, err
 		}
+		if res.cname != "" && res.rcode == dns.RcodeSuccess && len(res.rrs) == 0 {
+			// The server gave a CNAME chain without chasing it to its end
+			// (an authoritative server with the target elsewhere, or
+			// unbound's local data): continue with the target.
+			qname = res.cname
+			continue
+		}
 		return answerOf(name, res)
 	}
-	return nil, &net.DNSError{Err: "too many CNAME hops in the static zone", Name: name, Server: "static"}
+	return nil, &net.DNSError{Err: "too many CNAME hops", Name: name}
 }
 
 func answerOf(name string, res *result) ([]dns.RR, error) {
@@ -431,12 +437,24 @@ func (r *Resolver) interpret(resp *dns.Msg, key cacheKey, server string) (*resul
 		name = next
 	}
 	if len(res.rrs) == 0 {
-		neg := r.negTTL
+		var soa *dns.SOA
 		for _, rr := range resp.Ns {
-			if soa, ok := rr.(*dns.SOA); ok {
-				neg = time.Duration(min(soa.Hdr.Ttl, soa.Minttl)) * time.Second
+			if s, ok := rr.(*dns.SOA); ok {
+				soa = s
 				break
 			}
+		}
+		if name != key.name {
+			res.cname = dns.CanonicalName(name)
+			if soa == nil && res.rcode == dns.RcodeSuccess {
+				// only a CNAME chain, nothing said about its target:
+				// a positive answer about the CNAMEs
+				return res, r.clamp(time.Duration(ttl) * time.Second)
+			}
+		}
+		neg := r.negTTL
+		if soa != nil {
+			neg = time.Duration(min(soa.Hdr.Ttl, soa.Minttl)) * time.Second
 		}
 		if cnameTTL := time.Duration(ttl) * time.Second; ttl != math.MaxUint32 && cnameTTL < neg {
 			neg = cnameTTL

@@ -524,3 +524,41 @@ func TestNoServersNeverHangs(t *testing.T) {
 		t.Fatalf("offline resolver sent %d queries", st.Exchanges)
 	}
 }
+
+func TestUnchasedCNAME(t *testing.T) {
+	// An authoritative-only server answers a CNAME without the target's
+	// records (unbound's local data does this): the resolver asks for the
+	// target itself, and both answers are cached.
+	z := newZone(t, testSOA,
+		`alias.example.org. 300 IN CNAME target.example.org.`,
+		`target.example.org. 300 IN A 192.0.2.9`,
+	)
+	srv := newFakeServer(t, func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		m.Answer = z.rrs[dns.CanonicalName(r.Question[0].Name)]
+		if len(m.Answer) == 0 {
+			m.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(m)
+	})
+	clock := newClock()
+	r := newTestResolver(t, Config{}, clock, srv)
+	for range 2 {
+		got, err := ipStrings(r.LookupIPAddr(context.Background(), "alias.example.org"))
+		if err != nil || !slices.Equal(got, []string{"192.0.2.9"}) {
+			t.Fatalf("got %v, %v", got, err)
+		}
+	}
+	// A and AAAA of alias (each a bare CNAME), A and AAAA of target (AAAA
+	// is NODATA), once each: the second round came from the cache
+	if q := srv.queries(); q != 4 {
+		t.Fatalf("server saw %d queries, want 4", q)
+	}
+	clock.Advance(300 * time.Second)
+	_, _ = r.LookupIPAddr(context.Background(), "alias.example.org")
+	if q := srv.queries(); q != 8 {
+		t.Fatalf("after the CNAME's TTL the server saw %d queries, want 8", q)
+	}
+}

@@ -183,6 +183,9 @@ server:
     local-zone: "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa." nodefault
     # negative answers carry this SOA: negative TTL = min(SOA TTL, minimum) = 60 s (RFC 2308)
     local-data: ". 300 IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60"
+    # unbound has a built-in "test." zone (RFC 6761) whose SOA says 10800 s; replace it by ours
+    local-zone: "test." static
+    local-data: "test. 300 IN SOA ns.example.test. hostmaster.example.test. 1 3600 600 86400 60"
 EOF
   # example.test: the domain where everything passes (SPF pass from loopback, DKIM keys, DMARC p=reject)
   rr "example.test. 300 IN A 127.0.0.1"
