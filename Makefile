@@ -15,7 +15,8 @@ generate:
 
 ## check-generate: fail if gen/ is not what plugins.yaml says
 check-generate: generate
-	@git diff --exit-code -- gen/ || { echo "gen/ is out of date: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- gen/ && test -z "$$(git status --porcelain -- gen/)" || \
+	  { git status --porcelain -- gen/; echo "gen/ is out of date: run 'make generate' and commit"; exit 1; }
 
 ## build: bin/elemta (or bin/elemta-$(VARIANT)) with the plugins of plugins.yaml
 build:
