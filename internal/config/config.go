@@ -14,6 +14,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -32,6 +33,8 @@ type Config struct {
 	// File is the path it was read from, or EmbeddedName.
 	File    string
 	Plugins *registry.Config
+	// DNS is the [dns] table: the resolver every plugin shares.
+	DNS resolver.Config
 	// Warnings are problems that do not stop startup.
 	Warnings []string
 }
@@ -40,11 +43,12 @@ type Config struct {
 // decoded by the registry; the field only keeps strict decoding from
 // calling it unknown.
 type hostDoc struct {
-	Plugins any `toml:"plugins"`
+	Plugins any             `toml:"plugins"`
+	DNS     resolver.Config `toml:"dns"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins"}
+var hostTables = []string{"plugins", "dns"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -121,26 +125,33 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 
 	var host hostDoc
-	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&host)
+	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
 	case errors.As(err, &sm):
 		for _, e := range sm.Errors {
-			if k := e.Key(); len(k) > 0 && slices.Contains(hostTables, k[0]) {
+			if k := e.Key(); len(k) > 0 && k[0] == "plugins" {
 				continue
 			}
 			line, col := e.Position()
+			if k := e.Key(); len(k) > 1 && slices.Contains(hostTables, k[0]) {
+				errs = append(errs, fmt.Errorf("%s:%d:%d: unknown key %q in [%s]", file, line, col, strings.Join(k[1:], "."), k[0]))
+				continue
+			}
 			errs = append(errs, fmt.Errorf("%s:%d:%d: unknown top-level key %q (this binary knows: [%s])",
 				file, line, col, strings.Join(e.Key(), "."), strings.Join(hostTables, "], [")))
 		}
 	case err != nil && pcfg != nil: // the registry reported syntax errors already
 		errs = append(errs, positioned(file, err))
 	}
+	if err := host.DNS.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
+	}
 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Config{File: file, Plugins: pcfg, Warnings: pcfg.Warnings}, nil
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Warnings: pcfg.Warnings}, nil
 }
 
 // positioned turns a go-toml error into "file:line:col: message".

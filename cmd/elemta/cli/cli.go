@@ -15,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/elemta/elemta/internal/config"
+	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -174,11 +175,16 @@ func (a *app) loadConfig(path string) (*config.Config, error) {
 	return cfg, nil
 }
 
-// host is what the plugins get from this process.
-func (a *app) host() registry.Host {
+// host is what the plugins get from this process: one resolver, built
+// from the [dns] table, shared by every plugin.
+func (a *app) host(cfg *config.Config) (registry.Host, error) {
 	name, err := os.Hostname()
 	if err != nil {
 		name = "localhost"
 	}
-	return registry.Host{Logger: a.log, Hostname: name, DataDir: "var"}
+	res, err := resolver.New(cfg.DNS, resolver.Options{})
+	if err != nil {
+		return registry.Host{}, fmt.Errorf("%s: [dns]: %w", cfg.File, err)
+	}
+	return registry.Host{Logger: a.log, Hostname: name, DataDir: "var", Resolver: res}, nil
 }

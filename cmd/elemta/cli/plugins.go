@@ -126,7 +126,11 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.errorf("plugins test: %v", err)
 	}
-	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(a.host()))
+	host, err := a.host(cfg)
+	if err != nil {
+		return a.errorf("%s: %v", "plugins test", err)
+	}
+	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(host))
 	defer func() {
 		if err := mgr.Close(); err != nil {
 			a.log.Error("close plugins", "err", err)

@@ -114,7 +114,11 @@ func (a *app) scan(ctx context.Context, args []string, metrics bool) int {
 	if err != nil {
 		return a.errorf("%s: %v", name, err)
 	}
-	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(a.host()))
+	host, err := a.host(cfg)
+	if err != nil {
+		return a.errorf("%s: %v", "scan", err)
+	}
+	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(host))
 	if err := mgr.LoadPlugins(ctx); err != nil {
 		return a.errorf("%s: load plugins from %s: %v", name, cfg.File, err)
 	}
