@@ -203,13 +203,17 @@ func (r *Resolver) LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr,
 	}()
 	rrsA, errA := r.lookup(ctx, host, dns.TypeA)
 	six := <-aaaa
+	// The record slices belong to the cache: never append to them, and copy
+	// the addresses so a caller changing its result cannot change the cache.
 	var out []net.IPAddr
-	for _, rr := range append(rrsA, six.rrs...) {
-		switch v := rr.(type) {
-		case *dns.A:
-			out = append(out, net.IPAddr{IP: v.A})
-		case *dns.AAAA:
-			out = append(out, net.IPAddr{IP: v.AAAA})
+	for _, rrs := range [][]dns.RR{rrsA, six.rrs} {
+		for _, rr := range rrs {
+			switch v := rr.(type) {
+			case *dns.A:
+				out = append(out, net.IPAddr{IP: slices.Clone(v.A)})
+			case *dns.AAAA:
+				out = append(out, net.IPAddr{IP: slices.Clone(v.AAAA)})
+			}
 		}
 	}
 	if len(out) > 0 {

@@ -562,3 +562,21 @@ func TestUnchasedCNAME(t *testing.T) {
 		t.Fatalf("after the CNAME's TTL the server saw %d queries, want 8", q)
 	}
 }
+
+func TestResultsDoNotAliasTheCache(t *testing.T) {
+	srv := newFakeServer(t, testZone(t).handler())
+	r := newTestResolver(t, Config{}, newClock(), srv)
+	ctx := context.Background()
+	first, err := r.LookupIPAddr(ctx, "mx1.example.org")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first[0].IP[0] = 10 // a caller scribbling on its result
+	second, err := r.LookupIPAddr(ctx, "mx1.example.org")
+	if err != nil || second[0].IP.String() != "192.0.2.1" {
+		t.Fatalf("cached answer changed by a caller: %v, %v", second, err)
+	}
+	if srv.queries() != 2 { // A and AAAA once each
+		t.Fatalf("server saw %d queries, want 2", srv.queries())
+	}
+}
