@@ -55,7 +55,7 @@ func Header(a Algorithm, field []byte) []byte {
 func relaxedHeader(field []byte) []byte {
 	name, value, ok := bytes.Cut(field, []byte(":"))
 	out := make([]byte, 0, len(field)+2)
-	out = append(out, bytes.ToLower(bytes.TrimRight(name, " \t"))...)
+	out = append(out, bytes.ToLower(bytes.TrimRight(name, " \t\r\n"))...)
 	if !ok {
 		return append(out, "\r\n"...)
 	}

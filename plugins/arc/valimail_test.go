@@ -39,7 +39,7 @@ type suiteTest struct {
 
 // loadSuite reads a suite file with yaml.Node, because it repeats some test
 // names within a mapping, which decoding into a map would refuse.
-func loadSuite(t *testing.T, name string) []suiteDoc {
+func loadSuite(t testing.TB, name string) []suiteDoc {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", "valimail", name))
 	if err != nil {
