@@ -1,0 +1,561 @@
+// Package smtpd is Elemta's SMTP receiver on emersion/go-smtp. It runs the
+// plugin stages at the SMTP steps they belong to and writes accepted mail
+// to the spool before it answers 250:
+//
+//	SMTP step          stage            phase          refusal
+//	first HELO/EHLO    pre-reception    PhaseConnect   reply to HELO (go-smtp opens sessions there)
+//	HELO/EHLO          pre-reception    PhaseHelo      reply to HELO
+//	MAIL FROM          pre-reception    PhaseMail      reply to MAIL
+//	each RCPT TO       pre-reception    PhaseRcpt      that recipient only
+//	end of DATA        post-reception   PhaseMessage   reply to DATA
+//	end of DATA        pre-queue        PhaseMessage   reply to DATA
+//	                   spool (fsync)                   451 on failure, else 250 with the queue id
+//
+// A reject verdict becomes a 5xx with the plugin's code, enhanced code and
+// text, tempfail a 4xx, quarantine is accepted into the spool's quarantine,
+// accept continues. Header changes of every stage of the transaction are
+// applied with Message.Rewrite when the message is spooled.
+package smtpd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/registry"
+)
+
+// Config is what the receiver needs to know.
+type Config struct {
+	// Hostname is announced in the greeting and written into Received.
+	Hostname string
+	// MaxMessageBytes bounds DATA (0: no limit); MaxRecipients bounds RCPT
+	// per transaction (0: no limit).
+	MaxMessageBytes int64
+	MaxRecipients   int
+	// MaxLineLength bounds command and message lines (default 2000, twice
+	// RFC 5321's 1000).
+	MaxLineLength int
+	// TLS enables STARTTLS when set.
+	TLS *tls.Config
+	// Credentials enables AUTH PLAIN when non-nil.
+	Credentials Credentials
+	// AllowPlaintextAuth permits AUTH on a connection without TLS.
+	AllowPlaintextAuth bool
+	// ReadTimeout and WriteTimeout bound each client read and write.
+	ReadTimeout, WriteTimeout time.Duration
+	// StageTimeout bounds one stage's run (default 2 minutes).
+	StageTimeout time.Duration
+}
+
+// Server is an SMTP receiver.
+type Server struct {
+	smtp *smtp.Server
+	be   *backend
+}
+
+// Stats counts the receiver's outcomes.
+type Stats struct {
+	Accepted, Quarantined, Rejected, TempFailed int64
+	// Aborted counts DATA transfers the client broke off.
+	Aborted int64
+}
+
+// New returns a receiver that runs mgr's stages and queues into sp.
+func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger) *Server {
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.StageTimeout <= 0 {
+		cfg.StageTimeout = 2 * time.Minute
+	}
+	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger}
+	s := smtp.NewServer(be)
+	s.Domain = cfg.Hostname
+	s.MaxMessageBytes = cfg.MaxMessageBytes
+	s.MaxRecipients = cfg.MaxRecipients
+	if cfg.MaxLineLength > 0 {
+		s.MaxLineLength = cfg.MaxLineLength
+	}
+	s.TLSConfig = cfg.TLS
+	s.AllowInsecureAuth = cfg.AllowPlaintextAuth
+	s.ReadTimeout = cfg.ReadTimeout
+	s.WriteTimeout = cfg.WriteTimeout
+	s.ErrorLog = slogAdapter{logger}
+	return &Server{smtp: s, be: be}
+}
+
+// Serve accepts connections on l until Shutdown or Close.
+func (s *Server) Serve(l net.Listener) error {
+	err := s.smtp.Serve(l)
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and waits for sessions in flight until ctx ends;
+// then it closes the ones left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.smtp.Shutdown(ctx)
+	if err != nil {
+		_ = s.smtp.Close()
+	}
+	if errors.Is(err, smtp.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Stats returns the counters so far.
+func (s *Server) Stats() Stats {
+	b := s.be
+	return Stats{Accepted: b.accepted.Load(), Quarantined: b.quarantined.Load(), Rejected: b.rejected.Load(), TempFailed: b.tempFailed.Load(), Aborted: b.aborted.Load()}
+}
+
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Printf(format string, v ...any) { a.l.Warn("smtp: " + fmt.Sprintf(format, v...)) }
+func (a slogAdapter) Println(v ...any)               { a.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
+
+type backend struct {
+	cfg   Config
+	mgr   *registry.Manager
+	spool *spool.Spool
+	log   *slog.Logger
+
+	accepted, quarantined, rejected, tempFailed, aborted atomic.Int64
+}
+
+// NewSession is called by go-smtp at the first HELO/EHLO: it runs the
+// connect and HELO phases.
+func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	s := &session{be: b, conn: c, id: spool.NewID(time.Now())}
+	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
+		s.ip = ap.Addr().Unmap()
+	}
+	s.log = b.log.With("session", s.id, "client", s.ip.String())
+	if err := s.preReception(registry.PhaseConnect, nil); err != nil {
+		return nil, err
+	}
+	if err := s.helo(c.Hostname()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+type session struct {
+	be   *backend
+	conn *smtp.Conn
+	id   string
+	ip   netip.Addr
+	log  *slog.Logger
+
+	heloName string
+	authUser string
+	// sessionAdds are header fields added at connect/HELO.
+	sessionAdds    []registry.Field
+	sessionRemoves []registry.Removal
+
+	// The transaction.
+	pc      *registry.ProcessingContext
+	from    string
+	rcpts   []string
+	adds    []registry.Field
+	removes []registry.Removal
+}
+
+func (s *session) envelope() registry.Envelope {
+	_, isTLS := s.conn.TLSConnectionState()
+	return registry.Envelope{ClientIP: s.ip, HELO: s.heloName, MailFrom: s.from,
+		RcptTo: append([]string(nil), s.rcpts...), AuthUser: s.authUser, TLS: isTLS}
+}
+
+func (s *session) helo(name string) error {
+	s.heloName = name
+	return s.preReception(registry.PhaseHelo, nil)
+}
+
+// preReception runs the pre-reception stage at phase. pc is the
+// transaction's context, or nil for the session phases.
+func (s *session) preReception(phase registry.Phase, pc *registry.ProcessingContext) error {
+	msg := &registry.Message{Envelope: s.envelope()}
+	session := pc == nil
+	if session {
+		pc = registry.NewProcessingContext(msg, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
+	}
+	pc.Message = msg
+	pc.Phase = phase
+	sr, err := s.run(registry.PreReception, pc)
+	if err != nil {
+		return err
+	}
+	if err := s.verdictError(sr, false); err != nil {
+		return err
+	}
+	if session {
+		s.sessionAdds = append(s.sessionAdds, sr.AddHeaders...)
+		s.sessionRemoves = append(s.sessionRemoves, sr.RemoveHeaders...)
+	} else {
+		s.adds = append(s.adds, sr.AddHeaders...)
+		s.removes = append(s.removes, sr.RemoveHeaders...)
+	}
+	return nil
+}
+
+func (s *session) run(stage registry.Stage, pc *registry.ProcessingContext) (*registry.StageResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.be.cfg.StageTimeout)
+	defer cancel()
+	sr, err := s.be.mgr.ExecuteStage(ctx, stage, pc)
+	if err != nil {
+		s.log.Error("stage failed", "stage", stage, "err", err)
+		s.be.tempFailed.Add(1)
+		return nil, &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error in processing, try again later"}
+	}
+	return sr, nil
+}
+
+// verdictError turns a stage's verdict into the SMTP error that refuses
+// the command, or nil to continue. quarantine is accepted: the caller
+// checks the verdict itself where it matters (DATA).
+func (s *session) verdictError(sr *registry.StageResult, atData bool) error {
+	v := sr.Verdict
+	switch v.Action {
+	case registry.Reject:
+		s.be.rejected.Add(1)
+	case registry.TempFail:
+		s.be.tempFailed.Add(1)
+	default:
+		return nil
+	}
+	s.log.Info("refused by plugin", "stage", sr.Stage, "plugin", sr.DecidedBy, "verdict", v.String(), "data", atData)
+	return VerdictError(v)
+}
+
+// VerdictError returns the SMTP error for a reject or tempfail verdict:
+// the plugin's codes when they fit the action's class (5xx, 4xx), the
+// action's defaults otherwise.
+func VerdictError(v registry.Verdict) *smtp.SMTPError {
+	code, enh, text := v.Reply()
+	class := 5
+	if v.Action == registry.TempFail {
+		class = 4
+	}
+	def := registry.Verdict{Action: v.Action}
+	dcode, denh, _ := def.Reply()
+	if code/100 != class {
+		code = dcode
+	}
+	ec, ok := parseEnhanced(enh)
+	if !ok || ec[0] != class {
+		ec, _ = parseEnhanced(denh)
+	}
+	text = strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, text)
+	return &smtp.SMTPError{Code: code, EnhancedCode: ec, Message: text}
+}
+
+func parseEnhanced(s string) (smtp.EnhancedCode, bool) {
+	parts := strings.Split(s, ".")
+	if len(parts) != 3 {
+		return smtp.EnhancedCode{}, false
+	}
+	var ec smtp.EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 0 || n > 999 {
+			return smtp.EnhancedCode{}, false
+		}
+		ec[i] = n
+	}
+	return ec, ec[0] >= 2 && ec[0] <= 5
+}
+
+func (s *session) AuthMechanisms() []string {
+	if s.be.cfg.Credentials == nil {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (s *session) Auth(mech string) (sasl.Server, error) {
+	if s.be.cfg.Credentials == nil || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(identity, username, password string) error {
+		if identity != "" && identity != username {
+			return smtp.ErrAuthFailed
+		}
+		if !s.be.cfg.Credentials.Check(username, password) {
+			s.log.Info("auth failed", "user", username)
+			return smtp.ErrAuthFailed
+		}
+		s.authUser = username
+		s.log.Info("authenticated", "user", username)
+		return nil
+	}), nil
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.resetTx()
+	if h := s.conn.Hostname(); h != s.heloName { // a later EHLO
+		if err := s.helo(h); err != nil {
+			return err
+		}
+	}
+	s.from = from
+	s.pc = registry.NewProcessingContext(&registry.Message{}, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
+	s.adds = append([]registry.Field(nil), s.sessionAdds...)
+	s.removes = append([]registry.Removal(nil), s.sessionRemoves...)
+	if err := s.preReception(registry.PhaseMail, s.pc); err != nil {
+		s.resetTx()
+		return err
+	}
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if s.pc == nil {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
+	}
+	if to == "" || strings.ContainsAny(to, "/\\\x00") || !strings.Contains(to, "@") {
+		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+	}
+	s.rcpts = append(s.rcpts, to)
+	if err := s.preReception(registry.PhaseRcpt, s.pc); err != nil {
+		s.rcpts = s.rcpts[:len(s.rcpts)-1] // refuse this one, keep the others
+		return err
+	}
+	return nil
+}
+
+// Reply errors of DATA.
+var (
+	errBareLF  = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Bare LF or CR in message: lines must end with CRLF"}
+	errNUL     = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "NUL byte in message"}
+	errLong    = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 6}, Message: "Line too long"}
+	errSpool   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Could not queue the message, try again later"}
+	errAborted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message transfer aborted"}
+)
+
+func (s *session) Data(r io.Reader) error {
+	defer s.resetTx()
+	if s.pc == nil || len(s.rcpts) == 0 {
+		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
+	}
+	body, err := io.ReadAll(r)
+	if err != nil {
+		var se *smtp.SMTPError
+		switch {
+		case errors.As(err, &se):
+			s.be.rejected.Add(1)
+			return se
+		case errors.Is(err, smtp.ErrTooLongLine):
+			s.be.rejected.Add(1)
+			return errLong
+		}
+		s.be.aborted.Add(1)
+		s.log.Info("DATA aborted", "err", err)
+		return errAborted
+	}
+	if err := checkLineEnds(body); err != nil {
+		s.be.rejected.Add(1)
+		return err
+	}
+	id := spool.NewID(time.Now())
+	env := s.envelope()
+	raw := append(s.received(id, env), body...)
+	msg, err := registry.ParseMessage(raw, env)
+	if err != nil {
+		s.be.rejected.Add(1)
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
+	}
+	s.pc.Message = msg
+	s.pc.Phase = registry.PhaseMessage
+	quarantine := ""
+	for _, stage := range []registry.Stage{registry.PostReception, registry.PreQueue} {
+		sr, err := s.run(stage, s.pc)
+		if err != nil {
+			return err
+		}
+		if err := s.verdictError(sr, true); err != nil {
+			return err
+		}
+		if sr.Verdict.Action == registry.Quarantine && quarantine == "" {
+			_, _, text := sr.Verdict.Reply()
+			quarantine = fmt.Sprintf("%s: %s", sr.DecidedBy, text)
+		}
+		s.adds = append(s.adds, sr.AddHeaders...)
+		s.removes = append(s.removes, sr.RemoveHeaders...)
+	}
+	e := &spool.Entry{
+		ID: id,
+		Envelope: spool.Envelope{ClientIP: ipString(env.ClientIP), HELO: env.HELO, MailFrom: env.MailFrom,
+			RcptTo: env.RcptTo, AuthUser: env.AuthUser, TLS: env.TLS},
+		Results: records(s.pc.Results()),
+		Reason:  quarantine,
+		Message: msg.Rewrite(s.adds, s.removes),
+	}
+	if _, err := s.be.spool.Put(e, quarantine != ""); err != nil {
+		s.log.Error("spool write failed", "err", err)
+		s.be.tempFailed.Add(1)
+		return errSpool
+	}
+	if quarantine != "" {
+		s.be.quarantined.Add(1)
+	} else {
+		s.be.accepted.Add(1)
+	}
+	s.log.Info("queued", "id", id, "from", env.MailFrom, "rcpts", len(env.RcptTo), "size", len(e.Message), "quarantine", quarantine)
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+func ipString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+// checkLineEnds refuses NUL bytes and CR or LF that are not part of CRLF
+// (the ambiguity SMTP smuggling abuses).
+func checkLineEnds(b []byte) error {
+	if bytes.IndexByte(b, 0) >= 0 {
+		return errNUL
+	}
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return errBareLF
+			}
+			i++
+		case '\n':
+			return errBareLF
+		}
+	}
+	return nil
+}
+
+// received returns the Received trace field (RFC 5321 section 4.4).
+func (s *session) received(id string, env registry.Envelope) []byte {
+	with := "ESMTP"
+	if env.TLS {
+		with += "S"
+	}
+	if env.AuthUser != "" {
+		with += "A"
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Elemta) with %s id %s", sanitize(env.HELO), ipString(env.ClientIP), s.be.cfg.Hostname, with, id)
+	if len(env.RcptTo) == 1 { // naming one of several recipients would leak the others' copy
+		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(env.RcptTo[0]))
+	}
+	fmt.Fprintf(&b, "; %s\r\n", time.Now().Format(time.RFC1123Z))
+	return b.Bytes()
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == ';' || r == '<' || r == '>' {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+func records(rs []*registry.Result) []spool.StageResult {
+	out := make([]spool.StageResult, 0, len(rs))
+	for _, r := range rs {
+		sr := spool.StageResult{Stage: r.Stage.String(), Plugin: r.Plugin, Action: r.Verdict.Action.String(), Score: r.Score, Details: r.Details}
+		if r.Err != nil {
+			sr.Error = r.Err.Error()
+		}
+		out = append(out, sr)
+	}
+	return out
+}
+
+func (s *session) resetTx() {
+	s.pc, s.from, s.rcpts, s.adds, s.removes = nil, "", nil, nil, nil
+}
+
+func (s *session) Reset() { s.resetTx() }
+
+func (s *session) Logout() error { return nil }
+
+// Credentials maps user names to bcrypt password hashes.
+type Credentials map[string][]byte
+
+// Check reports whether password is user's. Unknown users cost a bcrypt
+// comparison too, so timing does not tell them apart.
+func (c Credentials) Check(user, password string) bool {
+	hash, ok := c[user]
+	if !ok {
+		hash = dummyHash
+	}
+	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && ok
+}
+
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.MinCost)
+
+// LoadCredentials reads a credentials file: one "user:bcrypt-hash" per
+// line (htpasswd -B format); blank lines and lines starting with # are
+// ignored.
+func LoadCredentials(path string) (Credentials, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %w", err)
+	}
+	defer f.Close()
+	return ParseCredentials(path, f)
+}
+
+// ParseCredentials parses the credentials file format from r; name is used
+// in errors.
+func ParseCredentials(name string, r io.Reader) (Credentials, error) {
+	c := Credentials{}
+	sc := bufio.NewScanner(r)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		user, hash, ok := strings.Cut(line, ":")
+		if !ok || user == "" {
+			return nil, fmt.Errorf("credentials: %s:%d: want user:bcrypt-hash", name, n)
+		}
+		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			return nil, fmt.Errorf("credentials: %s:%d: user %s: not a bcrypt hash: %w", name, n, user, err)
+		}
+		if _, dup := c[user]; dup {
+			return nil, fmt.Errorf("credentials: %s:%d: user %s listed twice", name, n, user)
+		}
+		c[user] = []byte(hash)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("credentials: %s: %w", name, err)
+	}
+	return c, nil
+}

@@ -1,0 +1,456 @@
+package smtpd
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/smtp"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/registry"
+)
+
+// smtpdtest is a test-only plugin: its verdicts are driven by the envelope
+// and by an X-Test-Verdict header.
+type testPlugin struct{}
+
+func (testPlugin) HandleStage(_ context.Context, stage registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
+	env := pc.Message.Envelope
+	switch {
+	case stage == registry.PreReception && pc.Phase == registry.PhaseMail && strings.HasPrefix(env.MailFrom, "blocked@"):
+		return &registry.Result{Verdict: registry.RejectVerdict(550, "5.7.1", "Sender blocked by test plugin")}, nil
+	case stage == registry.PreReception && pc.Phase == registry.PhaseRcpt && strings.HasPrefix(env.RcptTo[len(env.RcptTo)-1], "refuse"):
+		return &registry.Result{Verdict: registry.RejectVerdict(550, "5.1.1", "No such user here (test)")}, nil
+	case stage == registry.PreReception && pc.Phase == registry.PhaseMail:
+		return &registry.Result{AddHeaders: []registry.Field{{Name: "X-Test-Mail", Value: env.MailFrom}}}, nil
+	case stage == registry.PostReception:
+		switch pc.Message.Header.Get("X-Test-Verdict") {
+		case "reject":
+			return &registry.Result{Verdict: registry.RejectVerdict(554, "5.7.1", "Rejected by test plugin")}, nil
+		case "tempfail":
+			return &registry.Result{Verdict: registry.TempFailVerdict(451, "4.7.1", "Greylisted by test plugin")}, nil
+		case "quarantine":
+			return &registry.Result{Verdict: registry.QuarantineVerdict("held by test plugin")}, nil
+		}
+	case stage == registry.PreQueue:
+		return &registry.Result{AddHeaders: []registry.Field{{Name: "X-Test-Stamp", Value: "ok"}},
+			RemoveHeaders: []registry.Removal{{Name: "X-Remove-Me", Index: -1}}}, nil
+	}
+	return &registry.Result{}, nil
+}
+
+func init() {
+	registry.Register(registry.Module[struct{}, testPlugin]{
+		Name:   "smtpdtest",
+		Types:  []registry.PluginType{registry.PluginTypeCustom},
+		Stages: []registry.Stage{registry.PreReception, registry.PostReception, registry.PreQueue},
+		New:    func(struct{}, registry.Host) (testPlugin, error) { return testPlugin{}, nil },
+	})
+}
+
+type harness struct {
+	addr  string
+	spool *spool.Spool
+	srv   *Server
+}
+
+func start(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	pcfg, err := registry.NewConfig("smtpdtest")
+	require.NoError(t, err)
+	mgr := registry.NewManager(pcfg)
+	require.NoError(t, mgr.LoadPlugins(context.Background()))
+	sp, _, err := spool.Open(t.TempDir())
+	require.NoError(t, err)
+	if cfg.Hostname == "" {
+		cfg.Hostname = "mx.test"
+	}
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := New(cfg, mgr, sp, logger)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		assert.NoError(t, srv.Shutdown(ctx))
+		assert.NoError(t, <-done)
+		sp.Close()
+		mgr.Close()
+	})
+	return &harness{addr: l.Addr().String(), spool: sp, srv: srv}
+}
+
+// step is one command (or raw DATA payload when raw) and the reply code
+// and text fragment it must get.
+type step struct {
+	send string
+	raw  bool
+	code int
+	text string
+}
+
+func converse(t *testing.T, addr string, steps []step) {
+	t.Helper()
+	c, err := textproto.Dial("tcp", addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, _, err = c.ReadResponse(220)
+	require.NoError(t, err)
+	for _, s := range steps {
+		if s.raw {
+			_, err = c.W.WriteString(s.send)
+			require.NoError(t, err)
+			require.NoError(t, c.W.Flush())
+		} else {
+			require.NoError(t, c.PrintfLine("%s", s.send))
+		}
+		code, msg, err := c.ReadResponse(0)
+		require.Equal(t, s.code, code, "reply to %.60q: %d %s (%v)", s.send, code, msg, err)
+		assert.Contains(t, msg, s.text, "reply to %.60q", s.send)
+	}
+}
+
+func msg(extra string) string {
+	return "From: a@example.org\r\nTo: b@example.net\r\nSubject: test\r\nMessage-ID: <1@example.org>\r\nX-Remove-Me: yes\r\n" + extra + "\r\nHello.\r\n.\r\n"
+}
+
+func hello(from string, rcpts ...string) []step {
+	s := []step{{send: "EHLO client.test", code: 250}, {send: "MAIL FROM:<" + from + ">", code: 250}}
+	for _, r := range rcpts {
+		s = append(s, step{send: "RCPT TO:<" + r + ">", code: 250})
+	}
+	return s
+}
+
+func TestConversations(t *testing.T) {
+	h := start(t, Config{MaxMessageBytes: 64 << 10, MaxRecipients: 100, MaxLineLength: 2000})
+	data := step{send: "DATA", code: 354}
+	tests := []struct {
+		name       string
+		steps      []step
+		queued     int // entries in queue/ after
+		quarantine int
+		check      func(t *testing.T, e *spool.Entry)
+	}{
+		{
+			name:   "clean",
+			steps:  append(hello("a@example.org", "b@example.net"), data, step{send: msg(""), raw: true, code: 250, text: "queued as"}),
+			queued: 1,
+			check: func(t *testing.T, e *spool.Entry) {
+				m := string(e.Message)
+				assert.True(t, strings.HasPrefix(m, "X-Test-Mail: a@example.org\r\nX-Test-Stamp: ok\r\nReceived: from client.test (127.0.0.1)\r\n\tby mx.test"), m)
+				assert.NotContains(t, m, "X-Remove-Me")
+				assert.True(t, strings.HasSuffix(m, "\r\n\r\nHello.\r\n"), "dot and CRLF of the terminator are not part of the message")
+				assert.Equal(t, spool.Envelope{ClientIP: "127.0.0.1", HELO: "client.test", MailFrom: "a@example.org", RcptTo: []string{"b@example.net"}}, e.Envelope)
+				assert.NotEmpty(t, e.Results)
+			},
+		},
+		{
+			name:  "reject at DATA carries the plugin's reply",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: msg("X-Test-Verdict: reject\r\n"), raw: true, code: 554, text: "5.7.1 Rejected by test plugin"}),
+		},
+		{
+			name:  "tempfail at DATA",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: msg("X-Test-Verdict: tempfail\r\n"), raw: true, code: 451, text: "4.7.1 Greylisted by test plugin"}),
+		},
+		{
+			name:       "quarantine is accepted into quarantine",
+			steps:      append(hello("a@example.org", "b@example.net"), data, step{send: msg("X-Test-Verdict: quarantine\r\n"), raw: true, code: 250, text: "queued as"}),
+			quarantine: 1,
+		},
+		{
+			name:  "sender refused at MAIL",
+			steps: []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<blocked@example.org>", code: 550, text: "5.7.1 Sender blocked by test plugin"}, {send: "RCPT TO:<b@example.net>", code: 502}},
+		},
+		{
+			name: "one recipient refused, the others kept",
+			steps: append(hello("a@example.org", "one@example.net"),
+				step{send: "RCPT TO:<refuse@example.net>", code: 550, text: "5.1.1 No such user here (test)"},
+				step{send: "RCPT TO:<two@example.net>", code: 250},
+				data, step{send: msg(""), raw: true, code: 250}),
+			queued: 1,
+			check: func(t *testing.T, e *spool.Entry) {
+				assert.Equal(t, []string{"one@example.net", "two@example.net"}, e.Envelope.RcptTo)
+				assert.NotContains(t, string(e.Message), "\tfor <", "several recipients: none is named in Received")
+			},
+		},
+		{
+			name:  "bare LF",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: "Subject: x\nbare: lf\r\n\r\nbody\r\n.\r\n", raw: true, code: 554, text: "5.6.0 Bare LF"}),
+		},
+		{
+			name: "LF.LF does not end DATA (no smuggling)",
+			steps: append(hello("a@example.org", "b@example.net"), data,
+				step{send: "Subject: x\r\n\r\nbody\n.\nMAIL FROM:<evil@example.org>\nRCPT TO:<b@example.net>\nDATA\n\r\n.\r\n", raw: true, code: 554, text: "5.6.0 Bare LF"},
+				step{send: "NOOP", code: 250}),
+		},
+		{
+			name:  "bare CR",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: "Subject: x\r\n\r\nbo\rdy\r\n.\r\n", raw: true, code: 554, text: "5.6.0 Bare LF or CR"}),
+		},
+		{
+			name:  "NUL byte",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: "Subject: x\r\n\r\nbo\x00dy\r\n.\r\n", raw: true, code: 554, text: "5.6.0 NUL"}),
+		},
+		{
+			name:  "line over the limit",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: "Subject: x\r\n\r\n" + strings.Repeat("x", 3000) + "\r\n.\r\n", raw: true, code: 500, text: "5.5.6 Line too long"}),
+		},
+		{
+			name:  "message over the size limit",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("y", 998)+"\r\n", 80) + ".\r\n", raw: true, code: 552, text: "5.3.4"}),
+		},
+		{
+			name:  "malformed header",
+			steps: append(hello("a@example.org", "b@example.net"), data, step{send: "this is no header\r\n\r\nbody\r\n.\r\n", raw: true, code: 554, text: "Malformed message"}),
+		},
+		{
+			name:  "recipient syntax",
+			steps: append(hello("a@example.org"), step{send: "RCPT TO:<../../etc/passwd>", code: 501}, step{send: "RCPT TO:<a/../b@example.net>", code: 553}, step{send: "RCPT TO:<nodomain>", code: 501}),
+		},
+		{
+			name:  "DATA without recipients",
+			steps: append(hello("a@example.org"), step{send: "DATA", code: 502}),
+		},
+		{
+			name: "after a refused DATA the session goes on",
+			steps: append(append(hello("a@example.org", "b@example.net"), data, step{send: msg("X-Test-Verdict: reject\r\n"), raw: true, code: 554}),
+				step{send: "MAIL FROM:<a@example.org>", code: 250}, step{send: "RCPT TO:<c@example.net>", code: 250}, data,
+				step{send: msg(""), raw: true, code: 250}),
+			queued: 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.spool.List())
+			qBefore, err := h.spool.Quarantined()
+			require.NoError(t, err)
+			converse(t, h.addr, tt.steps)
+			items := h.spool.List()
+			require.Len(t, items, before+tt.queued)
+			q, err := h.spool.Quarantined()
+			require.NoError(t, err)
+			assert.Len(t, q, len(qBefore)+tt.quarantine)
+			if tt.check != nil && tt.queued > 0 {
+				e, err := h.spool.Get(items[len(items)-1].ID)
+				require.NoError(t, err)
+				tt.check(t, e)
+			}
+			tmp, err := os.ReadDir(filepath.Join(h.spool.Root(), "tmp"))
+			require.NoError(t, err)
+			assert.Empty(t, tmp)
+		})
+	}
+}
+
+func TestTenThousandRecipients(t *testing.T) {
+	h := start(t, Config{MaxRecipients: 100})
+	c, err := textproto.Dial("tcp", h.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, _, err = c.ReadResponse(220)
+	require.NoError(t, err)
+	const n = 10000
+	werr := make(chan error, 1)
+	go func() { // pipelined: write everything while the replies are read
+		var err error
+		fmt.Fprintf(c.W, "EHLO c\r\nMAIL FROM:<a@example.org>\r\n")
+		for i := range n {
+			fmt.Fprintf(c.W, "RCPT TO:<r%d@example.net>\r\n", i)
+		}
+		fmt.Fprintf(c.W, "DATA\r\n")
+		err = c.W.Flush()
+		werr <- err
+	}()
+	codes := map[int]int{}
+	for range n + 2 {
+		code, _, err := c.ReadResponse(0)
+		require.NoError(t, err)
+		codes[code]++
+	}
+	require.NoError(t, <-werr)
+	assert.Equal(t, map[int]int{250: 2 + 100, 452: n - 100}, codes)
+	_, _, err = c.ReadResponse(354)
+	require.NoError(t, err)
+	require.NoError(t, c.PrintfLine("Subject: many\r\n\r\nhi\r\n."))
+	code, text, err := c.ReadResponse(250)
+	require.NoError(t, err, "%d %s", code, text)
+	items := h.spool.List()
+	require.Len(t, items, 1)
+	e, err := h.spool.Get(items[0].ID)
+	require.NoError(t, err)
+	assert.Len(t, e.Envelope.RcptTo, 100)
+}
+
+func TestDisconnectMidData(t *testing.T) {
+	h := start(t, Config{})
+	c, err := textproto.Dial("tcp", h.addr)
+	require.NoError(t, err)
+	_, _, err = c.ReadResponse(220)
+	require.NoError(t, err)
+	for _, s := range hello("a@example.org", "b@example.net") {
+		require.NoError(t, c.PrintfLine("%s", s.send))
+		_, _, err := c.ReadResponse(250)
+		require.NoError(t, err)
+	}
+	require.NoError(t, c.PrintfLine("DATA"))
+	_, _, err = c.ReadResponse(354)
+	require.NoError(t, err)
+	_, err = c.W.WriteString("Subject: cut\r\n\r\nhalf a mess")
+	require.NoError(t, err)
+	require.NoError(t, c.W.Flush())
+	require.NoError(t, c.Close())
+	require.Eventually(t, func() bool { return h.srv.Stats().Aborted == 1 }, 10*time.Second, 5*time.Millisecond)
+	assert.Empty(t, h.spool.List())
+	assert.Equal(t, int64(0), h.srv.Stats().Accepted)
+	// The server still serves.
+	converse(t, h.addr, append(hello("a@example.org", "b@example.net"), step{send: "DATA", code: 354}, step{send: msg(""), raw: true, code: 250}))
+}
+
+func selfSigned(t *testing.T) *tls.Config {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mx.test"}, DNSNames: []string{"mx.test"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
+
+func creds(t *testing.T) Credentials {
+	t.Helper()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	c, err := ParseCredentials("test", strings.NewReader("# users\nalice:"+string(hash)+"\n"))
+	require.NoError(t, err)
+	return c
+}
+
+func TestAuth(t *testing.T) {
+	tlsCfg := selfSigned(t)
+	tests := []struct {
+		name      string
+		plaintext bool // allow AUTH without TLS
+		starttls  bool
+		user      string
+		pass      string
+		wantErr   string // "" for success
+	}{
+		{"TLS, right password", false, true, "alice", "s3cret", ""},
+		{"TLS, wrong password", false, true, "alice", "nope", "535"},
+		{"TLS, unknown user", false, true, "bob", "s3cret", "535"},
+		{"plaintext refused", false, false, "alice", "s3cret", "523"},
+		{"plaintext allowed by config", true, false, "alice", "s3cret", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := start(t, Config{TLS: tlsCfg, Credentials: creds(t), AllowPlaintextAuth: tt.plaintext})
+			c, err := smtp.Dial(h.addr)
+			require.NoError(t, err)
+			defer c.Close()
+			require.NoError(t, c.Hello("client.test"))
+			if tt.starttls {
+				require.NoError(t, c.StartTLS(&tls.Config{ServerName: "mx.test", InsecureSkipVerify: true})) //nolint:gosec // self-signed test cert
+			}
+			// net/smtp's PlainAuth sends only over TLS or to localhost; the
+			// server's own rule is what is under test.
+			err = c.Auth(smtp.PlainAuth("", tt.user, tt.pass, "127.0.0.1"))
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			require.NoError(t, c.Mail("alice@example.org"))
+			require.NoError(t, c.Rcpt("b@example.net"))
+			w, err := c.Data()
+			require.NoError(t, err)
+			_, err = io.WriteString(w, "Subject: submitted\r\n\r\nhi\r\n")
+			require.NoError(t, err)
+			require.NoError(t, w.Close())
+			require.NoError(t, c.Quit())
+			items := h.spool.List()
+			require.Len(t, items, 1)
+			e, err := h.spool.Get(items[0].ID)
+			require.NoError(t, err)
+			assert.Equal(t, "alice", e.Envelope.AuthUser)
+			assert.Equal(t, tt.starttls, e.Envelope.TLS)
+			with := "ESMTPA"
+			if tt.starttls {
+				with = "ESMTPSA"
+			}
+			assert.Contains(t, string(e.Message), "with "+with+" id "+items[0].ID)
+		})
+	}
+}
+
+func TestVerdictError(t *testing.T) {
+	tests := []struct {
+		name string
+		v    registry.Verdict
+		want string
+	}{
+		{"plugin codes kept", registry.RejectVerdict(554, "5.7.1", "Virus found"), "554 5.7.1 Virus found"},
+		{"defaults filled", registry.Verdict{Action: registry.Reject}, "550 5.7.1 Message rejected"},
+		{"tempfail defaults", registry.Verdict{Action: registry.TempFail}, "451 4.7.1 Try again later"},
+		{"wrong class fixed", registry.RejectVerdict(451, "4.7.1", "odd"), "550 5.7.1 odd"},
+		{"bad enhanced code", registry.TempFailVerdict(421, "x.y", "busy"), "421 4.7.1 busy"},
+		{"newlines flattened", registry.RejectVerdict(550, "5.7.1", "a\r\nb"), "550 5.7.1 a  b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := VerdictError(tt.v)
+			got := fmt.Sprintf("%d %d.%d.%d %s", e.Code, e.EnhancedCode[0], e.EnhancedCode[1], e.EnhancedCode[2], e.Message)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestParseCredentials(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	require.NoError(t, err)
+	tests := []struct {
+		name, in, wantErr string
+	}{
+		{"ok", "a:" + string(hash) + "\n\n# c\nb:" + string(hash), ""},
+		{"no colon", "alice\n", "test:1: want user:bcrypt-hash"},
+		{"plain password", "alice:secret\n", "test:1: user alice: not a bcrypt hash"},
+		{"duplicate", "a:" + string(hash) + "\na:" + string(hash), "test:2: user a listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := ParseCredentials("test", strings.NewReader(tt.in))
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			assert.True(t, c.Check("a", "pw"))
+			assert.False(t, c.Check("a", "PW"))
+			assert.False(t, c.Check("nobody", "pw"))
+		})
+	}
+}
