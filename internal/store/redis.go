@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,6 +44,7 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = time.Second
 	}
+	quietOnce.Do(func() { redis.SetLogger(debugLogger{}) })
 	c := redis.NewClient(&redis.Options{
 		Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
 		DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
@@ -53,6 +56,18 @@ func NewRedis(o RedisOptions) (*Redis, error) {
 		DisableIdentity: true,
 	})
 	return &Redis{c: c, prefix: o.Prefix}, nil
+}
+
+// go-redis logs every failed dial on its own, once per command during an
+// outage; the plugins log an outage once (Outage). Its lines go to slog at
+// debug level instead. The logger is process-wide: only this package uses
+// go-redis in Elemta.
+var quietOnce sync.Once
+
+type debugLogger struct{}
+
+func (debugLogger) Printf(ctx context.Context, format string, v ...any) {
+	slog.Default().DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // Client returns the underlying client (for tests and tools).

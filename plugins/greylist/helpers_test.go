@@ -1,0 +1,253 @@
+package greylist
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/registry"
+)
+
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// node is one Elemta "node": a registry.Manager with the greylist plugin
+// loaded from a TOML config, on a store, with a hand-moved clock.
+type node struct {
+	t     *testing.T
+	m     *registry.Manager
+	clock *storetest.Clock
+	logs  *logRecorder
+}
+
+// backend writes the store part of a [plugins.greylist] table.
+type backend struct {
+	name string
+	// storeTOML returns the store keys for a test; calling it twice in one
+	// test gives the same store (same Redis prefix, same data dir).
+	storeTOML func(t *testing.T) string
+}
+
+func backends() []backend {
+	return []backend{
+		{"bolt", func(t *testing.T) string { return `store = "bolt"` + "\n" }},
+		{"redis", func(t *testing.T) string {
+			addr, prefix := storetest.Redis(t)
+			return fmt.Sprintf("store = \"redis\"\nredis_addr = %q\nredis_prefix = %q\n", addr, prefix)
+		}},
+	}
+}
+
+// newNode loads greylist with the table body settings (TOML keys of
+// [plugins.greylist]) and data directory dir.
+func newNode(t *testing.T, settings, dir string, clock *storetest.Clock) *node {
+	t.Helper()
+	return newNodeWith(t, []string{"greylist"}, settings, dir, clock)
+}
+
+// newNodeWith enables the named plugins (in that config order).
+func newNodeWith(t *testing.T, plugins []string, settings, dir string, clock *storetest.Clock) *node {
+	t.Helper()
+	doc := fmt.Sprintf("[plugins]\nplugins = [\"%s\"]\n[plugins.greylist]\n", strings.Join(plugins, `", "`)) + settings
+	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", doc, err)
+	}
+	logs := &logRecorder{}
+	m := registry.NewManager(cfg, registry.WithHost(registry.Host{
+		Logger: slog.New(logs.handler()), Clock: clock, DataDir: dir,
+	}))
+	if err := m.LoadPlugins(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return &node{t: t, m: m, clock: clock, logs: logs}
+}
+
+// rcpt runs pre-reception at RCPT for the last of rcpts.
+func (n *node) rcpt(ip, from string, rcpts ...string) *registry.StageResult {
+	n.t.Helper()
+	return n.run(registry.PhaseRcpt, registry.Envelope{ClientIP: netip.MustParseAddr(ip), MailFrom: from, RcptTo: rcpts})
+}
+
+func (n *node) run(phase registry.Phase, env registry.Envelope) *registry.StageResult {
+	n.t.Helper()
+	return n.runPC(newPC(n.t, phase, env))
+}
+
+func (n *node) runPC(pc *registry.ProcessingContext) *registry.StageResult {
+	n.t.Helper()
+	sr, err := n.m.ExecuteStage(context.Background(), registry.PreReception, pc)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return sr
+}
+
+func newPC(t testing.TB, phase registry.Phase, env registry.Envelope) *registry.ProcessingContext {
+	msg, err := registry.ParseMessage([]byte("Subject: test\r\n\r\nbody\r\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := registry.NewProcessingContext(msg, &registry.Session{ID: "s1"})
+	pc.Phase = phase
+	return pc
+}
+
+// spfResult is what the test plugin "spf" reports: the real SPF plugin is
+// not linked into this test binary; this one stands for any earlier plugin
+// whose *registry.SPFResult greylist reads with registry.Find.
+var spfResult atomic.Pointer[registry.SPFResult]
+
+type spfReporter struct{}
+
+func (spfReporter) HandleStage(context.Context, registry.Stage, *registry.ProcessingContext) (*registry.Result, error) {
+	res := &registry.Result{Verdict: registry.AcceptVerdict()}
+	if r := spfResult.Load(); r != nil {
+		res.Data = r
+	}
+	return res, nil
+}
+
+func init() {
+	registry.Register(registry.Module[struct{}, spfReporter]{
+		Name: "spf", Types: []registry.PluginType{registry.PluginTypeCustom},
+		Stages: []registry.Stage{registry.PreReception},
+		New:    func(struct{}, registry.Host) (spfReporter, error) { return spfReporter{}, nil },
+	})
+}
+
+// reply formats a stage verdict as "451 4.7.1 text" ("250 ..." for accept).
+func reply(sr *registry.StageResult) string {
+	code, enh, text := sr.Verdict.Reply()
+	return fmt.Sprintf("%d %s %s", code, enh, text)
+}
+
+// logRecorder keeps the records of a slog.Logger and everything derived from it.
+type logRecorder struct {
+	mu      sync.Mutex
+	records []string // "LEVEL msg"
+}
+
+func (l *logRecorder) handler() slog.Handler {
+	return &recHandler{rec: l, Handler: slog.NewTextHandler(io.Discard, nil)}
+}
+
+func (l *logRecorder) count(level slog.Level, substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.records {
+		if strings.HasPrefix(r, level.String()+" ") && strings.Contains(r, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+type recHandler struct {
+	slog.Handler
+	rec *logRecorder
+}
+
+func (h *recHandler) Handle(_ context.Context, r slog.Record) error {
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	h.rec.records = append(h.rec.records, r.Level.String()+" "+r.Message)
+	return nil
+}
+
+func (h *recHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &recHandler{Handler: h.Handler.WithAttrs(as), rec: h.rec}
+}
+
+func (h *recHandler) WithGroup(g string) slog.Handler {
+	return &recHandler{Handler: h.Handler.WithGroup(g), rec: h.rec}
+}
+
+// cutProxy forwards a loopback port to the real Redis so a test can cut
+// the link (an outage) and restore it on the same address.
+type cutProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	p := &cutProxy{t: t, target: target}
+	p.listen("127.0.0.1:0")
+	t.Cleanup(p.wg.Wait) // cleanups run last-in first-out: cut, then wait
+	t.Cleanup(p.cut)
+	return p
+}
+
+func (p *cutProxy) listen(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.DialTimeout("tcp", p.target, time.Second)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); io.Copy(up, c); up.Close() }()
+			go func() { defer p.wg.Done(); io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+// cut closes the listener and every forwarded connection.
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// restore listens again on the same address.
+func (p *cutProxy) restore() { p.listen(p.addr) }
+
+// storeOf returns the plugin's store (for tests that look inside).
+func storeOf(t *testing.T, n *node) store.Store {
+	p, ok := n.m.Plugin("greylist")
+	if !ok {
+		t.Fatal("greylist not loaded")
+	}
+	return p.(*Greylist).st
+}

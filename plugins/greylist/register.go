@@ -1,0 +1,178 @@
+package greylist
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/registry"
+)
+
+func init() {
+	registry.Register(registry.Module[Config, *Greylist]{
+		Name:        "greylist",
+		Version:     "1.0.0",
+		Description: "greylisting per (client network, sender, recipient) triplet with a bbolt or Redis store",
+		Types:       []registry.PluginType{registry.PluginTypeGreylist},
+		Stages:      []registry.Stage{registry.PreReception},
+		// The SPF plugin's result exempts SPF-pass senders when asked to.
+		After:  []string{"spf"},
+		Config: DefaultConfig,
+		New:    New,
+	})
+}
+
+// Defaults of the [plugins.greylist] keys.
+const (
+	DefaultDelay          = 5 * time.Minute
+	DefaultRetryWindow    = 4 * time.Hour
+	DefaultExpire         = 35 * 24 * time.Hour
+	DefaultIPv4Prefix     = 24
+	DefaultIPv6Prefix     = 64
+	DefaultAutoAllowAfter = 5
+	DefaultRedisAddr      = "127.0.0.1:6379"
+	DefaultRedisPrefix    = "elemta:greylist:"
+	DefaultRedisTimeout   = time.Second
+	DefaultSweepInterval  = 10 * time.Minute
+)
+
+// Config is the [plugins.greylist] table.
+type Config struct {
+	// A retry passes when delay <= time since first sight <= retry_window;
+	// a passed triplet lives for expire after its last use.
+	Delay       registry.Duration `toml:"delay"`
+	RetryWindow registry.Duration `toml:"retry_window"`
+	Expire      registry.Duration `toml:"expire"`
+	// The client's address is shortened to a network of this many bits.
+	IPv4Prefix int `toml:"ipv4_prefix"`
+	IPv6Prefix int `toml:"ipv6_prefix"`
+	// StripSubaddress drops "+tag" (any of SubaddressSeparators) from the
+	// sender's local part; StripTags undoes SRS and BATV rewriting.
+	StripSubaddress      bool   `toml:"strip_subaddress"`
+	SubaddressSeparators string `toml:"subaddress_separators"`
+	StripTags            bool   `toml:"strip_tags"`
+	// AutoAllowAfter lets a client network through once it has passed this
+	// many triplets; 0 turns auto-allow off.
+	AutoAllowAfter int `toml:"auto_allow_after"`
+	// Exemptions.
+	ExemptNetworks         []string `toml:"exempt_networks"`
+	ExemptRecipientDomains []string `toml:"exempt_recipient_domains"`
+	ExemptAuthenticated    bool     `toml:"exempt_authenticated"`
+	ExemptSPFPass          bool     `toml:"exempt_spf_pass"`
+
+	// The state store: "bolt" (a file under the data directory) or "redis".
+	Store             string            `toml:"store"`
+	BoltPath          string            `toml:"bolt_path"`
+	BoltSweepInterval registry.Duration `toml:"bolt_sweep_interval"`
+	RedisAddr         string            `toml:"redis_addr"`
+	RedisDB           int               `toml:"redis_db"`
+	RedisUsername     string            `toml:"redis_username"`
+	RedisPassword     string            `toml:"redis_password"`
+	RedisPrefix       string            `toml:"redis_prefix"`
+	RedisTimeout      registry.Duration `toml:"redis_timeout"`
+}
+
+// DefaultConfig returns the defaults: 5 minutes delay, 4 hours to retry,
+// 35 days of memory, /24 and /64 networks, auto-allow after 5 passes,
+// loopback and authenticated clients exempt, state in a bbolt file.
+func DefaultConfig() Config {
+	return Config{
+		Delay:                registry.Duration(DefaultDelay),
+		RetryWindow:          registry.Duration(DefaultRetryWindow),
+		Expire:               registry.Duration(DefaultExpire),
+		IPv4Prefix:           DefaultIPv4Prefix,
+		IPv6Prefix:           DefaultIPv6Prefix,
+		StripSubaddress:      true,
+		SubaddressSeparators: "+",
+		StripTags:            true,
+		AutoAllowAfter:       DefaultAutoAllowAfter,
+		ExemptNetworks:       []string{"127.0.0.0/8", "::1/128"},
+		ExemptAuthenticated:  true,
+		Store:                store.KindBolt,
+		BoltSweepInterval:    registry.Duration(DefaultSweepInterval),
+		RedisAddr:            DefaultRedisAddr,
+		RedisPrefix:          DefaultRedisPrefix,
+		RedisTimeout:         registry.Duration(DefaultRedisTimeout),
+	}
+}
+
+// validate checks cfg and returns the parsed exempt networks. Errors name
+// the key.
+func (cfg Config) validate() ([]netip.Prefix, error) {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("greylist: %s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if cfg.Delay <= 0 {
+		bad("delay", "must be positive")
+	}
+	if cfg.RetryWindow < cfg.Delay {
+		bad("retry_window", "%v is shorter than delay (%v): no retry could ever pass", cfg.RetryWindow, cfg.Delay)
+	}
+	if cfg.Expire <= 0 {
+		bad("expire", "must be positive")
+	}
+	if cfg.IPv4Prefix < 8 || cfg.IPv4Prefix > 32 {
+		bad("ipv4_prefix", "%d: want 8 to 32", cfg.IPv4Prefix)
+	}
+	if cfg.IPv6Prefix < 16 || cfg.IPv6Prefix > 128 {
+		bad("ipv6_prefix", "%d: want 16 to 128", cfg.IPv6Prefix)
+	}
+	if cfg.AutoAllowAfter < 0 {
+		bad("auto_allow_after", "%d: must not be negative (0 turns auto-allow off)", cfg.AutoAllowAfter)
+	}
+	if cfg.StripSubaddress && cfg.SubaddressSeparators == "" {
+		bad("subaddress_separators", "empty while strip_subaddress is on")
+	}
+	var nets []netip.Prefix
+	for _, s := range cfg.ExemptNetworks {
+		p, err := parsePrefix(s)
+		if err != nil {
+			bad("exempt_networks", "%v", err)
+			continue
+		}
+		nets = append(nets, p)
+	}
+	for _, d := range cfg.ExemptRecipientDomains {
+		if strings.TrimPrefix(d, ".") == "" || strings.ContainsAny(d, "@ ") {
+			bad("exempt_recipient_domains", "%q is not a domain", d)
+		}
+	}
+	errs = append(errs, validateStore(cfg)...)
+	return nets, errors.Join(errs...)
+}
+
+func validateStore(cfg Config) []error {
+	var errs []error
+	switch cfg.Store {
+	case store.KindBolt:
+		if cfg.BoltSweepInterval <= 0 {
+			errs = append(errs, errors.New("greylist: bolt_sweep_interval: must be positive"))
+		}
+	case store.KindRedis:
+		if cfg.RedisAddr == "" {
+			errs = append(errs, errors.New("greylist: redis_addr: empty with store = \"redis\""))
+		}
+		if cfg.RedisTimeout <= 0 {
+			errs = append(errs, errors.New("greylist: redis_timeout: must be positive"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("greylist: store: %q: want %q or %q", cfg.Store, store.KindBolt, store.KindRedis))
+	}
+	return errs
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
