@@ -16,8 +16,9 @@ func init() {
 		Description: "ARC chain validation (RFC 8617) at post-reception and sealing at pre-queue",
 		Types:       []registry.PluginType{registry.PluginTypeARC},
 		Stages:      []registry.Stage{registry.PostReception, registry.PreQueue},
-		// Seal after DKIM signing and the Authentication-Results header.
-		After:  []string{"dkim", "spf", "dmarc", "authres"},
+		// At pre-queue, seal after DKIM signing. (authres runs after us at
+		// post-reception, to write arc=; naming it here would be a cycle.)
+		After:  []string{"dkim"},
 		Config: DefaultConfig,
 		New:    New,
 	})
