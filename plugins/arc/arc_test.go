@@ -330,3 +330,30 @@ func TestVerifyHonoursContext(t *testing.T) {
 		t.Fatalf("VerifyChain on a cancelled context = %v", err)
 	}
 }
+
+// TestLineEnds seals a message stored with bare LF line ends; the chain
+// verifies as written out and in CRLF form.
+func TestLineEnds(t *testing.T) {
+	key, txt := writeKey(t, 0o600)
+	res := &fakeResolver{txt: map[string]string{"arc._domainkey.example.org": txt}}
+	c := DefaultConfig()
+	c.Domain, c.Selector, c.PrivateKey = "example.org", "arc", key
+	p := newPlugin(t, c, res)
+	msg := []byte(strings.ReplaceAll(testMsg, "\r\n", "\n"))
+	for range 2 {
+		m := parse(t, msg, registry.Envelope{})
+		if err := p.SealMessage(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		msg = m.Rewrite(nil, nil)
+	}
+	if bytes.Contains(msg, []byte("\r")) {
+		t.Fatalf("CR in the sealed LF message:\n%s", msg)
+	}
+	for _, form := range [][]byte{msg, bytes.ReplaceAll(msg, []byte("\n"), []byte("\r\n"))} {
+		got, err := p.VerifyChain(context.Background(), parse(t, form, registry.Envelope{}))
+		if err != nil || got.Result != registry.AuthPass || got.Instances != 2 {
+			t.Fatalf("got %+v, %v", got, err)
+		}
+	}
+}

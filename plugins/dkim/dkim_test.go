@@ -362,3 +362,28 @@ func TestStartKeyProblems(t *testing.T) {
 		})
 	}
 }
+
+// TestLineEnds signs messages stored with CRLF and with bare LF line ends;
+// each verifies as written out and after conversion to the other form (as
+// the SMTP client will send CRLF).
+func TestLineEnds(t *testing.T) {
+	lf := strings.ReplaceAll(testMsg, "\r\n", "\n")
+	for _, algo := range []string{"rsa-sha256", "ed25519-sha256"} {
+		for _, canon := range []string{"simple/simple", "relaxed/relaxed"} {
+			cfg, res := testKeys(t, algo, canon)
+			p := newPlugin(t, cfg, res, nil)
+			for name, msg := range map[string]string{"crlf": testMsg, "lf": lf} {
+				out := signed(t, p, []byte(msg), "example.com")
+				if name == "lf" && bytes.Contains(out, []byte("\r")) {
+					t.Fatalf("%s/%s: CR in the signed LF message", algo, canon)
+				}
+				for _, form := range [][]byte{out, toCRLF(out)} {
+					got, err := p.VerifySignature(context.Background(), parse(t, form, registry.Envelope{}))
+					if err != nil || got.Signatures[0].Result != registry.AuthPass {
+						t.Fatalf("%s/%s/%s: %+v %v", algo, canon, name, got, err)
+					}
+				}
+			}
+		}
+	}
+}
