@@ -65,9 +65,11 @@ type Entry struct {
 	ReceivedAt time.Time     `json:"received_at"`
 	Envelope   Envelope      `json:"envelope"`
 	Results    []StageResult `json:"results,omitempty"`
-	// Delivered lists the recipients already delivered (a later attempt
-	// only handles the others).
+	// Delivered lists the recipients already delivered and Failed those
+	// that failed for good (and were bounced): a later attempt only
+	// handles the others.
 	Delivered []string `json:"delivered,omitempty"`
+	Failed    []string `json:"failed,omitempty"`
 	// Attempts counts deferred delivery attempts; NextAttempt is when the
 	// entry is due again; LastError says why the last attempt failed.
 	Attempts    int       `json:"attempts,omitempty"`
@@ -78,11 +80,12 @@ type Entry struct {
 	Message []byte `json:"message"`
 }
 
-// Pending returns the recipients not yet delivered, in envelope order.
+// Pending returns the recipients neither delivered nor failed, in
+// envelope order.
 func (e *Entry) Pending() []string {
 	var out []string
 	for _, r := range e.Envelope.RcptTo {
-		if !slices.Contains(e.Delivered, r) {
+		if !slices.Contains(e.Delivered, r) && !slices.Contains(e.Failed, r) {
 			out = append(out, r)
 		}
 	}

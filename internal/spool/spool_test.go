@@ -132,7 +132,7 @@ func TestClaimDeferComplete(t *testing.T) {
 	clk := newClock()
 	dir := t.TempDir()
 	s := open(t, dir, WithClock(clk.now))
-	idA, err := s.Put(entry("a@x.test", "r1@y.test", "r2@y.test"), false)
+	idA, err := s.Put(entry("a@x.test", "r1@y.test", "r2@y.test", "r3@y.test"), false)
 	require.NoError(t, err)
 	idB, err := s.Put(entry("b@x.test", "r3@y.test"), false)
 	require.NoError(t, err)
@@ -150,9 +150,10 @@ func TestClaimDeferComplete(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, again, "claimed entries are not handed out twice")
 
-	// A: r1 delivered, r2 deferred by a minute.
+	// A: r1 delivered, r3 failed, r2 deferred by a minute.
 	a := got[0]
 	a.Delivered = append(a.Delivered, "r1@y.test")
+	a.Failed = append(a.Failed, "r3@y.test")
 	a.Attempts++
 	a.LastError = "disk full"
 	require.NoError(t, s.Defer(a, clk.now().Add(time.Minute)))
