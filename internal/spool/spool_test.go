@@ -134,6 +134,7 @@ func TestClaimDeferComplete(t *testing.T) {
 	s := open(t, dir, WithClock(clk.now))
 	idA, err := s.Put(entry("a@x.test", "r1@y.test", "r2@y.test", "r3@y.test"), false)
 	require.NoError(t, err)
+	clk.advance(time.Microsecond) // ids sort by time; ties are random
 	idB, err := s.Put(entry("b@x.test", "r3@y.test"), false)
 	require.NoError(t, err)
 	select {
