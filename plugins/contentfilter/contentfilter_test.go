@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pelletier/go-toml/v2"
+
 	"github.com/elemta/elemta/registry"
 )
 
@@ -369,16 +371,21 @@ header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
-			if err != nil {
-				t.Fatalf("parse: %v", err)
+			// ParseConfig validates the config (what `elemta config check` shows)...
+			_, verr := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
+			// ...and New refuses the same config when handed it directly.
+			var doc struct {
+				Plugins struct {
+					Contentfilter Config `toml:"contentfilter"`
+				} `toml:"plugins"`
 			}
-			pc, _ := cfg.Settings("contentfilter")
-			c := pc.Value.(*Config)
-			verr := c.Validate()
-			_, nerr := New(*c, registry.Host{})
+			doc.Plugins.Contentfilter = DefaultConfig()
+			if err := toml.Unmarshal([]byte(tt.toml), &doc); err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			_, nerr := New(doc.Plugins.Contentfilter, registry.Host{})
 			if verr == nil || nerr == nil {
-				t.Fatalf("Validate = %v, New = %v; want errors", verr, nerr)
+				t.Fatalf("ParseConfig = %v, New = %v; want errors", verr, nerr)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(verr.Error(), w) {
