@@ -16,6 +16,10 @@ import (
 // ErrRevoked is returned for a key record with an empty p= (RFC 6376 §3.6.1).
 var ErrRevoked = errors.New("key revoked")
 
+// ErrShortKey is wrapped by the error for an RSA key of fewer than
+// MinRSABits bits (RFC 8301 §3.2).
+var ErrShortKey = errors.New("RSA key too short")
+
 // PublicKey is a parsed DKIM key record (RFC 6376 §3.6.1), as DKIM and ARC
 // verifiers fetch from <selector>._domainkey.<domain>.
 type PublicKey struct {
@@ -84,7 +88,7 @@ func ParseRecord(txt string) (*PublicKey, error) {
 		}
 		pk.Key, pk.Bits = rk, rk.N.BitLen()
 		if pk.Bits < MinRSABits {
-			return nil, fmt.Errorf("%w: RSA key of %d bits is too short (RFC 8301: at least %d)", ErrMalformed, pk.Bits, MinRSABits)
+			return nil, fmt.Errorf("%w: %w: %d bits (RFC 8301: at least %d)", ErrMalformed, ErrShortKey, pk.Bits, MinRSABits)
 		}
 	case "ed25519":
 		if len(der) != ed25519.PublicKeySize {

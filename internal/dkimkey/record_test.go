@@ -52,7 +52,7 @@ func TestParseRecordAndVerify(t *testing.T) {
 		{"unknown k=", "k=dsa; p=" + p, nil, "", "unknown key type", ErrMalformed},
 		{"not for email", "s=tlsrpt; p=" + p, nil, "", "not for email", ErrMalformed},
 		{"s=* is fine", "s=*; p=" + p, rsaKey, "rsa-sha256", "", nil},
-		{"1023-bit rsa", "p=" + base64.StdEncoding.EncodeToString(smallDER), nil, "", "1023 bits", ErrMalformed},
+		{"1023-bit rsa", "p=" + base64.StdEncoding.EncodeToString(smallDER), nil, "", "1023 bits", ErrShortKey},
 		{"garbage base64", "p=!!!", nil, "", "p=", ErrMalformed},
 		{"ed25519 wrong size", "k=ed25519; p=" + base64.StdEncoding.EncodeToString(make([]byte, 31)), nil, "", "31 bytes", ErrMalformed},
 	} {

@@ -211,7 +211,18 @@ func (p *Plugin) lookupTXT(ctx context.Context) func(string) ([]string, error) {
 		if err == nil && ctx.Err() != nil {
 			err = ctx.Err()
 		}
-		return txt, dnsError(name, err)
+		if err != nil {
+			return nil, dnsError(name, err)
+		}
+		// go-msgauth measures RSA keys in whole bytes (Size()*8), so it
+		// accepts keys of 1017-1023 bits: refuse them here (RFC 8301 §3.2).
+		// Its own parser reports every other problem with the record.
+		for _, t := range txt {
+			if _, err := dkimkey.ParseRecord(t); errors.Is(err, dkimkey.ErrShortKey) {
+				return nil, err // not a DNS error: go-msgauth makes it a permerror
+			}
+		}
+		return txt, nil
 	}
 }
 
