@@ -272,13 +272,13 @@ func TestStoreOutage(t *testing.T) {
 		{`on_error = "tempfail"`, "451 4.3.0 Message checks temporarily unavailable, try again later"},
 	} {
 		t.Run(or(tc.onError, "default"), func(t *testing.T) {
-			proxy := newCutProxy(t, addr)
-			settings := fmt.Sprintf("store = \"redis\"\nredis_addr = %q\nredis_prefix = %q\nredis_timeout = \"500ms\"\n%s\n", proxy.addr, prefix+t.Name(), tc.onError)
+			proxy := storetest.NewCutProxy(t, addr)
+			settings := fmt.Sprintf("store = \"redis\"\nredis_addr = %q\nredis_prefix = %q\nredis_timeout = \"500ms\"\n%s\n", proxy.Addr, prefix+t.Name(), tc.onError)
 			n := newNode(t, settings, t.TempDir(), storetest.NewClock(epoch))
 			if got := reply(n.rcpt("192.0.2.1", "a@s.example", "b@r.example")); got != greyFull {
 				t.Fatalf("with the store up: %q", got)
 			}
-			proxy.cut()
+			proxy.Cut()
 			for i := range 3 {
 				sr := n.rcpt("192.0.2.1", "a@s.example", fmt.Sprintf("r%d@r.example", i))
 				if got := reply(sr); got != tc.want {
@@ -288,14 +288,14 @@ func TestStoreOutage(t *testing.T) {
 					t.Fatalf("store down: error %v does not say what failed", sr.Results[0].Err)
 				}
 			}
-			if c := n.logs.count(slog.LevelError, "state store unavailable"); c != 1 {
+			if c := n.logs.Count(slog.LevelError, "state store unavailable"); c != 1 {
 				t.Fatalf("outage logged %d times, want once", c)
 			}
-			proxy.restore()
+			proxy.Restore()
 			if got := reply(n.rcpt("192.0.2.1", "a@s.example", "b@r.example")); got != "451 4.7.1 Greylisted, please try again in 300 seconds" {
 				t.Fatalf("after recovery: %q", got)
 			}
-			if c := n.logs.count(slog.LevelInfo, "state store recovered"); c != 1 {
+			if c := n.logs.Count(slog.LevelInfo, "state store recovered"); c != 1 {
 				t.Fatalf("recovery logged %d times, want once", c)
 			}
 		})
@@ -305,7 +305,7 @@ func TestStoreOutage(t *testing.T) {
 // TestRedisDownAtStart: an unreachable Redis does not stop Elemta starting.
 func TestRedisDownAtStart(t *testing.T) {
 	n := newNode(t, "store = \"redis\"\nredis_addr = \"127.0.0.1:1\"\nredis_timeout = \"200ms\"\n", t.TempDir(), storetest.NewClock(epoch))
-	if c := n.logs.count(slog.LevelError, "state store unavailable"); c != 1 {
+	if c := n.logs.Count(slog.LevelError, "state store unavailable"); c != 1 {
 		t.Fatalf("outage at start logged %d times, want once", c)
 	}
 	if err := n.m.HealthCheck(context.Background(), "greylist"); err == nil {

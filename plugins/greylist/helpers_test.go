@@ -3,12 +3,9 @@ package greylist
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,7 +23,7 @@ type node struct {
 	t     *testing.T
 	m     *registry.Manager
 	clock *storetest.Clock
-	logs  *logRecorder
+	logs  *storetest.LogRecorder
 }
 
 // backend writes the store part of a [plugins.greylist] table.
@@ -62,9 +59,9 @@ func newNodeWith(t *testing.T, plugins []string, settings, dir string, clock *st
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", doc, err)
 	}
-	logs := &logRecorder{}
+	logs := &storetest.LogRecorder{}
 	m := registry.NewManager(cfg, registry.WithHost(registry.Host{
-		Logger: slog.New(logs.handler()), Clock: clock, DataDir: dir,
+		Logger: slog.New(logs.Handler()), Clock: clock, DataDir: dir,
 	}))
 	if err := m.LoadPlugins(context.Background()); err != nil {
 		t.Fatal(err)
@@ -131,117 +128,6 @@ func reply(sr *registry.StageResult) string {
 	code, enh, text := sr.Verdict.Reply()
 	return fmt.Sprintf("%d %s %s", code, enh, text)
 }
-
-// logRecorder keeps the records of a slog.Logger and everything derived from it.
-type logRecorder struct {
-	mu      sync.Mutex
-	records []string // "LEVEL msg"
-}
-
-func (l *logRecorder) handler() slog.Handler {
-	return &recHandler{rec: l, Handler: slog.NewTextHandler(io.Discard, nil)}
-}
-
-func (l *logRecorder) count(level slog.Level, substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, r := range l.records {
-		if strings.HasPrefix(r, level.String()+" ") && strings.Contains(r, substr) {
-			n++
-		}
-	}
-	return n
-}
-
-type recHandler struct {
-	slog.Handler
-	rec *logRecorder
-}
-
-func (h *recHandler) Handle(_ context.Context, r slog.Record) error {
-	h.rec.mu.Lock()
-	defer h.rec.mu.Unlock()
-	h.rec.records = append(h.rec.records, r.Level.String()+" "+r.Message)
-	return nil
-}
-
-func (h *recHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &recHandler{Handler: h.Handler.WithAttrs(as), rec: h.rec}
-}
-
-func (h *recHandler) WithGroup(g string) slog.Handler {
-	return &recHandler{Handler: h.Handler.WithGroup(g), rec: h.rec}
-}
-
-// cutProxy forwards a loopback port to the real Redis so a test can cut
-// the link (an outage) and restore it on the same address.
-type cutProxy struct {
-	t      *testing.T
-	target string
-	addr   string
-
-	mu    sync.Mutex
-	ln    net.Listener
-	conns []net.Conn
-	wg    sync.WaitGroup
-}
-
-func newCutProxy(t *testing.T, target string) *cutProxy {
-	p := &cutProxy{t: t, target: target}
-	p.listen("127.0.0.1:0")
-	t.Cleanup(p.wg.Wait) // cleanups run last-in first-out: cut, then wait
-	t.Cleanup(p.cut)
-	return p
-}
-
-func (p *cutProxy) listen(addr string) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.mu.Lock()
-	p.ln, p.addr = ln, ln.Addr().String()
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := net.DialTimeout("tcp", p.target, time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			p.wg.Add(2)
-			go func() { defer p.wg.Done(); io.Copy(up, c); up.Close() }()
-			go func() { defer p.wg.Done(); io.Copy(c, up); c.Close() }()
-		}
-	}()
-}
-
-// cut closes the listener and every forwarded connection.
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-// restore listens again on the same address.
-func (p *cutProxy) restore() { p.listen(p.addr) }
 
 // storeOf returns the plugin's store (for tests that look inside).
 func storeOf(t *testing.T, n *node) store.Store {

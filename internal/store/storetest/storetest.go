@@ -6,6 +6,9 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,3 +82,117 @@ func (c *Clock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
+
+// LogRecorder keeps the records of a slog.Logger and everything derived from it.
+type LogRecorder struct {
+	mu      sync.Mutex
+	records []string // "LEVEL msg"
+}
+
+// Handler returns a handler that records into l.
+func (l *LogRecorder) Handler() slog.Handler {
+	return &recHandler{rec: l, Handler: slog.NewTextHandler(io.Discard, nil)}
+}
+
+// Count returns how many records of level contain substr in their message.
+func (l *LogRecorder) Count(level slog.Level, substr string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, r := range l.records {
+		if strings.HasPrefix(r, level.String()+" ") && strings.Contains(r, substr) {
+			n++
+		}
+	}
+	return n
+}
+
+type recHandler struct {
+	slog.Handler
+	rec *LogRecorder
+}
+
+func (h *recHandler) Handle(_ context.Context, r slog.Record) error {
+	h.rec.mu.Lock()
+	defer h.rec.mu.Unlock()
+	h.rec.records = append(h.rec.records, r.Level.String()+" "+r.Message)
+	return nil
+}
+
+func (h *recHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &recHandler{Handler: h.Handler.WithAttrs(as), rec: h.rec}
+}
+
+func (h *recHandler) WithGroup(g string) slog.Handler {
+	return &recHandler{Handler: h.Handler.WithGroup(g), rec: h.rec}
+}
+
+// CutProxy forwards a loopback port to the real Redis so a test can cut
+// the link (an outage) and restore it on the same address.
+type CutProxy struct {
+	t      testing.TB
+	target string
+	Addr   string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+// NewCutProxy forwards a new loopback port to target until the test ends.
+func NewCutProxy(t testing.TB, target string) *CutProxy {
+	p := &CutProxy{t: t, target: target}
+	p.listen("127.0.0.1:0")
+	t.Cleanup(p.wg.Wait) // cleanups run last-in first-out: cut, then wait
+	t.Cleanup(p.Cut)
+	return p
+}
+
+func (p *CutProxy) listen(addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.Addr = ln, ln.Addr().String()
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.DialTimeout("tcp", p.target, time.Second)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			go func() { defer p.wg.Done(); io.Copy(up, c); up.Close() }()
+			go func() { defer p.wg.Done(); io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+// Cut closes the listener and every forwarded connection.
+func (p *CutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// Restore listens again on the same address.
+func (p *CutProxy) Restore() { p.listen(p.Addr) }

@@ -1,0 +1,91 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/registry"
+)
+
+var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// node is one Elemta "node": a registry.Manager with the ratelimit plugin
+// loaded from a TOML config, on a store, with a hand-moved clock.
+type node struct {
+	t     testing.TB
+	m     *registry.Manager
+	clock *storetest.Clock
+	logs  *storetest.LogRecorder
+}
+
+type backend struct {
+	name string
+	// storeTOML returns the store keys; twice in one test: the same store.
+	storeTOML func(t testing.TB) string
+}
+
+func backends() []backend {
+	return []backend{
+		{"bolt", func(testing.TB) string { return `store = "bolt"` + "\n" }},
+		{"redis", func(t testing.TB) string {
+			addr, prefix := storetest.Redis(t)
+			return fmt.Sprintf("store = \"redis\"\nredis_addr = %q\nredis_prefix = %q\n", addr, prefix)
+		}},
+	}
+}
+
+// newNode loads ratelimit with settings (the [plugins.ratelimit] body,
+// which may be followed by [[plugins.ratelimit.limits]] tables).
+func newNode(t testing.TB, settings, dir string, clock *storetest.Clock) *node {
+	t.Helper()
+	doc := "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\n" + settings
+	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	if err != nil {
+		t.Fatalf("config:\n%s\n%v", doc, err)
+	}
+	logs := &storetest.LogRecorder{}
+	m := registry.NewManager(cfg, registry.WithHost(registry.Host{
+		Logger: slog.New(logs.Handler()), Clock: clock, DataDir: dir,
+	}))
+	if err := m.LoadPlugins(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return &node{t: t, m: m, clock: clock, logs: logs}
+}
+
+func (n *node) plugin() *RateLimit {
+	p, ok := n.m.Plugin("ratelimit")
+	if !ok {
+		n.t.Fatal("ratelimit not loaded")
+	}
+	return p.(*RateLimit)
+}
+
+func (n *node) run(pc *registry.ProcessingContext) *registry.StageResult {
+	n.t.Helper()
+	sr, err := n.m.ExecuteStage(context.Background(), registry.PreReception, pc)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return sr
+}
+
+func newPC(t testing.TB, session string, phase registry.Phase, env registry.Envelope) *registry.ProcessingContext {
+	msg, err := registry.ParseMessage([]byte("Subject: test\r\n\r\nbody\r\n"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := registry.NewProcessingContext(msg, &registry.Session{ID: session})
+	pc.Phase = phase
+	return pc
+}
+
+func reply(sr *registry.StageResult) string {
+	code, enh, text := sr.Verdict.Reply()
+	return fmt.Sprintf("%d %s %s", code, enh, text)
+}
