@@ -3,11 +3,14 @@
 package gen
 
 import (
+	_ "github.com/elemta/elemta/plugins/arc"           // plugin arc
 	_ "github.com/elemta/elemta/plugins/authres"       // plugin authres
 	_ "github.com/elemta/elemta/plugins/clamav"        // plugin clamav
 	_ "github.com/elemta/elemta/plugins/contentfilter" // plugin contentfilter
 	_ "github.com/elemta/elemta/plugins/dkim"          // plugin dkim
 	_ "github.com/elemta/elemta/plugins/dmarc"         // plugin dmarc
+	_ "github.com/elemta/elemta/plugins/greylist"      // plugin greylist
+	_ "github.com/elemta/elemta/plugins/ratelimit"     // plugin ratelimit
 	_ "github.com/elemta/elemta/plugins/rspamd"        // plugin rspamd
 	_ "github.com/elemta/elemta/plugins/spf"           // plugin spf
 )
@@ -15,11 +18,14 @@ import (
 // Manifest lists the plugins this binary must register (variant "default").
 // The binary checks at startup that each one did.
 var Manifest = []string{
+	"arc",
 	"authres",
 	"clamav",
 	"contentfilter",
 	"dkim",
 	"dmarc",
+	"greylist",
+	"ratelimit",
 	"rspamd",
 	"spf",
 }
