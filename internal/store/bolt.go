@@ -40,15 +40,28 @@ type BoltOptions struct {
 }
 
 // Bolt is the embedded store: one bbolt file, one writer at a time, so
-// every primitive is one write transaction. Concurrent callers are batched
-// into shared transactions (bolt.DB.Batch) to share the fsync.
+// every primitive runs inside a write transaction. A single writer
+// goroutine commits them (group commit): a lone caller is committed at
+// once, and callers that arrive while a commit is running share the next
+// transaction and its fsync. (bolt.DB.Batch would make a lone caller wait
+// its 10ms batch delay.)
 type Bolt struct {
 	db   *bolt.DB
 	now  func() time.Time
+	ops  chan *boltOp
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
 }
+
+// boltOp is one primitive waiting for the writer.
+type boltOp struct {
+	fn   func(tx *bolt.Tx) error
+	done chan error
+}
+
+// maxGroup bounds how many primitives share one write transaction.
+const maxGroup = 256
 
 // OpenBolt opens (creating when missing) the bbolt store at o.Path and
 // starts its sweeper.
@@ -84,7 +97,9 @@ func OpenBolt(o BoltOptions) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("bolt store: create buckets in %s: %w", o.Path, err)
 	}
-	s := &Bolt{db: db, now: o.Now, stop: make(chan struct{})}
+	s := &Bolt{db: db, now: o.Now, ops: make(chan *boltOp), stop: make(chan struct{})}
+	s.wg.Add(1)
+	go s.writer()
 	if o.SweepInterval > 0 {
 		s.wg.Add(1)
 		go s.sweeper(o.SweepInterval)
@@ -145,15 +160,66 @@ func (s *Bolt) Sweep(ctx context.Context, now time.Time) (int, error) {
 	return total, nil
 }
 
-// update runs fn in a write transaction shared with concurrent callers.
+// writer commits the queued primitives, as many as are waiting (up to
+// maxGroup) per transaction.
+func (s *Bolt) writer() {
+	defer s.wg.Done()
+	for {
+		var group []*boltOp
+		select {
+		case <-s.stop:
+			return
+		case op := <-s.ops:
+			group = append(group, op)
+		}
+	more:
+		for len(group) < maxGroup {
+			select {
+			case op := <-s.ops:
+				group = append(group, op)
+			default:
+				break more
+			}
+		}
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for _, op := range group {
+				if err := op.fn(tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err == nil || len(group) == 1 {
+			for _, op := range group {
+				op.done <- err
+			}
+			continue
+		}
+		// One failed and took the group down: run each alone so the
+		// failure is its own.
+		for _, op := range group {
+			op.done <- s.db.Update(op.fn)
+		}
+	}
+}
+
+// update runs fn in a write transaction, possibly shared with concurrent
+// callers; fn must only touch the transaction and its own results, and
+// set them afresh each time it runs.
 func (s *Bolt) update(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt store: %s: %w", what, err)
 	}
-	if err := s.db.Batch(fn); err != nil {
-		if errors.Is(err, bolt.ErrDatabaseNotOpen) {
-			err = ErrClosed
-		}
+	op := &boltOp{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- op:
+	case <-s.stop:
+		return fmt.Errorf("bolt store: %s: %w", what, ErrClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("bolt store: %s: %w", what, ctx.Err())
+	}
+	// Once queued the op is committed or failed; wait for which.
+	if err := <-op.done; err != nil {
 		return fmt.Errorf("bolt store: %s: %w", what, err)
 	}
 	return nil

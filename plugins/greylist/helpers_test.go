@@ -20,7 +20,7 @@ var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // node is one Elemta "node": a registry.Manager with the greylist plugin
 // loaded from a TOML config, on a store, with a hand-moved clock.
 type node struct {
-	t     *testing.T
+	t     testing.TB
 	m     *registry.Manager
 	clock *storetest.Clock
 	logs  *storetest.LogRecorder
@@ -31,13 +31,13 @@ type backend struct {
 	name string
 	// storeTOML returns the store keys for a test; calling it twice in one
 	// test gives the same store (same Redis prefix, same data dir).
-	storeTOML func(t *testing.T) string
+	storeTOML func(t testing.TB) string
 }
 
 func backends() []backend {
 	return []backend{
-		{"bolt", func(t *testing.T) string { return `store = "bolt"` + "\n" }},
-		{"redis", func(t *testing.T) string {
+		{"bolt", func(t testing.TB) string { return `store = "bolt"` + "\n" }},
+		{"redis", func(t testing.TB) string {
 			addr, prefix := storetest.Redis(t)
 			return fmt.Sprintf("store = \"redis\"\nredis_addr = %q\nredis_prefix = %q\n", addr, prefix)
 		}},
@@ -46,13 +46,13 @@ func backends() []backend {
 
 // newNode loads greylist with the table body settings (TOML keys of
 // [plugins.greylist]) and data directory dir.
-func newNode(t *testing.T, settings, dir string, clock *storetest.Clock) *node {
+func newNode(t testing.TB, settings, dir string, clock *storetest.Clock) *node {
 	t.Helper()
 	return newNodeWith(t, []string{"greylist"}, settings, dir, clock)
 }
 
 // newNodeWith enables the named plugins (in that config order).
-func newNodeWith(t *testing.T, plugins []string, settings, dir string, clock *storetest.Clock) *node {
+func newNodeWith(t testing.TB, plugins []string, settings, dir string, clock *storetest.Clock) *node {
 	t.Helper()
 	doc := fmt.Sprintf("[plugins]\nplugins = [\"%s\"]\n[plugins.greylist]\n", strings.Join(plugins, `", "`)) + settings
 	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
