@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -460,5 +461,62 @@ func TestOpen(t *testing.T) {
 	}
 	if _, err := Open(Options{Kind: KindRedis}); err == nil {
 		t.Error("redis without an address: no error")
+	}
+}
+
+// TestRedisTimeout: a server that accepts but never answers fails a call
+// after RedisOptions.Timeout, not later.
+func TestRedisTimeout(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() { defer conns.Done(); io.Copy(io.Discard, c); c.Close() }() // reads, never answers
+		}
+	}()
+	const timeout = 300 * time.Millisecond
+	s, err := NewRedis(RedisOptions{Addr: ln.Addr().String(), Timeout: timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	_, err = s.Take(context.Background(), "k", t0, Rate{Count: 1, Window: time.Second})
+	elapsed := time.Since(start)
+	s.Close()
+	if err == nil || !strings.Contains(err.Error(), "redis store: rate take") {
+		t.Fatalf("take against a silent server: %v", err)
+	}
+	// One retry (MaxRetries 1) may double it; the handshake adds a read.
+	if elapsed < timeout || elapsed > 6*timeout {
+		t.Fatalf("failed after %v, want between %v and %v", elapsed, timeout, 6*timeout)
+	}
+}
+
+// TestHolderLength: a lease holder's name may have 1 to 1024 bytes.
+func TestHolderLength(t *testing.T) {
+	for _, be := range backends() {
+		t.Run(be.name, func(t *testing.T) {
+			s := be.open(t)
+			ctx := context.Background()
+			for _, tc := range []struct {
+				n  int
+				ok bool
+			}{{0, false}, {1, true}, {maxHolder, true}, {maxHolder + 1, false}} {
+				_, err := s.Acquire(ctx, "k", strings.Repeat("h", tc.n), 10, time.Minute, t0)
+				if (err == nil) != tc.ok {
+					t.Errorf("holder of %d bytes: %v", tc.n, err)
+				}
+			}
+		})
 	}
 }
