@@ -31,6 +31,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -67,8 +68,9 @@ type Config struct {
 
 // Server is an SMTP receiver.
 type Server struct {
-	smtp *smtp.Server
-	be   *backend
+	smtp  *smtp.Server
+	be    *backend
+	conns tracker
 }
 
 // Stats counts the receiver's outcomes.
@@ -102,26 +104,102 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	return &Server{smtp: s, be: be}
 }
 
-// Serve accepts connections on l until Shutdown or Close.
+// Serve accepts connections on l until Shutdown.
 func (s *Server) Serve(l net.Listener) error {
-	err := s.smtp.Serve(l)
-	if errors.Is(err, smtp.ErrServerClosed) {
+	s.conns.mu.Lock()
+	if s.conns.down {
+		s.conns.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.conns.listeners = append(s.conns.listeners, l)
+	s.conns.mu.Unlock()
+	err := s.smtp.Serve(&trackedListener{Listener: l, t: &s.conns})
+	s.conns.mu.Lock()
+	down := s.conns.down
+	s.conns.mu.Unlock()
+	if down || errors.Is(err, smtp.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
 // Shutdown stops accepting and waits for sessions in flight until ctx ends;
-// then it closes the ones left.
+// then it closes the connections left (go-smtp's Close does nothing after
+// Shutdown, so the receiver tracks them itself).
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.smtp.Shutdown(ctx)
-	if err != nil {
-		_ = s.smtp.Close()
+	// go-smtp registers a listener only once its Serve goroutine runs:
+	// close them here too, or a Shutdown right after Serve leaves Accept
+	// blocked.
+	s.conns.mu.Lock()
+	s.conns.down = true
+	for _, l := range s.conns.listeners {
+		l.Close()
 	}
-	if errors.Is(err, smtp.ErrServerClosed) {
+	s.conns.mu.Unlock()
+	err := s.smtp.Shutdown(ctx)
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
+	if err != nil {
+		s.conns.closeAll()
+	}
 	return err
+}
+
+// tracker remembers the open connections.
+type tracker struct {
+	mu        sync.Mutex
+	conns     map[net.Conn]struct{}
+	listeners []net.Listener
+	down      bool
+}
+
+func (t *tracker) closeAll() {
+	t.mu.Lock()
+	conns := make([]net.Conn, 0, len(t.conns))
+	for c := range t.conns {
+		conns = append(conns, c)
+	}
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+type trackedListener struct {
+	net.Listener
+	t *tracker
+}
+
+func (l *trackedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.t.mu.Lock()
+	if l.t.conns == nil {
+		l.t.conns = map[net.Conn]struct{}{}
+	}
+	tc := &trackedConn{Conn: c, t: l.t}
+	l.t.conns[tc] = struct{}{}
+	l.t.mu.Unlock()
+	return tc, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	t    *tracker
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.t.mu.Lock()
+		delete(c.t.conns, c)
+		c.t.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // Stats returns the counters so far.

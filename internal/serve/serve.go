@@ -1,0 +1,224 @@
+// Package serve is `elemta serve`: the SMTP receiver (internal/smtpd), the
+// durable spool (internal/spool) and the delivery worker
+// (internal/delivery) wired together under one [server] config table.
+//
+// Start order: open the spool (discarding files half-written at a crash
+// and picking up what was queued), start the delivery worker, listen.
+// Shutdown order: stop accepting, let sessions in flight finish until the
+// shutdown deadline and then cut them, let deliveries in flight finish,
+// close the spool. An acknowledged message is on disk before its 250, so
+// whatever is still queued is delivered after the next start.
+package serve
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/elemta/elemta/internal/delivery"
+	"github.com/elemta/elemta/internal/smtpd"
+	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/registry"
+)
+
+// Config is the [server] table.
+type Config struct {
+	// Listen is the SMTP address, host:port.
+	Listen string `toml:"listen"`
+	// Hostname is announced in the greeting, Received and DSNs.
+	Hostname string `toml:"hostname"`
+	// MaxMessageSize bounds DATA in bytes; MaxRecipients bounds RCPT per
+	// transaction.
+	MaxMessageSize int64 `toml:"max_message_size"`
+	MaxRecipients  int   `toml:"max_recipients"`
+	// SpoolDir holds the queue; MaildirRoot the mailboxes
+	// (<root>/<domain>/<local-part>/).
+	SpoolDir    string `toml:"spool_dir"`
+	MaildirRoot string `toml:"maildir_root"`
+	// TLSCert and TLSKey (PEM files) enable STARTTLS.
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// AuthFile (lines of user:bcrypt-hash) enables AUTH PLAIN, refused
+	// without TLS unless AllowPlaintextAuth.
+	AuthFile           string `toml:"auth_file"`
+	AllowPlaintextAuth bool   `toml:"allow_plaintext_auth"`
+	// ShutdownTimeout is how long sessions in flight may take to finish
+	// after SIGTERM; ReadTimeout bounds each wait for the client.
+	ShutdownTimeout registry.Duration `toml:"shutdown_timeout"`
+	ReadTimeout     registry.Duration `toml:"read_timeout"`
+	// DeliveryWorkers is how many messages are delivered at once;
+	// RetryBase doubles per attempt up to RetryMax; temporary failures
+	// bounce after MaxQueueAge.
+	DeliveryWorkers int               `toml:"delivery_workers"`
+	RetryBase       registry.Duration `toml:"retry_base"`
+	RetryMax        registry.Duration `toml:"retry_max"`
+	MaxQueueAge     registry.Duration `toml:"max_queue_age"`
+}
+
+// DefaultConfig is the [server] table of a config that has none.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          "127.0.0.1:2525",
+		Hostname:        "localhost",
+		MaxMessageSize:  50 << 20,
+		MaxRecipients:   100,
+		SpoolDir:        "var/spool",
+		MaildirRoot:     "var/mail",
+		ShutdownTimeout: registry.Duration(30 * time.Second),
+		ReadTimeout:     registry.Duration(5 * time.Minute),
+		DeliveryWorkers: 4,
+		RetryBase:       registry.Duration(time.Minute),
+		RetryMax:        registry.Duration(time.Hour),
+		MaxQueueAge:     registry.Duration(5 * 24 * time.Hour),
+	}
+}
+
+// Validate reports every config mistake at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf("server: "+format, args...)) }
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen %q: %v", c.Listen, err)
+	}
+	if c.SpoolDir == "" {
+		bad("spool_dir is required")
+	}
+	if c.MaildirRoot == "" {
+		bad("maildir_root is required")
+	}
+	if c.MaxMessageSize < 0 {
+		bad("max_message_size must not be negative")
+	}
+	if c.MaxRecipients < 0 {
+		bad("max_recipients must not be negative")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls_cert and tls_key go together")
+	}
+	if c.DeliveryWorkers < 0 {
+		bad("delivery_workers must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// Server is a running `elemta serve`.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	spool  *spool.Spool
+	smtp   *smtpd.Server
+	ln     net.Listener
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	errc   chan error
+
+	once sync.Once
+	err  error
+}
+
+// Start opens the spool, starts delivery and listens. The caller must
+// call Shutdown.
+func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	scfg := smtpd.Config{Hostname: cfg.Hostname, MaxMessageBytes: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
+		AllowPlaintextAuth: cfg.AllowPlaintextAuth, ReadTimeout: cfg.ReadTimeout.D(), WriteTimeout: time.Minute}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: tls: %w", err)
+		}
+		scfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.AuthFile != "" {
+		creds, err := smtpd.LoadCredentials(cfg.AuthFile)
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		scfg.Credentials = creds
+	}
+	sp, discarded, err := spool.Open(cfg.SpoolDir)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	if discarded > 0 || sp.Corrupt() > 0 {
+		logger.Warn("spool recovered", "discarded_half_written", discarded, "corrupt_moved_to_quarantine", sp.Corrupt())
+	}
+	logger.Info("spool opened", "dir", cfg.SpoolDir, "queued", len(sp.List()))
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		sp.Close()
+		return nil, fmt.Errorf("server: listen: %w", err)
+	}
+	s := &Server{cfg: cfg, log: logger, spool: sp, ln: ln, errc: make(chan error, 1)}
+	s.smtp = smtpd.New(scfg, mgr, sp, logger)
+	worker := delivery.New(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
+		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D()}, mgr, sp, logger)
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.cancel = cancel
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		_ = worker.Run(wctx)
+	}()
+	go func() {
+		defer s.wg.Done()
+		if err := s.smtp.Serve(ln); err != nil {
+			s.errc <- fmt.Errorf("server: serve: %w", err)
+		}
+	}()
+	logger.Info("listening", "addr", ln.Addr().String(), "hostname", cfg.Hostname)
+	return s, nil
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Err delivers an error if the listener fails.
+func (s *Server) Err() <-chan error { return s.errc }
+
+// Shutdown stops accepting, waits for sessions in flight until ctx ends
+// (then closes them: their messages were not acknowledged), stops the
+// delivery worker after its deliveries in flight and closes the spool.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.once.Do(func() {
+		var errs []error
+		if err := s.smtp.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: sessions cut at the shutdown deadline: %w", err))
+		}
+		s.cancel()
+		s.wg.Wait()
+		if err := s.spool.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		st := s.smtp.Stats()
+		s.log.Info("stopped", "accepted", st.Accepted, "quarantined", st.Quarantined, "rejected", st.Rejected,
+			"tempfailed", st.TempFailed, "aborted", st.Aborted, "queued", len(s.spool.List()))
+		s.err = errors.Join(errs...)
+	})
+	return s.err
+}
+
+// Run serves until ctx is cancelled (SIGTERM in the binary), then shuts
+// down within cfg.ShutdownTimeout.
+func Run(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.Logger) error {
+	s, err := Start(ctx, cfg, mgr, logger)
+	if err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-s.Err():
+	}
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout.D())
+	defer cancel()
+	return errors.Join(serveErr, s.Shutdown(sctx))
+}
