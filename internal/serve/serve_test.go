@@ -53,14 +53,14 @@ func init() {
 
 func TestMain(m *testing.M) {
 	if os.Getenv("ELEMTA_SERVE_CHILD") == "1" {
-		os.Exit(child())
+		os.Exit(runChild())
 	}
 	os.Exit(m.Run())
 }
 
 // child runs the server as a subprocess for the kill -9 test: config from
 // the environment, its address written to $ELEMTA_ADDR_FILE.
-func child() int {
+func runChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	cfg := DefaultConfig()
