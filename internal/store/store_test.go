@@ -471,17 +471,19 @@ func TestRedisTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	var conns sync.WaitGroup
-	defer conns.Wait()
+	var wg sync.WaitGroup // the accept loop and each connection
+	defer wg.Wait()
+	defer ln.Close() // runs first: ends the accept loop
+	wg.Add(1)
 	go func() {
+		defer wg.Done()
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go func() { defer conns.Done(); io.Copy(io.Discard, c); c.Close() }() // reads, never answers
+			wg.Add(1)
+			go func() { defer wg.Done(); io.Copy(io.Discard, c); c.Close() }() // reads, never answers; ends when the client closes
 		}
 	}()
 	const timeout = 300 * time.Millisecond

@@ -44,7 +44,7 @@ func New(cfg Config, host registry.Host) (*Greylist, error) {
 		if path == "" {
 			path = filepath.Join(host.DataDir, "greylist", "greylist.db")
 		}
-		g.opts.Bolt = store.BoltOptions{Path: path, SweepInterval: cfg.BoltSweepInterval.D(), Now: host.Clock.Now}
+		g.opts.Bolt = store.BoltOptions{Path: path, SweepInterval: cfg.BoltSweepInterval.D(), LockTimeout: cfg.BoltLockTimeout.D(), Now: host.Clock.Now}
 		g.what = "bolt " + path
 	case store.KindRedis:
 		g.opts.Redis = store.RedisOptions{Addr: cfg.RedisAddr, DB: cfg.RedisDB, Username: cfg.RedisUsername,

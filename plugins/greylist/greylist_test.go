@@ -341,6 +341,7 @@ func TestConfigValidation(t *testing.T) {
 		{`store = "memcached"`, `store: "memcached"`},
 		{`store = "redis"` + "\n" + `redis_addr = ""`, "redis_addr"},
 		{`bolt_sweep_interval = 0`, "bolt_sweep_interval"},
+		{`bolt_lock_timeout = 0`, "bolt_lock_timeout"},
 	} {
 		t.Run(tc.settings, func(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\n" + tc.settings + "\n"
@@ -438,5 +439,26 @@ func TestREADMEExamples(t *testing.T) {
 		if _, err := New(*settings.Value.(*Config), registry.Host{DataDir: t.TempDir(), Logger: slog.Default(), Clock: registry.SystemClock{}}); err != nil {
 			t.Fatalf("example %d: %v", i+1, err)
 		}
+	}
+}
+
+// TestBoltLockTimeout: a second node on the same bbolt file fails to start
+// after bolt_lock_timeout, naming the file; the first keeps working.
+func TestBoltLockTimeout(t *testing.T) {
+	dir := t.TempDir()
+	clock := storetest.NewClock(epoch)
+	a := newNode(t, "bolt_lock_timeout = \"100ms\"\n", dir, clock)
+	cfg, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\nbolt_lock_timeout = \"100ms\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := registry.NewManager(cfg, registry.WithHost(registry.Host{DataDir: dir, Clock: clock}))
+	err = m.LoadPlugins(context.Background())
+	m.Close()
+	if err == nil || !strings.Contains(err.Error(), "greylist.db") || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("second node on a locked file: %v, want a lock timeout naming the file", err)
+	}
+	if got := reply(a.rcpt("192.0.2.1", "a@s.example", "b@r.example")); got != greyFull {
+		t.Fatalf("first node after the failed second start: %q", got)
 	}
 }

@@ -27,16 +27,17 @@ func init() {
 
 // Defaults of the [plugins.greylist] keys.
 const (
-	DefaultDelay          = 5 * time.Minute
-	DefaultRetryWindow    = 4 * time.Hour
-	DefaultExpire         = 35 * 24 * time.Hour
-	DefaultIPv4Prefix     = 24
-	DefaultIPv6Prefix     = 64
-	DefaultAutoAllowAfter = 5
-	DefaultRedisAddr      = "127.0.0.1:6379"
-	DefaultRedisPrefix    = "elemta:greylist:"
-	DefaultRedisTimeout   = time.Second
-	DefaultSweepInterval  = 10 * time.Minute
+	DefaultDelay           = 5 * time.Minute
+	DefaultRetryWindow     = 4 * time.Hour
+	DefaultExpire          = 35 * 24 * time.Hour
+	DefaultIPv4Prefix      = 24
+	DefaultIPv6Prefix      = 64
+	DefaultAutoAllowAfter  = 5
+	DefaultRedisAddr       = "127.0.0.1:6379"
+	DefaultRedisPrefix     = "elemta:greylist:"
+	DefaultRedisTimeout    = time.Second
+	DefaultSweepInterval   = 10 * time.Minute
+	DefaultBoltLockTimeout = time.Second
 )
 
 // Config is the [plugins.greylist] table.
@@ -67,6 +68,7 @@ type Config struct {
 	Store             string            `toml:"store"`
 	BoltPath          string            `toml:"bolt_path"`
 	BoltSweepInterval registry.Duration `toml:"bolt_sweep_interval"`
+	BoltLockTimeout   registry.Duration `toml:"bolt_lock_timeout"`
 	RedisAddr         string            `toml:"redis_addr"`
 	RedisDB           int               `toml:"redis_db"`
 	RedisUsername     string            `toml:"redis_username"`
@@ -93,6 +95,7 @@ func DefaultConfig() Config {
 		ExemptAuthenticated:  true,
 		Store:                store.KindBolt,
 		BoltSweepInterval:    registry.Duration(DefaultSweepInterval),
+		BoltLockTimeout:      registry.Duration(DefaultBoltLockTimeout),
 		RedisAddr:            DefaultRedisAddr,
 		RedisPrefix:          DefaultRedisPrefix,
 		RedisTimeout:         registry.Duration(DefaultRedisTimeout),
@@ -151,6 +154,9 @@ func validateStore(cfg Config) []error {
 	case store.KindBolt:
 		if cfg.BoltSweepInterval <= 0 {
 			errs = append(errs, errors.New("greylist: bolt_sweep_interval: must be positive"))
+		}
+		if cfg.BoltLockTimeout <= 0 {
+			errs = append(errs, errors.New("greylist: bolt_lock_timeout: must be positive"))
 		}
 	case store.KindRedis:
 		if cfg.RedisAddr == "" {

@@ -44,7 +44,7 @@ func New(cfg Config, host registry.Host) (*RateLimit, error) {
 		if path == "" {
 			path = filepath.Join(host.DataDir, "ratelimit", "ratelimit.db")
 		}
-		r.opts.Bolt = store.BoltOptions{Path: path, SweepInterval: cfg.BoltSweepInterval.D(), Now: host.Clock.Now}
+		r.opts.Bolt = store.BoltOptions{Path: path, SweepInterval: cfg.BoltSweepInterval.D(), LockTimeout: cfg.BoltLockTimeout.D(), Now: host.Clock.Now}
 		r.what = "bolt " + path
 	case store.KindRedis:
 		r.opts.Redis = store.RedisOptions{Addr: cfg.RedisAddr, DB: cfg.RedisDB, Username: cfg.RedisUsername,

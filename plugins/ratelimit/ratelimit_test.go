@@ -316,6 +316,7 @@ func TestConfigValidation(t *testing.T) {
 		{"ipv6_prefix = 15\n", "ipv6_prefix"},
 		{"exempt_networks = [\"nope\"]\n", "exempt_networks"},
 		{"store = \"sql\"\n", "store"},
+		{"bolt_lock_timeout = 0\n", "bolt_lock_timeout"},
 	} {
 		t.Run(tc.settings, func(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\n" + tc.settings

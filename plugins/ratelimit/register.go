@@ -33,6 +33,7 @@ const (
 	DefaultRedisPrefix          = "elemta:ratelimit:"
 	DefaultRedisTimeout         = time.Second
 	DefaultSweepInterval        = 10 * time.Minute
+	DefaultBoltLockTimeout      = time.Second
 )
 
 // Events a limit counts.
@@ -74,6 +75,7 @@ type Config struct {
 	Store             string            `toml:"store"`
 	BoltPath          string            `toml:"bolt_path"`
 	BoltSweepInterval registry.Duration `toml:"bolt_sweep_interval"`
+	BoltLockTimeout   registry.Duration `toml:"bolt_lock_timeout"`
 	RedisAddr         string            `toml:"redis_addr"`
 	RedisDB           int               `toml:"redis_db"`
 	RedisUsername     string            `toml:"redis_username"`
@@ -113,6 +115,7 @@ func DefaultConfig() Config {
 		ExemptNetworks:       []string{"127.0.0.0/8", "::1/128"},
 		Store:                store.KindBolt,
 		BoltSweepInterval:    registry.Duration(DefaultSweepInterval),
+		BoltLockTimeout:      registry.Duration(DefaultBoltLockTimeout),
 		RedisAddr:            DefaultRedisAddr,
 		RedisPrefix:          DefaultRedisPrefix,
 		RedisTimeout:         registry.Duration(DefaultRedisTimeout),
@@ -207,6 +210,9 @@ func (cfg *Config) validate() ([]netip.Prefix, error) {
 	case store.KindBolt:
 		if cfg.BoltSweepInterval <= 0 {
 			bad("bolt_sweep_interval", "must be positive")
+		}
+		if cfg.BoltLockTimeout <= 0 {
+			bad("bolt_lock_timeout", "must be positive")
 		}
 	case store.KindRedis:
 		if cfg.RedisAddr == "" {
