@@ -125,8 +125,11 @@ func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 			g.Go(func() error {
 				// In-flight work finishes even when ctx is cancelled.
 				if err := w.Process(context.WithoutCancel(ctx), e); err != nil {
+					// The outcome could not be recorded (spool write
+					// failed): try again after the base delay, not in a
+					// hot loop. Delivered copies are not written twice.
 					w.log.Error("delivery", "id", e.ID, "err", err)
-					w.spool.Release(e.ID)
+					w.spool.ReleaseUntil(e.ID, w.cfg.Now().Add(w.cfg.RetryBase))
 				}
 				return nil
 			})

@@ -248,6 +248,10 @@ type session struct {
 
 	heloName string
 	authUser string
+	// quarantine is the reason of a quarantine verdict so far (session
+	// phases count for every transaction of the session).
+	quarantine        string
+	sessionQuarantine string
 	// sessionAdds are header fields added at connect/HELO.
 	sessionAdds    []registry.Field
 	sessionRemoves []registry.Removal
@@ -288,7 +292,12 @@ func (s *session) preReception(phase registry.Phase, pc *registry.ProcessingCont
 	if err := s.verdictError(sr, false); err != nil {
 		return err
 	}
+	if sr.Verdict.Action == registry.Quarantine && s.quarantine == "" {
+		_, _, text := sr.Verdict.Reply()
+		s.quarantine = fmt.Sprintf("%s: %s", sr.DecidedBy, text)
+	}
 	if session {
+		s.sessionQuarantine = s.quarantine
 		s.sessionAdds = append(s.sessionAdds, sr.AddHeaders...)
 		s.sessionRemoves = append(s.sessionRemoves, sr.RemoveHeaders...)
 	} else {
@@ -374,25 +383,63 @@ func (s *session) AuthMechanisms() []string {
 	if s.be.cfg.Credentials == nil {
 		return nil
 	}
-	return []string{sasl.Plain}
+	return []string{sasl.Plain, sasl.Login}
 }
 
 func (s *session) Auth(mech string) (sasl.Server, error) {
-	if s.be.cfg.Credentials == nil || mech != sasl.Plain {
+	if s.be.cfg.Credentials == nil {
 		return nil, smtp.ErrAuthUnknownMechanism
 	}
-	return sasl.NewPlainServer(func(identity, username, password string) error {
-		if identity != "" && identity != username {
-			return smtp.ErrAuthFailed
+	switch mech {
+	case sasl.Plain:
+		return sasl.NewPlainServer(func(identity, username, password string) error {
+			if identity != "" && identity != username {
+				return smtp.ErrAuthFailed
+			}
+			return s.login(username, password)
+		}), nil
+	case sasl.Login:
+		return &loginServer{auth: s.login}, nil
+	}
+	return nil, smtp.ErrAuthUnknownMechanism
+}
+
+func (s *session) login(username, password string) error {
+	if !s.be.cfg.Credentials.Check(username, password) {
+		s.log.Info("auth failed", "user", username)
+		return smtp.ErrAuthFailed
+	}
+	s.authUser = username
+	s.log.Info("authenticated", "user", username)
+	return nil
+}
+
+// loginServer is the server side of the (obsolete but common) LOGIN
+// mechanism, which go-sasl implements only as a client: "Username:",
+// "Password:" challenges; an initial response is the user name.
+type loginServer struct {
+	auth func(user, pass string) error
+	step int
+	user string
+}
+
+func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
+	switch l.step {
+	case 0:
+		if len(response) == 0 {
+			l.step = 1
+			return []byte("Username:"), false, nil
 		}
-		if !s.be.cfg.Credentials.Check(username, password) {
-			s.log.Info("auth failed", "user", username)
-			return smtp.ErrAuthFailed
-		}
-		s.authUser = username
-		s.log.Info("authenticated", "user", username)
-		return nil
-	}), nil
+		l.user, l.step = string(response), 2
+		return []byte("Password:"), false, nil
+	case 1:
+		l.user, l.step = string(response), 2
+		return []byte("Password:"), false, nil
+	case 2:
+		l.step = 3
+		return nil, true, l.auth(l.user, string(response))
+	}
+	return nil, false, smtp.ErrAuthFailed
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
@@ -471,7 +518,7 @@ func (s *session) Data(r io.Reader) error {
 	}
 	s.pc.Message = msg
 	s.pc.Phase = registry.PhaseMessage
-	quarantine := ""
+	quarantine := s.quarantine // from pre-reception, if any
 	for _, stage := range []registry.Stage{registry.PostReception, registry.PreQueue} {
 		sr, err := s.run(stage, s.pc)
 		if err != nil {
@@ -577,6 +624,7 @@ func records(rs []*registry.Result) []spool.StageResult {
 
 func (s *session) resetTx() {
 	s.pc, s.from, s.rcpts, s.adds, s.removes = nil, "", nil, nil, nil
+	s.quarantine = s.sessionQuarantine
 }
 
 func (s *session) Reset() { s.resetTx() }

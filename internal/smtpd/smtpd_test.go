@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -40,6 +41,8 @@ func (testPlugin) HandleStage(_ context.Context, stage registry.Stage, pc *regis
 		return &registry.Result{Verdict: registry.RejectVerdict(550, "5.7.1", "Sender blocked by test plugin")}, nil
 	case stage == registry.PreReception && pc.Phase == registry.PhaseRcpt && strings.HasPrefix(env.RcptTo[len(env.RcptTo)-1], "refuse"):
 		return &registry.Result{Verdict: registry.RejectVerdict(550, "5.1.1", "No such user here (test)")}, nil
+	case stage == registry.PreReception && pc.Phase == registry.PhaseRcpt && strings.HasPrefix(env.RcptTo[len(env.RcptTo)-1], "hold"):
+		return &registry.Result{Verdict: registry.QuarantineVerdict("recipient held (test)")}, nil
 	case stage == registry.PreReception && pc.Phase == registry.PhaseMail:
 		return &registry.Result{AddHeaders: []registry.Field{{Name: "X-Test-Mail", Value: env.MailFrom}}}, nil
 	case stage == registry.PostReception:
@@ -178,6 +181,16 @@ func TestConversations(t *testing.T) {
 			name:       "quarantine is accepted into quarantine",
 			steps:      append(hello("a@example.org", "b@example.net"), data, step{send: msg("X-Test-Verdict: quarantine\r\n"), raw: true, code: 250, text: "queued as"}),
 			quarantine: 1,
+		},
+		{
+			name:       "quarantine at RCPT holds the message",
+			steps:      append(hello("a@example.org", "hold@example.net", "b@example.net"), data, step{send: msg(""), raw: true, code: 250, text: "queued as"}),
+			quarantine: 1,
+		},
+		{
+			name:   "the next transaction is not held",
+			steps:  append(hello("a@example.org", "b@example.net"), data, step{send: msg(""), raw: true, code: 250, text: "queued as"}),
+			queued: 1,
 		},
 		{
 			name:  "sender refused at MAIL",
@@ -403,6 +416,26 @@ func TestAuth(t *testing.T) {
 			}
 			assert.Contains(t, string(e.Message), "with "+with+" id "+items[0].ID)
 		})
+	}
+}
+
+func TestAuthLogin(t *testing.T) {
+	h := start(t, Config{Credentials: creds(t), AllowPlaintextAuth: true})
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"challenges", []step{{send: "EHLO c", code: 250, text: "AUTH PLAIN LOGIN"}, {send: "AUTH LOGIN", code: 334, text: b64("Username:")},
+			{send: b64("alice"), code: 334, text: b64("Password:")}, {send: b64("s3cret"), code: 235}}},
+		{"initial response", []step{{send: "EHLO c", code: 250}, {send: "AUTH LOGIN " + b64("alice"), code: 334, text: b64("Password:")},
+			{send: b64("s3cret"), code: 235}, {send: "AUTH LOGIN", code: 503}}},
+		{"wrong password", []step{{send: "EHLO c", code: 250}, {send: "AUTH LOGIN " + b64("alice"), code: 334},
+			{send: b64("guess"), code: 535}}},
+		{"cancelled", []step{{send: "EHLO c", code: 250}, {send: "AUTH LOGIN", code: 334}, {send: "*", code: 501}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { converse(t, h.addr, tt.steps) })
 	}
 }
 

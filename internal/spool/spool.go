@@ -452,6 +452,18 @@ func (s *Spool) Release(id string) {
 	s.mu.Unlock()
 }
 
+// ReleaseUntil gives a claimed entry back, not due before next. Only the
+// in-memory index changes (for an attempt that could not even write its
+// outcome); after a restart the entry is due at its stored time.
+func (s *Spool) ReleaseUntil(id string, next time.Time) {
+	s.mu.Lock()
+	if m, ok := s.index[id]; ok {
+		m.claimed = false
+		m.next = next
+	}
+	s.mu.Unlock()
+}
+
 // Complete removes a claimed entry from the queue for good.
 func (s *Spool) Complete(id string) error {
 	if err := s.held(id); err != nil {
