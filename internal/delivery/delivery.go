@@ -1,6 +1,7 @@
 // Package delivery takes messages from the spool, runs the pre-delivery
 // stage, delivers each recipient's copy into a local Maildir under a
-// configured root (<root>/<domain>/<local-part>/{tmp,new,cur}), runs the
+// configured root (<root>/<domain>/<local-part>/{tmp,new,cur}) or relays
+// the message to a smarthost over SMTP, runs the
 // post-delivery stage and settles the spool entry: complete, deferred with
 // backoff, quarantined, or bounced with an RFC 3464 DSN to the sender.
 //
@@ -45,6 +46,9 @@ type Config struct {
 	StageTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Relay, when its Addr is set, sends every message to a smarthost
+	// instead of the local Maildirs.
+	Relay Relay
 }
 
 // Worker delivers spooled messages.
@@ -203,6 +207,10 @@ func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
 	default:
 		if len(sr.AddHeaders) > 0 || len(sr.RemoveHeaders) > 0 {
 			data = msg.Rewrite(sr.AddHeaders, sr.RemoveHeaders)
+		}
+		if w.cfg.Relay.Addr != "" {
+			w.relay(ctx, e.Envelope.MailFrom, env.RcptTo, data, out)
+			break
 		}
 		for _, r := range env.RcptTo {
 			idx := slices.Index(e.Envelope.RcptTo, r)

@@ -58,6 +58,11 @@ type Config struct {
 	RetryBase       registry.Duration `toml:"retry_base"`
 	RetryMax        registry.Duration `toml:"retry_max"`
 	MaxQueueAge     registry.Duration `toml:"max_queue_age"`
+	// Relay (host:port), when set, sends every message to that smarthost
+	// instead of the Maildirs; RelayStartTLS requires STARTTLS there (the
+	// certificate is verified against the host).
+	Relay         string `toml:"relay"`
+	RelayStartTLS bool   `toml:"relay_starttls"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -99,6 +104,11 @@ func (c Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls_cert and tls_key go together")
+	}
+	if c.Relay != "" {
+		if _, _, err := net.SplitHostPort(c.Relay); err != nil {
+			bad("relay %q: %v", c.Relay, err)
+		}
 	}
 	if c.DeliveryWorkers < 0 {
 		bad("delivery_workers must not be negative")
@@ -159,7 +169,8 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 	s := &Server{cfg: cfg, log: logger, spool: sp, ln: ln, errc: make(chan error, 1)}
 	s.smtp = smtpd.New(scfg, mgr, sp, logger)
 	worker := delivery.New(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
-		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D()}, mgr, sp, logger)
+		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D(),
+		Relay: delivery.Relay{Addr: cfg.Relay, StartTLS: cfg.RelayStartTLS}}, mgr, sp, logger)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Add(2)

@@ -221,7 +221,8 @@ func TestValidate(t *testing.T) {
 			c.MaildirRoot = ""
 			c.TLSCert = "cert.pem"
 			c.MaxRecipients = -1
-		}, []string{"listen \"nope\"", "spool_dir is required", "maildir_root is required", "tls_cert and tls_key go together", "max_recipients must not be negative"}},
+			c.Relay = "smarthost"
+		}, []string{"relay \"smarthost\"", "listen \"nope\"", "spool_dir is required", "maildir_root is required", "tls_cert and tls_key go together", "max_recipients must not be negative"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
