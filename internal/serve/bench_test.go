@@ -1,4 +1,4 @@
-package serve
+package serve_test
 
 import (
 	"context"
@@ -22,6 +22,9 @@ import (
 
 var benchMessage = "From: a@example.org\r\nTo: b@example.net\r\nSubject: benchmark\r\nMessage-ID: <bench@example.org>\r\n" +
 	"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n" + strings.Repeat("The quick brown fox jumps over the lazy dog.\r\n", 45)
+
+// It is an external test package so that it may import internal/config,
+// which imports serve for the [server] table.
 
 // BenchmarkAccept measures messages per second accepted (stages run,
 // spooled with fsync, 250 sent) over loopback by concurrent clients, each
