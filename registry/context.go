@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -90,6 +91,10 @@ func (pc *ProcessingContext) Result(plugin string) (*Result, bool) {
 	return nil, false
 }
 
+// AddResult records a result as if a plugin had returned it: for hosts
+// that call capability methods directly, and for tests.
+func (pc *ProcessingContext) AddResult(r *Result) { pc.record(r) }
+
 func (pc *ProcessingContext) record(r *Result) {
 	pc.mu.Lock()
 	pc.results = append(pc.results, r)
@@ -128,4 +133,21 @@ func (pc *ProcessingContext) Get(key string) (any, bool) {
 	defer pc.mu.RUnlock()
 	v, ok := pc.values[key]
 	return v, ok
+}
+
+type pcKey struct{}
+
+// WithProcessingContext returns ctx carrying pc. ExecuteStage hands every
+// plugin such a context, so capability methods that take only a message
+// (DMARCPlugin.CheckDMARC, ARCPlugin.SealMessage) can still read the
+// results of the plugins that ran before them. Hosts calling capability
+// methods directly wrap their context the same way.
+func WithProcessingContext(ctx context.Context, pc *ProcessingContext) context.Context {
+	return context.WithValue(ctx, pcKey{}, pc)
+}
+
+// ProcessingContextFrom returns the ProcessingContext ctx carries, if any.
+func ProcessingContextFrom(ctx context.Context) (*ProcessingContext, bool) {
+	pc, ok := ctx.Value(pcKey{}).(*ProcessingContext)
+	return pc, ok && pc != nil
 }

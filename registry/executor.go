@@ -59,6 +59,9 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingC
 	}
 	sr := &StageResult{Stage: stage}
 	waves := m.waves[stage]
+	if len(waves) > 0 {
+		ctx = WithProcessingContext(ctx, pc)
+	}
 	for i, wave := range waves {
 		if err := ctx.Err(); err != nil {
 			return sr, fmt.Errorf("stage %s: %w", stage, err)

@@ -307,3 +307,19 @@ func TestPluginHonouringItsDeadlineIsMarkedTimedOut(t *testing.T) {
 	assert.True(t, sr.Results[0].TimedOut)
 	assert.Less(t, time.Since(start), 5*time.Second)
 }
+
+func TestPluginsSeeTheProcessingContextInTheirContext(t *testing.T) {
+	pcIn := testContext(t)
+	m := testManager(t, "", stagePlugin{name: "p", fn: func(ctx context.Context, _ Stage, pc *ProcessingContext) (*Result, error) {
+		got, ok := ProcessingContextFrom(ctx)
+		if !ok || got != pc {
+			return nil, errors.New("no processing context in ctx")
+		}
+		return &Result{}, nil
+	}})
+	sr, err := m.ExecuteStage(context.Background(), PostReception, pcIn)
+	require.NoError(t, err)
+	assert.NoError(t, sr.Results[0].Err)
+	_, ok := ProcessingContextFrom(context.Background())
+	assert.False(t, ok)
+}

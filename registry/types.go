@@ -144,7 +144,7 @@ type DMARCResult struct {
 
 // ARCResult is the outcome of ARC chain validation.
 type ARCResult struct {
-	Result AuthResult // none, pass or fail
+	Result AuthResult // none, pass or fail; temperror when a key could not be fetched
 	Reason string
 	// Instances is the number of ARC sets; OldestPass the lowest instance
 	// whose ARC-Message-Signature still validates (header.oldest-pass).

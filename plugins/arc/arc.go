@@ -125,13 +125,18 @@ func (p *Plugin) VerifyChain(ctx context.Context, message *registry.Message) (*r
 }
 
 // SealMessage adds an ARC set to message with message.AddHeader. The
-// ARC-Authentication-Results carries only arc= (the capability method has
-// no session to take other results from).
+// ARC-Authentication-Results is built from the session's results when ctx
+// carries its ProcessingContext (registry.WithProcessingContext); without
+// one it carries only arc=.
 func (p *Plugin) SealMessage(ctx context.Context, message *registry.Message) error {
 	if p.sealer == nil {
 		return errors.New("arc: seal: no sealing key (domain, selector, private_key) configured, or Start not called")
 	}
-	fields, why, err := sealMessage(ctx, p.sealer, p.resolver, message, p.authservID, "", p.clock.Now(), p.cfg.MaxInstances)
+	aar := ""
+	if pc, ok := registry.ProcessingContextFrom(ctx); ok {
+		aar = p.authresFor(pc)
+	}
+	fields, why, err := sealMessage(ctx, p.sealer, p.resolver, message, p.authservID, aar, p.clock.Now(), p.cfg.MaxInstances)
 	if err != nil {
 		return err
 	}

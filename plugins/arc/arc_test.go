@@ -357,3 +357,36 @@ func TestLineEnds(t *testing.T) {
 		}
 	}
 }
+
+// TestSealMessageReadsTheSessionFromItsContext checks that the capability
+// method builds ARC-Authentication-Results from the session's results when
+// ctx carries the ProcessingContext, and carries only arc= without it.
+func TestSealMessageReadsTheSessionFromItsContext(t *testing.T) {
+	key, txt := writeKey(t, 0o600)
+	res := &fakeResolver{txt: map[string]string{"arc._domainkey.example.org": txt}}
+	c := DefaultConfig()
+	c.Domain, c.Selector, c.PrivateKey = "example.org", "arc", key
+	p := newPlugin(t, c, res)
+
+	aar := func(ctx context.Context) string {
+		m := parse(t, []byte(testMsg), registry.Envelope{})
+		if err := p.SealMessage(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range m.AddedHeaders() {
+			if strings.EqualFold(f.Name, "ARC-Authentication-Results") {
+				return f.Value
+			}
+		}
+		t.Fatal("no ARC-Authentication-Results added")
+		return ""
+	}
+	if got := aar(context.Background()); strings.Contains(got, "spf=") {
+		t.Errorf("without a session: %q, want no spf=", got)
+	}
+	pc := registry.NewProcessingContext(parse(t, []byte(testMsg), registry.Envelope{}), nil)
+	pc.AddResult(&registry.Result{Plugin: "spf", Data: &registry.SPFResult{Result: registry.AuthPass, Identity: "mailfrom", Domain: "example.com"}})
+	if got := aar(registry.WithProcessingContext(context.Background(), pc)); !strings.Contains(got, "spf=pass") {
+		t.Errorf("with a session: %q, want spf=pass", got)
+	}
+}

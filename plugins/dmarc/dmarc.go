@@ -64,15 +64,21 @@ func (c *Checker) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 	return out, nil
 }
 
-// CheckDMARC implements registry.DMARCPlugin. The interface hands over no
-// SPF or DKIM results, so nothing can align: a domain with a policy gives
-// fail. HandleStage, which reads them from the processing context, is the
-// way to run DMARC on a message.
+// CheckDMARC implements registry.DMARCPlugin. The SPF and DKIM results it
+// aligns with come from the ProcessingContext that ctx carries
+// (registry.WithProcessingContext; ExecuteStage sets it). Without one
+// nothing can align, and a domain with a policy gives fail.
 func (c *Checker) CheckDMARC(ctx context.Context, message *registry.Message) (*registry.DMARCResult, error) {
 	if message == nil {
 		return nil, errorf("check: no message")
 	}
-	return c.Evaluate(ctx, message, nil, nil), nil
+	var spf *registry.SPFResult
+	var dkim *registry.DKIMResult
+	if pc, ok := registry.ProcessingContextFrom(ctx); ok {
+		spf, _ = registry.Find[*registry.SPFResult](pc)
+		dkim, _ = registry.Find[*registry.DKIMResult](pc)
+	}
+	return c.Evaluate(ctx, message, spf, dkim), nil
 }
 
 func details(r *registry.DMARCResult) string {

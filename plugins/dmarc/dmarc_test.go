@@ -257,4 +257,14 @@ func TestCheckDMARC(t *testing.T) {
 	require.Equal(t, registry.AuthFail, res.Result)
 	_, err = c.CheckDMARC(context.Background(), nil)
 	require.Error(t, err)
+
+	// With the session's ProcessingContext in ctx, the SPF result aligns.
+	msg := message(t, "a@example.com")
+	pc := registry.NewProcessingContext(msg, nil)
+	ctx := registry.WithProcessingContext(context.Background(), pc)
+	pc.AddResult(&registry.Result{Plugin: "spf", Data: &registry.SPFResult{Result: registry.AuthPass, Identity: "mailfrom", Domain: "example.com"}})
+	res, err = c.CheckDMARC(ctx, msg)
+	require.NoError(t, err)
+	require.Equal(t, registry.AuthPass, res.Result)
+	require.True(t, res.SPFAligned)
 }
