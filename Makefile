@@ -31,11 +31,15 @@ variants:
 	$(GO) run ./tools/elemta-build -config plugins.yaml -all-variants -o bin/
 
 ## run: the main job on the embedded default config: scan the example
-## messages. One of them (an .exe attachment) is meant to be rejected, so the
-## scan's exit status must be 2 (reject); anything else is a failure.
+## messages offline, then serve SMTP on 127.0.0.1:2525, send them with
+## `elemta send` and show where they landed (examples/demo.sh). One example
+## (an .exe attachment) is meant to be rejected, so the scan's exit status
+## must be 2 (reject); anything else is a failure.
 run: build
+	@mkdir -p var
 	@./$(BIN) scan examples/messages/*.eml; rc=$$?; \
 	  test $$rc -eq 2 || { echo "make run: expected exit 2 (invoice-exe-attachment.eml is rejected), got $$rc"; exit 1; }
+	@examples/demo.sh ./$(BIN)
 
 ## testenv: install and start clamd, rspamd, redis and unbound on loopback
 testenv:

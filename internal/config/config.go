@@ -15,6 +15,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/elemta/elemta/internal/resolver"
+	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -35,6 +36,8 @@ type Config struct {
 	Plugins *registry.Config
 	// DNS is the [dns] table: the resolver every plugin shares.
 	DNS resolver.Config
+	// Server is the [server] table: `elemta serve`.
+	Server serve.Config
 	// Warnings are problems that do not stop startup.
 	Warnings []string
 }
@@ -45,10 +48,11 @@ type Config struct {
 type hostDoc struct {
 	Plugins any             `toml:"plugins"`
 	DNS     resolver.Config `toml:"dns"`
+	Server  serve.Config    `toml:"server"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins", "dns"}
+var hostTables = []string{"plugins", "dns", "server"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -124,7 +128,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	var host hostDoc
+	host := hostDoc{Server: serve.DefaultConfig()}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
@@ -144,6 +148,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	case err != nil && pcfg != nil: // the registry reported syntax errors already
 		errs = append(errs, positioned(file, err))
 	}
+	if err := host.Server.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [server]: %w", file, err))
+	}
 	if err := host.DNS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
 	}
@@ -151,7 +158,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Warnings: pcfg.Warnings}, nil
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Warnings: pcfg.Warnings}, nil
 }
 
 // positioned turns a go-toml error into "file:line:col: message".

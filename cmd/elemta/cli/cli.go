@@ -1,5 +1,6 @@
 // Package cli is the elemta command line: `elemta scan`, `elemta plugins
-// list|test|metrics`, `elemta config check`, `elemta version`. It holds no
+// list|test|metrics`, `elemta config check`, `elemta serve`, `elemta send`,
+// `elemta version`. It holds no
 // plugin imports: the binary's main package links the plugins (gen/, or
 // the package tools/elemta-build generates) and passes their manifest.
 package cli
@@ -44,6 +45,11 @@ Commands:
         validate a config file (default: ./elemta.toml, else the embedded default)
   config default
         print the embedded default config
+  serve [--config F]
+        run the SMTP server ([server] table): receive, run the stages, spool, deliver
+  send [--server HOST:PORT] [--helo NAME] [--from ADDR] --rcpt ADDR... FILE...
+        submit each file over SMTP and print the server's reply
+        (exit 0 accepted, 2 refused with 5xx, 3 refused with 4xx)
   version
         print the versions of Elemta, Go and the compiled-in plugins
 
@@ -104,6 +110,10 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 	case cmd == "config" && sub == "default":
 		_, _ = stdout.Write(config.DefaultTOML())
 		return ExitAccept
+	case cmd == "serve":
+		return a.serve(ctx, rest)
+	case cmd == "send":
+		return a.send(ctx, rest)
 	case cmd == "version":
 		return a.version()
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
