@@ -323,3 +323,49 @@ func TestPluginsSeeTheProcessingContextInTheirContext(t *testing.T) {
 	_, ok := ProcessingContextFrom(context.Background())
 	assert.False(t, ok)
 }
+
+type ender struct {
+	handlerFunc
+	ended chan *ProcessingContext
+	fail  bool
+}
+
+func (e *ender) EndSession(_ context.Context, pc *ProcessingContext) error {
+	e.ended <- pc
+	if e.fail {
+		panic("boom")
+	}
+	return nil
+}
+
+func TestEndSession(t *testing.T) {
+	r := newRegistry()
+	ends := map[string]*ender{}
+	for _, name := range []string{"a", "b"} {
+		e := &ender{handlerFunc: verdictPlugin(AcceptVerdict()), ended: make(chan *ProcessingContext, 1), fail: name == "b"}
+		ends[name] = e
+		mod, err := erase(Module[struct{}, *ender]{Name: name, Types: []PluginType{PluginTypeRateLimit}, Stages: []Stage{PreReception},
+			New: func(struct{}, Host) (*ender, error) { return e, nil }}, "test")
+		require.NoError(t, err)
+		require.NoError(t, r.add(mod))
+	}
+	cfg, err := r.parseConfig("t.toml", []byte("[plugins]\nplugins = [\"a\", \"b\"]\n"))
+	require.NoError(t, err)
+	m := NewManager(cfg)
+	require.NoError(t, m.LoadPlugins(context.Background()))
+	pc := testContext(t)
+	err = m.EndSession(context.Background(), pc)
+	assert.Same(t, pc, <-ends["a"].ended)
+	assert.Same(t, pc, <-ends["b"].ended)
+	var pe *PanicError
+	require.ErrorAs(t, err, &pe, "a panicking EndSession is an error, not a crash")
+	assert.Contains(t, err.Error(), "plugin b: end session")
+}
+
+func TestHostDefaults(t *testing.T) {
+	h := Host{Hostname: "mx.example.test"}.withDefaults()
+	assert.Equal(t, "mx.example.test", h.AuthservID)
+	assert.NotNil(t, h.Resolver)
+	assert.NotNil(t, h.Clock)
+	assert.Equal(t, "relay.example", Host{Hostname: "mx", AuthservID: "relay.example"}.withDefaults().AuthservID)
+}

@@ -40,9 +40,12 @@ type Host struct {
 	Resolver Resolver
 	// Clock is the wall clock, injectable in tests.
 	Clock Clock
-	// Hostname is this server's name, used in trace headers and
-	// Authentication-Results (authserv-id).
+	// Hostname is this server's name, used in trace headers.
 	Hostname string
+	// AuthservID names this server in Authentication-Results and
+	// ARC-Authentication-Results (RFC 8601 §2.5): every plugin that writes
+	// or trusts those fields uses the same one. Default: Hostname.
+	AuthservID string
 	// DataDir is where plugins may keep state on disk (one subdirectory per
 	// plugin is theirs to create).
 	DataDir string
@@ -61,6 +64,9 @@ func (h Host) withDefaults() Host {
 	}
 	if h.Hostname == "" {
 		h.Hostname = "localhost"
+	}
+	if h.AuthservID == "" {
+		h.AuthservID = h.Hostname
 	}
 	if h.DataDir == "" {
 		h.DataDir = "var"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -147,6 +148,34 @@ func safeClose(c Closer) (err error) {
 		}
 	}()
 	return c.Close()
+}
+
+// EndSession tells every loaded plugin that implements SessionEnder that
+// the session of pc has ended, in start order, each under its timeout and
+// guarded against panics. It returns their errors joined.
+func (m *Manager) EndSession(ctx context.Context, pc *ProcessingContext) error {
+	var errs []error
+	for _, inst := range m.loaded {
+		e, ok := inst.impl.(SessionEnder)
+		if !ok {
+			continue
+		}
+		if err := endSession(ctx, inst, e, pc); err != nil {
+			errs = append(errs, fmt.Errorf("plugin %s: end session: %w", inst.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func endSession(ctx context.Context, inst *instance, e SessionEnder, pc *ProcessingContext) (err error) {
+	ctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+	defer cancel()
+	defer func() {
+		if v := recover(); v != nil {
+			err = &PanicError{Plugin: inst.name, Value: v, Stack: debug.Stack()}
+		}
+	}()
+	return e.EndSession(ctx, pc)
 }
 
 // Plugin returns the loaded plugin called name.

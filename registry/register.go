@@ -73,6 +73,12 @@ type (
 	}
 	// Closer releases what Start acquired.
 	Closer interface{ Close() error }
+	// SessionEnder is told when an SMTP session ends (QUIT, disconnect or
+	// shutdown), so it can release per-session state such as a rate
+	// limiter's connection slot. pc is the session's last context.
+	SessionEnder interface {
+		EndSession(ctx context.Context, pc *ProcessingContext) error
+	}
 )
 
 // ModuleInfo is what the registry knows about a compiled-in plugin.

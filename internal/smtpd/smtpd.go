@@ -629,7 +629,15 @@ func (s *session) resetTx() {
 
 func (s *session) Reset() { s.resetTx() }
 
-func (s *session) Logout() error { return nil }
+// Logout ends the session: plugins that keep per-session state (a rate
+// limiter's connection slot) are told through Manager.EndSession.
+func (s *session) Logout() error {
+	pc := registry.NewProcessingContext(&registry.Message{Envelope: s.envelope()}, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
+	if err := s.be.mgr.EndSession(context.Background(), pc); err != nil { // each plugin under its own timeout
+		s.log.Warn("end of session", "err", err)
+	}
+	return nil
+}
 
 // Credentials maps user names to bcrypt password hashes.
 type Credentials map[string][]byte

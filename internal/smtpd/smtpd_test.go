@@ -61,6 +61,15 @@ func (testPlugin) HandleStage(_ context.Context, stage registry.Stage, pc *regis
 	return &registry.Result{}, nil
 }
 
+// sessionsEnded receives the client address of every session whose end
+// the test plugin was told of.
+var sessionsEnded = make(chan string, 64)
+
+func (testPlugin) EndSession(_ context.Context, pc *registry.ProcessingContext) error {
+	sessionsEnded <- pc.Message.Envelope.ClientIP.String()
+	return nil
+}
+
 func init() {
 	registry.Register(registry.Module[struct{}, testPlugin]{
 		Name:   "smtpdtest",
@@ -485,5 +494,33 @@ func TestParseCredentials(t *testing.T) {
 			assert.False(t, c.Check("a", "PW"))
 			assert.False(t, c.Check("nobody", "pw"))
 		})
+	}
+}
+
+// TestSessionEndReachesPlugins checks that QUIT and a dropped connection
+// both end the session for plugins (Manager.EndSession). go-smtp opens a
+// session at EHLO, so a client that never greets has none to end.
+func TestSessionEndReachesPlugins(t *testing.T) {
+	h := start(t, Config{})
+	for len(sessionsEnded) > 0 { // sessions of earlier tests
+		<-sessionsEnded
+	}
+	converse(t, h.addr, []step{{send: "EHLO client.test", code: 250}, {send: "QUIT", code: 221}})
+	// A client that says EHLO (go-smtp opens the session there) and hangs up.
+	c, err := textproto.Dial("tcp", h.addr)
+	require.NoError(t, err)
+	_, _, err = c.ReadResponse(220)
+	require.NoError(t, err)
+	require.NoError(t, c.PrintfLine("EHLO client.test"))
+	_, _, err = c.ReadResponse(250)
+	require.NoError(t, err)
+	require.NoError(t, c.Close())
+	for i := range 2 {
+		select {
+		case ip := <-sessionsEnded:
+			assert.Equal(t, "127.0.0.1", ip)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("session %d: EndSession not called within 5s", i+1)
+		}
 	}
 }

@@ -4,6 +4,7 @@
 package arc
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,7 +43,7 @@ func New(cfg Config, host registry.Host) (*Plugin, error) {
 		p.log = slog.Default()
 	}
 	if p.authservID == "" {
-		p.authservID = host.Hostname
+		p.authservID = cmp.Or(host.AuthservID, host.Hostname)
 	}
 	if p.authservID == "" {
 		p.authservID = "localhost"

@@ -6,6 +6,7 @@
 package authres
 
 import (
+	"cmp"
 	"context"
 	"strconv"
 	"strings"
@@ -30,7 +31,7 @@ func New(cfg Config, host registry.Host) (*Writer, error) {
 	}
 	id := cfg.AuthservID
 	if id == "" {
-		id = host.Hostname
+		id = cmp.Or(host.AuthservID, host.Hostname)
 	}
 	return &Writer{authservID: id}, nil
 }

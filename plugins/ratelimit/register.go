@@ -61,9 +61,10 @@ type Config struct {
 	// address (or network, with session_key = "network"); 0 turns it off.
 	MaxSessionsPerClient int    `toml:"max_sessions_per_client"`
 	SessionKey           string `toml:"session_key"`
-	// SessionLease is how long a session's slot is held without activity:
-	// the host does not say when a session ends, so slots expire (renewed
-	// at each MAIL) unless EndSession is called.
+	// SessionLease is how long a session's slot is held without activity
+	// (renewed at each MAIL). The SMTP host releases the slot when the
+	// session ends (registry.SessionEnder); the lease frees the slots of a
+	// node that died.
 	SessionLease registry.Duration `toml:"session_lease"`
 	// The "network" key part: the client address cut to this many bits.
 	IPv4Prefix int `toml:"ipv4_prefix"`
