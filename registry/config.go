@@ -311,6 +311,14 @@ func positioned(file string, err error) error {
 	return fmt.Errorf("%s: %w", file, err)
 }
 
+// TOMLError formats an error of go-toml decoding data (named file) as
+// "file:line:col: key: message", including errors of this package's custom
+// decoders (Duration), which go-toml reports without a position. Hosts
+// that decode their own config tables use it for the same error format.
+func TOMLError(file string, data []byte, err error) error {
+	return positionedIn(file, data, "", err)
+}
+
 // positionedIn is positioned for errors of custom decoders (Duration),
 // which go-toml returns without a position: it finds the key under table
 // prefix whose value is the one that failed.
@@ -330,11 +338,14 @@ func positionedIn(file string, data []byte, prefix string, err error) error {
 		case unstable.KeyValue:
 			key := strings.Join(append(slices.Clone(table), keyOf(n.Key())...), ".")
 			v := n.Value()
-			if strings.HasPrefix(key, prefix+".") && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.raw) {
+			if (prefix == "" || strings.HasPrefix(key, prefix+".")) && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.raw) {
 				pos := p.Shape(v.Raw).Start
 				return fmt.Errorf("%s:%d:%d: %s: %w", file, pos.Line, pos.Column, key, ve.err)
 			}
 		}
+	}
+	if prefix == "" {
+		return fmt.Errorf("%s: %w", file, ve.err)
 	}
 	return fmt.Errorf("%s: %s: %w", file, prefix, ve.err)
 }

@@ -146,7 +146,7 @@ func Parse(file string, data []byte) (*Config, error) {
 				file, line, col, strings.Join(e.Key(), "."), strings.Join(hostTables, "], [")))
 		}
 	case err != nil && pcfg != nil: // the registry reported syntax errors already
-		errs = append(errs, positioned(file, err))
+		errs = append(errs, registry.TOMLError(file, data, err))
 	}
 	if err := host.Server.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [server]: %w", file, err))
@@ -159,18 +159,4 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, errors.Join(errs...)
 	}
 	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Warnings: pcfg.Warnings}, nil
-}
-
-// positioned turns a go-toml error into "file:line:col: message".
-func positioned(file string, err error) error {
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		line, col := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		if k := de.Key(); len(k) > 0 {
-			msg = strings.Join(k, ".") + ": " + msg
-		}
-		return fmt.Errorf("%s:%d:%d: %s", file, line, col, msg)
-	}
-	return fmt.Errorf("%s: %w", file, err)
 }

@@ -25,7 +25,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "bad dns server", toml: "[dns]\nservers = [\"ns1.example\"]\n",
 			want: []string{`c.toml: [dns]: dns: servers: "ns1.example": want an IP address`}},
 		{name: "bad dns duration", toml: "[dns]\ntimeout = \"fast\"\n",
-			want: []string{`invalid duration "fast"`}},
+			want: []string{`c.toml:2:11: dns.timeout: invalid duration "fast"`}},
 		{name: "unknown key in an array of tables", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n",
 			want: []string{`c.toml:5:1: plugins.contentfilter.body_rules: unknown key "patern"`}},
 		{name: "unknown plugin key", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_part = 3\n",
