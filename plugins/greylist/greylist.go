@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -23,11 +22,8 @@ type Greylist struct {
 	cfg    Config
 	host   registry.Host
 	exempt []netip.Prefix
-	opts   store.Options
-	what   string // the store, for logs
 
-	st     store.Store
-	outage *store.Outage
+	st *store.Handle
 }
 
 // New builds the plugin from its config; the store is opened by Start.
@@ -37,53 +33,19 @@ func New(cfg Config, host registry.Host) (*Greylist, error) {
 		return nil, err
 	}
 	g := &Greylist{cfg: cfg, host: host, exempt: nets}
-	g.opts = store.Options{Kind: cfg.Store}
-	switch cfg.Store {
-	case store.KindBolt:
-		path := cfg.BoltPath
-		if path == "" {
-			path = filepath.Join(host.DataDir, "greylist", "greylist.db")
-		}
-		g.opts.Bolt = store.BoltOptions{Path: path, SweepInterval: cfg.BoltSweepInterval.D(), LockTimeout: cfg.BoltLockTimeout.D(), Now: host.Clock.Now}
-		g.what = "bolt " + path
-	case store.KindRedis:
-		g.opts.Redis = store.RedisOptions{Addr: cfg.RedisAddr, DB: cfg.RedisDB, Username: cfg.RedisUsername,
-			Password: cfg.RedisPassword, Prefix: cfg.RedisPrefix, Timeout: cfg.RedisTimeout.D()}
-		g.what = "redis " + cfg.RedisAddr
-	}
-	g.outage = store.NewOutage(host.Logger, g.what, host.Clock.Now)
+	g.st = store.NewHandle(cfg.Config, filepath.Join(host.DataDir, "greylist", "greylist.db"), host.Logger, host.Clock.Now)
 	return g, nil
 }
 
 // Start opens the store. An unreachable Redis does not stop start-up: it is
 // logged (once) and on_error applies to checks until it answers.
-func (g *Greylist) Start(ctx context.Context) error {
-	st, err := store.Open(g.opts)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", g.what, err)
-	}
-	g.st = st
-	if g.cfg.Store == store.KindRedis {
-		g.outage.Observe(st.Ping(ctx))
-	}
-	return nil
-}
+func (g *Greylist) Start(ctx context.Context) error { return g.st.Open(ctx) }
 
 // HealthCheck reports whether the store answers.
-func (g *Greylist) HealthCheck(ctx context.Context) error {
-	if g.st == nil {
-		return errors.New("store not open (Start did not run)")
-	}
-	return g.st.Ping(ctx)
-}
+func (g *Greylist) HealthCheck(ctx context.Context) error { return g.st.Ping(ctx) }
 
 // Close closes the store; safe without Start and twice.
-func (g *Greylist) Close() error {
-	if g.st == nil {
-		return nil
-	}
-	return g.st.Close()
-}
+func (g *Greylist) Close() error { return g.st.Close() }
 
 // Decision is the outcome for one recipient.
 type Decision struct {
@@ -189,7 +151,7 @@ func (g *Greylist) Check(ctx context.Context, env registry.Envelope, rcpt string
 		Delay: g.cfg.Delay.D(), RetryWindow: g.cfg.RetryWindow.D(), Expire: g.cfg.Expire.D(),
 		AutoAllowAfter: g.cfg.AutoAllowAfter,
 	})
-	g.outage.Observe(err)
+	g.st.Observe(err)
 	if err != nil {
 		return d, fmt.Errorf("greylist %s from %s: %w", rcpt, network, err)
 	}

@@ -135,5 +135,5 @@ func storeOf(t *testing.T, n *node) store.Store {
 	if !ok {
 		t.Fatal("greylist not loaded")
 	}
-	return p.(*Greylist).st
+	return p.(*Greylist).st.Store
 }

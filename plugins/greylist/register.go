@@ -27,17 +27,13 @@ func init() {
 
 // Defaults of the [plugins.greylist] keys.
 const (
-	DefaultDelay           = 5 * time.Minute
-	DefaultRetryWindow     = 4 * time.Hour
-	DefaultExpire          = 35 * 24 * time.Hour
-	DefaultIPv4Prefix      = 24
-	DefaultIPv6Prefix      = 64
-	DefaultAutoAllowAfter  = 5
-	DefaultRedisAddr       = "127.0.0.1:6379"
-	DefaultRedisPrefix     = "elemta:greylist:"
-	DefaultRedisTimeout    = time.Second
-	DefaultSweepInterval   = 10 * time.Minute
-	DefaultBoltLockTimeout = time.Second
+	DefaultDelay          = 5 * time.Minute
+	DefaultRetryWindow    = 4 * time.Hour
+	DefaultExpire         = 35 * 24 * time.Hour
+	DefaultIPv4Prefix     = 24
+	DefaultIPv6Prefix     = 64
+	DefaultAutoAllowAfter = 5
+	DefaultRedisPrefix    = "elemta:greylist:"
 )
 
 // Config is the [plugins.greylist] table.
@@ -64,17 +60,8 @@ type Config struct {
 	ExemptAuthenticated    bool     `toml:"exempt_authenticated"`
 	ExemptSPFPass          bool     `toml:"exempt_spf_pass"`
 
-	// The state store: "bolt" (a file under the data directory) or "redis".
-	Store             string            `toml:"store"`
-	BoltPath          string            `toml:"bolt_path"`
-	BoltSweepInterval registry.Duration `toml:"bolt_sweep_interval"`
-	BoltLockTimeout   registry.Duration `toml:"bolt_lock_timeout"`
-	RedisAddr         string            `toml:"redis_addr"`
-	RedisDB           int               `toml:"redis_db"`
-	RedisUsername     string            `toml:"redis_username"`
-	RedisPassword     string            `toml:"redis_password"`
-	RedisPrefix       string            `toml:"redis_prefix"`
-	RedisTimeout      registry.Duration `toml:"redis_timeout"`
+	// The state store's keys (store, bolt_*, redis_*).
+	store.Config
 }
 
 // DefaultConfig returns the defaults: 5 minutes delay, 4 hours to retry,
@@ -93,12 +80,7 @@ func DefaultConfig() Config {
 		AutoAllowAfter:       DefaultAutoAllowAfter,
 		ExemptNetworks:       []string{"127.0.0.0/8", "::1/128"},
 		ExemptAuthenticated:  true,
-		Store:                store.KindBolt,
-		BoltSweepInterval:    registry.Duration(DefaultSweepInterval),
-		BoltLockTimeout:      registry.Duration(DefaultBoltLockTimeout),
-		RedisAddr:            DefaultRedisAddr,
-		RedisPrefix:          DefaultRedisPrefix,
-		RedisTimeout:         registry.Duration(DefaultRedisTimeout),
+		Config:               store.DefaultConfig(DefaultRedisPrefix),
 	}
 }
 
@@ -144,31 +126,8 @@ func (cfg Config) validate() ([]netip.Prefix, error) {
 			bad("exempt_recipient_domains", "%q is not a domain", d)
 		}
 	}
-	errs = append(errs, validateStore(cfg)...)
+	errs = append(errs, cfg.Config.Validate("greylist"))
 	return nets, errors.Join(errs...)
-}
-
-func validateStore(cfg Config) []error {
-	var errs []error
-	switch cfg.Store {
-	case store.KindBolt:
-		if cfg.BoltSweepInterval <= 0 {
-			errs = append(errs, errors.New("greylist: bolt_sweep_interval: must be positive"))
-		}
-		if cfg.BoltLockTimeout <= 0 {
-			errs = append(errs, errors.New("greylist: bolt_lock_timeout: must be positive"))
-		}
-	case store.KindRedis:
-		if cfg.RedisAddr == "" {
-			errs = append(errs, errors.New("greylist: redis_addr: empty with store = \"redis\""))
-		}
-		if cfg.RedisTimeout <= 0 {
-			errs = append(errs, errors.New("greylist: redis_timeout: must be positive"))
-		}
-	default:
-		errs = append(errs, fmt.Errorf("greylist: store: %q: want %q or %q", cfg.Store, store.KindBolt, store.KindRedis))
-	}
-	return errs
 }
 
 // parsePrefix accepts a CIDR or a single address.

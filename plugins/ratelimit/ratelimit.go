@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -24,11 +23,8 @@ type RateLimit struct {
 	cfg    Config
 	host   registry.Host
 	exempt []netip.Prefix
-	opts   store.Options
-	what   string
 
-	st     store.Store
-	outage *store.Outage
+	st *store.Handle
 }
 
 // New builds the plugin from its config; the store is opened by Start.
@@ -37,53 +33,20 @@ func New(cfg Config, host registry.Host) (*RateLimit, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &RateLimit{cfg: cfg, host: host, exempt: nets, opts: store.Options{Kind: cfg.Store}}
-	switch cfg.Store {
-	case store.KindBolt:
-		path := cfg.BoltPath
-		if path == "" {
-			path = filepath.Join(host.DataDir, "ratelimit", "ratelimit.db")
-		}
-		r.opts.Bolt = store.BoltOptions{Path: path, SweepInterval: cfg.BoltSweepInterval.D(), LockTimeout: cfg.BoltLockTimeout.D(), Now: host.Clock.Now}
-		r.what = "bolt " + path
-	case store.KindRedis:
-		r.opts.Redis = store.RedisOptions{Addr: cfg.RedisAddr, DB: cfg.RedisDB, Username: cfg.RedisUsername,
-			Password: cfg.RedisPassword, Prefix: cfg.RedisPrefix, Timeout: cfg.RedisTimeout.D()}
-		r.what = "redis " + cfg.RedisAddr
-	}
-	r.outage = store.NewOutage(host.Logger, r.what, host.Clock.Now)
+	r := &RateLimit{cfg: cfg, host: host, exempt: nets}
+	r.st = store.NewHandle(cfg.Config, filepath.Join(host.DataDir, "ratelimit", "ratelimit.db"), host.Logger, host.Clock.Now)
 	return r, nil
 }
 
 // Start opens the store. An unreachable Redis does not stop start-up: it is
 // logged (once) and on_error applies until it answers.
-func (r *RateLimit) Start(ctx context.Context) error {
-	st, err := store.Open(r.opts)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", r.what, err)
-	}
-	r.st = st
-	if r.cfg.Store == store.KindRedis {
-		r.outage.Observe(st.Ping(ctx))
-	}
-	return nil
-}
+func (r *RateLimit) Start(ctx context.Context) error { return r.st.Open(ctx) }
 
 // HealthCheck reports whether the store answers.
-func (r *RateLimit) HealthCheck(ctx context.Context) error {
-	if r.st == nil {
-		return errors.New("store not open (Start did not run)")
-	}
-	return r.st.Ping(ctx)
-}
+func (r *RateLimit) HealthCheck(ctx context.Context) error { return r.st.Ping(ctx) }
 
 // Close closes the store; safe without Start and twice.
-func (r *RateLimit) Close() error {
-	if r.st == nil {
-		return nil
-	}
-	return r.st.Close()
-}
+func (r *RateLimit) Close() error { return r.st.Close() }
 
 // HandleStage counts the events of the SMTP phase: at CONNECT a session
 // slot and the connect limits (over the limit: 421, the client is
@@ -129,7 +92,7 @@ func (r *RateLimit) HandleStage(ctx context.Context, _ registry.Stage, pc *regis
 				continue // a part is unknown (no AUTH user): the limit does not apply
 			}
 			res, err := r.st.Take(ctx, l.Name+":"+key, now, store.Rate{Count: l.Count, Window: l.Window.D(), Burst: l.Burst})
-			r.outage.Observe(err)
+			r.st.Observe(err)
 			if err != nil {
 				return nil, fmt.Errorf("rate limit %s: %w", l.Name, err)
 			}
@@ -186,7 +149,7 @@ func (r *RateLimit) acquireSession(ctx context.Context, pc *registry.ProcessingC
 		return nil, nil
 	}
 	res, err := r.st.Acquire(ctx, r.sessionKey(env), pc.Session.ID, r.cfg.MaxSessionsPerClient, r.cfg.SessionLease.D(), now)
-	r.outage.Observe(err)
+	r.st.Observe(err)
 	if err != nil {
 		return nil, fmt.Errorf("session limit for %s: %w", env.ClientIP, err)
 	}
@@ -206,7 +169,7 @@ func (r *RateLimit) renewSession(ctx context.Context, pc *registry.ProcessingCon
 		return
 	}
 	_, err := r.st.Acquire(ctx, r.sessionKey(env), pc.Session.ID, r.cfg.MaxSessionsPerClient, r.cfg.SessionLease.D(), now)
-	r.outage.Observe(err)
+	r.st.Observe(err)
 }
 
 // EndSession gives the session's slot back. The host calls it when an SMTP
@@ -217,7 +180,7 @@ func (r *RateLimit) EndSession(ctx context.Context, pc *registry.ProcessingConte
 		return nil
 	}
 	err := r.st.Release(ctx, r.sessionKey(env), pc.Session.ID)
-	r.outage.Observe(err)
+	r.st.Observe(err)
 	if err != nil {
 		return fmt.Errorf("release session slot of %s: %w", env.ClientIP, err)
 	}

@@ -29,11 +29,7 @@ const (
 	DefaultSessionLease         = 10 * time.Minute
 	DefaultIPv4Prefix           = 24
 	DefaultIPv6Prefix           = 64
-	DefaultRedisAddr            = "127.0.0.1:6379"
 	DefaultRedisPrefix          = "elemta:ratelimit:"
-	DefaultRedisTimeout         = time.Second
-	DefaultSweepInterval        = 10 * time.Minute
-	DefaultBoltLockTimeout      = time.Second
 )
 
 // Events a limit counts.
@@ -72,17 +68,8 @@ type Config struct {
 	// ExemptNetworks are never limited.
 	ExemptNetworks []string `toml:"exempt_networks"`
 
-	// The state store: "bolt" (a file under the data directory) or "redis".
-	Store             string            `toml:"store"`
-	BoltPath          string            `toml:"bolt_path"`
-	BoltSweepInterval registry.Duration `toml:"bolt_sweep_interval"`
-	BoltLockTimeout   registry.Duration `toml:"bolt_lock_timeout"`
-	RedisAddr         string            `toml:"redis_addr"`
-	RedisDB           int               `toml:"redis_db"`
-	RedisUsername     string            `toml:"redis_username"`
-	RedisPassword     string            `toml:"redis_password"`
-	RedisPrefix       string            `toml:"redis_prefix"`
-	RedisTimeout      registry.Duration `toml:"redis_timeout"`
+	// The state store's keys (store, bolt_*, redis_*).
+	store.Config
 }
 
 // Limit is one rate: Count events per Window for each distinct Key, with
@@ -114,12 +101,7 @@ func DefaultConfig() Config {
 		IPv4Prefix:           DefaultIPv4Prefix,
 		IPv6Prefix:           DefaultIPv6Prefix,
 		ExemptNetworks:       []string{"127.0.0.0/8", "::1/128"},
-		Store:                store.KindBolt,
-		BoltSweepInterval:    registry.Duration(DefaultSweepInterval),
-		BoltLockTimeout:      registry.Duration(DefaultBoltLockTimeout),
-		RedisAddr:            DefaultRedisAddr,
-		RedisPrefix:          DefaultRedisPrefix,
-		RedisTimeout:         registry.Duration(DefaultRedisTimeout),
+		Config:               store.DefaultConfig(DefaultRedisPrefix),
 	}
 }
 
@@ -207,24 +189,7 @@ func (cfg *Config) validate() ([]netip.Prefix, error) {
 		}
 		nets = append(nets, p)
 	}
-	switch cfg.Store {
-	case store.KindBolt:
-		if cfg.BoltSweepInterval <= 0 {
-			bad("bolt_sweep_interval", "must be positive")
-		}
-		if cfg.BoltLockTimeout <= 0 {
-			bad("bolt_lock_timeout", "must be positive")
-		}
-	case store.KindRedis:
-		if cfg.RedisAddr == "" {
-			bad("redis_addr", "empty with store = \"redis\"")
-		}
-		if cfg.RedisTimeout <= 0 {
-			bad("redis_timeout", "must be positive")
-		}
-	default:
-		bad("store", "%q: want %q or %q", cfg.Store, store.KindBolt, store.KindRedis)
-	}
+	errs = append(errs, cfg.Config.Validate("ratelimit"))
 	return nets, errors.Join(errs...)
 }
 
