@@ -87,35 +87,26 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingC
 
 // runWave runs the plugins of one wave and returns their results in wave
 // (config) order.
+//
+// Every plugin runs in a goroutine of its own, so one that ignores its
+// context can be abandoned at its deadline instead of waited for. A wave
+// that fits under max_concurrency starts all its plugins at once, and the
+// calling goroutine collects them, with one deadline context per distinct
+// timeout. A larger wave is bounded by an errgroup with SetLimit, each of
+// its goroutines waiting for one plugin.
 func (m *Manager) runWave(ctx context.Context, stage Stage, pc *ProcessingContext, wave []*instance) []*Result {
+	switch {
+	case len(wave) == 1:
+		return []*Result{m.runOne(ctx, stage, pc, wave[0])}
+	case len(wave) <= m.cfg.MaxConcurrency:
+		return m.runAll(ctx, stage, pc, wave)
+	}
 	results := make([]*Result, len(wave))
-	if len(wave) == 1 {
-		results[0] = m.runOne(ctx, nil, stage, pc, wave[0])
-		return results
-	}
-	// When the whole wave starts at once, plugins with equal timeouts share
-	// one deadline context: one timer for the wave instead of one each.
-	var shared []timeoutCtx
-	if len(wave) <= m.cfg.MaxConcurrency {
-		for _, inst := range wave {
-			if !slices.ContainsFunc(shared, func(t timeoutCtx) bool { return t.timeout == inst.settings.Timeout }) {
-				tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
-				defer cancel()
-				shared = append(shared, timeoutCtx{inst.settings.Timeout, tctx})
-			}
-		}
-	}
 	var g errgroup.Group
 	g.SetLimit(m.cfg.MaxConcurrency)
 	for i, inst := range wave {
-		var tctx context.Context
-		for _, t := range shared {
-			if t.timeout == inst.settings.Timeout {
-				tctx = t.ctx
-			}
-		}
 		g.Go(func() error {
-			results[i] = m.runOne(ctx, tctx, stage, pc, inst)
+			results[i] = m.runOne(ctx, stage, pc, inst)
 			return nil // a plugin's failure is its result, never a reason to cancel the others
 		})
 	}
@@ -123,23 +114,71 @@ func (m *Manager) runWave(ctx context.Context, stage Stage, pc *ProcessingContex
 	return results
 }
 
-type timeoutCtx struct {
-	timeout time.Duration
-	ctx     context.Context
+// runAll starts every plugin of wave at once and waits for each until it
+// answers or its deadline passes.
+func (m *Manager) runAll(ctx context.Context, stage Stage, pc *ProcessingContext, wave []*instance) []*Result {
+	start := time.Now()
+	type deadline struct {
+		timeout time.Duration
+		ctx     context.Context
+	}
+	var deadlines []deadline // one per distinct timeout, in first-use order
+	group := make([]int, len(wave))
+	for i, inst := range wave {
+		g := slices.IndexFunc(deadlines, func(d deadline) bool { return d.timeout == inst.settings.Timeout })
+		if g < 0 {
+			tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+			defer cancel()
+			g = len(deadlines)
+			deadlines = append(deadlines, deadline{inst.settings.Timeout, tctx})
+		}
+		group[i] = g
+	}
+
+	type outcome struct {
+		i   int
+		res *Result
+	}
+	done := make(chan outcome, len(wave)) // buffered: an abandoned plugin can still finish and exit
+	for i, inst := range wave {
+		go func() { done <- outcome{i, inst.call(deadlines[group[i]].ctx, stage, pc)} }()
+	}
+
+	results := make([]*Result, len(wave))
+	for pending := len(wave); pending > 0; {
+		// Wait for the next answer or the earliest deadline still awaited.
+		var next deadline
+		for i, r := range results {
+			if d := deadlines[group[i]]; r == nil && (next.ctx == nil || d.timeout < next.timeout) {
+				next = d
+			}
+		}
+		select {
+		case o := <-done:
+			if results[o.i] == nil {
+				results[o.i] = m.finish(ctx, deadlines[group[o.i]].ctx, stage, pc, wave[o.i], o.res, start)
+				pending--
+			}
+		case <-next.ctx.Done():
+			for i, r := range results {
+				if tctx := deadlines[group[i]].ctx; r == nil && tctx.Err() != nil {
+					results[i] = m.finish(ctx, tctx, stage, pc, wave[i], &Result{Err: fmt.Errorf("plugin %s: %w", wave[i].name, tctx.Err())}, start)
+					pending--
+				}
+			}
+		}
+	}
+	return results
 }
 
-// runOne runs one plugin under its timeout (tctx, or a context of its own
-// when tctx is nil) in a goroutine of its own, so a plugin that ignores its
-// context is abandoned at the deadline rather than waited for.
-func (m *Manager) runOne(ctx, tctx context.Context, stage Stage, pc *ProcessingContext, inst *instance) *Result {
+// runOne runs one plugin under its own timeout in a goroutine of its own,
+// and waits for it until it answers or the deadline passes.
+func (m *Manager) runOne(ctx context.Context, stage Stage, pc *ProcessingContext, inst *instance) *Result {
 	start := time.Now()
-	if tctx == nil {
-		var cancel context.CancelFunc
-		tctx, cancel = context.WithTimeout(ctx, inst.settings.Timeout)
-		defer cancel()
-	}
+	tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+	defer cancel()
 	done := make(chan *Result, 1) // buffered: an abandoned plugin can still finish and exit
-	go inst.call(tctx, stage, pc, done)
+	go func() { done <- inst.call(tctx, stage, pc) }()
 
 	var res *Result
 	select {
@@ -147,6 +186,12 @@ func (m *Manager) runOne(ctx, tctx context.Context, stage Stage, pc *ProcessingC
 	case <-tctx.Done():
 		res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, tctx.Err())}
 	}
+	return m.finish(ctx, tctx, stage, pc, inst, res, start)
+}
+
+// finish completes a plugin's result: marks a timeout, replaces a failed
+// plugin's output with its on_error verdict, counts and records it.
+func (m *Manager) finish(ctx, tctx context.Context, stage Stage, pc *ProcessingContext, inst *instance, res *Result, start time.Time) *Result {
 	if res.Err != nil && deadlinePassed(tctx) && ctx.Err() == nil {
 		res.TimedOut = true
 		res.Err = fmt.Errorf("plugin %s: %w after %v: %w", inst.name, ErrTimeout, inst.settings.Timeout, res.Err)
@@ -162,12 +207,12 @@ func (m *Manager) runOne(ctx, tctx context.Context, stage Stage, pc *ProcessingC
 	return res
 }
 
-// call runs the plugin's handler and sends its result, or the panic it
-// raised, to done.
-func (inst *instance) call(ctx context.Context, stage Stage, pc *ProcessingContext, done chan<- *Result) {
+// call runs the plugin's handler and returns its result, or an error
+// result for the panic it raised.
+func (inst *instance) call(ctx context.Context, stage Stage, pc *ProcessingContext) (res *Result) {
 	defer func() {
 		if v := recover(); v != nil {
-			done <- &Result{Err: &PanicError{Plugin: inst.name, Value: v, Stack: debug.Stack()}, Panicked: true}
+			res = &Result{Err: &PanicError{Plugin: inst.name, Value: v, Stack: debug.Stack()}, Panicked: true}
 		}
 	}()
 	res, err := inst.handler.HandleStage(ctx, stage, pc)
@@ -177,7 +222,7 @@ func (inst *instance) call(ctx context.Context, stage Stage, pc *ProcessingConte
 		}
 		res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, err)}
 	}
-	done <- res
+	return res
 }
 
 // deadlinePassed reports whether ctx's deadline has come, even if its timer

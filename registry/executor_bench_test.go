@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 )
 
 // trivial is the work each benchmarked plugin does: it reads a header and
@@ -47,4 +48,32 @@ func BenchmarkExecuteStage(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkFloor measures, in the same run, what any executor that can
+// abandon a hung plugin must pay per plugin on this machine: starting a
+// goroutine and waiting for its answer, and the same with a deadline
+// context (the plugin must see its timeout).
+func BenchmarkFloor(b *testing.B) {
+	b.Run("goroutine+channel", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ch := make(chan int, 1)
+			go func() { ch <- 1 }()
+			<-ch
+		}
+	})
+	b.Run("goroutine+channel+deadline", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			ch := make(chan int, 1)
+			go func() { ch <- 1 }()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+			}
+			cancel()
+		}
+	})
 }
