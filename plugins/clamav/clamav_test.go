@@ -11,6 +11,7 @@ import (
 
 	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // TestRealClamd runs the plugin through the executor at post-reception
@@ -19,7 +20,7 @@ import (
 func TestRealClamd(t *testing.T) {
 	tcp := testenv.Require(t, testenv.Clamd)
 	sock := testenv.Require(t, testenv.ClamdSocket)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	transports := []struct{ name, key, addr string }{
 		{"tcp", "servers", fmt.Sprintf("[%q]", tcp)},
 		{"unix", "socket", fmt.Sprintf("%q", sock)},
@@ -91,7 +92,7 @@ func fieldValue(fs []registry.Field, name string) string {
 // TestHealthCheck pings the real clamd (PING and VERSION) and a dead one.
 func TestHealthCheck(t *testing.T) {
 	tcp := testenv.Require(t, testenv.Clamd)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	dead := closedPort(t)
 	for _, tc := range []struct {
 		name    string
@@ -124,11 +125,11 @@ func TestHealthCheck(t *testing.T) {
 // the first is tried last until retry_after has passed on the host clock.
 func TestFailover(t *testing.T) {
 	tcp := testenv.Require(t, testenv.Clamd)
-	checkLeaks(t)
-	dead := startFake(t, func(c net.Conn) {}) // accepts and hangs up at once
+	registrytest.CheckLeaks(t)
+	dead := registrytest.NewServer(t, func(c net.Conn) {}) // accepts and hangs up at once
 	clock := newFakeClock()
 	cfg := DefaultConfig()
-	cfg.Servers = []string{dead.addr(), tcp}
+	cfg.Servers = []string{dead.Addr(), tcp}
 	cfg.CacheSize = 0
 	cfg.RetryAfter = registry.Duration(10 * time.Second)
 	s, err := New(cfg, registry.Host{Clock: clock})
@@ -152,7 +153,7 @@ func TestFailover(t *testing.T) {
 		if err != nil || sr.Status != registry.StatusInfected {
 			t.Fatalf("step %d: %+v, %v", i, sr, err)
 		}
-		if got := dead.acceptCount(); got != st.wantAccepts {
+		if got := dead.Accepts(); got != st.wantAccepts {
 			t.Errorf("step %d: dead server saw %d connections, want %d", i, got, st.wantAccepts)
 		}
 	}
@@ -162,7 +163,7 @@ func TestFailover(t *testing.T) {
 // TTL passes on the host clock; trace fields added later do not change the key.
 func TestCache(t *testing.T) {
 	tcp := testenv.Require(t, testenv.Clamd)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	clock := newFakeClock()
 	cfg := DefaultConfig()
 	cfg.Servers = []string{tcp}
@@ -232,7 +233,7 @@ func TestCacheBound(t *testing.T) {
 // on_size_limit as an action and as "error" (then on_error applies).
 func TestSizeLimit(t *testing.T) {
 	tcp := testenv.Require(t, testenv.Clamd)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	small := sizedMessage(t, 4096)
 	huge := sizedMessage(t, 26<<20) // over clamd's StreamMaxLength 25M
 	cases := []struct {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -15,12 +16,13 @@ import (
 	clamd "github.com/dutchcoders/go-clamd"
 	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // TestFaults: every daemon fault gives the configured on_error verdict
 // within the plugin's timeout, leaves no goroutine behind and never crashes.
 func TestFaults(t *testing.T) {
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	const timeout = 300 * time.Millisecond
 	cases := []struct {
 		name   string
@@ -29,31 +31,31 @@ func TestFaults(t *testing.T) {
 	}{
 		{"daemon stopped", closedPort, "connection refused"},
 		{"accepts then never answers", func(t *testing.T) string {
-			return startFake(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }).addr()
+			return registrytest.NewServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }).Addr()
 		}, "timeout"},
 		{"answers garbage", func(t *testing.T) string {
-			return startFake(t, func(c net.Conn) {
+			return registrytest.NewServer(t, func(c net.Conn) {
 				_, _ = readCommand(c)
 				_, _ = drainStream(c)
 				_, _ = c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n\x00"))
-			}).addr()
+			}).Addr()
 		}, "unexpected reply"},
 		{"endless reply", func(t *testing.T) string {
-			return startFake(t, func(c net.Conn) {
+			return registrytest.NewServer(t, func(c net.Conn) {
 				_, _ = readCommand(c)
 				_, _ = drainStream(c)
 				_, _ = c.Write(bytes.Repeat([]byte("A"), 1<<20))
-			}).addr()
+			}).Addr()
 		}, "without a terminating NUL"},
 		{"hangs up mid-stream", func(t *testing.T) string {
-			return startFake(t, func(c net.Conn) { _, _ = readCommand(c) }).addr()
+			return registrytest.NewServer(t, func(c net.Conn) { _, _ = readCommand(c) }).Addr()
 		}, "send stream|read reply"}, // the hang-up shows on a write or, once the kernel buffered the rest, on the read
 		{"refuses as too large", func(t *testing.T) string {
-			return startFake(t, func(c net.Conn) {
+			return registrytest.NewServer(t, func(c net.Conn) {
 				_, _ = readCommand(c)
 				_, _ = drainStream(c)
 				_, _ = c.Write([]byte("INSTREAM size limit exceeded. ERROR\x00"))
-			}).addr()
+			}).Addr()
 		}, "size limit"},
 	}
 	msg := sizedMessage(t, 2<<20) // several chunks, so a hang-up is noticed mid-stream
@@ -90,7 +92,7 @@ func TestFaults(t *testing.T) {
 // TestMaxReplySize: a reply of exactly max_reply_size bytes is read, one
 // byte more is refused.
 func TestMaxReplySize(t *testing.T) {
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	const limit = 64
 	for _, tc := range []struct {
 		name    string
@@ -102,13 +104,13 @@ func TestMaxReplySize(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			reply := "stream: " + strings.Repeat("V", tc.virus) + " FOUND"
-			f := startFake(t, func(c net.Conn) {
+			f := registrytest.NewServer(t, func(c net.Conn) {
 				_, _ = readCommand(c)
 				_, _ = drainStream(c)
 				_, _ = c.Write([]byte(reply + "\x00"))
 			})
 			cfg := DefaultConfig()
-			cfg.Servers = []string{f.addr()}
+			cfg.Servers = []string{f.Addr()}
 			cfg.MaxReplySize = limit
 			cfg.MaxIdleConns = 0
 			s, err := New(cfg, registry.Host{})
@@ -127,8 +129,8 @@ func TestMaxReplySize(t *testing.T) {
 // TestStaleSession: clamd closes an idle IDSESSION connection; the next
 // scan notices before any reply and retries once on a new connection.
 func TestStaleSession(t *testing.T) {
-	checkLeaks(t)
-	f := startFake(t, func(c net.Conn) {
+	registrytest.CheckLeaks(t)
+	f := registrytest.NewServer(t, func(c net.Conn) {
 		if cmd, _ := readCommand(c); cmd != "zIDSESSION" {
 			return
 		}
@@ -138,7 +140,7 @@ func TestStaleSession(t *testing.T) {
 		// then hang up, as clamd does after its IdleTimeout
 	})
 	cfg := DefaultConfig()
-	cfg.Servers = []string{f.addr()}
+	cfg.Servers = []string{f.Addr()}
 	cfg.CacheSize = 0
 	s, err := New(cfg, registry.Host{})
 	if err != nil {
@@ -151,7 +153,7 @@ func TestStaleSession(t *testing.T) {
 			t.Fatalf("scan %d: %+v, %v", i, sr, err)
 		}
 	}
-	if got := f.acceptCount(); got != 3 {
+	if got := f.Accepts(); got != 3 {
 		t.Errorf("fake saw %d connections, want 3 (each scan's pooled connection was stale)", got)
 	}
 }
@@ -160,10 +162,10 @@ func TestStaleSession(t *testing.T) {
 // IDSESSION connection.
 func TestSessionReuse(t *testing.T) {
 	tcp := testenv.Require(t, testenv.Clamd)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	var dials atomic.Int32
 	// A loopback relay in front of clamd counts connections.
-	relay := startFake(t, func(c net.Conn) {
+	relay := registrytest.NewServer(t, func(c net.Conn) {
 		dials.Add(1)
 		up, err := net.Dial("tcp", tcp)
 		if err != nil {
@@ -174,7 +176,7 @@ func TestSessionReuse(t *testing.T) {
 		_, _ = io.Copy(c, up)
 	})
 	cfg := DefaultConfig()
-	cfg.Servers = []string{relay.addr()}
+	cfg.Servers = []string{relay.Addr()}
 	cfg.CacheSize = 0
 	s, err := New(cfg, registry.Host{})
 	if err != nil {
@@ -226,10 +228,10 @@ func TestGoClamdLeaksGoroutines(t *testing.T) {
 // answers, go-clamd's result channel stays silent (it has no context and
 // sets no read deadline), while our client returns at its deadline.
 func TestGoClamdHasNoDeadline(t *testing.T) {
-	f := startFake(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+	f := registrytest.NewServer(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
 	abort := make(chan bool)
 	defer close(abort)
-	ch, err := clamd.NewClamd("tcp://"+f.addr()).ScanStream(bytes.NewReader([]byte("hello")), abort)
+	ch, err := clamd.NewClamd("tcp://"+f.Addr()).ScanStream(bytes.NewReader([]byte("hello")), abort)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +239,7 @@ func TestGoClamdHasNoDeadline(t *testing.T) {
 	ours := make(chan error, 1)
 	go func() {
 		cfg := DefaultConfig()
-		cfg.Servers = []string{f.addr()}
+		cfg.Servers = []string{f.Addr()}
 		s, _ := New(cfg, registry.Host{})
 		ctx, cancel := context.WithTimeout(context.Background(), bound/5)
 		defer cancel()
@@ -254,7 +256,7 @@ func TestGoClamdHasNoDeadline(t *testing.T) {
 	case <-time.After(bound):
 		t.Fatal("neither client returned")
 	}
-	f.close() // unblocks go-clamd's reader
+	f.Close() // unblocks go-clamd's reader
 }
 
 // TestGoClamdIgnoresWriteErrors: the server hangs up after the command;
@@ -267,12 +269,12 @@ func TestGoClamdIgnoresWriteErrors(t *testing.T) {
 		c.(*net.TCPConn).SetLinger(0) // reset: later writes fail at once
 	}
 	const size = 8 << 20
-	f := startFake(t, hangup)
+	f := registrytest.NewServer(t, hangup)
 	abort := make(chan bool)
 	defer close(abort)
 	var read countingReader
 	read.r = bytes.NewReader(make([]byte, size))
-	_, err := clamd.NewClamd("tcp://"+f.addr()).ScanStream(&read, abort)
+	_, err := clamd.NewClamd("tcp://"+f.Addr()).ScanStream(&read, abort)
 	if err == nil {
 		t.Fatal("go-clamd: no error from a dead connection")
 	}
@@ -281,7 +283,7 @@ func TestGoClamdIgnoresWriteErrors(t *testing.T) {
 	}
 
 	cfg := DefaultConfig()
-	cfg.Servers = []string{startFake(t, hangup).addr()}
+	cfg.Servers = []string{registrytest.NewServer(t, hangup).Addr()}
 	cfg.MaxIdleConns = 0
 	cfg.MaxSize = size * 2
 	s, _ := New(cfg, registry.Host{})
@@ -319,10 +321,12 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// countStacks counts goroutines whose stack contains fn.
+// countStacks counts goroutines other than the caller whose stack contains fn.
 func countStacks(fn string) int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
 	n := 0
-	for _, s := range goroutines() {
+	for _, s := range strings.Split(string(buf), "\n\n")[1:] { // [0] is the caller
 		if strings.Contains(s, fn) {
 			n++
 		}

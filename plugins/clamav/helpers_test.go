@@ -7,13 +7,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // fakeClock is a clock the test moves by hand.
@@ -83,118 +82,8 @@ func sizedMessage(t testing.TB, n int) *registry.Message {
 	return parse(t, raw)
 }
 
-// checkLeaks fails the test when goroutines started during it are still
-// running at its end (after a bounded wait for them to wind down).
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	before := goroutines()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var leaked []string
-			for id, stack := range goroutines() {
-				if _, ok := before[id]; !ok {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutine(s) leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-// goroutines returns every goroutine's stack by id, except the caller's.
-func goroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	out := map[string]string{}
-	for i, g := range strings.Split(string(buf), "\n\n") {
-		if i == 0 { // the calling goroutine
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
-		out[id] = g
-	}
-	return out
-}
-
-// fakeClamd is a loopback listener whose behaviour the test picks, for
-// faults the real clamd cannot be made to show.
-type fakeClamd struct {
-	ln      net.Listener
-	handle  func(net.Conn)
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-	accepts int
-}
-
-func startFake(t *testing.T, handle func(net.Conn)) *fakeClamd {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeClamd{ln: ln, handle: handle}
-	f.wg.Add(1)
-	go func() {
-		defer f.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			f.mu.Lock()
-			f.conns = append(f.conns, c)
-			f.accepts++
-			f.mu.Unlock()
-			f.wg.Add(1)
-			go func() {
-				defer f.wg.Done()
-				defer c.Close()
-				f.handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(f.close)
-	return f
-}
-
-func (f *fakeClamd) addr() string { return f.ln.Addr().String() }
-
-func (f *fakeClamd) acceptCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.accepts
-}
-
-func (f *fakeClamd) close() {
-	f.ln.Close()
-	f.mu.Lock()
-	for _, c := range f.conns {
-		c.Close()
-	}
-	f.mu.Unlock()
-	f.wg.Wait()
-}
-
 // closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func closedPort(t *testing.T) string { return registrytest.ClosedAddr(t) }
 
 // readCommand reads one NUL-terminated command ("zINSTREAM").
 func readCommand(c net.Conn) (string, error) {

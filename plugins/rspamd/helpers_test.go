@@ -6,13 +6,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // loadManager parses doc, loads its plugins and closes them at cleanup.
@@ -61,115 +58,15 @@ func readFile(t testing.TB, name string) []byte {
 	return b
 }
 
-// rawServer is a loopback listener whose connections handle serves, for
+// startRaw starts a loopback server whose connections handle serves, for
 // faults rspamd cannot be made to show.
-type rawServer struct {
-	ln    net.Listener
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns []net.Conn
-	n     int
+func startRaw(t *testing.T, handle func(net.Conn)) rawServer {
+	return rawServer{registrytest.NewServer(t, handle)}
 }
 
-func startRaw(t *testing.T, handle func(net.Conn)) *rawServer {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &rawServer{ln: ln}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.conns = append(s.conns, c)
-			s.n++
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(s.close)
-	return s
-}
+type rawServer struct{ *registrytest.Server }
 
-func (s *rawServer) url() string { return "http://" + s.ln.Addr().String() }
-
-func (s *rawServer) accepts() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.n
-}
-
-func (s *rawServer) close() {
-	s.ln.Close()
-	s.mu.Lock()
-	for _, c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
-}
+func (s rawServer) url() string { return "http://" + s.Addr() }
 
 // closedURL returns a loopback URL nothing listens on.
-func closedURL(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
-
-// checkLeaks fails the test when goroutines started during it are still
-// running at its end (after a bounded wait for them to wind down).
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	before := goroutines()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			var leaked []string
-			for id, stack := range goroutines() {
-				if _, ok := before[id]; !ok {
-					leaked = append(leaked, stack)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutine(s) leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	})
-}
-
-// goroutines returns every goroutine's stack by id, except the caller's.
-func goroutines() map[string]string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	out := map[string]string{}
-	for i, g := range strings.Split(string(buf), "\n\n") {
-		if i == 0 { // the calling goroutine
-			continue
-		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(g, "goroutine "), " ")
-		out[id] = g
-	}
-	return out
-
-}
+func closedURL(t *testing.T) string { return "http://" + registrytest.ClosedAddr(t) }

@@ -18,13 +18,14 @@ import (
 
 	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // TestRealRspamd runs the plugin through the executor at post-reception
 // against the real rspamd.
 func TestRealRspamd(t *testing.T) {
 	url := testenv.Require(t, testenv.Rspamd)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	failEnv := testEnvelope
 	failEnv.MailFrom = "alice@fail.example.test"
 	cases := []struct {
@@ -89,7 +90,7 @@ func TestRealRspamd(t *testing.T) {
 // TestAntispamInterface uses the plugin as the original module did.
 func TestAntispamInterface(t *testing.T) {
 	url := testenv.Require(t, testenv.Rspamd)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url))
 	as, err := m.GetAntispamPlugin("rspamd")
 	if err != nil {
@@ -122,7 +123,7 @@ func TestAntispamInterface(t *testing.T) {
 // the test pins that down so a change in rspamd shows up here.
 func TestKeepAlive(t *testing.T) {
 	upstream := strings.TrimPrefix(testenv.Require(t, testenv.Rspamd), "http://")
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	_, keepAlive := startCapture(t, 200, []byte(`{"action":"no action","score":0.5,"required_score":15,"symbols":{}}`))
 	for _, tc := range []struct {
 		name      string
@@ -162,7 +163,7 @@ func TestKeepAlive(t *testing.T) {
 // one byte more gets on_size_limit without being sent.
 func TestMaxSize(t *testing.T) {
 	url := testenv.Require(t, testenv.Rspamd)
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	raw := readFile(t, "normal.eml")
 	for _, tc := range []struct {
 		name        string
@@ -224,7 +225,7 @@ func startCapture(t *testing.T, status int, reply []byte) (*capture, string) {
 // TestRequestAndMilterHeaders checks what goes on the wire and how
 // milter.add_headers/remove_headers of a reply become header changes.
 func TestRequestAndMilterHeaders(t *testing.T) {
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	c, url := startCapture(t, 200, readFile(t, "milter-reply.json"))
 	m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\npassword = \"s3cret\"\n", url))
 	env := testEnvelope
@@ -282,7 +283,7 @@ func TestRequestAndMilterHeaders(t *testing.T) {
 // TestActionMapping: every rspamd action, default mapping, with the reply
 // text rspamd gave.
 func TestActionMapping(t *testing.T) {
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	for _, tc := range []struct {
 		action     string
 		smtp       string
@@ -331,7 +332,7 @@ func TestActionMapping(t *testing.T) {
 // TestFaults: every daemon fault gives the configured on_error verdict
 // within the timeout, leaves no goroutine behind and never crashes.
 func TestFaults(t *testing.T) {
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	const timeout = 300 * time.Millisecond
 	httpReply := func(status int, body string) func(net.Conn) {
 		return func(c net.Conn) {
@@ -398,7 +399,7 @@ func TestFaults(t *testing.T) {
 // TestMaxReplySize: a reply of exactly max_reply_size bytes is read, one
 // byte more is refused.
 func TestMaxReplySize(t *testing.T) {
-	checkLeaks(t)
+	registrytest.CheckLeaks(t)
 	const limit = 1024
 	base := `{"action":"no action","score":0,"pad":""}`
 	for _, tc := range []struct {

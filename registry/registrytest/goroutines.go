@@ -66,11 +66,35 @@ func leaked(before map[string]string) []string {
 }
 
 // requireNoLeak fails t when goroutines started since before are still
-// running wait after the call, listing their stacks. A closed plugin's
-// goroutines exit on their own schedule, so the check waits for the
-// condition (polling) rather than sleeping a fixed time.
+// running wait after the call, listing their stacks.
 func requireNoLeak(t *testing.T, before map[string]string, wait time.Duration) {
 	t.Helper()
+	if left := waitLeaks(before, wait); len(left) > 0 {
+		t.Fatalf("%d goroutine(s) still running %v after Close; every goroutine a plugin starts must end when it is closed:\n\n%s",
+			len(left), wait, strings.Join(left, "\n\n"))
+	}
+}
+
+// CheckLeaks makes t fail when goroutines started during it are still
+// running at its end, after up to 5s for them to wind down, listing their
+// stacks. Call it first in a test of a plugin that talks to a daemon (fake
+// servers, pools, readers); not in a test that runs t.Parallel, whose
+// neighbours' goroutines would count.
+func CheckLeaks(t testing.TB) {
+	t.Helper()
+	before := goroutines()
+	t.Cleanup(func() {
+		if left := waitLeaks(before, 5*time.Second); len(left) > 0 {
+			t.Errorf("%d goroutine(s) leaked:\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+	})
+}
+
+// waitLeaks waits up to wait for the goroutines started since before to
+// end, and returns the stacks of those still running. A closed plugin's
+// goroutines exit on their own schedule, so it polls for the condition
+// rather than sleeping a fixed time.
+func waitLeaks(before map[string]string, wait time.Duration) []string {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -78,13 +102,12 @@ func requireNoLeak(t *testing.T, before map[string]string, wait time.Duration) {
 	for {
 		left := leaked(before)
 		if len(left) == 0 {
-			return
+			return nil
 		}
 		select {
 		case <-tick.C:
 		case <-deadline.C:
-			t.Fatalf("%d goroutine(s) still running %v after Close; every goroutine a plugin starts must end when it is closed:\n\n%s",
-				len(left), wait, strings.Join(left, "\n\n"))
+			return left
 		}
 	}
 }

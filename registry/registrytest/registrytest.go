@@ -35,7 +35,6 @@ package registrytest
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"reflect"
 	"runtime"
@@ -457,41 +456,4 @@ func SampleMessages() [][]byte {
 		[]byte("From: alice@example.org\r\nTo: bob@example.net\r\nSubject: Report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe report is attached.\r\n--b1\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+CmVuZG9iagp0cmFpbGVyCjw8Pj4KJSVFT0YK\r\n--b1--\r\n"),
 		[]byte("Received: from a.example.org\n\tby mx.example.net; Mon, 2 Mar 2026 10:00:00 +0000\nReceived: from b.example.org by a.example.org\nFrom: carol@example.net\nTo: bob@example.net\nSubject: a folded\n subject line\n\nline one\nline two\n"),
 	}
-}
-
-// Blackhole returns the address of a TCP listener that accepts connections
-// and never answers, for Options.SlowConfig. It is closed when the test
-// ends, together with every connection it accepted.
-func Blackhole(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
 }
