@@ -3,24 +3,20 @@ package arc
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/internal/testenv/dnstest"
 	"github.com/elemta/elemta/registry"
 )
 
 // TestRealDNS seals at pre-queue and verifies at post-reception through the
 // executor, with keys served by the loopback unbound of tools/testenv.
 func TestRealDNS(t *testing.T) {
-	addr := testenv.Require(t, testenv.DNS)
+	resolver := dnstest.Resolver(t)
 	keys := testenv.Require(t, testenv.Keys)
-	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
 	for _, tc := range []struct {
 		name, selector, key string
 		want                registry.AuthResult

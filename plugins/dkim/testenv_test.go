@@ -3,12 +3,12 @@ package dkim
 import (
 	"context"
 	"fmt"
-	"net"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/internal/testenv/dnstest"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -16,12 +16,8 @@ import (
 // Manager and executor, with the public keys served by the loopback unbound
 // of tools/testenv (zone example.test, keys in $ELEMTA_TEST_KEYS).
 func TestRealDNS(t *testing.T) {
-	addr := testenv.Require(t, testenv.DNS)
+	resolver := dnstest.Resolver(t)
 	keys := testenv.Require(t, testenv.Keys)
-	resolver := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, network, addr)
-	}}
 	msg := strings.ReplaceAll(testMsg, "example.com", "example.test")
 	for _, tc := range []struct {
 		name, selector, key string
