@@ -272,9 +272,12 @@ func mailbox(root, rcpt string) (string, error) {
 	if at <= 0 || at == len(rcpt)-1 {
 		return "", &permError{"5.1.3", "Bad destination mailbox address syntax"}
 	}
-	local, domain := rcpt[:at], strings.ToLower(rcpt[at+1:])
+	// The domain is lowercased and its root dot dropped: example.org.
+	// and Example.ORG share example.org's Maildirs (the receiver's
+	// local_domains check compares them the same way).
+	local, domain := rcpt[:at], strings.TrimSuffix(strings.ToLower(rcpt[at+1:]), ".")
 	for _, part := range []string{local, domain} {
-		if part == "." || part == ".." || strings.HasPrefix(part, ".") {
+		if part == "" || part == "." || part == ".." || strings.HasPrefix(part, ".") {
 			return "", &permError{"5.1.3", "Bad destination mailbox address syntax"}
 		}
 		for _, c := range part {

@@ -297,6 +297,9 @@ func TestMailbox(t *testing.T) {
 		perm       bool
 	}{
 		{"user@Example.ORG", "/r/example.org/user", false},
+		{"user@example.org.", "/r/example.org/user", false},
+		{"a@.", "", true},
+		{"a@...", "", true},
 		{"first.last+tag@x.test", "/r/x.test/first.last+tag", false},
 		{"../etc@x.test", "", true},
 		{"a/b@x.test", "", true},

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -63,6 +65,13 @@ type Config struct {
 	// certificate is verified against the host).
 	Relay         string `toml:"relay"`
 	RelayStartTLS bool   `toml:"relay_starttls"`
+	// LocalDomains are the recipient domains this server accepts mail for
+	// from anyone. A recipient in another domain is relaying: refused at
+	// RCPT with 550 5.7.1 unless the session authenticated and Relay is
+	// set. Empty: every domain is local when Listen is a loopback address
+	// (a development box); otherwise no domain is, which Validate refuses
+	// without a Relay (the server could accept nothing).
+	LocalDomains []string `toml:"local_domains"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -113,7 +122,29 @@ func (c Config) Validate() error {
 	if c.DeliveryWorkers < 0 {
 		bad("delivery_workers must not be negative")
 	}
+	for _, d := range c.LocalDomains {
+		if d == "" || strings.ContainsAny(d, "@ \t\r\n/\\") || strings.HasPrefix(d, ".") {
+			bad("local_domains: %q is not a domain", d)
+		}
+	}
+	if len(c.LocalDomains) == 0 && c.Relay == "" && !loopback(c.Listen) {
+		bad("local_domains is required when listen (%q) is not a loopback address: list the domains this server receives mail for", c.Listen)
+	}
 	return errors.Join(errs...)
+}
+
+// loopback reports whether listen's host is a loopback address or
+// "localhost": only local clients can connect.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // Server is a running `elemta serve`.
@@ -138,7 +169,9 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 		return nil, err
 	}
 	scfg := smtpd.Config{Hostname: cfg.Hostname, MaxMessageBytes: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
-		AllowPlaintextAuth: cfg.AllowPlaintextAuth, ReadTimeout: cfg.ReadTimeout.D(), WriteTimeout: time.Minute}
+		AllowPlaintextAuth: cfg.AllowPlaintextAuth, ReadTimeout: cfg.ReadTimeout.D(), WriteTimeout: time.Minute,
+		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
+		RelayAuthenticated: cfg.Relay != ""}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -184,8 +217,15 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 			s.errc <- fmt.Errorf("server: serve: %w", err)
 		}
 	}()
-	logger.Info("listening", "addr", ln.Addr().String(), "hostname", cfg.Hostname)
+	logger.Info("listening", "addr", ln.Addr().String(), "hostname", cfg.Hostname, "local_domains", localDomains(scfg))
 	return s, nil
+}
+
+func localDomains(c smtpd.Config) string {
+	if c.AllDomainsLocal {
+		return "all (loopback listener, local_domains empty)"
+	}
+	return strings.Join(c.LocalDomains, ",")
 }
 
 // Addr is the address the server listens on.

@@ -21,6 +21,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/elemta/elemta/registry"
 )
@@ -134,7 +135,7 @@ func startServer(t *testing.T, cfg Config) *Server {
 func maildir(t *testing.T, root, addr string) []string {
 	t.Helper()
 	local, domain, _ := strings.Cut(addr, "@")
-	dir := filepath.Join(root, domain, local, "new")
+	dir := filepath.Join(root, strings.TrimSuffix(strings.ToLower(domain), "."), local, "new")
 	ents, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return nil
@@ -223,6 +224,13 @@ func TestValidate(t *testing.T) {
 			c.MaxRecipients = -1
 			c.Relay = "smarthost"
 		}, []string{"relay \"smarthost\"", "listen \"nope\"", "spool_dir is required", "maildir_root is required", "tls_cert and tls_key go together", "max_recipients must not be negative"}},
+		{"public listener needs local_domains", func(c *Config) { c.Listen = "0.0.0.0:25" }, []string{"local_domains is required when listen (\"0.0.0.0:25\")"}},
+		{"public listener with local_domains", func(c *Config) { c.Listen = ":25"; c.LocalDomains = []string{"example.org"} }, nil},
+		{"public submission-only relay", func(c *Config) { c.Listen = "[2001:db8::1]:587"; c.Relay = "smarthost:25" }, nil},
+		{"localhost listener", func(c *Config) { c.Listen = "localhost:2525" }, nil},
+		{"IPv6 loopback listener", func(c *Config) { c.Listen = "[::1]:2525" }, nil},
+		{"bad local domains", func(c *Config) { c.LocalDomains = []string{"", "a@example.org", ".example.org", "ex ample.org"} },
+			[]string{`local_domains: "" is not`, `"a@example.org" is not`, `".example.org" is not`, `"ex ample.org" is not`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -440,4 +448,69 @@ func TestGracefulShutdown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestLocalDomains: with local_domains set, a recipient elsewhere is
+// refused at RCPT with 550 5.7.1 Relaying denied and nothing is delivered
+// for it; with a relay configured, an authenticated session may send there
+// and the message reaches the smarthost (a second server). Without
+// local_domains on a loopback listener every domain is local.
+func TestLocalDomains(t *testing.T) {
+	smarthostCfg := testConfig(t) // loopback, no local_domains: accepts every domain
+	smarthost := startServer(t, smarthostCfg)
+
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	require.NoError(t, err)
+	authFile := filepath.Join(t.TempDir(), "users")
+	require.NoError(t, os.WriteFile(authFile, []byte("alice:"+string(hash)+"\n"), 0o600))
+
+	cfg := testConfig(t)
+	cfg.LocalDomains = []string{"example.net"}
+	cfg.Relay = smarthost.Addr().String()
+	cfg.AuthFile = authFile
+	cfg.AllowPlaintextAuth = true
+	s := startServer(t, cfg)
+
+	noRelayCfg := testConfig(t)
+	noRelayCfg.LocalDomains = []string{"example.net"}
+	noRelayCfg.AuthFile = authFile
+	noRelayCfg.AllowPlaintextAuth = true
+	noRelay := startServer(t, noRelayCfg)
+
+	msg := func(id string) []byte {
+		return []byte("From: alice@example.net\r\nSubject: relay\r\nMessage-ID: <" + id + "@example.net>\r\n\r\nx\r\n")
+	}
+	alice := smtp.PlainAuth("", "alice", "s3cret", "127.0.0.1")
+	denied := func(t *testing.T, err error) {
+		t.Helper()
+		var te *textproto.Error
+		require.ErrorAs(t, err, &te)
+		assert.Equal(t, 550, te.Code)
+		assert.Equal(t, "5.7.1 Relaying denied", te.Msg)
+	}
+
+	t.Run("unauthenticated to another domain", func(t *testing.T) {
+		denied(t, smtp.SendMail(s.Addr().String(), nil, "x@example.org", []string{"bob@elsewhere.test"}, msg("anon")))
+	})
+	t.Run("authenticated without a relay", func(t *testing.T) {
+		denied(t, smtp.SendMail(noRelay.Addr().String(), alice, "alice@example.net", []string{"bob@elsewhere.test"}, msg("norelay")))
+	})
+	t.Run("authenticated with a relay", func(t *testing.T) {
+		require.NoError(t, smtp.SendMail(s.Addr().String(), alice, "alice@example.net", []string{"bob@elsewhere.test"}, msg("relayed")))
+		got := waitMail(t, smarthostCfg.MaildirRoot, "bob@elsewhere.test", 1)
+		assert.Contains(t, got[0], "<relayed@example.net>")
+	})
+	t.Run("local domain from anyone", func(t *testing.T) {
+		require.NoError(t, smtp.SendMail(noRelay.Addr().String(), nil, "x@example.org", []string{"bob@EXAMPLE.net", "carol@example.net."}, msg("local")))
+		for _, rcpt := range []string{"bob@example.net", "carol@example.net"} {
+			got := waitMail(t, noRelayCfg.MaildirRoot, rcpt, 1)
+			assert.Contains(t, got[0], "<local@example.net>")
+		}
+	})
+	t.Run("loopback listener without local_domains", func(t *testing.T) {
+		require.NoError(t, smtp.SendMail(smarthost.Addr().String(), nil, "x@example.org", []string{"carol@anywhere.test"}, msg("any")))
+		waitMail(t, smarthostCfg.MaildirRoot, "carol@anywhere.test", 1)
+	})
+	assert.Empty(t, maildir(t, noRelayCfg.MaildirRoot, "bob@elsewhere.test"))
+	assert.Empty(t, maildir(t, cfg.MaildirRoot, "bob@elsewhere.test"), "relayed, not delivered locally")
 }

@@ -64,6 +64,16 @@ type Config struct {
 	ReadTimeout, WriteTimeout time.Duration
 	// StageTimeout bounds one stage's run (default 2 minutes).
 	StageTimeout time.Duration
+	// Recipient domains. A recipient whose domain is in LocalDomains
+	// (lowercase, compared case-insensitively), or any recipient when
+	// AllDomainsLocal, is accepted from every client. Any other recipient
+	// is relaying: accepted only from an authenticated session when
+	// RelayAuthenticated (a smarthost carries it on), otherwise refused
+	// with 550 5.7.1 before the pre-reception stage runs. The zero value
+	// accepts no recipient at all.
+	LocalDomains       []string
+	AllDomainsLocal    bool
+	RelayAuthenticated bool
 }
 
 // Server is an SMTP receiver.
@@ -88,7 +98,10 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	if cfg.StageTimeout <= 0 {
 		cfg.StageTimeout = 2 * time.Minute
 	}
-	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger}
+	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger, local: map[string]bool{}}
+	for _, d := range cfg.LocalDomains {
+		be.local[strings.ToLower(strings.TrimSuffix(d, "."))] = true
+	}
 	s := smtp.NewServer(be)
 	s.Domain = cfg.Hostname
 	s.MaxMessageBytes = cfg.MaxMessageBytes
@@ -143,6 +156,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err != nil {
 		s.conns.closeAll()
+		// Wait for the cut sessions' handlers: each ends with Logout,
+		// which calls the plugins (Manager.EndSession), and the caller
+		// closes the plugins next. Bounded by the stage timeouts.
+		s.conns.handlers.Wait()
 	}
 	return err
 }
@@ -150,20 +167,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // tracker remembers the open connections.
 type tracker struct {
 	mu        sync.Mutex
-	conns     map[net.Conn]struct{}
+	conns     map[*trackedConn]struct{}
 	listeners []net.Listener
 	down      bool
+	// handlers counts the accepted connections whose session has not
+	// ended yet: go-smtp closes a connection after the session's Logout.
+	handlers sync.WaitGroup
 }
 
 func (t *tracker) closeAll() {
 	t.mu.Lock()
-	conns := make([]net.Conn, 0, len(t.conns))
+	conns := make([]*trackedConn, 0, len(t.conns))
 	for c := range t.conns {
 		conns = append(conns, c)
 	}
 	t.mu.Unlock()
 	for _, c := range conns {
-		c.Close()
+		c.Conn.Close() // the handler's own Close marks it done
 	}
 }
 
@@ -179,10 +199,11 @@ func (l *trackedListener) Accept() (net.Conn, error) {
 	}
 	l.t.mu.Lock()
 	if l.t.conns == nil {
-		l.t.conns = map[net.Conn]struct{}{}
+		l.t.conns = map[*trackedConn]struct{}{}
 	}
 	tc := &trackedConn{Conn: c, t: l.t}
 	l.t.conns[tc] = struct{}{}
+	l.t.handlers.Add(1)
 	l.t.mu.Unlock()
 	return tc, nil
 }
@@ -198,6 +219,7 @@ func (c *trackedConn) Close() error {
 		c.t.mu.Lock()
 		delete(c.t.conns, c)
 		c.t.mu.Unlock()
+		c.t.handlers.Done()
 	})
 	return c.Conn.Close()
 }
@@ -218,6 +240,8 @@ type backend struct {
 	mgr   *registry.Manager
 	spool *spool.Spool
 	log   *slog.Logger
+	// local is the set of Config.LocalDomains.
+	local map[string]bool
 
 	accepted, quarantined, rejected, tempFailed, aborted atomic.Int64
 }
@@ -467,12 +491,33 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if to == "" || strings.ContainsAny(to, "/\\\x00") || !strings.Contains(to, "@") {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
 	}
+	if !s.mayReceive(to) {
+		s.be.rejected.Add(1)
+		s.log.Info("relaying denied", "rcpt", to, "authenticated", s.authUser != "")
+		return errRelay
+	}
 	s.rcpts = append(s.rcpts, to)
 	if err := s.preReception(registry.PhaseRcpt, s.pc); err != nil {
 		s.rcpts = s.rcpts[:len(s.rcpts)-1] // refuse this one, keep the others
 		return err
 	}
 	return nil
+}
+
+// errRelay refuses a recipient outside the local domains.
+var errRelay = &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "Relaying denied"}
+
+// mayReceive reports whether this session may send to rcpt: a local
+// domain, or any domain for an authenticated session when relaying is on.
+func (s *session) mayReceive(rcpt string) bool {
+	if s.be.cfg.AllDomainsLocal {
+		return true
+	}
+	domain := strings.ToLower(strings.TrimSuffix(rcpt[strings.LastIndexByte(rcpt, '@')+1:], "."))
+	if s.be.local[domain] {
+		return true
+	}
+	return s.be.cfg.RelayAuthenticated && s.authUser != ""
 }
 
 // Reply errors of DATA.

@@ -96,6 +96,9 @@ func start(t *testing.T, cfg Config) *harness {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "mx.test"
 	}
+	if cfg.LocalDomains == nil {
+		cfg.AllDomainsLocal = true
+	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := New(cfg, mgr, sp, logger)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -523,4 +526,53 @@ func TestSessionEndReachesPlugins(t *testing.T) {
 			t.Fatalf("session %d: EndSession not called within 5s", i+1)
 		}
 	}
+}
+
+// TestRelayControl: recipients outside the local domains are refused at
+// RCPT with 550 5.7.1 (before any plugin sees them: "refuse@" would get the
+// test plugin's 5.1.1), unless the session authenticated and relaying is
+// on; the refused recipient is dropped and the others kept.
+func TestRelayControl(t *testing.T) {
+	b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+	auth := step{send: "AUTH PLAIN " + b64("\x00alice\x00s3cret"), code: 235}
+	ok := func(rcpt string) step { return step{send: "RCPT TO:<" + rcpt + ">", code: 250} }
+	denied := func(rcpt string) step {
+		return step{send: "RCPT TO:<" + rcpt + ">", code: 550, text: "5.7.1 Relaying denied"}
+	}
+	local := []string{"example.test", "Example.ORG."}
+	tests := []struct {
+		name  string
+		cfg   Config
+		steps []step
+	}{
+		{"local domains, any case, trailing dot", Config{LocalDomains: local}, []step{ok("a@example.test"), ok("b@EXAMPLE.test"),
+			ok("c@example.org"), ok("d@example.org.")}},
+		{"other domains refused before the plugins", Config{LocalDomains: local}, []step{denied("refuse@other.test"),
+			denied("x@sub.example.test"), denied("x@example.test.evil"), denied("x@[127.0.0.1]"), ok("a@example.test")}},
+		{"authenticated, relaying off", Config{LocalDomains: local, Credentials: creds(t), AllowPlaintextAuth: true},
+			[]step{denied("x@other.test"), {send: "RSET", code: 250}, auth, {send: "MAIL FROM:<alice@example.test>", code: 250},
+				denied("x@other.test"), ok("a@example.test")}},
+		{"authenticated, relaying on", Config{LocalDomains: local, Credentials: creds(t), AllowPlaintextAuth: true, RelayAuthenticated: true},
+			[]step{denied("x@other.test"), {send: "RSET", code: 250}, auth, {send: "MAIL FROM:<alice@example.test>", code: 250},
+				ok("x@other.test"), ok("a@example.test")}},
+		{"no local domain accepts nobody", Config{LocalDomains: []string{}}, []step{denied("a@example.test")}},
+		{"every domain local", Config{AllDomainsLocal: true}, []step{ok("a@example.test"), ok("b@other.test")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := start(t, tt.cfg)
+			converse(t, h.addr, append([]step{{send: "EHLO client.test", code: 250}, {send: "MAIL FROM:<s@example.net>", code: 250}}, tt.steps...))
+		})
+	}
+
+	t.Run("the refused recipient is not in the envelope", func(t *testing.T) {
+		h := start(t, Config{LocalDomains: local})
+		converse(t, h.addr, append(hello("s@example.net", "a@example.test"), denied("b@other.test"),
+			step{send: "DATA", code: 354}, step{send: msg(""), raw: true, code: 250}))
+		items := h.spool.List()
+		require.Len(t, items, 1)
+		e, err := h.spool.Get(items[0].ID)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"a@example.test"}, e.Envelope.RcptTo)
+	})
 }
