@@ -16,14 +16,14 @@ import (
 // recipients every check passes and renews) per store, one caller and
 // GOMAXPROCS×8 callers.
 func BenchmarkCheck(b *testing.B) {
-	for _, be := range backends() {
+	for _, be := range storetest.Backends() {
 		for _, parallel := range []bool{false, true} {
-			name := be.name + "/single"
+			name := be.Name + "/single"
 			if parallel {
-				name = be.name + "/parallel"
+				name = be.Name + "/parallel"
 			}
 			b.Run(name, func(b *testing.B) {
-				n := newNode(b, be.storeTOML(b)+"delay = 0.000001\n", b.TempDir(), storetest.NewClock(epoch))
+				n := newNode(b, be.TOML(b)+"delay = 0.000001\n", b.TempDir(), storetest.NewClock(epoch))
 				p, _ := n.m.Plugin("greylist")
 				g := p.(*Greylist)
 				pcs := make([]*registry.ProcessingContext, 1024)

@@ -141,12 +141,12 @@ func TestGreylistTable(t *testing.T) {
 			{at: time.Minute, phase: scan, rcpts: []string{"a@rcpt.example", "b@rcpt.example"}, want: greyFull},
 		}},
 	}
-	for _, be := range backends() {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range storetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
 					clock := storetest.NewClock(epoch)
-					n := newNode(t, be.storeTOML(t)+tc.settings+"\n", t.TempDir(), clock)
+					n := newNode(t, be.TOML(t)+tc.settings+"\n", t.TempDir(), clock)
 					at := time.Duration(0)
 					for i, st := range tc.steps {
 						clock.Advance(st.at - at)
@@ -216,8 +216,8 @@ func TestSPFPassExemption(t *testing.T) {
 // TestTwoNodesShareRedis: two managers on one Redis see one greylist: the
 // first sight on node A and the retry on node B passes.
 func TestTwoNodesShareRedis(t *testing.T) {
-	be := backends()[1]
-	settings := be.storeTOML(t)
+	be := storetest.Backends()[1]
+	settings := be.TOML(t)
 	clock := storetest.NewClock(epoch)
 	a := newNode(t, settings, t.TempDir(), clock)
 	b := newNode(t, settings, t.TempDir(), clock)

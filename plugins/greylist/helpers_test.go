@@ -3,7 +3,6 @@ package greylist
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"sync/atomic"
@@ -26,24 +25,6 @@ type node struct {
 	logs  *storetest.LogRecorder
 }
 
-// backend writes the store part of a [plugins.greylist] table.
-type backend struct {
-	name string
-	// storeTOML returns the store keys for a test; calling it twice in one
-	// test gives the same store (same Redis prefix, same data dir).
-	storeTOML func(t testing.TB) string
-}
-
-func backends() []backend {
-	return []backend{
-		{"bolt", func(t testing.TB) string { return `store = "bolt"` + "\n" }},
-		{"redis", func(t testing.TB) string {
-			addr, prefix := storetest.Redis(t)
-			return fmt.Sprintf("store = \"redis\"\nredis_addr = %q\nredis_prefix = %q\n", addr, prefix)
-		}},
-	}
-}
-
 // newNode loads greylist with the table body settings (TOML keys of
 // [plugins.greylist]) and data directory dir.
 func newNode(t testing.TB, settings, dir string, clock *storetest.Clock) *node {
@@ -55,18 +36,7 @@ func newNode(t testing.TB, settings, dir string, clock *storetest.Clock) *node {
 func newNodeWith(t testing.TB, plugins []string, settings, dir string, clock *storetest.Clock) *node {
 	t.Helper()
 	doc := fmt.Sprintf("[plugins]\nplugins = [\"%s\"]\n[plugins.greylist]\n", strings.Join(plugins, `", "`)) + settings
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
-	if err != nil {
-		t.Fatalf("config:\n%s\n%v", doc, err)
-	}
-	logs := &storetest.LogRecorder{}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{
-		Logger: slog.New(logs.Handler()), Clock: clock, DataDir: dir,
-	}))
-	if err := m.LoadPlugins(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m, logs := storetest.LoadPlugins(t, doc, dir, clock)
 	return &node{t: t, m: m, clock: clock, logs: logs}
 }
 

@@ -15,14 +15,14 @@ import (
 // take, one store write, always allowed) spread over 1024 client
 // addresses, per store, one caller and GOMAXPROCS×8 callers.
 func BenchmarkCheck(b *testing.B) {
-	for _, be := range backends() {
+	for _, be := range storetest.Backends() {
 		for _, parallel := range []bool{false, true} {
-			name := be.name + "/single"
+			name := be.Name + "/single"
 			if parallel {
-				name = be.name + "/parallel"
+				name = be.Name + "/parallel"
 			}
 			b.Run(name, func(b *testing.B) {
-				n := newNode(b, be.storeTOML(b)+"max_sessions_per_client = 0\n"+limit("msgs", `"ip"`, 1_000_000, "1s", ""),
+				n := newNode(b, be.TOML(b)+"max_sessions_per_client = 0\n"+limit("msgs", `"ip"`, 1_000_000, "1s", ""),
 					b.TempDir(), storetest.NewClock(epoch))
 				r := n.plugin()
 				pcs := make([]*registry.ProcessingContext, 1024)

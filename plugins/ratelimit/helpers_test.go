@@ -3,7 +3,6 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -22,39 +21,12 @@ type node struct {
 	logs  *storetest.LogRecorder
 }
 
-type backend struct {
-	name string
-	// storeTOML returns the store keys; twice in one test: the same store.
-	storeTOML func(t testing.TB) string
-}
-
-func backends() []backend {
-	return []backend{
-		{"bolt", func(testing.TB) string { return `store = "bolt"` + "\n" }},
-		{"redis", func(t testing.TB) string {
-			addr, prefix := storetest.Redis(t)
-			return fmt.Sprintf("store = \"redis\"\nredis_addr = %q\nredis_prefix = %q\n", addr, prefix)
-		}},
-	}
-}
-
 // newNode loads ratelimit with settings (the [plugins.ratelimit] body,
 // which may be followed by [[plugins.ratelimit.limits]] tables).
 func newNode(t testing.TB, settings, dir string, clock *storetest.Clock) *node {
 	t.Helper()
 	doc := "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\n" + settings
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
-	if err != nil {
-		t.Fatalf("config:\n%s\n%v", doc, err)
-	}
-	logs := &storetest.LogRecorder{}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{
-		Logger: slog.New(logs.Handler()), Clock: clock, DataDir: dir,
-	}))
-	if err := m.LoadPlugins(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
+	m, logs := storetest.LoadPlugins(t, doc, dir, clock)
 	return &node{t: t, m: m, clock: clock, logs: logs}
 }
 

@@ -150,12 +150,12 @@ func TestRateLimitTable(t *testing.T) {
 			{op: "mail", want: `451 4.7.1 Rate limit "b" exceeded (1 per 1m0s), try again in 60 seconds`},
 		}},
 	}
-	for _, be := range backends() {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range storetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			for _, tc := range cases {
 				t.Run(tc.name, func(t *testing.T) {
 					clock := storetest.NewClock(epoch)
-					n := newNode(t, be.storeTOML(t)+tc.settings, t.TempDir(), clock)
+					n := newNode(t, be.TOML(t)+tc.settings, t.TempDir(), clock)
 					at := time.Duration(0)
 					for i, st := range tc.steps {
 						clock.Advance(st.at - at)
@@ -183,9 +183,9 @@ func TestRateLimitTable(t *testing.T) {
 // session slots get exactly 100, for both stores. Run with -race.
 func TestConcurrentChecks(t *testing.T) {
 	const callers, limit = 1000, 100
-	for _, be := range backends() {
-		t.Run(be.name, func(t *testing.T) {
-			n := newNode(t, be.storeTOML(t)+fmt.Sprintf("max_sessions_per_client = %d\n", limit)+
+	for _, be := range storetest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			n := newNode(t, be.TOML(t)+fmt.Sprintf("max_sessions_per_client = %d\n", limit)+
 				fmt.Sprintf("[[plugins.ratelimit.limits]]\nname = \"msgs\"\nkey = [\"ip\"]\ncount = %d\nwindow = \"1h\"\n", limit),
 				t.TempDir(), storetest.NewClock(epoch))
 			for _, op := range []string{"connect", "mail"} {
@@ -223,7 +223,7 @@ func TestConcurrentChecks(t *testing.T) {
 // TestTwoNodesShareRedis: two managers on one Redis spend one budget and
 // share the session slots.
 func TestTwoNodesShareRedis(t *testing.T) {
-	settings := backends()[1].storeTOML(t) + "max_sessions_per_client = 1\n" + limit("msgs", `"ip"`, 2, "1h", "")
+	settings := storetest.Backends()[1].TOML(t) + "max_sessions_per_client = 1\n" + limit("msgs", `"ip"`, 2, "1h", "")
 	clock := storetest.NewClock(epoch)
 	a := newNode(t, settings, t.TempDir(), clock)
 	b := newNode(t, settings, t.TempDir(), clock)
