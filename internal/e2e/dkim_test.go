@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -141,13 +142,19 @@ func zoneKeys(t *testing.T, s *server, name string) map[string]string {
 	return map[string]string{name + ".": txt[0]}
 }
 
+var (
+	dkimpyOnce sync.Once
+	dkimpyErr  error
+)
+
 // dkimpy verifies msg with Debian's python3-dkim through the project's
 // helper (plugins/dkim/testdata/dkimpy_helper.py), its DNS answered from
 // records (looked up in the test zone). One line per signature.
 func dkimpy(t *testing.T, records map[string]string, msg string) []string {
 	t.Helper()
 	const python = "/usr/bin/python3"
-	if err := exec.Command(python, "-c", "import dkim").Run(); err != nil {
+	dkimpyOnce.Do(func() { dkimpyErr = exec.Command(python, "-c", "import dkim").Run() })
+	if err := dkimpyErr; err != nil {
 		if testenv.InCI() {
 			t.Fatalf("dkimpy (python3-dkim) is required under CI=true: %v", err)
 		}
