@@ -58,7 +58,7 @@ func BenchmarkAccept(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer sp.Close()
-				srv := smtpd.New(smtpd.Config{Hostname: "mx.test", MaxMessageBytes: 10 << 20, MaxRecipients: 100}, mgr, sp,
+				srv := smtpd.New(smtpd.Config{Hostname: "mx.test", MaxMessageBytes: 10 << 20, MaxRecipients: 100, AllDomainsLocal: true}, mgr, sp,
 					slog.New(slog.NewTextHandler(io.Discard, nil)))
 				l, err := net.Listen("tcp", "127.0.0.1:0")
 				if err != nil {
