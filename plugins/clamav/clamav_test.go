@@ -303,15 +303,7 @@ func TestChunkSize(t *testing.T) {
 // TestSeedConfig: the design's example table loads as written.
 func TestSeedConfig(t *testing.T) {
 	doc := "[plugins]\nenabled = true\nplugins = [\"clamav\"]\n\n[plugins.clamav]\nsocket = \"/var/run/clamav/clamd.ctl\"\ntimeout = 30\n"
-	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := cfg.Settings("clamav")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := pc.Value.(*Config)
+	c, pc := registrytest.Settings[Config](t, doc, "clamav")
 	if c.Socket != "/var/run/clamav/clamd.ctl" || c.Timeout.D() != 30*time.Second || pc.Timeout != 30*time.Second {
 		t.Fatalf("decoded %+v, executor timeout %v", c, pc.Timeout)
 	}

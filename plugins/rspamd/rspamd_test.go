@@ -436,15 +436,7 @@ func TestMilterAddHeadersGarbage(t *testing.T) {
 // TestSeedConfig: the design's example table loads as written.
 func TestSeedConfig(t *testing.T) {
 	doc := "[plugins]\nenabled = true\nplugins = [\"rspamd\"]\n\n[plugins.rspamd]\nurl = \"http://rspamd:11333\"\ntimeout = 10\n"
-	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, err := cfg.Settings("rspamd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := pc.Value.(*Config)
+	c, pc := registrytest.Settings[Config](t, doc, "rspamd")
 	if c.URL != "http://rspamd:11333" || c.Timeout.D() != 10*time.Second || pc.Timeout != 10*time.Second {
 		t.Fatalf("decoded %+v, executor timeout %v", c, pc.Timeout)
 	}

@@ -30,6 +30,11 @@
 // Options.Offline only the checks that never call Start run. Do not call
 // t.Parallel in a test that calls Run: the goroutine check counts the
 // whole process.
+//
+// The package also holds what a plugin's own tests keep needing: Settings
+// decodes a config document as Elemta does, Server stands in for a daemon
+// (Blackhole for one that never answers, ClosedAddr for one that is down),
+// and CheckLeaks fails a test that leaves goroutines running.
 package registrytest
 
 import (
@@ -435,6 +440,20 @@ func names() []string {
 		out = append(out, m.Name)
 	}
 	return out
+}
+
+// Settings parses the config document doc as Elemta does and returns the
+// settings of plugin name with its own table decoded into C (the Config
+// type it registered).
+func Settings[C any](t testing.TB, doc, name string) (*C, *registry.PluginConfig) {
+	t.Helper()
+	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
+	require.NoError(t, err)
+	pc, err := cfg.Settings(name)
+	require.NoError(t, err)
+	c, ok := pc.Value.(*C)
+	require.Truef(t, ok, "plugin %s's config is a %T, not a *%T", name, pc.Value, *new(C))
+	return c, pc
 }
 
 // SampleEnvelope is the envelope Run gives messages by default.
