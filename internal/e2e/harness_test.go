@@ -51,7 +51,7 @@ func (c *testClock) Advance(d time.Duration) {
 
 // server is a running `elemta serve` for one test.
 type server struct {
-	t    *testing.T
+	t    testing.TB
 	addr string
 	// mail is the Maildir root; dir the test's temporary directory.
 	mail, dir string
@@ -62,7 +62,7 @@ type server struct {
 // way the binary does, points the spool and Maildirs into a temporary
 // directory, listens on 127.0.0.1:0 and stops everything at cleanup. clock
 // may be nil (the system clock).
-func start(t *testing.T, toml string, clock registry.Clock) *server {
+func start(t testing.TB, toml string, clock registry.Clock) *server {
 	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse("e2e.toml", []byte(toml))
