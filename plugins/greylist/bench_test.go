@@ -16,43 +16,21 @@ import (
 // recipients every check passes and renews) per store, one caller and
 // GOMAXPROCS×8 callers.
 func BenchmarkCheck(b *testing.B) {
-	for _, be := range storetest.Backends() {
-		for _, parallel := range []bool{false, true} {
-			name := be.Name + "/single"
-			if parallel {
-				name = be.Name + "/parallel"
-			}
-			b.Run(name, func(b *testing.B) {
-				n := newNode(b, be.TOML(b)+"delay = 0.000001\n", b.TempDir(), storetest.NewClock(epoch))
-				p, _ := n.m.Plugin("greylist")
-				g := p.(*Greylist)
-				pcs := make([]*registry.ProcessingContext, 1024)
-				for i := range pcs {
-					pcs[i] = newPC(b, registry.PhaseRcpt, registry.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"),
-						MailFrom: "alice@sender.example", RcptTo: []string{fmt.Sprintf("r%d@rcpt.example", i)}})
-				}
-				ctx := context.Background()
-				var seq atomic.Int64
-				check := func() {
-					if _, err := g.HandleStage(ctx, registry.PreReception, pcs[seq.Add(1)%int64(len(pcs))]); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ResetTimer()
-				if parallel {
-					b.SetParallelism(8)
-					b.RunParallel(func(pb *testing.PB) {
-						for pb.Next() {
-							check()
-						}
-					})
-				} else {
-					for b.Loop() {
-						check()
-					}
-				}
-				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
-			})
+	storetest.BenchChecks(b, func(b *testing.B, storeKeys string) func() {
+		n := newNode(b, storeKeys+"delay = 0.000001\n", b.TempDir(), storetest.NewClock(epoch))
+		p, _ := n.m.Plugin("greylist")
+		g := p.(*Greylist)
+		pcs := make([]*registry.ProcessingContext, 1024)
+		for i := range pcs {
+			pcs[i] = newPC(b, registry.PhaseRcpt, registry.Envelope{ClientIP: netip.MustParseAddr("192.0.2.1"),
+				MailFrom: "alice@sender.example", RcptTo: []string{fmt.Sprintf("r%d@rcpt.example", i)}})
 		}
-	}
+		ctx := context.Background()
+		var seq atomic.Int64
+		return func() {
+			if _, err := g.HandleStage(ctx, registry.PreReception, pcs[seq.Add(1)%int64(len(pcs))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -320,13 +320,7 @@ func TestConfigValidation(t *testing.T) {
 	} {
 		t.Run(tc.settings, func(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\n" + tc.settings
-			cfg, err := registry.ParseConfig("test.toml", []byte(doc))
-			if err != nil {
-				t.Fatal(err)
-			}
-			m := registry.NewManager(cfg, registry.WithHost(registry.Host{DataDir: t.TempDir()}))
-			err = m.LoadPlugins(context.Background())
-			m.Close()
+			err := storetest.LoadError(t, doc)
 			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 				t.Fatalf("LoadPlugins: %v, want error containing %q", err, tc.err)
 			}

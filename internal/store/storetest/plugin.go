@@ -48,3 +48,50 @@ func LoadPlugins(t testing.TB, doc, dir string, clock *Clock) (*registry.Manager
 	t.Cleanup(func() { m.Close() })
 	return m, logs
 }
+
+// LoadError parses the config doc and returns what loading its plugins
+// says, with the data directory a temporary one: the check of a plugin's
+// config that only New can make.
+func LoadError(t testing.TB, doc string) error {
+	t.Helper()
+	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := registry.NewManager(cfg, registry.WithHost(registry.Host{DataDir: t.TempDir()}))
+	err = m.LoadPlugins(context.Background())
+	m.Close()
+	return err
+}
+
+// BenchChecks runs a benchmark per backend with one caller
+// ("<backend>/single") and GOMAXPROCS×8 callers ("<backend>/parallel"),
+// reporting checks/s. setup builds one check on the store that storeKeys
+// (Backend.TOML) describe; it is not timed.
+func BenchChecks(b *testing.B, setup func(b *testing.B, storeKeys string) (check func())) {
+	for _, be := range Backends() {
+		for _, parallel := range []bool{false, true} {
+			name := be.Name + "/single"
+			if parallel {
+				name = be.Name + "/parallel"
+			}
+			b.Run(name, func(b *testing.B) {
+				check := setup(b, be.TOML(b))
+				b.ResetTimer()
+				if parallel {
+					b.SetParallelism(8)
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							check()
+						}
+					})
+				} else {
+					for b.Loop() {
+						check()
+					}
+				}
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "checks/s")
+			})
+		}
+	}
+}
