@@ -14,6 +14,9 @@ import (
 // ErrTimeout is wrapped by the error of a plugin cut off at its timeout.
 var ErrTimeout = errors.New("plugin timed out")
 
+// ErrClosed is returned by a Manager used after Close.
+var ErrClosed = errors.New("plugin manager is closed")
+
 // PanicError is the error of a plugin that panicked.
 type PanicError struct {
 	Plugin string
@@ -49,13 +52,19 @@ type StageResult struct {
 // time), each under its own timeout. A plugin's error, timeout or panic
 // becomes its on_error verdict and never stops its siblings; a reject ends
 // the stage after the wave that produced it. The returned error is non-nil
-// only for a nil context or a cancelled ctx.
+// only for a missing message, a cancelled ctx or a closed Manager: never
+// because of what a plugin did.
 func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingContext) (*StageResult, error) {
 	if pc == nil || pc.Message == nil {
 		return nil, errors.New("ExecuteStage: no message in the processing context")
 	}
 	if stage < 0 || stage >= numStages {
 		return nil, fmt.Errorf("ExecuteStage: unknown stage %d", int(stage))
+	}
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return nil, fmt.Errorf("stage %s: %w", stage, ErrClosed)
 	}
 	sr := &StageResult{Stage: stage}
 	waves := m.waves[stage]

@@ -369,3 +369,35 @@ func TestHostDefaults(t *testing.T) {
 	assert.NotNil(t, h.Clock)
 	assert.Equal(t, "relay.example", Host{Hostname: "mx", AuthservID: "relay.example"}.withDefaults().AuthservID)
 }
+
+// Close waits for a stage in flight, and a closed manager refuses to run
+// stages instead of running none (which would accept everything).
+func TestCloseWaitsForStagesAndRefusesLaterOnes(t *testing.T) {
+	started, release := make(chan struct{}), make(chan struct{})
+	m := testManager(t, "", stagePlugin{name: "slow", fn: func(context.Context, Stage, *ProcessingContext) (*Result, error) {
+		close(started)
+		<-release
+		return &Result{}, nil
+	}})
+	stageDone := make(chan error, 1)
+	go func() {
+		_, err := m.ExecuteStage(context.Background(), PostReception, testContext(t))
+		stageDone <- err
+	}()
+	<-started
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a stage was running")
+	case <-time.After(50 * time.Millisecond): // a bounded wait for something that must not happen
+	}
+	close(release)
+	require.NoError(t, <-stageDone)
+	require.NoError(t, <-closed)
+
+	_, err := m.ExecuteStage(context.Background(), PostReception, testContext(t))
+	assert.ErrorIs(t, err, ErrClosed)
+	assert.ErrorIs(t, m.LoadPlugins(context.Background()), ErrClosed)
+	assert.NoError(t, m.Close(), "Close twice is fine")
+}

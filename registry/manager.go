@@ -7,16 +7,25 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // Manager builds the enabled plugins from config, runs them at each stage
 // and closes them.
+//
+// A Manager is safe for concurrent use: stages, EndSession and the
+// accessors may run at once; LoadPlugins, LoadPlugin and Close wait for
+// them and exclude each other. After Close, ExecuteStage returns ErrClosed
+// rather than run no plugins.
 type Manager struct {
 	cfg  *Config
 	host Host
 	reg  *registry
+
+	mu     sync.RWMutex
+	closed bool
 
 	loaded []*instance          // in start order
 	byName map[string]*instance //
@@ -62,16 +71,21 @@ func NewManager(cfg *Config, opts ...Option) *Manager {
 // failure everything already built is closed again and the error names the
 // plugin.
 func (m *Manager) LoadPlugins(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
 	if !m.cfg.Enabled {
 		return nil
 	}
 	for _, name := range m.cfg.Plugins {
 		if err := m.load(ctx, name); err != nil {
-			return errors.Join(err, m.Close())
+			return errors.Join(err, m.closeLocked())
 		}
 	}
 	if err := m.plan(); err != nil {
-		return errors.Join(err, m.Close())
+		return errors.Join(err, m.closeLocked())
 	}
 	return nil
 }
@@ -79,6 +93,11 @@ func (m *Manager) LoadPlugins(ctx context.Context) error {
 // LoadPlugin builds, validates and starts one plugin, enabled in config or
 // not (for `elemta plugins test`).
 func (m *Manager) LoadPlugin(ctx context.Context, name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
 	if _, ok := m.byName[name]; ok {
 		return nil
 	}
@@ -125,9 +144,17 @@ func (m *Manager) load(ctx context.Context, name string) error {
 	return nil
 }
 
-// Close closes every plugin that was built, in reverse start order, and
-// forgets them. It is safe to call more than once.
+// Close waits for stages in flight, then closes every plugin that was
+// built, in reverse start order, and forgets them. It is safe to call more
+// than once.
 func (m *Manager) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.closeLocked()
+}
+
+func (m *Manager) closeLocked() error {
+	m.closed = true
 	var errs []error
 	for i := len(m.loaded) - 1; i >= 0; i-- {
 		inst := m.loaded[i]
@@ -154,6 +181,8 @@ func safeClose(c Closer) (err error) {
 // the session of pc has ended, in start order, each under its timeout and
 // guarded against panics. It returns their errors joined.
 func (m *Manager) EndSession(ctx context.Context, pc *ProcessingContext) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	var errs []error
 	for _, inst := range m.loaded {
 		e, ok := inst.impl.(SessionEnder)
@@ -180,6 +209,8 @@ func endSession(ctx context.Context, inst *instance, e SessionEnder, pc *Process
 
 // Plugin returns the loaded plugin called name.
 func (m *Manager) Plugin(name string) (any, bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	inst, ok := m.byName[name]
 	if !ok {
 		return nil, false
@@ -189,6 +220,8 @@ func (m *Manager) Plugin(name string) (any, bool) {
 
 // Loaded lists the loaded plugins in start order.
 func (m *Manager) Loaded() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	names := make([]string, len(m.loaded))
 	for i, inst := range m.loaded {
 		names[i] = inst.name
@@ -198,7 +231,9 @@ func (m *Manager) Loaded() []string {
 
 // HealthCheck runs the named plugin's health check, if it has one.
 func (m *Manager) HealthCheck(ctx context.Context, name string) error {
+	m.mu.RLock()
 	inst, ok := m.byName[name]
+	m.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("plugin %s is not loaded", name)
 	}
@@ -262,6 +297,8 @@ type PluginStats struct {
 
 // Stats returns per-plugin counters, in start order.
 func (m *Manager) Stats() []PluginStats {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	out := make([]PluginStats, len(m.loaded))
 	for i, inst := range m.loaded {
 		s := &inst.stats
@@ -273,6 +310,8 @@ func (m *Manager) Stats() []PluginStats {
 
 // Waves returns, for a stage, the plugin names in each dependency wave.
 func (m *Manager) Waves(stage Stage) [][]string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	var out [][]string
 	for _, w := range m.waves[stage] {
 		names := make([]string, len(w))
