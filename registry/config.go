@@ -358,26 +358,37 @@ func keyOf(it unstable.Iterator) []string {
 	return parts
 }
 
-// knownKeys lists the toml keys of the struct cfg points to, and the common ones.
+// knownKeys lists the toml keys of the struct cfg points to, and the common
+// ones. Like go-toml, it takes the keys of an embedded struct without a toml
+// name as the struct's own.
 func knownKeys(cfg any) []string {
 	keys := []string{"timeout", "on_error", "stages"}
-	t := reflect.TypeOf(cfg).Elem()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		if !f.IsExported() {
-			continue
-		}
-		tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
-		if tag == "-" {
-			continue
-		}
-		if tag == "" {
-			tag = f.Name
-		}
-		if !slices.Contains(keys, tag) {
-			keys = append(keys, tag)
+	var add func(t reflect.Type)
+	add = func(t reflect.Type) {
+		for i := range t.NumField() {
+			f := t.Field(i)
+			tag, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+			if ft := f.Type; f.Anonymous && tag == "" {
+				if ft.Kind() == reflect.Pointer {
+					ft = ft.Elem()
+				}
+				if ft.Kind() == reflect.Struct {
+					add(ft)
+					continue
+				}
+			}
+			if !f.IsExported() || tag == "-" {
+				continue
+			}
+			if tag == "" {
+				tag = f.Name
+			}
+			if !slices.Contains(keys, tag) {
+				keys = append(keys, tag)
+			}
 		}
 	}
+	add(reflect.TypeOf(cfg).Elem())
 	slices.Sort(keys)
 	return keys
 }

@@ -162,3 +162,15 @@ func TestDisabledPluginsLoadNothing(t *testing.T) {
 	require.NoError(t, m.LoadPlugins(t.Context()))
 	assert.Empty(t, m.Loaded())
 }
+
+func TestKnownKeysIncludeEmbeddedStructs(t *testing.T) {
+	type Store struct {
+		Addr string `toml:"redis_addr"`
+	}
+	type cfg struct {
+		Store
+		Delay  Duration `toml:"delay"`
+		hidden int
+	}
+	assert.Equal(t, []string{"delay", "on_error", "redis_addr", "stages", "timeout"}, knownKeys(&cfg{}))
+}
