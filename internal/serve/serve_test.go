@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -308,7 +309,10 @@ func TestEndToEndNetSMTP(t *testing.T) {
 func TestEndToEndSwaks(t *testing.T) {
 	swaks, err := exec.LookPath("swaks")
 	if err != nil {
-		t.Skip("swaks not installed (Debian package swaks)")
+		if testenv.InCI() {
+			t.Fatal("swaks not installed (Debian package swaks; tools/testenv/start.sh installs it)")
+		}
+		t.Skip("swaks not installed (Debian package swaks; run make testenv)")
 	}
 	cfg := testConfig(t)
 	s := startServer(t, cfg)
