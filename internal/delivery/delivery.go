@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/elemta/elemta/internal/domains"
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/registry"
 )
@@ -46,14 +47,17 @@ type Config struct {
 	StageTimeout time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
-	// Relay, when its Addr is set, sends every message to a smarthost
-	// instead of the local Maildirs.
+	// Relay, when its Addr is set, sends mail for recipients outside
+	// LocalDomains to a smarthost; with no LocalDomains, every recipient.
 	Relay Relay
+	// LocalDomains are delivered to the Maildirs even when Relay is set.
+	LocalDomains []string
 }
 
 // Worker delivers spooled messages.
 type Worker struct {
 	cfg   Config
+	local domains.Set
 	mgr   *registry.Manager
 	spool *spool.Spool
 	log   *slog.Logger
@@ -82,7 +86,7 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Worker{cfg: cfg, mgr: mgr, spool: sp, log: logger}
+	return &Worker{cfg: cfg, local: domains.NewSet(cfg.LocalDomains), mgr: mgr, spool: sp, log: logger}
 }
 
 // Run delivers until ctx is cancelled: whatever is due, then it waits for
@@ -208,11 +212,15 @@ func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
 		if len(sr.AddHeaders) > 0 || len(sr.RemoveHeaders) > 0 {
 			data = msg.Rewrite(sr.AddHeaders, sr.RemoveHeaders)
 		}
+		local := env.RcptTo
 		if w.cfg.Relay.Addr != "" {
-			w.relay(ctx, e.Envelope.MailFrom, env.RcptTo, data, out)
-			break
+			var remote []string
+			local, remote = w.route(env.RcptTo)
+			if len(remote) > 0 {
+				w.relay(ctx, e.Envelope.MailFrom, remote, data, out)
+			}
 		}
-		for _, r := range env.RcptTo {
+		for _, r := range local {
 			idx := slices.Index(e.Envelope.RcptTo, r)
 			err := w.deliverMaildir(e, r, idx, data)
 			var perm *permError
@@ -267,6 +275,19 @@ func (w *Worker) stage(ctx context.Context, stage registry.Stage, pc *registry.P
 
 // mailbox returns the Maildir of rcpt under root, or a permanent error for
 // an address that cannot name one safely.
+// route splits recipients between the local Maildirs (LocalDomains) and
+// the smarthost (everyone else).
+func (w *Worker) route(rcpts []string) (local, remote []string) {
+	for _, r := range rcpts {
+		if w.local.HasAddress(r) {
+			local = append(local, r)
+		} else {
+			remote = append(remote, r)
+		}
+	}
+	return local, remote
+}
+
 func mailbox(root, rcpt string) (string, error) {
 	at := strings.LastIndexByte(rcpt, '@')
 	if at <= 0 || at == len(rcpt)-1 {
@@ -275,7 +296,7 @@ func mailbox(root, rcpt string) (string, error) {
 	// The domain is lowercased and its root dot dropped: example.org.
 	// and Example.ORG share example.org's Maildirs (the receiver's
 	// local_domains check compares them the same way).
-	local, domain := rcpt[:at], strings.TrimSuffix(strings.ToLower(rcpt[at+1:]), ".")
+	local, domain := rcpt[:at], domains.Of(rcpt)
 	for _, part := range []string{local, domain} {
 		if part == "" || part == "." || part == ".." || strings.HasPrefix(part, ".") {
 			return "", &permError{"5.1.3", "Bad destination mailbox address syntax"}

@@ -203,7 +203,7 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 	s.smtp = smtpd.New(scfg, mgr, sp, logger)
 	worker := delivery.New(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
 		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D(),
-		Relay: delivery.Relay{Addr: cfg.Relay, StartTLS: cfg.RelayStartTLS}}, mgr, sp, logger)
+		Relay: delivery.Relay{Addr: cfg.Relay, StartTLS: cfg.RelayStartTLS}, LocalDomains: cfg.LocalDomains}, mgr, sp, logger)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Add(2)

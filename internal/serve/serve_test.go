@@ -511,6 +511,14 @@ func TestLocalDomains(t *testing.T) {
 			assert.Contains(t, got[0], "<local@example.net>")
 		}
 	})
+	t.Run("with a relay, local domains still go to the Maildirs", func(t *testing.T) {
+		require.NoError(t, smtp.SendMail(s.Addr().String(), alice, "alice@example.net", []string{"dave@example.net", "erin@elsewhere.test"}, msg("split")))
+		got := waitMail(t, cfg.MaildirRoot, "dave@example.net", 1)
+		assert.Contains(t, got[0], "<split@example.net>")
+		got = waitMail(t, smarthostCfg.MaildirRoot, "erin@elsewhere.test", 1)
+		assert.Contains(t, got[0], "<split@example.net>")
+		assert.Empty(t, maildir(t, smarthostCfg.MaildirRoot, "dave@example.net"), "a local recipient is not relayed")
+	})
 	t.Run("loopback listener without local_domains", func(t *testing.T) {
 		require.NoError(t, smtp.SendMail(smarthost.Addr().String(), nil, "x@example.org", []string{"carol@anywhere.test"}, msg("any")))
 		waitMail(t, smarthostCfg.MaildirRoot, "carol@anywhere.test", 1)

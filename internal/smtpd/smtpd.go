@@ -39,6 +39,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/elemta/elemta/internal/domains"
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/registry"
 )
@@ -98,10 +99,7 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	if cfg.StageTimeout <= 0 {
 		cfg.StageTimeout = 2 * time.Minute
 	}
-	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger, local: map[string]bool{}}
-	for _, d := range cfg.LocalDomains {
-		be.local[strings.ToLower(strings.TrimSuffix(d, "."))] = true
-	}
+	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains)}
 	s := smtp.NewServer(be)
 	s.Domain = cfg.Hostname
 	s.MaxMessageBytes = cfg.MaxMessageBytes
@@ -241,7 +239,7 @@ type backend struct {
 	spool *spool.Spool
 	log   *slog.Logger
 	// local is the set of Config.LocalDomains.
-	local map[string]bool
+	local domains.Set
 
 	accepted, quarantined, rejected, tempFailed, aborted atomic.Int64
 }
@@ -513,8 +511,7 @@ func (s *session) mayReceive(rcpt string) bool {
 	if s.be.cfg.AllDomainsLocal {
 		return true
 	}
-	domain := strings.ToLower(strings.TrimSuffix(rcpt[strings.LastIndexByte(rcpt, '@')+1:], "."))
-	if s.be.local[domain] {
+	if s.be.local.HasAddress(rcpt) {
 		return true
 	}
 	return s.be.cfg.RelayAuthenticated && s.authUser != ""
