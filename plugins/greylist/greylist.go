@@ -8,11 +8,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/netip"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/elemta/elemta/internal/clientnet"
 	"github.com/elemta/elemta/internal/store"
 	"github.com/elemta/elemta/registry"
 )
@@ -21,7 +21,7 @@ import (
 type Greylist struct {
 	cfg    Config
 	host   registry.Host
-	exempt []netip.Prefix
+	exempt clientnet.List
 
 	st *store.Handle
 }
@@ -121,11 +121,8 @@ func (g *Greylist) sessionExemption(pc *registry.ProcessingContext) string {
 	if !env.ClientIP.IsValid() {
 		return "no client address"
 	}
-	ip := env.ClientIP.Unmap()
-	for _, p := range g.exempt {
-		if p.Contains(ip) {
-			return "client in " + p.String()
-		}
+	if p, ok := g.exempt.Match(env.ClientIP); ok {
+		return "client in " + p.String()
 	}
 	if g.cfg.ExemptSPFPass {
 		if spf, ok := registry.Find[*registry.SPFResult](pc); ok && spf != nil &&
@@ -144,7 +141,7 @@ func (g *Greylist) Check(ctx context.Context, env registry.Envelope, rcpt string
 		d.Exempt = "recipient domain " + dom
 		return d, nil
 	}
-	network := Network(env.ClientIP, g.cfg.IPv4Prefix, g.cfg.IPv6Prefix)
+	network := clientnet.Network(env.ClientIP, g.cfg.IPv4Prefix, g.cfg.IPv6Prefix)
 	sender := NormalizeSender(env.MailFrom, g.cfg.StripSubaddress, g.cfg.SubaddressSeparators, g.cfg.StripTags)
 	res, err := g.st.Greylist(ctx, store.GreylistRequest{
 		Triplet: TripletKey(network, sender, rcpt), Network: network, Now: now,
@@ -160,20 +157,6 @@ func (g *Greylist) Check(ctx context.Context, env registry.Envelope, rcpt string
 		d.RetryAt = res.RetryAt(g.cfg.Delay.D())
 	}
 	return d, nil
-}
-
-// Network returns the client network of ip: its first v4 or v6 bits.
-func Network(ip netip.Addr, v4, v6 int) string {
-	ip = ip.Unmap()
-	bits := v6
-	if ip.Is4() {
-		bits = v4
-	}
-	p, err := ip.Prefix(bits)
-	if err != nil {
-		return ip.String()
-	}
-	return p.String()
 }
 
 // TripletKey is the store key of a triplet: the network in clear (to find

@@ -389,24 +389,6 @@ func TestNormalizeSender(t *testing.T) {
 	}
 }
 
-func TestNetwork(t *testing.T) {
-	for _, tc := range []struct {
-		ip     string
-		v4, v6 int
-		want   string
-	}{
-		{"192.0.2.77", 24, 64, "192.0.2.0/24"},
-		{"::ffff:192.0.2.77", 24, 64, "192.0.2.0/24"},
-		{"192.0.2.77", 32, 64, "192.0.2.77/32"},
-		{"2001:db8:a:b:c:d:e:f", 24, 64, "2001:db8:a:b::/64"},
-		{"2001:db8:a:b:c:d:e:f", 24, 48, "2001:db8:a::/48"},
-	} {
-		if got := Network(netip.MustParseAddr(tc.ip), tc.v4, tc.v6); got != tc.want {
-			t.Errorf("Network(%s, %d, %d) = %s, want %s", tc.ip, tc.v4, tc.v6, got, tc.want)
-		}
-	}
-}
-
 // TestREADMEExamples: every ```toml block of the README parses and loads.
 func TestREADMEExamples(t *testing.T) {
 	readme, err := os.ReadFile("README.md")

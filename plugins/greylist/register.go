@@ -3,10 +3,10 @@ package greylist
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/elemta/elemta/internal/clientnet"
 	"github.com/elemta/elemta/internal/store"
 	"github.com/elemta/elemta/registry"
 )
@@ -86,7 +86,7 @@ func DefaultConfig() Config {
 
 // validate checks cfg and returns the parsed exempt networks. Errors name
 // the key.
-func (cfg Config) validate() ([]netip.Prefix, error) {
+func (cfg Config) validate() (clientnet.List, error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("greylist: %s: %s", key, fmt.Sprintf(format, args...)))
@@ -112,9 +112,9 @@ func (cfg Config) validate() ([]netip.Prefix, error) {
 	if cfg.StripSubaddress && cfg.SubaddressSeparators == "" {
 		bad("subaddress_separators", "empty while strip_subaddress is on")
 	}
-	var nets []netip.Prefix
+	var nets clientnet.List
 	for _, s := range cfg.ExemptNetworks {
-		p, err := parsePrefix(s)
+		p, err := clientnet.ParsePrefix(s)
 		if err != nil {
 			bad("exempt_networks", "%v", err)
 			continue
@@ -128,16 +128,4 @@ func (cfg Config) validate() ([]netip.Prefix, error) {
 	}
 	errs = append(errs, cfg.Config.Validate("greylist"))
 	return nets, errors.Join(errs...)
-}
-
-// parsePrefix accepts a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elemta/elemta/internal/clientnet"
 	"github.com/elemta/elemta/internal/store"
 	"github.com/elemta/elemta/registry"
 )
@@ -22,7 +23,7 @@ import (
 type RateLimit struct {
 	cfg    Config
 	host   registry.Host
-	exempt []netip.Prefix
+	exempt clientnet.List
 
 	st *store.Handle
 }
@@ -124,11 +125,8 @@ func (r *RateLimit) exemption(env registry.Envelope) string {
 	if !env.ClientIP.IsValid() {
 		return ""
 	}
-	ip := env.ClientIP.Unmap()
-	for _, p := range r.exempt {
-		if p.Contains(ip) {
-			return "client in " + p.String()
-		}
+	if p, ok := r.exempt.Match(env.ClientIP); ok {
+		return "client in " + p.String()
 	}
 	return ""
 }
@@ -188,16 +186,7 @@ func (r *RateLimit) EndSession(ctx context.Context, pc *registry.ProcessingConte
 }
 
 func (r *RateLimit) network(ip netip.Addr) string {
-	ip = ip.Unmap()
-	bits := r.cfg.IPv6Prefix
-	if ip.Is4() {
-		bits = r.cfg.IPv4Prefix
-	}
-	p, err := ip.Prefix(bits)
-	if err != nil {
-		return ip.String()
-	}
-	return p.String()
+	return clientnet.Network(ip, r.cfg.IPv4Prefix, r.cfg.IPv6Prefix)
 }
 
 // key builds a limit's store key from the envelope: the parts, each

@@ -3,10 +3,10 @@ package ratelimit
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"time"
 
+	"github.com/elemta/elemta/internal/clientnet"
 	"github.com/elemta/elemta/internal/store"
 	"github.com/elemta/elemta/registry"
 )
@@ -107,7 +107,7 @@ func DefaultConfig() Config {
 
 // validate checks cfg, fills each limit's defaults (On, Burst) and returns
 // the parsed exempt networks. Errors name the key.
-func (cfg *Config) validate() ([]netip.Prefix, error) {
+func (cfg *Config) validate() (clientnet.List, error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("ratelimit: %s: %s", key, fmt.Sprintf(format, args...)))
@@ -180,9 +180,9 @@ func (cfg *Config) validate() ([]netip.Prefix, error) {
 	if cfg.IPv6Prefix < 16 || cfg.IPv6Prefix > 128 {
 		bad("ipv6_prefix", "%d: want 16 to 128", cfg.IPv6Prefix)
 	}
-	var nets []netip.Prefix
+	var nets clientnet.List
 	for _, s := range cfg.ExemptNetworks {
-		p, err := parsePrefix(s)
+		p, err := clientnet.ParsePrefix(s)
 		if err != nil {
 			bad("exempt_networks", "%v", err)
 			continue
@@ -191,16 +191,4 @@ func (cfg *Config) validate() ([]netip.Prefix, error) {
 	}
 	errs = append(errs, cfg.Config.Validate("ratelimit"))
 	return nets, errors.Join(errs...)
-}
-
-// parsePrefix accepts a CIDR or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if p, err := netip.ParsePrefix(s); err == nil {
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
