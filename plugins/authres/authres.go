@@ -10,6 +10,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"unicode"
 
 	msgauthres "github.com/emersion/go-msgauth/authres"
 
@@ -61,15 +62,15 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 	if spf, ok := registry.Find[*registry.SPFResult](pc); ok {
 		r := &msgauthres.SPFResult{Value: msgauthres.ResultValue(spf.Result)}
 		if spf.Identity == "helo" {
-			r.Helo = spf.Domain
+			r.Helo = pvalue(spf.Domain)
 		} else {
-			r.From = spf.Domain
+			r.From = pvalue(spf.Domain)
 			if mf := pc.Message.Envelope.MailFrom; mf != "" {
-				r.From = mf
+				r.From = pvalue(mf)
 			}
 		}
 		if spf.Result == registry.AuthTempError || spf.Result == registry.AuthPermError {
-			r.Reason = spf.Explanation
+			r.Reason = reason(spf.Explanation)
 		}
 		out = append(out, r)
 	}
@@ -79,20 +80,21 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 		}
 		for _, s := range dkim.Signatures {
 			// GenericResult: go-msgauth's DKIMResult has no header.s or header.a.
-			params := map[string]string{"header.d": s.Domain, "header.i": s.Identity, "header.s": s.Selector, "header.a": s.Algorithm}
+			params := map[string]string{"header.d": pvalue(s.Domain), "header.i": pvalue(s.Identity), "header.s": pvalue(s.Selector), "header.a": pvalue(s.Algorithm)}
 			if s.Result != registry.AuthPass {
-				params["reason"] = s.Reason
+				params["reason"] = reason(s.Reason)
 			}
 			out = append(out, &msgauthres.GenericResult{Method: "dkim", Value: msgauthres.ResultValue(s.Result), Params: params})
 		}
 	}
 	if dmarc, ok := registry.Find[*registry.DMARCResult](pc); ok {
-		r := &msgauthres.DMARCResult{Value: msgauthres.ResultValue(dmarc.Result), From: dmarc.Domain}
+		r := &msgauthres.DMARCResult{Value: msgauthres.ResultValue(dmarc.Result), From: pvalue(dmarc.Domain)}
 		if dmarc.Result != registry.AuthPass && dmarc.Result != registry.AuthNone {
 			r.Reason = dmarc.Reason
 			if dmarc.Policy != "" {
 				r.Reason = strings.TrimPrefix(r.Reason+"; p="+dmarc.Policy, "; ")
 			}
+			r.Reason = reason(r.Reason)
 		}
 		out = append(out, r)
 	}
@@ -103,11 +105,41 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 			params["header.oldest-pass"] = strconv.Itoa(arc.OldestPass)
 		}
 		if arc.Result != registry.AuthPass {
-			params["reason"] = arc.Reason
+			params["reason"] = reason(arc.Reason)
 		}
 		out = append(out, &msgauthres.GenericResult{Method: "arc", Value: msgauthres.ResultValue(arc.Result), Params: params})
 	}
 	return out
+}
+
+// go-msgauth's Format quotes a value that needs it but neither escapes a
+// backslash inside the quotes nor drops line breaks, so a MAIL FROM such as
+// "x\"; dkim=pass ..."@evil.example or a DNS record holding CR LF could
+// add results or fields of its own. reason and pvalue prepare values for
+// it: control characters become spaces, and a backslash is doubled when
+// Format will quote the value (always for a reason: '\' is a tspecial; for
+// a pvalue unless it is address-like and left bare).
+func reason(s string) string {
+	return strings.ReplaceAll(noCTL(s), `\`, `\\`)
+}
+
+func pvalue(s string) string {
+	s = noCTL(s)
+	for _, ch := range s {
+		if !unicode.IsLetter(ch) && !unicode.IsDigit(ch) && !strings.ContainsRune("#$%&'*+,./-@[]\\^_`{|}~", ch) {
+			return strings.ReplaceAll(s, `\`, `\\`)
+		}
+	}
+	return s
+}
+
+func noCTL(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // Forged returns a removal for every Authentication-Results field of h

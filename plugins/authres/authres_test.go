@@ -160,3 +160,35 @@ func TestConfig(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "mx.example.org", w.authservID)
 }
+
+// TestHeaderEscaping: values that reach the header from the SMTP client
+// (MAIL FROM) or from DNS (an SPF record's error) cannot end the field,
+// nor close a quoted-string early and add results of their own.
+func TestHeaderEscaping(t *testing.T) {
+	tests := []struct {
+		name string
+		env  registry.Envelope
+		data map[string]any
+		want string
+	}{
+		{"CR LF in a reason", registry.Envelope{MailFrom: "bounce@example.com"}, map[string]any{
+			"spf": &registry.SPFResult{Result: registry.AuthPermError, Identity: "mailfrom", Domain: "example.com", Explanation: "bad\r\nX-Injected: yes"},
+		}, `mx.example.org; spf=permerror reason="bad  X-Injected: yes" smtp.mailfrom=bounce@example.com`},
+		{"backslash before a quote in MAIL FROM", registry.Envelope{MailFrom: `"x\"; dkim=pass header.d=paypal.com; y=\""@evil.example`}, map[string]any{
+			"spf": &registry.SPFResult{Result: registry.AuthFail, Identity: "mailfrom", Domain: "evil.example"},
+		}, `mx.example.org; spf=fail smtp.mailfrom="\"x\\\"; dkim=pass header.d=paypal.com; y=\\\"\"@evil.example"`},
+		{"backslash before a quote in a DKIM selector", registry.Envelope{}, map[string]any{
+			"dkim": &registry.DKIMResult{Signatures: []registry.DKIMSignatureResult{{Domain: "evil.example", Selector: `s\"x`, Result: registry.AuthFail, Reason: `r\`}}},
+		}, `mx.example.org; dkim=fail reason="r\\" header.d=evil.example header.s="s\\\"x"`},
+		{"bare backslash in an address-like value stays", registry.Envelope{}, map[string]any{
+			"dmarc": &registry.DMARCResult{Result: registry.AuthPass, Domain: `a\b.example`},
+		}, `mx.example.org; dmarc=pass header.from=a\b.example`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			sr, _ := run(t, all, plain, tc.env, tc.data)
+			require.Len(t, sr.AddHeaders, 1)
+			require.Equal(t, tc.want, sr.AddHeaders[0].Value)
+		})
+	}
+}
