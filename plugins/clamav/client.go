@@ -297,6 +297,10 @@ func (c *client) instream(ctx context.Context, cn *conn, data []byte) (rep *scan
 		if err != nil {
 			return nil, true, err
 		}
+		if !rep.Infected {
+			// clamd did not get the whole stream: "OK" covers only part of it.
+			return nil, true, fmt.Errorf("%w: %q before the whole stream was sent: %w", ErrReply, line, werr)
+		}
 		return rep, true, nil
 	}
 	line, err := c.readReply(cn)

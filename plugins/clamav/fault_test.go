@@ -50,6 +50,12 @@ func TestFaults(t *testing.T) {
 		{"hangs up mid-stream", func(t *testing.T) string {
 			return registrytest.NewServer(t, func(c net.Conn) { _, _ = readCommand(c) }).Addr()
 		}, "send stream|read reply"}, // the hang-up shows on a write or, once the kernel buffered the rest, on the read
+		{"answers OK before the stream ends", func(t *testing.T) string {
+			return registrytest.NewServer(t, func(c net.Conn) {
+				_, _ = readCommand(c)
+				_, _ = c.Write([]byte("stream: OK\x00"))
+			}).Addr()
+		}, "before the whole stream was sent"},
 		{"refuses as too large", func(t *testing.T) string {
 			return registrytest.NewServer(t, func(c net.Conn) {
 				_, _ = readCommand(c)
@@ -58,7 +64,7 @@ func TestFaults(t *testing.T) {
 			}).Addr()
 		}, "size limit"},
 	}
-	msg := sizedMessage(t, 2<<20) // several chunks, so a hang-up is noticed mid-stream
+	msg := sizedMessage(t, 16<<20) // more than loopback buffers hold, so a hang-up is noticed mid-stream
 	for _, tc := range cases {
 		for _, onError := range []registry.Action{registry.TempFail, registry.Reject, registry.Accept} {
 			t.Run(tc.name+"/"+onError.String(), func(t *testing.T) {
