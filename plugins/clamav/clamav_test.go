@@ -365,6 +365,7 @@ func TestParseScanReply(t *testing.T) {
 		{"2: stream: OK", 3, false, "", ErrReply},
 		{"INSTREAM size limit exceeded. ERROR", 0, false, "", ErrSizeLimit},
 		{"INSTREAM size limit exceeded. ERROR", 4, false, "", ErrSizeLimit},
+		{"stream: Evil\r\nX-Virus-Status: Clean FOUND", 0, true, "Evil??X-Virus-Status: Clean", nil},
 		{"stream: FOUND", 0, false, "", ErrReply},
 		{"PONG", 0, false, "", ErrReply},
 		{"", 0, false, "", ErrReply},

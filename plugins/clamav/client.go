@@ -368,7 +368,13 @@ func parseScanReply(line string, id int) (*scanReply, error) {
 	case line == "stream: OK":
 		return &scanReply{}, nil
 	case len(line) > len("stream: ")+len(" FOUND") && strings.HasPrefix(line, "stream: ") && strings.HasSuffix(line, " FOUND"):
-		name := strings.TrimSpace(line[len("stream: ") : len(line)-len(" FOUND")])
+		// The name ends up in replies and X-Virus-Status: no control characters.
+		name := strings.TrimSpace(strings.Map(func(r rune) rune {
+			if r < ' ' || r == 0x7f {
+				return '?'
+			}
+			return r
+		}, line[len("stream: "):len(line)-len(" FOUND")]))
 		if name == "" {
 			break
 		}
