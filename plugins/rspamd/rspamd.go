@@ -133,7 +133,7 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 		}
 	case ActionRewriteSubject:
 		if s.cfg.RewriteSubject {
-			subject := rep.Subject
+			subject := oneLine(rep.Subject)
 			if subject == "" {
 				subject = s.cfg.SubjectPrefix + pc.Message.Header.Get("Subject")
 			}
@@ -174,9 +174,38 @@ func (s *Scanner) milter(res *registry.Result, rep *Reply, msg *registry.Message
 		return fmt.Errorf("rspamd: %w", err)
 	}
 	for _, h := range add {
-		res.AddHeaders = append(res.AddHeaders, registry.Field{Name: h.Name, Value: h.Value})
+		if !validFieldName(h.Name) {
+			continue // would not be one field; nothing to add
+		}
+		res.AddHeaders = append(res.AddHeaders, registry.Field{Name: h.Name, Value: oneLine(h.Value)})
 	}
 	return nil
+}
+
+// oneLine turns a value from rspamd's reply into one header line: line
+// breaks (rspamd folds long values; anything may answer on its port) become
+// spaces, so the value cannot end the field and start others.
+func oneLine(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' || r == 0 {
+			return ' '
+		}
+		return r
+	}, v)
+}
+
+// validFieldName reports whether name is an RFC 5322 field-name: printable
+// US-ASCII except ':'.
+func validFieldName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c < 33 || c > 126 || c == ':' {
+			return false
+		}
+	}
+	return true
 }
 
 func verdict(a registry.Action, text string) registry.Verdict {

@@ -478,3 +478,47 @@ func TestConfigValidation(t *testing.T) {
 		})
 	}
 }
+
+// TestReplyHeaderInjection: header values and names from rspamd's reply
+// (milter.add_headers, subject) cannot end the field they go into and
+// start fields of their own.
+func TestReplyHeaderInjection(t *testing.T) {
+	registrytest.CheckLeaks(t)
+	for _, tc := range []struct {
+		name    string
+		reply   string
+		wantAdd []registry.Field
+	}{
+		{"CR LF in a milter value",
+			`{"action":"no action","score":0,"milter":{"add_headers":{"X-A":"v\r\nX-Injected: yes"}}}`,
+			[]registry.Field{{Name: "X-A", Value: "v  X-Injected: yes"}}},
+		{"folded milter value",
+			`{"action":"no action","score":0,"milter":{"add_headers":{"X-Spamd-Result":{"value":"default: False\n\tBAYES_HAM","order":0}}}}`,
+			[]registry.Field{{Name: "X-Spamd-Result", Value: "default: False \tBAYES_HAM"}}},
+		{"CR LF in a milter name",
+			`{"action":"no action","score":0,"milter":{"add_headers":{"X-Injected: yes\r\nX-B":"v","X-C":"w"}}}`,
+			[]registry.Field{{Name: "X-C", Value: "w"}}},
+		{"colon in a milter name",
+			`{"action":"no action","score":0,"milter":{"add_headers":{"X-D: e":"v"}}}`,
+			nil},
+		{"CR LF in a rewritten subject",
+			`{"action":"rewrite subject","score":9,"subject":"[SPAM] Lunch\r\nX-Injected: yes"}`,
+			[]registry.Field{{Name: "Subject", Value: "[SPAM] Lunch  X-Injected: yes"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, url := startCapture(t, 200, []byte(tc.reply))
+			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url))
+			msg := message(t, readFile(t, "normal.eml"), testEnvelope)
+			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(msg, nil))
+			if err != nil || sr.Results[0].Err != nil {
+				t.Fatal(err, sr.Results[0].Err)
+			}
+			if !slices.Equal(sr.AddHeaders, tc.wantAdd) {
+				t.Errorf("added %q, want %q", sr.AddHeaders, tc.wantAdd)
+			}
+			if out := string(msg.Rewrite(sr.AddHeaders, sr.RemoveHeaders)); strings.Contains(out, "\nX-Injected") || strings.Contains(out, "\nX-B") {
+				t.Errorf("rewritten message has an injected field:\n%s", out)
+			}
+		})
+	}
+}
