@@ -98,7 +98,7 @@ func details(r *registry.DMARCResult) string {
 // the worst outcome returned: the strictest failing policy first (RFC 7489
 // §6.6.1).
 func (c *Checker) Evaluate(ctx context.Context, msg *registry.Message, spf *registry.SPFResult, dkim *registry.DKIMResult) *registry.DMARCResult {
-	domains, err := fromDomains(msg.Header)
+	domains, err := fromDomains(msg.Header, c.cfg.MaxFromDomains+1)
 	if err != nil {
 		return &registry.DMARCResult{Result: registry.AuthPermError, Reason: err.Error()}
 	}
@@ -107,7 +107,7 @@ func (c *Checker) Evaluate(ctx context.Context, msg *registry.Message, spf *regi
 	}
 	if len(domains) > c.cfg.MaxFromDomains {
 		return &registry.DMARCResult{Result: registry.AuthPermError, Domain: domains[0],
-			Reason: fmt.Sprintf("%d From domains, more than max_from_domains = %d", len(domains), c.cfg.MaxFromDomains)}
+			Reason: fmt.Sprintf("more than max_from_domains = %d From domains", c.cfg.MaxFromDomains)}
 	}
 	var worst *registry.DMARCResult
 	for _, d := range domains {
@@ -329,8 +329,10 @@ func normalize(d string) string {
 }
 
 // fromDomains returns the distinct domains of every address of every From
-// field, in order. Zero From fields give none; an unparsable one an error.
-func fromDomains(h registry.Header) ([]string, error) {
+// field, in order, stopping at limit domains (a hostile message can carry
+// many thousands, and each new one is compared with those found). Zero From
+// fields give none; an unparsable one an error.
+func fromDomains(h registry.Header, limit int) ([]string, error) {
 	var domains []string
 	for _, v := range h.Values("From") {
 		addrs, err := mail.ParseAddressList(v)
@@ -352,6 +354,9 @@ func fromDomains(h registry.Header) ([]string, error) {
 			}
 			if !contains(domains, d) {
 				domains = append(domains, d)
+				if len(domains) >= limit {
+					return domains, nil
+				}
 			}
 		}
 	}

@@ -268,3 +268,38 @@ func TestCheckDMARC(t *testing.T) {
 	require.Equal(t, registry.AuthPass, res.Result)
 	require.True(t, res.SPFAligned)
 }
+
+// TestFromDomainsBound: a message with thousands of From domains is not
+// read past the limit (each new domain is compared with every one found,
+// so reading them all costs quadratic time).
+func TestFromDomainsBound(t *testing.T) {
+	tests := []struct {
+		name          string
+		fields, addrs int // From fields, addresses per field
+	}{
+		{"many fields", 20000, 1},
+		{"one field, many addresses", 1, 20000},
+		{"many fields, many addresses", 200, 100},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var from []string
+			n := 0
+			for range tc.fields {
+				var addrs []string
+				for range tc.addrs {
+					addrs = append(addrs, fmt.Sprintf("a@d%d.example.com", n))
+					n++
+				}
+				from = append(from, strings.Join(addrs, ", "))
+			}
+			msg := message(t, from...)
+			domains, err := fromDomains(msg.Header, 6)
+			require.NoError(t, err)
+			require.Len(t, domains, 6)
+			res := newChecker(t, DefaultConfig(), testZone(), 0).Evaluate(context.Background(), msg, nil, nil)
+			require.Equal(t, registry.AuthPermError, res.Result, res.Reason)
+			require.Contains(t, res.Reason, "max_from_domains")
+		})
+	}
+}
