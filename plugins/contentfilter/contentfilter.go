@@ -200,6 +200,65 @@ func latin1ToUTF8(b []byte) string {
 	return s.String()
 }
 
+// parseMediaType is mime.ParseMediaType, except that when a parameter is
+// malformed or repeated it still returns the type and every parameter that
+// parses (the first of a repeated name) along with the error. The standard
+// parser then returns no parameters at all, which would lose the boundary
+// or the file name that mail clients still find: one stray "; x" would hide
+// a whole multipart, or an attachment's name, from the rules. mt is "" when
+// the type itself does not parse.
+func parseMediaType(v string) (mt string, params map[string]string, err error) {
+	mt, params, err = mime.ParseMediaType(v)
+	if err == nil {
+		return mt, params, nil
+	}
+	head, rest, _ := strings.Cut(v, ";")
+	mt, _, herr := mime.ParseMediaType(head)
+	if herr != nil {
+		return "", nil, err
+	}
+	params = map[string]string{}
+	seen := map[string]bool{}
+	var good []string
+	for _, p := range splitParams(rest) {
+		name, _, _ := strings.Cut(p, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		if name == "" || seen[name] {
+			continue
+		}
+		if _, _, perr := mime.ParseMediaType("x/x;" + p); perr != nil {
+			continue
+		}
+		seen[name] = true
+		good = append(good, p)
+	}
+	if len(good) > 0 {
+		if _, ps, perr := mime.ParseMediaType("x/x;" + strings.Join(good, ";")); perr == nil {
+			params = ps
+		}
+	}
+	return mt, params, err
+}
+
+// splitParams splits a parameter list at the semicolons outside quoted
+// strings.
+func splitParams(s string) []string {
+	var out []string
+	start, quoted := 0, false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\\' && quoted:
+			i++
+		case c == '"':
+			quoted = !quoted
+		case c == ';' && !quoted:
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
+
 func quote(s string) string {
 	const max = 60
 	if utf8.RuneCountInString(s) > max {
@@ -304,12 +363,12 @@ func (w *walker) entity(get func(string) string, body io.Reader, depth int) erro
 
 	mediaType, params := "text/plain", map[string]string{}
 	if ct := get("Content-Type"); ct != "" {
-		mt, ps, err := mime.ParseMediaType(ct)
+		mt, ps, err := parseMediaType(ct)
 		switch {
 		case err == nil:
 			mediaType, params = mt, ps
-		case errors.Is(err, mime.ErrInvalidMediaParameter):
-			mediaType = mt
+		case mt != "":
+			mediaType, params = mt, ps
 			w.malformed("%s: Content-Type %s: %v", where, quote(ct), err)
 		default:
 			w.malformed("%s: Content-Type %s: %v (treated as text/plain)", where, quote(ct), err)
@@ -317,7 +376,7 @@ func (w *walker) entity(get func(string) string, body io.Reader, depth int) erro
 	}
 	filename, disposition := "", ""
 	if cd := get("Content-Disposition"); cd != "" {
-		d, ps, err := mime.ParseMediaType(cd)
+		d, ps, err := parseMediaType(cd)
 		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
 			w.malformed("%s: Content-Disposition %s: %v", where, quote(cd), err)
 		}

@@ -476,3 +476,40 @@ func BenchmarkInspect(b *testing.B) {
 		})
 	}
 }
+
+// TestLenientParameters: one malformed or repeated parameter must not hide
+// the boundary or the file name that mail clients still use, so the
+// attachment rules see the attachment (malformed_action = accept, the
+// default).
+func TestLenientParameters(t *testing.T) {
+	f := newFilter(t, rulesTOML)
+	exePart := "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=invoice.exe\r\n\r\nMZ\r\n"
+	withCT := func(ct string) string {
+		return "From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: " + ct + "\r\n\r\n--b1\r\n" + textPart + "\r\n--b1\r\n" + exePart + "\r\n--b1--\r\n"
+	}
+	tests := []struct {
+		name string
+		raw  string
+	}{ // each is also reported as malformed
+		{"stray token after the boundary", withCT(`multipart/mixed; boundary="b1"; foo`)},
+		{"unquoted space in another parameter", withCT(`multipart/mixed; x=a b; boundary=b1`)},
+		{"repeated boundary, the first counts", withCT(`multipart/mixed; boundary=b1; boundary=b2`)},
+		{"empty parameter", withCT(`multipart/mixed; boundary=b1;; charset=x`)},
+		{"quoted semicolon before the boundary", withCT(`multipart/mixed; x="a;b"; y; boundary=b1`)},
+		{"stray token in Content-Disposition", multipartMsg("b1", textPart,
+			"Content-Type: application/octet-stream; x\r\nContent-Disposition: attachment; filename=\"invoice.exe\"; x\r\n\r\nMZ\r\n")},
+		{"stray token in Content-Type with a name", multipartMsg("b1", textPart,
+			"Content-Type: application/octet-stream; name=\"setup.exe\"; ;x\r\n\r\nMZ\r\n")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := run(t, f, tt.raw)
+			if res.Verdict.Action != registry.Reject || !strings.Contains(res.Details, "attachment executables") {
+				t.Fatalf("verdict %v, want reject by executables; details: %s", res.Verdict, res.Details)
+			}
+			if rep := res.Data.(*Report); len(rep.Malformed) == 0 {
+				t.Errorf("the bad parameter is not reported as malformed")
+			}
+		})
+	}
+}
