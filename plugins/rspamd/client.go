@@ -163,7 +163,7 @@ func (c *httpClient) Check(ctx context.Context, req *Request) (*Reply, error) {
 	h := hr.Header
 	set := func(k, v string) {
 		if v != "" {
-			h[k] = []string{v}
+			h[k] = []string{headerValue(v)}
 		}
 	}
 	set("IP", req.IP)
@@ -175,7 +175,7 @@ func (c *httpClient) Check(ctx context.Context, req *Request) (*Reply, error) {
 	set("MTA-Name", req.MTAName)
 	set("Password", c.password)
 	for _, r := range req.Rcpt {
-		h["Rcpt"] = append(h["Rcpt"], r)
+		h["Rcpt"] = append(h["Rcpt"], headerValue(r))
 	}
 	h["Content-Type"] = []string{"message/rfc822"}
 	// A scan has no side effects: let the transport resend it when a kept-alive
@@ -208,6 +208,19 @@ func (c *httpClient) Check(ctx context.Context, req *Request) (*Reply, error) {
 		return nil, fmt.Errorf("POST %s: %w: unknown action %q", c.url, ErrReply, rep.Action)
 	}
 	return &rep, nil
+}
+
+// headerValue replaces the control characters net/http refuses in a
+// request header (all but TAB) with '?'. The envelope comes from the SMTP
+// client (go-smtp keeps a HELO such as "a\x01b"); refused, it would fail
+// the whole check and hand the message to on_error (accept by default).
+func headerValue(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' && r != '\t' || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, v)
 }
 
 // Ping asks rspamd's /ping, which answers "pong".

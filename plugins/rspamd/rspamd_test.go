@@ -522,3 +522,41 @@ func TestReplyHeaderInjection(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvelopeControlCharacters: control characters in client-supplied
+// envelope values (go-smtp keeps them in HELO) do not make the request
+// invalid, which would skip the check and apply on_error.
+func TestEnvelopeControlCharacters(t *testing.T) {
+	registrytest.CheckLeaks(t)
+	for _, tc := range []struct {
+		name string
+		env  func(*registry.Envelope)
+		key  string
+		want []string
+	}{
+		{"SOH in HELO", func(e *registry.Envelope) { e.HELO = "mail\x01.example.test" }, "Helo", []string{"mail?.example.test"}},
+		{"DEL in MAIL FROM", func(e *registry.Envelope) { e.MailFrom = "a\x7fb@example.test" }, "From", []string{"a?b@example.test"}},
+		{"CR LF in a recipient", func(e *registry.Envelope) { e.RcptTo = []string{"b@example.test\r\nX: y"} }, "Rcpt", []string{"b@example.test??X: y"}},
+		{"TAB is kept", func(e *registry.Envelope) { e.AuthUser = "al\tice" }, "User", []string{"al\tice"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, url := startCapture(t, 200, []byte(`{"action":"reject","score":20}`))
+			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\non_error = \"accept\"\n", url))
+			env := testEnvelope
+			tc.env(&env)
+			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(message(t, readFile(t, "normal.eml"), env), nil))
+			if err != nil || sr.Results[0].Err != nil {
+				t.Fatal(err, sr.Results[0].Err)
+			}
+			if sr.Verdict.Action != registry.Reject {
+				t.Errorf("verdict %v, want rspamd's reject", sr.Verdict)
+			}
+			c.mu.Lock()
+			got := c.header.Values(tc.key)
+			c.mu.Unlock()
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("request header %s = %q, want %q", tc.key, got, tc.want)
+			}
+		})
+	}
+}
