@@ -189,7 +189,7 @@ func (c *Checker) receivedSPF(res *registry.SPFResult, helo, mailFrom string) st
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (%s: %s) receiver=%s; client-ip=%s; envelope-from=%s;",
-		res.Result, commentSafe(c.hostname), commentSafe(comment), kvValue(c.hostname), res.IP, quoted(mailFrom))
+		res.Result, commentSafe(c.hostname), commentSafe(comment), kvValue(c.hostname), kvValue(res.IP), quoted(mailFrom))
 	if helo != "" {
 		fmt.Fprintf(&b, " helo=%s;", kvValue(helo))
 	}

@@ -167,3 +167,24 @@ func TestStageRealDNS(t *testing.T) {
 		})
 	}
 }
+
+// TestReceivedSPFValues: every key-value of Received-SPF is a dot-atom or a
+// quoted-string (RFC 7208 §9.1); an IPv6 client-ip has ':' and is quoted.
+func TestReceivedSPFValues(t *testing.T) {
+	c := &Checker{hostname: "mx.example.org"}
+	tests := []struct {
+		name, ip, helo, want string
+	}{
+		{"IPv4", "192.0.2.10", "mx.pass.test", `client-ip=192.0.2.10; envelope-from="a@pass.test"; helo=mx.pass.test;`},
+		{"IPv6", "2001:db8::10", "mx.pass.test", `client-ip="2001:db8::10"; envelope-from="a@pass.test"; helo=mx.pass.test;`},
+		{"address literal HELO", "2001:db8::10", "[IPv6:2001:db8::10]", `client-ip="2001:db8::10"; envelope-from="a@pass.test"; helo="[IPv6:2001:db8::10]";`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &registry.SPFResult{Result: registry.AuthPass, Identity: "mailfrom", Domain: "pass.test", IP: tc.ip}
+			v := c.receivedSPF(res, tc.helo, "a@pass.test")
+			require.Contains(t, v, "designates "+tc.ip+" as permitted sender")
+			require.Contains(t, v, tc.want)
+		})
+	}
+}
