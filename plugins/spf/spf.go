@@ -293,10 +293,10 @@ func splitAddress(addr string) (local, domain string) {
 	return addr[:i], strings.TrimSuffix(addr[i+1:], ".")
 }
 
-// commentSafe makes s fit in a header comment: no line breaks, no
-// unbalanced parentheses, no backslashes.
+// commentSafe makes s fit in a header comment: no control characters
+// (line breaks included), no unbalanced parentheses, no backslashes.
 func commentSafe(s string) string {
-	return strings.NewReplacer("\r", " ", "\n", " ", "(", "[", ")", "]", "\\", "/").Replace(s)
+	return strings.NewReplacer("(", "[", ")", "]", "\\", "/").Replace(noCTL(s))
 }
 
 // kvValue writes v as a dot-atom when it is one, else as a quoted-string.
@@ -308,8 +308,20 @@ func kvValue(v string) string {
 }
 
 func quoted(v string) string {
-	v = strings.NewReplacer("\r", " ", "\n", " ", "\\", "\\\\", `"`, `\"`).Replace(v)
+	v = strings.NewReplacer("\\", "\\\\", `"`, `\"`).Replace(noCTL(v))
 	return `"` + v + `"`
+}
+
+// noCTL replaces control characters with spaces: HELO and MAIL FROM come
+// from the client (go-smtp keeps "EHLO a\x00b"), and a header field may hold
+// none (RFC 5322 qtext, §3.2.4, and ctext, §3.2.2, exclude them).
+func noCTL(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
 }
 
 // isDotAtom reports whether s is an RFC 5322 dot-atom-text.

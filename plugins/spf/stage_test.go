@@ -188,3 +188,26 @@ func TestReceivedSPFValues(t *testing.T) {
 		})
 	}
 }
+
+// TestReceivedSPFControlCharacters: control characters from the client's
+// HELO or MAIL FROM never reach the header field.
+func TestReceivedSPFControlCharacters(t *testing.T) {
+	c := &Checker{hostname: "mx.example.org"}
+	tests := []struct {
+		name, helo, from, want string
+	}{
+		{"NUL and SOH in HELO", "a\x00b\x01c.test", "a@pass.test", `helo="a b c.test";`},
+		{"DEL in MAIL FROM", "mx.pass.test", "a\x7fb@pass.test", `envelope-from="a b@pass.test";`},
+		{"CR LF in MAIL FROM", "mx.pass.test", "a\r\nX: y@pass.test", `envelope-from="a  X: y@pass.test";`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			res := &registry.SPFResult{Result: registry.AuthPass, Identity: "mailfrom", Domain: "pass.test", IP: "192.0.2.10"}
+			v := c.receivedSPF(res, tc.helo, tc.from)
+			require.Contains(t, v, tc.want)
+			for _, r := range v {
+				require.False(t, r < ' ' || r == 0x7f, "control character %q in %q", r, v)
+			}
+		})
+	}
+}
