@@ -2,6 +2,8 @@ package registry
 
 import (
 	"errors"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -86,4 +88,18 @@ func FuzzParseMessage(f *testing.F) {
 			t.Fatalf("rewrite without changes altered the message:\n%q\n%q", raw, got)
 		}
 	})
+}
+
+// A field folded over many lines is unfolded in linear time: a hostile
+// header of 20,000 continuation lines (240 KB) must not allocate gigabytes
+// (the quadratic version did, about 2.4 GB).
+func TestParseMessageManyContinuationLines(t *testing.T) {
+	raw := []byte("Subject: x\r\n" + strings.Repeat(" continued\r\n", 20000) + "\r\nbody\r\n")
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	m, err := ParseMessage(raw, Envelope{})
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	assert.Len(t, m.Header.Get("Subject"), len("x")+20000*len(" continued"))
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(20<<20), "bytes allocated while parsing")
 }
