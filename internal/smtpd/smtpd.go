@@ -278,6 +278,11 @@ type session struct {
 	sessionAdds    []registry.Field
 	sessionRemoves []registry.Removal
 
+	// mu orders the transaction state between the connection's goroutine
+	// and Data, which go-smtp runs in a goroutine of its own for BDAT: an
+	// aborted BDAT transfer (RSET, EHLO, disconnect) may still be starting
+	// while the next commands run.
+	mu sync.Mutex
 	// The transaction.
 	pc      *registry.ProcessingContext
 	from    string
@@ -431,7 +436,9 @@ func (s *session) login(username, password string) error {
 		s.log.Info("auth failed", "user", username)
 		return smtp.ErrAuthFailed
 	}
+	s.mu.Lock()
 	s.authUser = username
+	s.mu.Unlock()
 	s.log.Info("authenticated", "user", username)
 	return nil
 }
@@ -465,6 +472,8 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 }
 
 func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.resetTx()
 	if h := s.conn.Hostname(); h != s.heloName { // a later EHLO
 		if err := s.helo(h); err != nil {
@@ -483,6 +492,8 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.pc == nil {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
 	}
@@ -526,9 +537,18 @@ var (
 	errAborted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message transfer aborted"}
 )
 
+// Data reads the message and queues it. It works on a copy of the
+// transaction taken before it reads and never writes the session: go-smtp
+// resets the transaction itself (Reset) once Data returns, and for BDAT it
+// runs Data in its own goroutine, which an aborted transfer leaves running
+// while the connection goes on with the next commands.
 func (s *session) Data(r io.Reader) error {
-	defer s.resetTx()
-	if s.pc == nil || len(s.rcpts) == 0 {
+	s.mu.Lock()
+	pc, env, quarantine := s.pc, s.envelope(), s.quarantine // quarantine: from pre-reception, if any
+	adds := append([]registry.Field(nil), s.adds...)
+	removes := append([]registry.Removal(nil), s.removes...)
+	s.mu.Unlock()
+	if pc == nil || len(env.RcptTo) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
 	body, err := io.ReadAll(r)
@@ -551,18 +571,16 @@ func (s *session) Data(r io.Reader) error {
 		return err
 	}
 	id := spool.NewID(time.Now())
-	env := s.envelope()
 	raw := append(s.received(id, env), body...)
 	msg, err := registry.ParseMessage(raw, env)
 	if err != nil {
 		s.be.rejected.Add(1)
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
 	}
-	s.pc.Message = msg
-	s.pc.Phase = registry.PhaseMessage
-	quarantine := s.quarantine // from pre-reception, if any
+	pc.Message = msg
+	pc.Phase = registry.PhaseMessage
 	for _, stage := range []registry.Stage{registry.PostReception, registry.PreQueue} {
-		sr, err := s.run(stage, s.pc)
+		sr, err := s.run(stage, pc)
 		if err != nil {
 			return err
 		}
@@ -573,16 +591,16 @@ func (s *session) Data(r io.Reader) error {
 			_, _, text := sr.Verdict.Reply()
 			quarantine = fmt.Sprintf("%s: %s", sr.DecidedBy, text)
 		}
-		s.adds = append(s.adds, sr.AddHeaders...)
-		s.removes = append(s.removes, sr.RemoveHeaders...)
+		adds = append(adds, sr.AddHeaders...)
+		removes = append(removes, sr.RemoveHeaders...)
 	}
 	e := &spool.Entry{
 		ID: id,
 		Envelope: spool.Envelope{ClientIP: ipString(env.ClientIP), HELO: env.HELO, MailFrom: env.MailFrom,
 			RcptTo: env.RcptTo, AuthUser: env.AuthUser, TLS: env.TLS},
-		Results: records(s.pc.Results()),
+		Results: records(pc.Results()),
 		Reason:  quarantine,
-		Message: msg.Rewrite(s.adds, s.removes),
+		Message: msg.Rewrite(adds, removes),
 	}
 	if _, err := s.be.spool.Put(e, quarantine != ""); err != nil {
 		s.log.Error("spool write failed", "err", err)
@@ -669,12 +687,19 @@ func (s *session) resetTx() {
 	s.quarantine = s.sessionQuarantine
 }
 
-func (s *session) Reset() { s.resetTx() }
+func (s *session) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.resetTx()
+}
 
 // Logout ends the session: plugins that keep per-session state (a rate
 // limiter's connection slot) are told through Manager.EndSession.
 func (s *session) Logout() error {
-	pc := registry.NewProcessingContext(&registry.Message{Envelope: s.envelope()}, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
+	s.mu.Lock()
+	env := s.envelope()
+	s.mu.Unlock()
+	pc := registry.NewProcessingContext(&registry.Message{Envelope: env}, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
 	if err := s.be.mgr.EndSession(context.Background(), pc); err != nil { // each plugin under its own timeout
 		s.log.Warn("end of session", "err", err)
 	}

@@ -576,3 +576,32 @@ func TestRelayControl(t *testing.T) {
 		assert.Equal(t, []string{"a@example.test"}, e.Envelope.RcptTo)
 	})
 }
+
+// TestBDATAbortedThenNewTransaction: go-smtp runs Data in its own goroutine
+// for BDAT. When the client resets the transfer (RSET, a new EHLO) the
+// aborted Data must not touch the session afterwards: the next transaction
+// (or Logout) runs concurrently on the connection's goroutine.
+func TestBDATAbortedThenNewTransaction(t *testing.T) {
+	h := start(t, Config{MaxMessageBytes: 64 << 10, MaxRecipients: 100, MaxLineLength: 2000})
+	chunk := step{send: "BDAT 10\r\nSubject: x", raw: true, code: 250, text: "Continue"}
+	again := []step{{send: "MAIL FROM:<a@example.org>", code: 250}, {send: "RCPT TO:<c@example.net>", code: 250},
+		{send: "RCPT TO:<d@example.net>", code: 250}, {send: "DATA", code: 354}, {send: msg(""), raw: true, code: 250, text: "queued as"}}
+	tests := []struct {
+		name  string
+		reset step
+	}{
+		{"RSET", step{send: "RSET", code: 250}},
+		{"EHLO", step{send: "EHLO client.test", code: 250}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.spool.List())
+			steps := append(hello("a@example.org", "b@example.net"), chunk, tt.reset)
+			for range 20 { // the aborted Data races with the commands that follow
+				steps = append(steps, again...)
+			}
+			converse(t, h.addr, steps)
+			require.Len(t, h.spool.List(), before+20)
+		})
+	}
+}
