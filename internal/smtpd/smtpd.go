@@ -475,6 +475,9 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetTx()
+	if hasControl(from) {
+		return errBadSender
+	}
 	if h := s.conn.Hostname(); h != s.heloName { // a later EHLO
 		if err := s.helo(h); err != nil {
 			return err
@@ -497,7 +500,7 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	if s.pc == nil {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
 	}
-	if to == "" || strings.ContainsAny(to, "/\\\x00") || !strings.Contains(to, "@") {
+	if to == "" || strings.ContainsAny(to, "/\\\x00") || !strings.Contains(to, "@") || hasControl(to) {
 		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
 	}
 	if !s.mayReceive(to) {
@@ -511,6 +514,17 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		return err
 	}
 	return nil
+}
+
+// errBadSender refuses a sender address with a control character.
+var errBadSender = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Bad sender address syntax"}
+
+// hasControl reports whether addr holds a control character (CR, TAB,
+// ESC, DEL...), which RFC 5321 allows nowhere in a mailbox, not even
+// quoted. go-smtp accepts them inside a quoted local part and drops the
+// quotes, so they would reach the DSN's header fields and the smarthost.
+func hasControl(addr string) bool {
+	return strings.ContainsFunc(addr, func(r rune) bool { return r < 0x20 || r == 0x7f })
 }
 
 // errRelay refuses a recipient outside the local domains.

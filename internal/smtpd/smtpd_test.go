@@ -605,3 +605,27 @@ func TestBDATAbortedThenNewTransaction(t *testing.T) {
 		})
 	}
 }
+
+// TestEnvelopeControlCharacters: go-smtp takes any byte but LF inside a
+// quoted local part, and hands the address over unquoted. A CR or other
+// control character would reach the spool, the DSN's To and
+// Final-Recipient fields and the smarthost's RCPT, so it is refused.
+func TestEnvelopeControlCharacters(t *testing.T) {
+	h := start(t, Config{})
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"CR in sender", []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<\"a\rBcc: x@example.net\"@example.org>", code: 553, text: "5.1.7"}, {send: "RCPT TO:<b@example.net>", code: 502}}},
+		{"ESC in sender", []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<\"a\x1b\"@example.org>", code: 553, text: "5.1.7"}}},
+		{"DEL in sender", []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<a\x7f@example.org>", code: 553, text: "5.1.7"}}},
+		{"CR in recipient", append(hello("a@example.org"), step{send: "RCPT TO:<\"b\rX-Injected: yes\"@example.net>", code: 553, text: "5.1.3"}, step{send: "DATA", code: 502})},
+		{"tab in recipient", append(hello("a@example.org"), step{send: "RCPT TO:<\"b\tc\"@example.net>", code: 553, text: "5.1.3"})},
+		{"null sender still accepted", hello("", "b@example.net")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			converse(t, h.addr, tt.steps)
+		})
+	}
+}
