@@ -298,7 +298,9 @@ func mailbox(root, rcpt string) (string, error) {
 	// local_domains check compares them the same way).
 	local, domain := rcpt[:at], domains.Of(rcpt)
 	for _, part := range []string{local, domain} {
-		if part == "" || part == "." || part == ".." || strings.HasPrefix(part, ".") {
+		// Longer than NAME_MAX the directory can never be created: fail
+		// now rather than retry until max_queue_age.
+		if part == "" || part == "." || part == ".." || strings.HasPrefix(part, ".") || len(part) > 255 {
 			return "", &permError{"5.1.3", "Bad destination mailbox address syntax"}
 		}
 		for _, c := range part {

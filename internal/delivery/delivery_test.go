@@ -308,9 +308,14 @@ func TestMailbox(t *testing.T) {
 		{"noat", "", true},
 		{"@x.test", "", true},
 		{"sp ace@x.test", "", true},
+		// A name longer than a directory entry may be (NAME_MAX, 255) can
+		// never be created: permanent, not retried for max_queue_age.
+		{strings.Repeat("l", 256) + "@x.test", "", true},
+		{"u@" + strings.Repeat("d", 252) + ".org", "", true},
+		{strings.Repeat("l", 255) + "@x.test", "/r/x.test/" + strings.Repeat("l", 255), false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.rcpt, func(t *testing.T) {
+		t.Run(tt.rcpt[:min(len(tt.rcpt), 40)], func(t *testing.T) {
 			got, err := mailbox("/r", tt.rcpt)
 			if tt.perm {
 				var pe *permError
