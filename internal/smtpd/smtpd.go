@@ -252,10 +252,14 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 		s.ip = ap.Addr().Unmap()
 	}
 	s.log = b.log.With("session", s.id, "client", s.ip.String())
+	// go-smtp drops a session it could not open without Logout: end it
+	// here, or plugins keep what they took at connect (a session slot).
 	if err := s.preReception(registry.PhaseConnect, nil); err != nil {
+		s.Logout()
 		return nil, err
 	}
 	if err := s.helo(c.Hostname()); err != nil {
+		s.Logout()
 		return nil, err
 	}
 	return s, nil

@@ -37,6 +37,8 @@ type testPlugin struct{}
 func (testPlugin) HandleStage(_ context.Context, stage registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
 	env := pc.Message.Envelope
 	switch {
+	case stage == registry.PreReception && pc.Phase == registry.PhaseHelo && env.HELO == "refused.test":
+		return &registry.Result{Verdict: registry.RejectVerdict(550, "5.7.1", "HELO refused by test plugin")}, nil
 	case stage == registry.PreReception && pc.Phase == registry.PhaseMail && strings.HasPrefix(env.MailFrom, "blocked@"):
 		return &registry.Result{Verdict: registry.RejectVerdict(550, "5.7.1", "Sender blocked by test plugin")}, nil
 	case stage == registry.PreReception && pc.Phase == registry.PhaseRcpt && strings.HasPrefix(env.RcptTo[len(env.RcptTo)-1], "refuse"):
@@ -627,5 +629,28 @@ func TestEnvelopeControlCharacters(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			converse(t, h.addr, tt.steps)
 		})
+	}
+}
+
+// TestRefusedHELOEndsSession: go-smtp opens a session at the first
+// HELO/EHLO, and the connect phase runs there (a rate limiter takes the
+// client's session slot). When the HELO is refused, go-smtp drops the
+// session without Logout, so the receiver itself must tell the plugins the
+// session ended, once per refused greeting; otherwise a client repeating a
+// refused EHLO holds one more slot each time until the leases run out.
+func TestRefusedHELOEndsSession(t *testing.T) {
+	h := start(t, Config{})
+	for len(sessionsEnded) > 0 { // sessions of earlier tests
+		<-sessionsEnded
+	}
+	refused := step{send: "EHLO refused.test", code: 550, text: "5.7.1 HELO refused by test plugin"}
+	converse(t, h.addr, []step{refused, refused, refused, {send: "MAIL FROM:<a@example.org>", code: 502}})
+	for i := range 3 {
+		select {
+		case ip := <-sessionsEnded:
+			assert.Equal(t, "127.0.0.1", ip)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("refused EHLO %d: EndSession not called within 5s", i+1)
+		}
 	}
 }
