@@ -29,6 +29,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -511,6 +512,9 @@ func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		s.be.rejected.Add(1)
 		s.log.Info("relaying denied", "rcpt", to, "authenticated", s.authUser != "")
 		return errRelay
+	}
+	if slices.Contains(s.rcpts, to) {
+		return nil // accepted already: one copy, one RCPT to a smarthost
 	}
 	s.rcpts = append(s.rcpts, to)
 	if err := s.preReception(registry.PhaseRcpt, s.pc); err != nil {

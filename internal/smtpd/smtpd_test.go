@@ -223,6 +223,16 @@ func TestConversations(t *testing.T) {
 			},
 		},
 		{
+			// A smarthost given the same RCPT twice may deliver two copies.
+			name: "a repeated recipient is kept once",
+			steps: append(hello("a@example.org", "b@example.net", "c@example.net", "b@example.net"),
+				data, step{send: msg(""), raw: true, code: 250}),
+			queued: 1,
+			check: func(t *testing.T, e *spool.Entry) {
+				assert.Equal(t, []string{"b@example.net", "c@example.net"}, e.Envelope.RcptTo)
+			},
+		},
+		{
 			name:  "bare LF",
 			steps: append(hello("a@example.org", "b@example.net"), data, step{send: "Subject: x\nbare: lf\r\n\r\nbody\r\n.\r\n", raw: true, code: 554, text: "5.6.0 Bare LF"}),
 		},
