@@ -328,3 +328,26 @@ func TestMailbox(t *testing.T) {
 		})
 	}
 }
+
+// TestDSNReplyOnOneLine: a failure's reply text comes from plugins and
+// smarthosts and may hold CR or LF. In the DSN it must stay one CRLF line:
+// a bare LF is refused everywhere else, and a line of its own could end the
+// MIME part early.
+func TestDSNReplyOnOneLine(t *testing.T) {
+	e := &spool.Entry{ID: "q1", ReceivedAt: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+		Envelope: spool.Envelope{MailFrom: "a@example.org", RcptTo: []string{"b@example.net"}},
+		Message:  []byte("Subject: hi\r\n\r\nbody\r\n")}
+	tests := []struct{ name, reply string }{
+		{"LF", "550 5.7.1 first\n--=_elemta_dsn_q1--\nsecond"},
+		{"CRLF", "550 5.7.1 first\r\n--=_elemta_dsn_q1--\r\nsecond"},
+		{"CR", "550 5.7.1 first\r--=_elemta_dsn_q1--\rsecond"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dsn := string(BuildDSN("mx.test", e, []Failure{{Rcpt: "b@example.net", Status: "5.7.1", Reply: tt.reply}}, e.ReceivedAt))
+			assert.Equal(t, strings.Count(dsn, "\n"), strings.Count(dsn, "\r\n"), "bare LF")
+			assert.Equal(t, strings.Count(dsn, "\r"), strings.Count(dsn, "\r\n"), "bare CR")
+			assert.Equal(t, 1, strings.Count(dsn, "\r\n--=_elemta_dsn_q1--\r\n"), "one closing boundary")
+		})
+	}
+}

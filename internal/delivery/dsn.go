@@ -39,7 +39,7 @@ func BuildDSN(hostname string, e *spool.Entry, failed []Failure, now time.Time) 
 	w("recipients:")
 	w("")
 	for _, f := range failed {
-		w("  <%s>: %s", f.Rcpt, f.Reply)
+		w("  <%s>: %s", f.Rcpt, oneLine(f.Reply))
 	}
 	w("")
 	w("--%s", boundary)
