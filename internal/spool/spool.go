@@ -240,7 +240,8 @@ func validID(id string) bool {
 // Put writes e durably into queue/ (or quarantine/ when quarantine is
 // true) and returns its id. e.ID and e.ReceivedAt are set when empty; a
 // zero NextAttempt makes the entry due at once. When Put returns nil the
-// entry is on stable storage.
+// entry is on stable storage. Putting an id that is queued replaces the
+// entry; a claim on it stays with its holder.
 func (s *Spool) Put(e *Entry, quarantine bool) (string, error) {
 	now := s.now()
 	if e.ID == "" {
@@ -261,7 +262,13 @@ func (s *Spool) Put(e *Entry, quarantine bool) (string, error) {
 	}
 	if !quarantine {
 		s.mu.Lock()
-		s.index[e.ID] = &meta{next: e.NextAttempt}
+		if m, ok := s.index[e.ID]; ok {
+			// It replaced an entry: whoever holds it keeps it (and settles
+			// the new content with Complete or Defer).
+			m.next = e.NextAttempt
+		} else {
+			s.index[e.ID] = &meta{next: e.NextAttempt}
+		}
 		s.mu.Unlock()
 		if !e.NextAttempt.After(now) {
 			s.signal()

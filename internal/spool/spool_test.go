@@ -298,3 +298,29 @@ func TestInvalidIDs(t *testing.T) {
 		})
 	}
 }
+
+// TestPutOverClaimedEntry: a Put that replaces an entry someone holds (a
+// DSN spooled again under its derived id when the bounced message is
+// retried) must not hand it out a second time while the first holder is
+// still delivering it.
+func TestPutOverClaimedEntry(t *testing.T) {
+	clk := newClock()
+	s := open(t, t.TempDir(), WithClock(clk.now))
+	e := entry("", "a@x.test")
+	e.ID = "q1b0"
+	_, err := s.Put(e, false)
+	require.NoError(t, err)
+	got, err := s.Claim(10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+
+	again := entry("", "a@x.test")
+	again.ID = "q1b0"
+	_, err = s.Put(again, false)
+	require.NoError(t, err)
+	twice, err := s.Claim(10)
+	require.NoError(t, err)
+	assert.Empty(t, twice, "a held entry is not handed out again")
+	require.NoError(t, s.Complete("q1b0"))
+	assert.Empty(t, s.List())
+}
