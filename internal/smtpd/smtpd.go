@@ -592,6 +592,11 @@ func (s *session) Data(r io.Reader) error {
 		s.be.rejected.Add(1)
 		return err
 	}
+	// go-smtp enforces the line limit on DATA only, not on BDAT chunks.
+	if longLine(body, s.be.cfg.lineLimit()) {
+		s.be.rejected.Add(1)
+		return errLong
+	}
 	id := spool.NewID(time.Now())
 	raw := append(s.received(id, env), body...)
 	msg, err := registry.ParseMessage(raw, env)
@@ -663,6 +668,31 @@ func checkLineEnds(b []byte) error {
 		}
 	}
 	return nil
+}
+
+// lineLimit is the longest line accepted, its CRLF included (go-smtp's
+// default when MaxLineLength is unset).
+func (c Config) lineLimit() int {
+	if c.MaxLineLength > 0 {
+		return c.MaxLineLength
+	}
+	return 2000
+}
+
+// longLine reports whether a line of b, its CRLF included, is longer than
+// limit.
+func longLine(b []byte, limit int) bool {
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return len(b) > limit
+		}
+		if i+1 > limit {
+			return true
+		}
+		b = b[i+1:]
+	}
+	return false
 }
 
 // received returns the Received trace field (RFC 5321 section 4.4).

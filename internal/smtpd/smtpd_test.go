@@ -664,3 +664,37 @@ func TestRefusedHELOEndsSession(t *testing.T) {
 		}
 	}
 }
+
+// TestBDATLineLength: go-smtp lifts its line limit for BDAT chunks, so the
+// receiver checks the message itself: a line over MaxLineLength is refused
+// with 500 5.5.6 whether it came with DATA or BDAT.
+func TestBDATLineLength(t *testing.T) {
+	h := start(t, Config{MaxMessageBytes: 64 << 10, MaxLineLength: 2000})
+	// Short lines first: go-smtp reads ahead with the command line under
+	// its limit, so a long line in the first 4 KiB would be caught by
+	// accident of buffering.
+	filler := "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("f", 78)+"\r\n", 100)
+	bdat := func(payload string) string {
+		return fmt.Sprintf("BDAT %d LAST\r\n%s", len(filler)+len(payload), filler+payload)
+	}
+	tests := []struct {
+		name    string
+		payload string
+		code    int
+		text    string
+		queued  int
+	}{
+		{"short lines", "body\r\n", 250, "queued as", 1},
+		{"line at the limit", strings.Repeat("x", 1998) + "\r\n", 250, "queued as", 1},
+		{"line over the limit", strings.Repeat("x", 3000) + "\r\n", 500, "5.5.6 Line too long", 0},
+		{"last line over the limit, no CRLF", strings.Repeat("x", 3000), 500, "5.5.6 Line too long", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.spool.List())
+			converse(t, h.addr, append(hello("a@example.org", "b@example.net"),
+				step{send: bdat(tt.payload), raw: true, code: tt.code, text: tt.text}, step{send: "NOOP", code: 250}))
+			assert.Len(t, h.spool.List(), before+tt.queued)
+		})
+	}
+}
