@@ -334,7 +334,10 @@ func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, data []byt
 	name := w.uniqueName(e, idx)
 	final := filepath.Join(box, "new", name)
 	if _, err := os.Stat(final); err == nil {
-		return nil
+		// Written by an attempt that crashed before completing the entry,
+		// perhaps before new/ was synced: sync it now, before this attempt
+		// reports the copy delivered.
+		return syncDir(filepath.Join(box, "new"))
 	}
 	if m, _ := filepath.Glob(filepath.Join(box, "cur", name+"*")); len(m) > 0 {
 		return nil // already delivered and seen by a reader
@@ -364,13 +367,18 @@ func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, data []byt
 		}
 		return fmt.Errorf("maildir %s: %w", box, err)
 	}
-	d, err := os.Open(filepath.Join(box, "new"))
+	return syncDir(filepath.Join(box, "new"))
+}
+
+// syncDir fsyncs a directory, making the names linked into it durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("maildir %s: %w", box, err)
+		return fmt.Errorf("maildir %s: %w", filepath.Dir(dir), err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {
-		return fmt.Errorf("maildir %s: sync: %w", box, err)
+		return fmt.Errorf("maildir %s: sync: %w", filepath.Dir(dir), err)
 	}
 	return nil
 }
