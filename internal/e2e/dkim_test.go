@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -142,24 +141,12 @@ func zoneKeys(t *testing.T, s *server, name string) map[string]string {
 	return map[string]string{name + ".": txt[0]}
 }
 
-var (
-	dkimpyOnce sync.Once
-	dkimpyErr  error
-)
-
 // dkimpy verifies msg with Debian's python3-dkim through the project's
 // helper (plugins/dkim/testdata/dkimpy_helper.py), its DNS answered from
 // records (looked up in the test zone). One line per signature.
 func dkimpy(t *testing.T, records map[string]string, msg string) []string {
 	t.Helper()
-	const python = "/usr/bin/python3"
-	dkimpyOnce.Do(func() { dkimpyErr = exec.Command(python, "-c", "import dkim").Run() })
-	if err := dkimpyErr; err != nil {
-		if testenv.InCI() {
-			t.Fatalf("dkimpy (python3-dkim) is required under CI=true: %v", err)
-		}
-		t.Skip("dkimpy (python3-dkim) is not installed (run `make testenv`)")
-	}
+	python := testenv.RequireTool(t, testenv.Python, "dkim")
 	js, err := json.Marshal(records)
 	require.NoError(t, err)
 	dnsFile := filepath.Join(t.TempDir(), "dns.json")

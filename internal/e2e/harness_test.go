@@ -102,20 +102,15 @@ type swaksResult struct {
 	out  string
 }
 
-// swaks runs /usr/bin/swaks against the server (at most 30 s). Exit
+// swaks runs swaks against the server (at most 30 s). Exit
 // statuses (swaks(1)): 0 delivered, 24 no RCPT accepted, 26 DATA refused,
 // 28 AUTH failed.
 func (s *server) swaks(args ...string) swaksResult {
 	s.t.Helper()
-	if _, err := os.Stat("/usr/bin/swaks"); err != nil {
-		if testenv.InCI() {
-			s.t.Fatalf("swaks is required under CI=true (tools/testenv installs it): %v", err)
-		}
-		s.t.Skip("swaks is not installed (run `make testenv`)")
-	}
+	swaks := testenv.RequireTool(s.t, "swaks")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/usr/bin/swaks", append([]string{"--server", s.addr, "--timeout", "20"}, args...)...)
+	cmd := exec.CommandContext(ctx, swaks, append([]string{"--server", s.addr, "--timeout", "20"}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -307,13 +307,7 @@ func TestEndToEndNetSMTP(t *testing.T) {
 }
 
 func TestEndToEndSwaks(t *testing.T) {
-	swaks, err := exec.LookPath("swaks")
-	if err != nil {
-		if testenv.InCI() {
-			t.Fatal("swaks not installed (Debian package swaks; tools/testenv/start.sh installs it)")
-		}
-		t.Skip("swaks not installed (Debian package swaks; run make testenv)")
-	}
+	swaks := testenv.RequireTool(t, "swaks")
 	cfg := testConfig(t)
 	s := startServer(t, cfg)
 	host, port, err := net.SplitHostPort(s.Addr().String())

@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -131,4 +132,52 @@ func readEnvFile(path string) map[string]string {
 		vars[strings.TrimSpace(name)] = value
 	}
 	return vars
+}
+
+// Python is Debian's interpreter: the one python3-dkim and python3-spf are
+// installed for (tools/testenv/start.sh installs them).
+const Python = "/usr/bin/python3"
+
+// RequireTool checks that a tool the tests drive is installed: the program
+// (a path, or a name looked up in PATH) and, for Python, the modules it
+// must import. It returns the program's path. When the tool is missing the
+// test is skipped, or failed when CI=true.
+func RequireTool(t testing.TB, program string, pythonModules ...string) string {
+	t.Helper()
+	path, err := exec.LookPath(program)
+	if err == nil && len(pythonModules) > 0 {
+		err = toolCheck(path, pythonModules)
+	}
+	if err == nil {
+		return path
+	}
+	msg := fmt.Sprintf("%s %s is not available (%v): run `make testenv` (tools/testenv/start.sh) to install it from Debian's packages",
+		program, strings.Join(pythonModules, ", "), err)
+	if InCI() {
+		t.Fatalf("%s; CI=true, so a missing tool is a failure", msg)
+	}
+	t.Skip(msg)
+	return ""
+}
+
+var (
+	toolMu     sync.Mutex
+	toolChecks = map[string]error{}
+)
+
+// toolCheck imports the modules with the interpreter at path, once per
+// process for each combination.
+func toolCheck(path string, modules []string) error {
+	key := path + " " + strings.Join(modules, ",")
+	toolMu.Lock()
+	defer toolMu.Unlock()
+	if err, ok := toolChecks[key]; ok {
+		return err
+	}
+	out, err := exec.Command(path, "-c", "import "+strings.Join(modules, ", ")).CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+	}
+	toolChecks[key] = err
+	return err
 }

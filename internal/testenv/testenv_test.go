@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,5 +103,35 @@ func TestRequire(t *testing.T) {
 	tb, v := runRequire(name)
 	if tb.failed || tb.skipped || v != "127.0.0.1:1" {
 		t.Fatalf("set variable: skipped=%v failed=%v value=%q", tb.skipped, tb.failed, v)
+	}
+}
+
+func runRequireTool(program string, modules ...string) (tb *fakeTB, path string) {
+	tb = &fakeTB{}
+	defer func() {
+		if r := recover(); r != nil && r != any(tb) {
+			panic(r)
+		}
+	}()
+	return tb, RequireTool(tb, program, modules...)
+}
+
+func TestRequireTool(t *testing.T) {
+	t.Setenv("CI", "")
+	if tb, path := runRequireTool("sh"); tb.skipped || tb.failed || path == "" {
+		t.Fatalf("sh: skipped=%v failed=%v path=%q", tb.skipped, tb.failed, path)
+	}
+	tb, _ := runRequireTool("elemta-no-such-tool")
+	if !tb.skipped || !strings.Contains(tb.msg, "make testenv") {
+		t.Fatalf("missing tool without CI: skipped=%v msg=%q, want a skip naming make testenv", tb.skipped, tb.msg)
+	}
+	t.Setenv("CI", "true")
+	if tb, _ := runRequireTool("elemta-no-such-tool"); !tb.failed {
+		t.Fatal("missing tool under CI=true must fail")
+	}
+	if _, err := exec.LookPath(Python); err == nil {
+		if tb, _ := runRequireTool(Python, "elemta_no_such_module"); !tb.failed {
+			t.Fatal("missing python module under CI=true must fail")
+		}
 	}
 }

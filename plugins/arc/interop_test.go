@@ -21,7 +21,7 @@ import (
 	"github.com/elemta/elemta/registry"
 )
 
-const python = "/usr/bin/python3"
+const python = testenv.Python
 
 const testMsg = "From: Alice <alice@example.com>\r\n" +
 	"To: list@example.org\r\n" +
@@ -30,18 +30,6 @@ const testMsg = "From: Alice <alice@example.com>\r\n" +
 	"Message-ID: <lunch-1@example.com>\r\n" +
 	"\r\n" +
 	"Shall we  meet at noon?\r\n"
-
-// requireDKIMPy skips (fails under CI=true) when Debian's python3-dkim is missing.
-func requireDKIMPy(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(python, "-c", "import dkim").Run(); err != nil {
-		msg := "dkimpy (Debian python3-dkim, " + python + ") is not available: " + err.Error()
-		if testenv.InCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
 
 func dkimpyARC(t *testing.T, stdin []byte, args ...string) []byte {
 	t.Helper()
@@ -129,7 +117,7 @@ func (e *interopEnv) verdicts(t *testing.T, msg []byte) (*registry.ARCResult, st
 // hops, alternating, and verifies the result with both; tampering with the
 // body or a sealed header after any hop fails in both.
 func TestInteropDKIMPy(t *testing.T) {
-	requireDKIMPy(t)
+	testenv.RequireTool(t, python, "dkim")
 	e := newInteropEnv(t)
 	tampers := map[string]func([]byte) []byte{
 		"body":   func(b []byte) []byte { return bytes.Replace(b, []byte("noon"), []byte("one!"), 1) },

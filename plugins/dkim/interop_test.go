@@ -21,19 +21,7 @@ import (
 	"github.com/elemta/elemta/registry"
 )
 
-const python = "/usr/bin/python3"
-
-// requireDKIMPy skips (fails under CI=true) when Debian's python3-dkim is missing.
-func requireDKIMPy(t *testing.T) {
-	t.Helper()
-	if err := exec.Command(python, "-c", "import dkim").Run(); err != nil {
-		msg := "dkimpy (Debian python3-dkim, " + python + ") is not available: " + err.Error()
-		if testenv.InCI() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-}
+const python = testenv.Python
 
 // dkimpy runs testdata/dkimpy_helper.py with stdin and returns its stdout.
 func dkimpy(t *testing.T, stdin []byte, args ...string) []byte {
@@ -111,7 +99,7 @@ var interopTampers = []struct {
 // TestInteropDKIMPy signs with dkimpy and verifies with us, and the other
 // way round, for RSA and ed25519 under each canonicalization.
 func TestInteropDKIMPy(t *testing.T) {
-	requireDKIMPy(t)
+	testenv.RequireTool(t, python, "dkim")
 	keys, dnsFile := interopKeys(t)
 	res := &fakeResolver{txt: map[string]string{}}
 	for _, k := range keys {
