@@ -297,6 +297,9 @@ func mailbox(root, rcpt string) (string, error) {
 	// and Example.ORG share example.org's Maildirs (the receiver's
 	// local_domains check compares them the same way).
 	local, domain := rcpt[:at], domains.Of(rcpt)
+	if strings.EqualFold(local, "postmaster") {
+		local = "postmaster" // case-insensitive by RFC 5321 §4.5.1; other local parts keep their case
+	}
 	for _, part := range []string{local, domain} {
 		// Longer than NAME_MAX the directory can never be created: fail
 		// now rather than retry until max_queue_age.
