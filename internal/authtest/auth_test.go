@@ -17,6 +17,7 @@ import (
 	_ "github.com/elemta/elemta/plugins/dmarc"
 	_ "github.com/elemta/elemta/plugins/spf"
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // loopback returns a Go resolver that sends every query to addr.
@@ -29,12 +30,7 @@ func loopback(addr string) *net.Resolver {
 
 func manager(tb testing.TB, toml string, r registry.Resolver) *registry.Manager {
 	tb.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(toml))
-	require.NoError(tb, err)
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: r, Hostname: "mx.elemta.test", Logger: slog.New(slog.DiscardHandler)}))
-	require.NoError(tb, m.LoadPlugins(context.Background()))
-	tb.Cleanup(func() { _ = m.Close() })
-	return m
+	return registrytest.Load(tb, toml, registry.Host{Resolver: r, Hostname: "mx.elemta.test", Logger: slog.New(slog.DiscardHandler)})
 }
 
 // receive runs pre-reception at MAIL FROM, then post-reception, as the SMTP

@@ -3,7 +3,6 @@ package authtest
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -72,12 +71,7 @@ func TestFullAuthStage(t *testing.T) {
 // 1 MB messages. BenchmarkVerifyRSA2048 in plugins/dkim holds dkim alone
 // against go-msgauth's dkim.Verify.
 func BenchmarkFullAuthStage(b *testing.B) {
-	res := dnstest.Resolver(b)
-	cfg, err := registry.ParseConfig("bench.toml", []byte(fullStage))
-	require.NoError(b, err)
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: res, Hostname: "mx.elemta.test", Logger: slog.New(slog.DiscardHandler)}))
-	require.NoError(b, m.LoadPlugins(context.Background()))
-	b.Cleanup(func() { _ = m.Close() })
+	m := manager(b, fullStage, dnstest.Resolver(b))
 	for _, size := range []struct {
 		name  string
 		bytes int

@@ -14,6 +14,7 @@ import (
 
 	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // BenchmarkScan compares, on the same clamd in the same run: the plugin
@@ -30,15 +31,7 @@ func BenchmarkScan(b *testing.B) {
 		for _, idle := range []int{4, 0} {
 			b.Run(fmt.Sprintf("plugin-idle%d/%s", idle, size.name), func(b *testing.B) {
 				doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = [%q]\ncache_size = 0\nmax_idle_conns = %d\n", tcp, idle)
-				cfg, err := registry.ParseConfig("bench.toml", []byte(doc))
-				if err != nil {
-					b.Fatal(err)
-				}
-				m := registry.NewManager(cfg)
-				if err := m.LoadPlugins(context.Background()); err != nil {
-					b.Fatal(err)
-				}
-				defer m.Close()
+				m := registrytest.Load(b, doc, registry.Host{})
 				b.SetBytes(int64(size.n))
 				for b.Loop() {
 					sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(msg, nil))

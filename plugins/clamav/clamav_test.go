@@ -40,7 +40,7 @@ func TestRealClamd(t *testing.T) {
 		for _, idle := range []int{0, 2} {
 			t.Run(fmt.Sprintf("%s/max_idle_conns=%d", tr.name, idle), func(t *testing.T) {
 				doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\n%s = %s\ntimeout = 10\nmax_idle_conns = %d\nadd_headers = true\ncache_size = 0\n", tr.key, tr.addr, idle)
-				m := loadManager(t, doc, registry.Host{Hostname: "mx.example.test"})
+				m := registrytest.Load(t, doc, registry.Host{Hostname: "mx.example.test"})
 				for _, tc := range messages {
 					t.Run(tc.file, func(t *testing.T) {
 						pc := registry.NewProcessingContext(readMessage(t, tc.file), nil)
@@ -104,7 +104,7 @@ func TestHealthCheck(t *testing.T) {
 		{"down", fmt.Sprintf("[%q]", dead), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := loadManager(t, "[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = "+tc.servers+"\ntimeout = 5\n", registry.Host{})
+			m := registrytest.Load(t, "[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = "+tc.servers+"\ntimeout = 5\n", registry.Host{})
 			err := m.HealthCheck(context.Background(), "clamav")
 			if (err != nil) != tc.wantErr {
 				t.Fatalf("HealthCheck = %v, want error %v", err, tc.wantErr)
@@ -254,7 +254,7 @@ func TestSizeLimit(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = [%q]\ntimeout = 20\non_error = \"tempfail\"\nmax_size = %d\non_size_limit = %q\n",
 				tcp, tc.maxSize, tc.onSizeLimit)
-			m := loadManager(t, doc, registry.Host{})
+			m := registrytest.Load(t, doc, registry.Host{})
 			start := time.Now()
 			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(tc.msg, nil))
 			if err != nil {

@@ -71,7 +71,7 @@ func TestFaults(t *testing.T) {
 				addr := tc.server(t)
 				doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = [%q]\ntimeout = %q\non_error = %q\nmax_idle_conns = 0\n",
 					addr, timeout, onError)
-				m := loadManager(t, doc, registry.Host{})
+				m := registrytest.Load(t, doc, registry.Host{})
 				start := time.Now()
 				sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(msg, nil))
 				elapsed := time.Since(start)

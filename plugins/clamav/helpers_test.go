@@ -2,7 +2,6 @@ package clamav
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"net"
 	"os"
@@ -33,25 +32,6 @@ func (c *fakeClock) Add(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
-}
-
-// loadManager parses doc, loads its plugins and closes them at cleanup.
-func loadManager(t *testing.T, doc string, host registry.Host) *registry.Manager {
-	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
-	if err != nil {
-		t.Fatalf("ParseConfig: %v", err)
-	}
-	m := registry.NewManager(cfg, registry.WithHost(host))
-	if err := m.LoadPlugins(context.Background()); err != nil {
-		t.Fatalf("LoadPlugins: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return m
 }
 
 // readMessage parses testdata/name.

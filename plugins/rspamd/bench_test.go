@@ -14,6 +14,7 @@ import (
 
 	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/registry/registrytest"
 )
 
 // sized returns a plain-text message of n bytes with a valid header.
@@ -44,15 +45,7 @@ func BenchmarkCheck(b *testing.B) {
 		raw := sized(size.n)
 		msg := message(b, raw, testEnvelope)
 		b.Run("plugin/"+size.name, func(b *testing.B) {
-			cfg, err := registry.ParseConfig("bench.toml", []byte(fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url)))
-			if err != nil {
-				b.Fatal(err)
-			}
-			m := registry.NewManager(cfg)
-			if err := m.LoadPlugins(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			defer m.Close()
+			m := registrytest.Load(b, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url), testHost)
 			b.SetBytes(int64(size.n))
 			for b.Loop() {
 				sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(msg, nil))

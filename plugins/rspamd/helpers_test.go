@@ -1,7 +1,6 @@
 package rspamd
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"os"
@@ -12,24 +11,8 @@ import (
 	"github.com/elemta/elemta/registry/registrytest"
 )
 
-// loadManager parses doc, loads its plugins and closes them at cleanup.
-func loadManager(t *testing.T, doc string) *registry.Manager {
-	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
-	if err != nil {
-		t.Fatalf("ParseConfig: %v", err)
-	}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Hostname: "mx.example.test"}))
-	if err := m.LoadPlugins(context.Background()); err != nil {
-		t.Fatalf("LoadPlugins: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-	})
-	return m
-}
+// testHost is the host the plugin gets in tests.
+var testHost = registry.Host{Hostname: "mx.example.test"}
 
 var testEnvelope = registry.Envelope{
 	ClientIP: netip.MustParseAddr("127.0.0.1"),

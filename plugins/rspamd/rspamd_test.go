@@ -53,7 +53,7 @@ func TestRealRspamd(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\ntimeout = 10\n%s", url, tc.extra))
+			m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\ntimeout = 10\n%s", url, tc.extra), testHost)
 			pc := registry.NewProcessingContext(message(t, readFile(t, tc.file), tc.env), &registry.Session{ID: "4Q7x1"})
 			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, pc)
 			if err != nil {
@@ -91,7 +91,7 @@ func TestRealRspamd(t *testing.T) {
 func TestAntispamInterface(t *testing.T) {
 	url := testenv.Require(t, testenv.Rspamd)
 	registrytest.CheckLeaks(t)
-	m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url))
+	m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url), testHost)
 	as, err := m.GetAntispamPlugin("rspamd")
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestKeepAlive(t *testing.T) {
 				go func() { _, _ = io.Copy(up, c); up.Close() }()
 				_, _ = io.Copy(c, up)
 			})
-			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", relay.url()))
+			m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", relay.url()), testHost)
 			for i, f := range []string{"normal.eml", "gtube.eml", "normal.eml", "spammy.eml"} {
 				sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(message(t, readFile(t, f), testEnvelope), nil))
 				if err != nil || sr.Results[0].Err != nil {
@@ -177,8 +177,8 @@ func TestMaxSize(t *testing.T) {
 		{"one over, error", len(raw) - 1, "error", registry.TempFail, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\nmax_size = %d\non_size_limit = %q\non_error = \"tempfail\"\n",
-				url, tc.maxSize, tc.onSizeLimit))
+			m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\nmax_size = %d\non_size_limit = %q\non_error = \"tempfail\"\n",
+				url, tc.maxSize, tc.onSizeLimit), testHost)
 			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(message(t, raw, testEnvelope), nil))
 			if err != nil {
 				t.Fatal(err)
@@ -227,7 +227,7 @@ func startCapture(t *testing.T, status int, reply []byte) (*capture, string) {
 func TestRequestAndMilterHeaders(t *testing.T) {
 	registrytest.CheckLeaks(t)
 	c, url := startCapture(t, 200, readFile(t, "milter-reply.json"))
-	m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\npassword = \"s3cret\"\n", url))
+	m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\npassword = \"s3cret\"\n", url), testHost)
 	env := testEnvelope
 	env.AuthUser = "alice"
 	raw := "X-Spamd-Bar: old1\r\nX-Spamd-Bar: old2\r\nX-Rspamd-Server: x\r\n" + string(readFile(t, "normal.eml"))
@@ -306,7 +306,7 @@ func TestActionMapping(t *testing.T) {
 				reply = fmt.Sprintf(`{"action":%q,"score":1,"required_score":15,"symbols":{}}`, tc.action)
 			}
 			_, url := startCapture(t, 200, []byte(reply))
-			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url))
+			m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url), testHost)
 			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(message(t, readFile(t, "normal.eml"), testEnvelope), nil))
 			if err != nil || sr.Results[0].Err != nil {
 				t.Fatal(err, sr.Results[0].Err)
@@ -373,8 +373,8 @@ func TestFaults(t *testing.T) {
 	for _, tc := range cases {
 		for _, onError := range []registry.Action{registry.TempFail, registry.Reject, registry.Accept} {
 			t.Run(tc.name+"/"+onError.String(), func(t *testing.T) {
-				m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\ntimeout = %q\non_error = %q\n%s",
-					tc.url(t), timeout, onError, tc.config))
+				m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\ntimeout = %q\non_error = %q\n%s",
+					tc.url(t), timeout, onError, tc.config), testHost)
 				start := time.Now()
 				sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(msg, nil))
 				elapsed := time.Since(start)
@@ -507,7 +507,7 @@ func TestReplyHeaderInjection(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, url := startCapture(t, 200, []byte(tc.reply))
-			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url))
+			m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url), testHost)
 			msg := message(t, readFile(t, "normal.eml"), testEnvelope)
 			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(msg, nil))
 			if err != nil || sr.Results[0].Err != nil {
@@ -541,7 +541,7 @@ func TestEnvelopeControlCharacters(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, url := startCapture(t, 200, []byte(`{"action":"reject","score":20}`))
-			m := loadManager(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\non_error = \"accept\"\n", url))
+			m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\non_error = \"accept\"\n", url), testHost)
 			env := testEnvelope
 			tc.env(&env)
 			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(message(t, readFile(t, "normal.eml"), env), nil))

@@ -442,6 +442,19 @@ func names() []string {
 	return out
 }
 
+// Load parses the config document doc as Elemta does, builds and starts its
+// plugins through a Manager with host, and closes them when the test ends
+// (a Close error fails the test).
+func Load(tb testing.TB, doc string, host registry.Host) *registry.Manager {
+	tb.Helper()
+	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
+	require.NoError(tb, err, "config:\n%s", doc)
+	m := registry.NewManager(cfg, registry.WithHost(host))
+	require.NoError(tb, m.LoadPlugins(context.Background()))
+	tb.Cleanup(func() { assert.NoError(tb, m.Close(), "Close") })
+	return m
+}
+
 // Settings parses the config document doc as Elemta does and returns the
 // settings of plugin name with its own table decoded into C (the Config
 // type it registered).
