@@ -2,8 +2,8 @@ package smtpd
 
 import (
 	"bufio"
-	"encoding/base64"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
