@@ -108,3 +108,33 @@ func TestLimitsKeepSession(t *testing.T) {
 		t.Errorf("%d connections for 3 scans, want 1", got)
 	}
 }
+
+// TestLimitsConfig: config check reports a bad on_limits_exceeded with the
+// file, the key and the valid values; on_size_limit follows it by default.
+func TestLimitsConfig(t *testing.T) {
+	_, err := registry.ParseConfig("elemta.toml", []byte("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\non_limits_exceeded = \"drop\"\n"))
+	for _, want := range []string{"elemta.toml", "on_limits_exceeded", `unknown action "drop"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("ParseConfig error %v, want one naming %s", err, want)
+		}
+	}
+	for _, tc := range []struct {
+		doc    string
+		action registry.Action
+		isErr  bool
+	}{
+		{"", registry.Quarantine, false},
+		{"on_limits_exceeded = \"reject\"\n", registry.Reject, false},
+		{"on_limits_exceeded = \"reject\"\non_size_limit = \"tempfail\"\n", registry.TempFail, false},
+		{"on_size_limit = \"error\"\n", 0, true},
+	} {
+		c, _ := registrytest.Settings[Config](t, "[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\n"+tc.doc, "clamav")
+		s, err := New(*c, registry.Host{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.sizeIsErr != tc.isErr || (!tc.isErr && s.sizeAction != tc.action) {
+			t.Errorf("%q: size limit action %v (error %v), want %v (error %v)", tc.doc, s.sizeAction, s.sizeIsErr, tc.action, tc.isErr)
+		}
+	}
+}
