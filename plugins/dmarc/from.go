@@ -58,6 +58,9 @@ fields:
 			// garbage around an address never hides its domain.
 			found, bad := lenientDomains(v)
 			if len(found) == 0 {
+				if bad != "" {
+					err = fmt.Errorf("%w; %s", err, bad)
+				}
 				note("From field %.100q has no address with a domain (%v)", v, err)
 				continue
 			}
