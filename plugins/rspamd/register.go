@@ -92,7 +92,7 @@ func DefaultConfig() Config {
 		URL:               "http://127.0.0.1:11333",
 		Timeout:           registry.Duration(10 * time.Second),
 		ConnectTimeout:    registry.Duration(2 * time.Second),
-		MaxSize:           25 << 20,
+		MaxSize:           50 << 20,
 		OnSizeLimit:       "error",
 		MaxReplySize:      1 << 20,
 		MaxReplyListsSize: 16 << 20,
