@@ -151,3 +151,46 @@ func TestTempErrorRealResolver(t *testing.T) {
 		}
 	}
 }
+
+// hangingDNS answers from the test DNS, except for the names in hang,
+// whose lookups last until the context ends: a sender's own DNS server
+// that never answers.
+type hangingDNS struct {
+	registry.Resolver
+	hang map[string]bool
+}
+
+func (h hangingDNS) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	if h.hang[name] {
+		<-ctx.Done()
+		return nil, &net.DNSError{Err: ctx.Err().Error(), Name: name, IsTimeout: true, IsTemporary: true}
+	}
+	return h.Resolver.LookupTXT(ctx, name)
+}
+
+// TestSlowFromDomainRealDNS: a second From domain whose DNS never answers
+// does not hold the plugin past its timeout (the executor would then
+// apply on_error, accept): the spoofed domain beside it is still
+// rejected, and alone the slow domain is a temperror, tempfailed.
+func TestSlowFromDomainRealDNS(t *testing.T) {
+	r := hangingDNS{dnstest.Resolver(t), map[string]bool{"_dmarc.slow.example.org": true}}
+	const toml = enforcing + "timeout = \"1s\"\n"
+	for _, tc := range []struct {
+		header string
+		want   registry.AuthResult
+		action registry.Action
+	}{
+		{"From: x@slow.example.org, ceo@dmarc-reject.test\r\n", registry.AuthFail, registry.Reject},
+		{"From: ceo@dmarc-reject.test\r\nFrom: x@slow.example.org\r\n", registry.AuthFail, registry.Reject},
+		{"From: x@slow.example.org\r\n", registry.AuthTempError, registry.TempFail},
+	} {
+		t.Run(tc.header, func(t *testing.T) {
+			sr, res := runStage(t, toml, r, tc.header, spfPass("evil.test"))
+			for _, pr := range sr.Results {
+				require.NoError(t, pr.Err, "plugin %s", pr.Plugin)
+			}
+			require.Equal(t, tc.want, res.Result, res.Reason)
+			require.Equal(t, tc.action, sr.Verdict.Action)
+		})
+	}
+}

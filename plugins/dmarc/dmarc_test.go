@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,6 +16,7 @@ import (
 
 // txtZone is an in-process DNS that answers TXT queries only.
 type txtZone struct {
+	mu   sync.Mutex
 	txt  map[string][]string
 	errs map[string]error
 	// queried records every name asked, in order.
@@ -22,7 +24,9 @@ type txtZone struct {
 }
 
 func (z *txtZone) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	z.mu.Lock()
 	z.queried = append(z.queried, name)
+	z.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
