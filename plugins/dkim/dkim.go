@@ -162,6 +162,19 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("dkim: verify: %w", err)
 	}
+	res.Signatures = signatureResults(fields, verifs, p.cfg.MaxSignatures)
+	return res, nil
+}
+
+// signatureResults pairs the DKIM-Signature fields of the message with
+// go-msgauth's verifications, which come in the same order (it reads the
+// header itself). A pass counts only for the d= that was verified: should
+// the two ever read the header differently (another count of signatures,
+// another d= at the same place), the signature is a permerror, never a
+// pass reported for a domain it was not verified for.
+func signatureResults(fields []registry.HeaderField, verifs []*dkim.Verification, maxSignatures int) []registry.DKIMSignatureResult {
+	checked := min(len(fields), maxSignatures)
+	out := make([]registry.DKIMSignatureResult, 0, len(fields))
 	for i, f := range fields {
 		tags := parseTags(f.Value)
 		sr := registry.DKIMSignatureResult{
@@ -173,15 +186,23 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 		if sr.Identity == "" && sr.Domain != "" {
 			sr.Identity = "@" + sr.Domain
 		}
-		if i >= len(verifs) {
+		switch {
+		case i >= checked:
 			sr.Result = registry.AuthPolicy
-			sr.Reason = fmt.Sprintf("not checked: more than max_signatures (%d) signatures", p.cfg.MaxSignatures)
-		} else {
+			sr.Reason = fmt.Sprintf("not checked: more than max_signatures (%d) signatures", maxSignatures)
+		case len(verifs) != checked:
+			sr.Result = registry.AuthPermError
+			sr.Reason = fmt.Sprintf("internal: %d signature fields, %d verifications", checked, len(verifs))
+		default:
 			sr.Result, sr.Reason = classify(verifs[i].Err)
+			if sr.Result == registry.AuthPass && !strings.EqualFold(verifs[i].Domain, sr.Domain) {
+				sr.Result = registry.AuthPermError
+				sr.Reason = fmt.Sprintf("internal: verified for d=%s, the field reads d=%s", verifs[i].Domain, sr.Domain)
+			}
 		}
-		res.Signatures = append(res.Signatures, sr)
+		out = append(out, sr)
 	}
-	return res, nil
+	return out
 }
 
 // classify maps a go-msgauth verification error to an RFC 8601 result.
