@@ -152,7 +152,14 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	if len(fields) == 0 {
 		return res, nil
 	}
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(message.Raw), &dkim.VerifyOptions{
+	raw := message.Raw
+	if len(message.HeaderBytes()) == len(raw) {
+		// No blank line: all header and an empty body (RFC 5322 §3.5).
+		// go-msgauth fails to read such a header at all, which would make
+		// every signature an error of the plugin instead of a result.
+		raw = withSeparator(raw)
+	}
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
 		LookupTXT:        p.lookupTXT(ctx),
 		MaxVerifications: p.cfg.MaxSignatures,
 	})
@@ -182,6 +189,17 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 		res.Signatures = append(res.Signatures, sr)
 	}
 	return res, nil
+}
+
+// withSeparator returns a copy of a header-only message with the blank
+// line that ends its header section.
+func withSeparator(raw []byte) []byte {
+	out := make([]byte, 0, len(raw)+4)
+	out = append(out, raw...)
+	if !bytes.HasSuffix(out, []byte("\n")) {
+		out = append(out, "\r\n"...)
+	}
+	return append(out, "\r\n"...)
 }
 
 // classify maps a go-msgauth verification error to an RFC 8601 result.
@@ -334,7 +352,11 @@ func (p *Plugin) sign(ctx context.Context, message *registry.Message, domain str
 	if err != nil {
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
-	if _, err := s.Write(message.Raw); err != nil {
+	raw := message.Raw
+	if len(message.HeaderBytes()) == len(raw) {
+		raw = withSeparator(raw) // header only: see VerifySignature
+	}
+	if _, err := s.Write(raw); err != nil {
 		s.Close()
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
