@@ -65,7 +65,7 @@ func FuzzParseStatic(f *testing.F) {
 				t.Fatalf("owner %q not canonical", name)
 			}
 			for _, rr := range rrs {
-				all = append(all, rr.String())
+				all = append(all, generic(t, rr))
 				typ := rr.Header().Rrtype
 				res, cname, ok := z.lookup(name, typ)
 				if !ok {
@@ -78,6 +78,8 @@ func FuzzParseStatic(f *testing.F) {
 				}
 			}
 		}
+		// Written in RFC 3597's generic form: miekg/dns prints some records
+		// it parsed (an A of "\\# 0") in a form it cannot read back.
 		var out strings.Builder
 		for _, s := range all {
 			out.WriteString(s + "\n")
@@ -89,7 +91,7 @@ func FuzzParseStatic(f *testing.F) {
 		var all2 []string
 		for _, rrs := range again.rrs {
 			for _, rr := range rrs {
-				all2 = append(all2, rr.String())
+				all2 = append(all2, generic(t, rr))
 			}
 		}
 		slices.Sort(all)
@@ -107,4 +109,13 @@ func FuzzParseStatic(f *testing.F) {
 			t.Fatalf("apexes changed: %q vs %q", z.apex, again.apex)
 		}
 	})
+}
+
+// generic returns rr in RFC 3597 presentation form.
+func generic(t *testing.T, rr dns.RR) string {
+	var u dns.RFC3597
+	if err := u.ToRFC3597(rr); err != nil {
+		t.Fatalf("RFC 3597 form of %s: %v", rr, err)
+	}
+	return u.String()
 }

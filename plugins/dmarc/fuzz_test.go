@@ -38,7 +38,7 @@ func FuzzParseRecord(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, txt string) {
 		rec, err := parseRecord(txt)
-		spaced, err2 := parseRecord(" " + strings.NewReplacer(";", " ;\t", "=", " = ").Replace(txt) + " ")
+		spaced, err2 := parseRecord(spaceOut(txt))
 		if (err == nil) != (err2 == nil) || err == nil && !reflect.DeepEqual(rec, spaced) {
 			t.Fatalf("white space changes the record:\n%q: %+v, %v\nspaced: %+v, %v", txt, rec, err, spaced, err2)
 		}
@@ -69,6 +69,17 @@ func FuzzParseRecord(f *testing.F) {
 			t.Fatalf("round trip changed the record:\n%q -> %+v\n%q -> %+v", txt, rec, format(rec), again)
 		}
 	})
+}
+
+// spaceOut adds white space around every tag's name, '=' and value.
+func spaceOut(txt string) string {
+	parts := strings.Split(txt, ";")
+	for i, p := range parts {
+		if k, v, ok := strings.Cut(p, "="); ok {
+			parts[i] = " " + k + "\t= " + v + " "
+		}
+	}
+	return strings.Join(parts, ";")
 }
 
 // format writes a record as DNS text.
