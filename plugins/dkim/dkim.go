@@ -152,13 +152,11 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	if len(fields) == 0 {
 		return res, nil
 	}
-	raw := message.Raw
-	if len(message.HeaderBytes()) == len(raw) {
-		// No blank line: all header and an empty body (RFC 5322 §3.5).
-		// go-msgauth fails to read such a header at all, which would make
-		// every signature an error of the plugin instead of a result.
-		raw = withSeparator(raw)
-	}
+	// go-msgauth fails to read a header section that does not end in a
+	// CRLF or LF blank line (all header and no body, RFC 5322 §3.5, or a
+	// lone CR), which would make every signature an error of the plugin
+	// instead of a result.
+	raw := withSeparator(message)
 	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
 		LookupTXT:        p.lookupTXT(ctx),
 		MaxVerifications: p.cfg.MaxSignatures,
@@ -191,15 +189,21 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	return res, nil
 }
 
-// withSeparator returns a copy of a header-only message with the blank
-// line that ends its header section.
-func withSeparator(raw []byte) []byte {
-	out := make([]byte, 0, len(raw)+4)
-	out = append(out, raw...)
+// withSeparator returns m.Raw when its header section ends in a CRLF or
+// LF blank line, else a copy with one between header and body.
+func withSeparator(m *registry.Message) []byte {
+	head, body := m.HeaderBytes(), m.Body()
+	switch string(m.Raw[len(head) : len(m.Raw)-len(body)]) {
+	case "\r\n", "\n":
+		return m.Raw
+	}
+	out := make([]byte, 0, len(head)+len(body)+4)
+	out = append(out, head...)
 	if !bytes.HasSuffix(out, []byte("\n")) {
 		out = append(out, "\r\n"...)
 	}
-	return append(out, "\r\n"...)
+	out = append(out, "\r\n"...)
+	return append(out, body...)
 }
 
 // classify maps a go-msgauth verification error to an RFC 8601 result.
@@ -352,10 +356,7 @@ func (p *Plugin) sign(ctx context.Context, message *registry.Message, domain str
 	if err != nil {
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
-	raw := message.Raw
-	if len(message.HeaderBytes()) == len(raw) {
-		raw = withSeparator(raw) // header only: see VerifySignature
-	}
+	raw := withSeparator(message) // see VerifySignature
 	if _, err := s.Write(raw); err != nil {
 		s.Close()
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
