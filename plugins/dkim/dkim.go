@@ -152,7 +152,12 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	if len(fields) == 0 {
 		return res, nil
 	}
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(message.Raw), &dkim.VerifyOptions{
+	// go-msgauth fails to read a header section that does not end in a
+	// CRLF or LF blank line (all header and no body, RFC 5322 §3.5, or a
+	// lone CR), which would make every signature an error of the plugin
+	// instead of a result.
+	raw := withSeparator(message)
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
 		LookupTXT:        p.lookupTXT(ctx),
 		MaxVerifications: p.cfg.MaxSignatures,
 	})
@@ -203,6 +208,23 @@ func signatureResults(fields []registry.HeaderField, verifs []*dkim.Verification
 		out = append(out, sr)
 	}
 	return out
+}
+
+// withSeparator returns m.Raw when its header section ends in a CRLF or
+// LF blank line, else a copy with one between header and body.
+func withSeparator(m *registry.Message) []byte {
+	head, body := m.HeaderBytes(), m.Body()
+	switch string(m.Raw[len(head) : len(m.Raw)-len(body)]) {
+	case "\r\n", "\n":
+		return m.Raw
+	}
+	out := make([]byte, 0, len(head)+len(body)+4)
+	out = append(out, head...)
+	if !bytes.HasSuffix(out, []byte("\n")) {
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	return append(out, body...)
 }
 
 // classify maps a go-msgauth verification error to an RFC 8601 result.
@@ -355,7 +377,8 @@ func (p *Plugin) sign(ctx context.Context, message *registry.Message, domain str
 	if err != nil {
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
-	if _, err := s.Write(message.Raw); err != nil {
+	raw := withSeparator(message) // see VerifySignature
+	if _, err := s.Write(raw); err != nil {
 		s.Close()
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
