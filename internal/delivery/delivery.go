@@ -43,8 +43,8 @@ type Config struct {
 	// (default 4), apart from Concurrency: a stalled smarthost holds
 	// these, never the local deliveries. RelayQueue is how many messages
 	// may wait for one (default 4 × RelayConcurrency); a message finding
-	// it full is put back, not due before RetryBase, without counting an
-	// attempt.
+	// it full is put back without counting an attempt, due again when the
+	// queue has room (after RetryBase at the latest).
 	RelayConcurrency, RelayQueue int
 	// RetryBase and RetryMax bound the backoff between attempts (default
 	// 1 minute doubling to 1 hour); MaxAge is how long temporary failures
@@ -252,8 +252,9 @@ func (w *Worker) release(e *spool.Entry) error {
 }
 
 // park gives back an attempt whose remote recipients found the relay
-// queue full: nothing is recorded (the local copies are found again), the
-// entry is due again after RetryBase.
+// queue full: nothing is recorded (the local copies are found again). The
+// entry is due again when the queue has room, after RetryBase at the
+// latest.
 func (w *Worker) park(a *attempt) {
 	w.spool.ReleaseUntil(a.e.ID, w.cfg.Now().Add(w.cfg.RetryBase))
 	w.log.Info("relay queue full, message put back", "id", a.e.ID, "retry_in", w.cfg.RetryBase.String())

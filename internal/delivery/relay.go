@@ -85,7 +85,7 @@ type phaseError struct {
 
 func (e *phaseError) Error() string {
 	if errors.Is(e.err, os.ErrDeadlineExceeded) {
-		return fmt.Sprintf("relay %s: no reply to %s within %s", e.addr, e.phase, e.timeout)
+		return fmt.Sprintf("relay %s: %s: timed out after %s", e.addr, e.phase, e.timeout)
 	}
 	return fmt.Sprintf("relay %s: %s: %v", e.addr, e.phase, e.err)
 }
@@ -187,6 +187,7 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 	}
 	c.CommandTimeout = to.Rcpt
 	var accepted []string
+	inStep := true // every command so far got its reply: QUIT may be sent
 	for i, rc := range rcpts {
 		err := c.Rcpt(rc, nil)
 		if err == nil {
@@ -200,14 +201,16 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			// The connection is gone or out of step: this recipient and
 			// the rest wait for the next attempt.
 			settle(append(accepted, rcpts[i:]...), fail("RCPT", to.Rcpt, err))
-			accepted = nil
+			accepted, inStep = nil, false
 			break
 		}
 		settle([]string{rc}, fail("RCPT", to.Rcpt, err))
 	}
 	if len(accepted) == 0 {
-		c.CommandTimeout = to.Mail
-		_ = c.Quit()
+		if inStep {
+			c.CommandTimeout = to.Mail
+			_ = c.Quit()
+		}
 		*out = mergeOutcome(*out, res)
 		return nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,7 +23,8 @@ func (w *Worker) Run(ctx context.Context) error {
 }
 
 // RunOnce delivers every entry due now, the relay phase and the DSNs it
-// spools included, and returns how many entries it handled. Once ctx is
+// spools included, and returns how many attempts it started (an entry put
+// back because the relay queue was full and claimed again counts twice). Once ctx is
 // cancelled it claims nothing more.
 func (w *Worker) RunOnce(ctx context.Context) (int, error) {
 	return w.pass(ctx, true)
@@ -95,6 +97,7 @@ func (w *Worker) pass(ctx context.Context, once bool) (int, error) {
 	localQ := make(chan *spool.Entry)
 	relayQ := make(chan *attempt, w.cfg.RelayQueue)
 	var inflight atomic.Int64
+	parked := &parking{room: make(chan struct{}, 1)}
 	settled := make(chan struct{}, 1)
 	done := func() {
 		inflight.Add(-1)
@@ -114,6 +117,7 @@ func (w *Worker) pass(ctx context.Context, once bool) (int, error) {
 						continue // the relay worker calls done
 					default:
 						w.park(a)
+						parked.add(a.e.ID)
 					}
 				}
 				w.settleError(e, err)
@@ -124,6 +128,7 @@ func (w *Worker) pass(ctx context.Context, once bool) (int, error) {
 	for range w.cfg.RelayConcurrency {
 		relays.Go(func() {
 			for a := range relayQ {
+				parked.signal() // a place in the queue is free
 				w.settleError(a.e, w.relayPhase(dctx, a))
 				done()
 			}
@@ -139,8 +144,14 @@ func (w *Worker) pass(ctx context.Context, once bool) (int, error) {
 	n := 0
 	var errs []error
 	for ctx.Err() == nil {
+		// Parked attempts are due again as soon as the relay queue has
+		// room. Only this loop claims, so a parked entry is not held.
+		for _, id := range parked.take(cap(relayQ) - len(relayQ)) {
+			w.spool.ReleaseUntil(id, w.cfg.Now())
+		}
 		before := inflight.Load()
 		batch, err := w.spool.Claim(w.cfg.Concurrency)
+		parked.claimed(batch)
 		if err != nil {
 			if once {
 				errs = append(errs, err)
@@ -171,6 +182,7 @@ func (w *Worker) pass(ctx context.Context, once bool) (int, error) {
 			select {
 			case <-ctx.Done():
 			case <-settled:
+			case <-parked.room:
 			}
 			continue
 		}
@@ -182,6 +194,7 @@ func (w *Worker) pass(ctx context.Context, once bool) (int, error) {
 		select {
 		case <-ctx.Done():
 		case <-w.spool.Notify():
+		case <-parked.room:
 		case <-t.C:
 		}
 		t.Stop()
@@ -199,4 +212,53 @@ func (w *Worker) settleError(e *spool.Entry, err error) {
 	}
 	w.log.Error("delivery", "id", e.ID, "err", err)
 	w.spool.ReleaseUntil(e.ID, w.cfg.Now().Add(w.cfg.RetryBase))
+}
+
+// parking lists the entries put back because the relay queue was full,
+// oldest first, so that they are made due again when it has room
+// (rather than after RetryBase).
+type parking struct {
+	mu   sync.Mutex
+	ids  []string
+	room chan struct{} // a value when the relay queue may have room for one
+}
+
+func (p *parking) add(id string) {
+	p.mu.Lock()
+	p.ids = append(p.ids, id)
+	p.mu.Unlock()
+}
+
+// signal tells the dispatcher that the relay queue has room, if anything
+// waits for it.
+func (p *parking) signal() {
+	p.mu.Lock()
+	waiting := len(p.ids) > 0
+	p.mu.Unlock()
+	if waiting {
+		select {
+		case p.room <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take removes and returns up to n of the oldest parked ids.
+func (p *parking) take(n int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n = min(max(n, 0), len(p.ids))
+	out := slices.Clone(p.ids[:n])
+	p.ids = slices.Delete(p.ids, 0, n)
+	return out
+}
+
+// claimed forgets the parked entries in batch: their RetryBase passed
+// and they were claimed again.
+func (p *parking) claimed(batch []*spool.Entry) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ids = slices.DeleteFunc(p.ids, func(id string) bool {
+		return slices.ContainsFunc(batch, func(e *spool.Entry) bool { return e.ID == id })
+	})
 }
