@@ -1,15 +1,3 @@
-// Package delivery takes messages from the spool, runs the pre-delivery
-// stage, delivers each recipient's copy into a local Maildir under a
-// configured root (<root>/<domain>/<local-part>/{tmp,new,cur}) or relays
-// the message to a smarthost over SMTP, runs the
-// post-delivery stage and settles the spool entry: complete, deferred with
-// backoff, quarantined, or bounced with an RFC 3464 DSN to the sender.
-//
-// Delivery is idempotent: a copy's Maildir file name is derived from the
-// queue id and the recipient's position, so after a crash between writing
-// the copy and updating the spool, the retry finds the copy and does not
-// write it again. Every message acknowledged with 250 reaches each
-// recipient exactly once.
 package delivery
 
 import (
