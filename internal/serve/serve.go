@@ -50,10 +50,16 @@ type Config struct {
 	// without TLS unless AllowPlaintextAuth.
 	AuthFile           string `toml:"auth_file"`
 	AllowPlaintextAuth bool   `toml:"allow_plaintext_auth"`
-	// ShutdownTimeout is how long sessions in flight may take to finish
-	// after SIGTERM; ReadTimeout bounds each wait for the client.
+	// ShutdownTimeout is how long sessions, then deliveries, in flight
+	// may take to finish after SIGTERM (one deadline for both).
 	ShutdownTimeout registry.Duration `toml:"shutdown_timeout"`
-	ReadTimeout     registry.Duration `toml:"read_timeout"`
+	// ReadTimeout is the old single read timeout: when set it is used for
+	// command_timeout and data_timeout left at their defaults, with a
+	// warning (ApplyDeprecated).
+	ReadTimeout registry.Duration `toml:"read_timeout"`
+	// Limits are the connection, timeout, error and AUTH limits
+	// (max_connections, command_timeout, ...): keys of this table.
+	smtpd.Limits
 	// DeliveryWorkers is how many messages are delivered at once;
 	// RetryBase doubles per attempt up to RetryMax; temporary failures
 	// bounce after MaxQueueAge.
@@ -99,7 +105,7 @@ func DefaultConfig() Config {
 		SpoolDir:        "var/spool",
 		MaildirRoot:     "var/mail",
 		ShutdownTimeout: registry.Duration(30 * time.Second),
-		ReadTimeout:     registry.Duration(5 * time.Minute),
+		Limits:          smtpd.DefaultLimits(),
 		DeliveryWorkers: 4,
 		RetryBase:       registry.Duration(time.Minute),
 		RetryMax:        registry.Duration(time.Hour),
@@ -153,6 +159,9 @@ func (c Config) Validate() error {
 			bad("local_domains: %q is not a domain", d)
 		}
 	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.LocalDomains) == 0 && c.Relay == "" && !loopback(c.Listen) {
 		bad("local_domains is required when listen (%q) is not a loopback address: list the domains this server receives mail for", c.Listen)
 	}
@@ -192,6 +201,23 @@ func (c Config) relayConfig() delivery.Relay {
 		DataTerm: c.RelayDataTermTimeout.D()}}
 }
 
+// ApplyDeprecated maps keys kept for old configs onto their successors and
+// returns a warning for each one set.
+func (c *Config) ApplyDeprecated() []string {
+	var warnings []string
+	if c.ReadTimeout != 0 {
+		d := smtpd.DefaultLimits()
+		if c.CommandTimeout == d.CommandTimeout {
+			c.CommandTimeout = c.ReadTimeout
+		}
+		if c.DataTimeout == d.DataTimeout {
+			c.DataTimeout = c.ReadTimeout
+		}
+		warnings = append(warnings, fmt.Sprintf("server: read_timeout is deprecated: command_timeout is %s and data_timeout %s; set those instead", c.CommandTimeout, c.DataTimeout))
+	}
+	return warnings
+}
+
 // loopback reports whether listen's host is a loopback address or
 // "localhost": only local clients can connect.
 func loopback(listen string) bool {
@@ -229,7 +255,7 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 		return nil, err
 	}
 	scfg := smtpd.Config{Hostname: cfg.Hostname, MaxMessageBytes: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
-		AllowPlaintextAuth: cfg.AllowPlaintextAuth, ReadTimeout: cfg.ReadTimeout.D(), WriteTimeout: time.Minute,
+		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
 		RelayAuthenticated: cfg.Relay != ""}
 	if cfg.TLSCert != "" {
