@@ -3,6 +3,8 @@ package delivery
 import (
 	"context"
 	"log/slog"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,6 +98,20 @@ func restart(t *testing.T, e *env, cfg Config) *Worker {
 	return New(cfg, e.w.mgr, sp, e.w.log)
 }
 
+// sendBufferMax is the most a TCP socket buffers for sending
+// (net.ipv4.tcp_wmem's maximum): a message larger than that blocks the
+// sender's writes when the receiver reads nothing.
+func sendBufferMax(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_wmem")
+	require.NoError(t, err)
+	f := strings.Fields(string(b))
+	require.Len(t, f, 3)
+	n, err := strconv.Atoi(f[2])
+	require.NoError(t, err)
+	return n
+}
+
 func withRelay(e *env, addr string, to Timeouts) {
 	e.w.cfg.Relay = Relay{Addr: addr, Timeouts: to}
 	e.w.cfg.LocalDomains = []string{"local.test"}
@@ -129,7 +145,7 @@ func TestRelayPhaseTimeouts(t *testing.T) {
 			withRelay(e, h.addr, to)
 			var id string
 			if tt.big {
-				body := strings.Repeat(strings.Repeat("x", 76)+"\r\n", (8<<20)/78)
+				body := strings.Repeat(strings.Repeat("x", 76)+"\r\n", (sendBufferMax(t)+1<<20)/78)
 				var err error
 				id, err = e.spool.Put(&spool.Entry{Envelope: spool.Envelope{MailFrom: "a@local.test", RcptTo: []string{"x@remote.test"}},
 					Message: []byte("Subject: big\r\n\r\n" + body)}, false)
