@@ -30,7 +30,7 @@
 // the TCP connect, then RFC 5321 §4.5.3.2's initial 220 (also EHLO and
 // STARTTLS), MAIL (also QUIT), RCPT, DATA initiation, each data block
 // (64 KiB) and DATA termination. An expired timeout defers the relayed
-// recipients with 451 4.4.2 naming the phase.
+// recipients with 451 4.4.2 (4.4.1 for the connect) naming the phase.
 //
 // # Shutdown
 //

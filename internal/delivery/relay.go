@@ -84,7 +84,8 @@ type phaseError struct {
 }
 
 func (e *phaseError) Error() string {
-	if errors.Is(e.err, os.ErrDeadlineExceeded) {
+	var ne net.Error
+	if errors.Is(e.err, os.ErrDeadlineExceeded) || errors.As(e.err, &ne) && ne.Timeout() {
 		return fmt.Sprintf("relay %s: %s: timed out after %s", e.addr, e.phase, e.timeout)
 	}
 	return fmt.Sprintf("relay %s: %s: %v", e.addr, e.phase, e.err)
@@ -290,8 +291,9 @@ func failure(rcpt string, err error, local bool) Failure {
 		}
 		return Failure{Rcpt: rcpt, Status: enh, Reply: fmt.Sprintf("%d %s %s", se.Code, enh, oneLine(se.Message))}
 	}
-	status := "4.4.1" // no answer from host
-	if errors.Is(err, os.ErrDeadlineExceeded) {
+	status := "4.4.1" // no answer from host (a connect timeout too)
+	var pe *phaseError
+	if errors.Is(err, os.ErrDeadlineExceeded) && !(errors.As(err, &pe) && pe.phase == "connect") {
 		status = "4.4.2" // bad connection: it answered, then stalled
 	}
 	return Failure{Rcpt: rcpt, Status: status, Reply: "451 " + status + " " + strings.TrimSpace(oneLine(err.Error()))}

@@ -3,9 +3,11 @@ package delivery
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -96,6 +98,49 @@ func restart(t *testing.T, e *env, cfg Config) *Worker {
 	t.Cleanup(func() { sp.Close() })
 	e.spool = sp
 	return New(cfg, e.w.mgr, sp, e.w.log)
+}
+
+// fullBacklog returns the address of a listener on 127.0.0.1 whose
+// accept queue is full: a connect to it gets no answer (Linux drops the
+// SYN) until the dialer's timeout.
+func fullBacklog(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0)) // room for one connection, never accepted
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	addr := (&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: sa.(*syscall.SockaddrInet4).Port}).String()
+	c, err := net.DialTimeout("tcp", addr, guard)
+	require.NoError(t, err)
+	t.Cleanup(func() { c.Close() })
+	return addr
+}
+
+// TestRelayConnectTimeout: a smarthost that never answers the SYN is
+// given up on after relay_connect_timeout: 451 4.4.1, retried later.
+func TestRelayConnectTimeout(t *testing.T) {
+	e := setup(t)
+	to := DefaultTimeouts()
+	to.Connect = 100 * time.Millisecond
+	withRelay(e, fullBacklog(t), to)
+	id := e.put(t, "a@local.test", "", "x@remote.test")
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { defer close(done); e.run(t) }()
+	select {
+	case <-done:
+	case <-time.After(guard):
+		t.Fatal("the connect did not time out")
+	}
+	assert.GreaterOrEqual(t, time.Since(start), to.Connect, "the connect got an answer: the test proves nothing")
+	ent, err := e.spool.Get(id)
+	require.NoError(t, err)
+	assert.Equal(t, 1, ent.Attempts)
+	assert.True(t, strings.HasPrefix(ent.LastError, "451 4.4.1 relay "), ent.LastError)
+	assert.Contains(t, ent.LastError, "connect: timed out after 100ms")
 }
 
 // sendBufferMax is the most a TCP socket buffers for sending
