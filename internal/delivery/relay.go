@@ -28,7 +28,8 @@ type Relay struct {
 
 // Timeouts are the client timeouts of RFC 5321 §4.5.3.2, plus the TCP
 // connect. Each bounds one wait for the smarthost; a timeout defers the
-// relayed recipients (451 4.4.2, retried with backoff). Zero fields get
+// relayed recipients (451 4.4.2; 4.4.1 for the connect), retried with
+// backoff. Zero fields get
 // DefaultTimeouts' value.
 type Timeouts struct {
 	// Connect bounds the TCP connect (default 30 s).
@@ -94,15 +95,25 @@ func (e *phaseError) Error() string {
 func (e *phaseError) Unwrap() error { return e.err }
 
 // relay sends data for rcpts in one transaction and sorts the recipients
-// by outcome. Unlike a Maildir copy, a relayed copy cannot be made
-// idempotent: a crash after the smarthost's 250 and before the spool is
-// updated sends it again (at least once, as every MTA). When ctx ends
+// by outcome into out. Unlike a Maildir copy, a relayed copy cannot be
+// made idempotent: a crash after the smarthost's 250 and before the spool
+// is updated sends it again (at least once, as every MTA). When ctx ends
 // before the outcome is known, relay closes the connection and returns
 // errAborted, leaving out untouched.
 func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []byte, out *Outcome) error {
+	var res Outcome
+	if err := w.converse(ctx, from, rcpts, data, &res); err != nil {
+		return err
+	}
+	*out = mergeOutcome(*out, res)
+	return nil
+}
+
+// converse is relay's SMTP conversation, each wait under its phase's
+// timeout; it returns errAborted or nil.
+func (w *Worker) converse(ctx context.Context, from string, rcpts []string, data []byte, res *Outcome) error {
 	r := w.cfg.Relay
 	to := r.Timeouts.withDefaults()
-	var res Outcome
 	deferAll := func(err error) {
 		for _, rc := range rcpts {
 			res.Deferred = append(res.Deferred, failure(rc, err, true))
@@ -130,7 +141,6 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 	}
 	if err != nil {
 		deferAll(fail("connect", to.Connect, err))
-		*out = mergeOutcome(*out, res)
 		return nil
 	}
 	// Cancelling ctx closes the connection: whatever phase is waiting
@@ -159,7 +169,6 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 				return errAborted
 			}
 			deferAll(fail("greeting and STARTTLS", to.Greeting, err))
-			*out = mergeOutcome(*out, res)
 			return nil
 		}
 	} else {
@@ -174,7 +183,6 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			return errAborted
 		}
 		deferAll(fail("greeting and EHLO", to.Greeting, err))
-		*out = mergeOutcome(*out, res)
 		return nil
 	}
 	c.CommandTimeout = to.Mail
@@ -183,7 +191,6 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			return errAborted
 		}
 		settle(rcpts, fail("MAIL", to.Mail, err))
-		*out = mergeOutcome(*out, res)
 		return nil
 	}
 	c.CommandTimeout = to.Rcpt
@@ -212,7 +219,6 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			c.CommandTimeout = to.Mail
 			_ = c.Quit()
 		}
-		*out = mergeOutcome(*out, res)
 		return nil
 	}
 	c.CommandTimeout = to.DataInit
@@ -222,7 +228,6 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			return errAborted
 		}
 		settle(accepted, fail("DATA", to.DataInit, err))
-		*out = mergeOutcome(*out, res)
 		return nil
 	}
 	// go-smtp puts no deadline on the message itself: one per chunk.
@@ -238,7 +243,6 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			return errAborted
 		}
 		settle(accepted, fail("the message data", to.DataBlock, err))
-		*out = mergeOutcome(*out, res)
 		return nil
 	}
 	// Close flushes the last bytes and writes "." (under this deadline),
@@ -249,11 +253,9 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			return errAborted
 		}
 		settle(accepted, fail("the end of data", to.DataTerm, err))
-		*out = mergeOutcome(*out, res)
 		return nil
 	}
 	res.Delivered = append(res.Delivered, accepted...)
-	*out = mergeOutcome(*out, res)
 	// The outcome is known; QUIT is a courtesy, bounded like MAIL and cut
 	// by ctx.
 	c.CommandTimeout = to.Mail
