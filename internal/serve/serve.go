@@ -5,7 +5,8 @@
 // Start order: open the spool (discarding files half-written at a crash
 // and picking up what was queued), start the delivery worker, listen.
 // Shutdown order: stop accepting, let sessions in flight finish until the
-// shutdown deadline and then cut them, let deliveries in flight finish,
+// shutdown deadline and then cut them, let deliveries in flight finish
+// until the same deadline and then cancel them (left queued as they were),
 // close the spool. An acknowledged message is on disk before its 250, so
 // whatever is still queued is delivered after the next start.
 package serve
@@ -49,8 +50,8 @@ type Config struct {
 	// without TLS unless AllowPlaintextAuth.
 	AuthFile           string `toml:"auth_file"`
 	AllowPlaintextAuth bool   `toml:"allow_plaintext_auth"`
-	// ShutdownTimeout is how long sessions in flight may take to finish
-	// after SIGTERM.
+	// ShutdownTimeout is how long sessions, then deliveries, in flight
+	// may take to finish after SIGTERM (one deadline for both).
 	ShutdownTimeout registry.Duration `toml:"shutdown_timeout"`
 	// ReadTimeout is the old single read timeout: when set it is used for
 	// command_timeout and data_timeout left at their defaults, with a
@@ -71,6 +72,20 @@ type Config struct {
 	// certificate is verified against the host).
 	Relay         string `toml:"relay"`
 	RelayStartTLS bool   `toml:"relay_starttls"`
+	// RelayWorkers is how many smarthost transactions run at once, apart
+	// from DeliveryWorkers (a stalled smarthost never holds the Maildir
+	// deliveries); RelayQueue is how many relayed messages may wait for
+	// one (0: 4 × RelayWorkers). The timeouts bound each wait for the
+	// smarthost, RFC 5321 §4.5.3.2 (see the delivery package).
+	RelayWorkers          int               `toml:"relay_workers"`
+	RelayQueue            int               `toml:"relay_queue"`
+	RelayConnectTimeout   registry.Duration `toml:"relay_connect_timeout"`
+	RelayGreetingTimeout  registry.Duration `toml:"relay_greeting_timeout"`
+	RelayMailTimeout      registry.Duration `toml:"relay_mail_timeout"`
+	RelayRcptTimeout      registry.Duration `toml:"relay_rcpt_timeout"`
+	RelayDataInitTimeout  registry.Duration `toml:"relay_data_init_timeout"`
+	RelayDataBlockTimeout registry.Duration `toml:"relay_data_block_timeout"`
+	RelayDataTermTimeout  registry.Duration `toml:"relay_data_term_timeout"`
 	// LocalDomains are the recipient domains this server accepts mail for
 	// from anyone. A recipient in another domain is relaying: refused at
 	// RCPT with 550 5.7.1 unless the session authenticated and Relay is
@@ -95,6 +110,16 @@ func DefaultConfig() Config {
 		RetryBase:       registry.Duration(time.Minute),
 		RetryMax:        registry.Duration(time.Hour),
 		MaxQueueAge:     registry.Duration(5 * 24 * time.Hour),
+
+		RelayWorkers:          4,
+		RelayQueue:            16,
+		RelayConnectTimeout:   registry.Duration(30 * time.Second),
+		RelayGreetingTimeout:  registry.Duration(5 * time.Minute),
+		RelayMailTimeout:      registry.Duration(5 * time.Minute),
+		RelayRcptTimeout:      registry.Duration(5 * time.Minute),
+		RelayDataInitTimeout:  registry.Duration(2 * time.Minute),
+		RelayDataBlockTimeout: registry.Duration(3 * time.Minute),
+		RelayDataTermTimeout:  registry.Duration(10 * time.Minute),
 	}
 }
 
@@ -128,6 +153,7 @@ func (c Config) Validate() error {
 	if c.DeliveryWorkers < 0 {
 		bad("delivery_workers must not be negative")
 	}
+	errs = append(errs, c.validateRelay()...)
 	for _, d := range c.LocalDomains {
 		if d == "" || strings.ContainsAny(d, "@ \t\r\n/\\") || strings.HasPrefix(d, ".") {
 			bad("local_domains: %q is not a domain", d)
@@ -140,6 +166,39 @@ func (c Config) Validate() error {
 		bad("local_domains is required when listen (%q) is not a loopback address: list the domains this server receives mail for", c.Listen)
 	}
 	return errors.Join(errs...)
+}
+
+// validateRelay checks the relay_* worker and timeout keys.
+func (c Config) validateRelay() []error {
+	var errs []error
+	if c.RelayWorkers < 0 {
+		errs = append(errs, errors.New("server: relay_workers must not be negative"))
+	}
+	if c.RelayQueue < 0 {
+		errs = append(errs, errors.New("server: relay_queue must not be negative"))
+	}
+	for _, t := range []struct {
+		key string
+		d   registry.Duration
+	}{
+		{"relay_connect_timeout", c.RelayConnectTimeout}, {"relay_greeting_timeout", c.RelayGreetingTimeout},
+		{"relay_mail_timeout", c.RelayMailTimeout}, {"relay_rcpt_timeout", c.RelayRcptTimeout},
+		{"relay_data_init_timeout", c.RelayDataInitTimeout}, {"relay_data_block_timeout", c.RelayDataBlockTimeout},
+		{"relay_data_term_timeout", c.RelayDataTermTimeout},
+	} {
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("server: %s must be positive (got %s)", t.key, t.d))
+		}
+	}
+	return errs
+}
+
+// relayConfig is the delivery worker's view of the relay_* keys.
+func (c Config) relayConfig() delivery.Relay {
+	return delivery.Relay{Addr: c.Relay, StartTLS: c.RelayStartTLS, Timeouts: delivery.Timeouts{
+		Connect: c.RelayConnectTimeout.D(), Greeting: c.RelayGreetingTimeout.D(), Mail: c.RelayMailTimeout.D(),
+		Rcpt: c.RelayRcptTimeout.D(), DataInit: c.RelayDataInitTimeout.D(), DataBlock: c.RelayDataBlockTimeout.D(),
+		DataTerm: c.RelayDataTermTimeout.D()}}
 }
 
 // ApplyDeprecated maps keys kept for old configs onto their successors and
@@ -180,6 +239,7 @@ type Server struct {
 	spool  *spool.Spool
 	smtp   *smtpd.Server
 	ln     net.Listener
+	worker *delivery.Worker
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errc   chan error
@@ -229,7 +289,9 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 	s.smtp = smtpd.New(scfg, mgr, sp, logger)
 	worker := delivery.New(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
 		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D(),
-		Relay: delivery.Relay{Addr: cfg.Relay, StartTLS: cfg.RelayStartTLS}, LocalDomains: cfg.LocalDomains}, mgr, sp, logger)
+		Relay: cfg.relayConfig(), RelayConcurrency: cfg.RelayWorkers, RelayQueue: cfg.RelayQueue,
+		LocalDomains: cfg.LocalDomains}, mgr, sp, logger)
+	s.worker = worker
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Add(2)
@@ -262,12 +324,17 @@ func (s *Server) Err() <-chan error { return s.errc }
 
 // Shutdown stops accepting, waits for sessions in flight until ctx ends
 // (then closes them: their messages were not acknowledged), stops the
-// delivery worker after its deliveries in flight and closes the spool.
+// delivery worker, waiting for its deliveries in flight until ctx ends
+// (then cancels them: their entries stay queued as they were, no attempt
+// counted), and closes the spool. Either cut is reported as an error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() {
 		var errs []error
 		if err := s.smtp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: sessions cut at the shutdown deadline: %w", err))
+		}
+		if err := s.worker.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: %w", err))
 		}
 		s.cancel()
 		s.wg.Wait()
