@@ -106,7 +106,8 @@ func FuzzSession(f *testing.F) {
 		srv := smtpd.New(smtpd.Config{
 			Hostname: "mx.test", AllDomainsLocal: true,
 			MaxLineLength: fuzzMaxLine, MaxMessageBytes: fuzzMaxMessage, MaxRecipients: 5,
-			ReadTimeout: serverTimeout, WriteTimeout: serverTimeout, StageTimeout: serverTimeout,
+			WriteTimeout: serverTimeout, StageTimeout: serverTimeout,
+			Limits: smtpd.Limits{HeloTimeout: registry.Duration(serverTimeout), CommandTimeout: registry.Duration(serverTimeout), DataTimeout: registry.Duration(serverTimeout)},
 		}, mgr, sp, logger)
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
