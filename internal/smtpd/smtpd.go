@@ -3,7 +3,7 @@
 // to the spool before it answers 250:
 //
 //	SMTP step          stage            phase          refusal
-//	first HELO/EHLO    pre-reception    PhaseConnect   reply to HELO (go-smtp opens sessions there)
+//	connect, before 220 pre-reception   PhaseConnect   the connection: 554 or 421 instead of the greeting
 //	HELO/EHLO          pre-reception    PhaseHelo      reply to HELO
 //	MAIL FROM          pre-reception    PhaseMail      reply to MAIL
 //	each RCPT TO       pre-reception    PhaseRcpt      that recipient only
