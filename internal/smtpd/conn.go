@@ -167,10 +167,15 @@ func (c *clientConn) Write(p []byte) (int, error) {
 
 	var after *smtp.SMTPError
 	var why string
+	out := p
 	if !opaque {
 		after, why = c.inspectReply(p)
+		out = scrubReply(p)
 	}
-	n, err := c.Conn.Write(p)
+	n, err := c.Conn.Write(out)
+	if err == nil {
+		n = len(p)
+	}
 	c.mu.Lock()
 	if after == nil && c.closeAfter != nil {
 		after, why = c.closeAfter.reply, c.closeAfter.why
@@ -261,6 +266,35 @@ func (c *clientConn) closeAfterReply(why string) {
 	c.mu.Lock()
 	c.closeAfter = &closing{why: why}
 	c.mu.Unlock()
+}
+
+// scrubReply returns p with every control character that is not part of a
+// CRLF line end replaced by '?'. go-smtp echoes an unknown command into its
+// 500 reply, so a client could otherwise put a bare CR (or ESC) into the
+// replies and the logs of whoever reads them. p itself when it is clean.
+func scrubReply(p []byte) []byte {
+	bad := func(i int) bool {
+		b := p[i]
+		switch {
+		case b == '\r':
+			return i+1 >= len(p) || p[i+1] != '\n'
+		case b == '\n':
+			return i == 0 || p[i-1] != '\r'
+		}
+		return b < 0x20 || b == 0x7f
+	}
+	for i := range p {
+		if bad(i) {
+			out := bytes.Clone(p)
+			for j := i; j < len(out); j++ {
+				if bad(j) {
+					out[j] = '?'
+				}
+			}
+			return out
+		}
+	}
+	return p
 }
 
 // replyCode returns the code of the last line of a reply, or 0.

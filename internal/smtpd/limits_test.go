@@ -425,3 +425,31 @@ func TestOutOfFileDescriptors(t *testing.T) {
 	converseOn(t, c, hello("a@example.org", "b@example.net"))
 	assert.Equal(t, int64(1), h.srv.Stats().RefusedConnections)
 }
+
+func TestScrubReply(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"250 2.0.0 OK\r\n", "250 2.0.0 OK\r\n"},
+		{"250-a\r\n250 b\r\n", "250-a\r\n250 b\r\n"},
+		{"500 5.5.2 Syntax errors, 00\r0 command unrecognized\r\n", "500 5.5.2 Syntax errors, 00?0 command unrecognized\r\n"},
+		{"500 x\x1b[31m\ty\x7f\r\n", "500 x?[31m?y?\r\n"},
+		{"500 a\nb\r\n", "500 a?b\r\n"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, string(scrubReply([]byte(tt.in))), "%q", tt.in)
+	}
+}
+
+// TestRepliesCarryNoControlCharacters: an unknown command echoed by
+// go-smtp comes back without the client's bare CR.
+func TestRepliesCarryNoControlCharacters(t *testing.T) {
+	h := start(t, Config{})
+	c, _ := dialFrom(t, h.addr, "127.0.0.1")
+	_, err := c.W.WriteString("EHLO client.test\r\nA\rb\x1b\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.W.Flush())
+	_, _, err = c.ReadResponse(250)
+	require.NoError(t, err)
+	line, err := c.R.ReadString('\n')
+	require.NoError(t, err)
+	assert.Equal(t, "500 5.5.2 Syntax errors, A?B? command unrecognized\r\n", line)
+}
