@@ -161,12 +161,15 @@ func parseEnhanced(s string) (smtp.EnhancedCode, bool) {
 	return ec, ec[0] >= 2 && ec[0] <= 5
 }
 
-func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetTx()
 	if hasControl(from) {
 		return errBadSender
+	}
+	if err := s.be.budget.checkSize(opts); err != nil {
+		return err
 	}
 	if h := s.conn.Hostname(); h != s.heloName { // a later EHLO
 		if err := s.helo(h); err != nil {

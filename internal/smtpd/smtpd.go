@@ -48,6 +48,11 @@ type Config struct {
 	// MaxLineLength bounds command and message lines (default 2000, twice
 	// RFC 5321's 1000).
 	MaxLineLength int
+	// MaxHeaderBytes bounds a message's header section (default
+	// DefaultMaxHeaderBytes); MaxBytesInFlight bounds the message bytes
+	// held in memory by all transfers at once (0: no limit).
+	MaxHeaderBytes   int64
+	MaxBytesInFlight int64
 	// TLS enables STARTTLS when set.
 	TLS *tls.Config
 	// Credentials enables AUTH PLAIN when non-nil.
@@ -92,7 +97,7 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	if cfg.StageTimeout <= 0 {
 		cfg.StageTimeout = 2 * time.Minute
 	}
-	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains)}
+	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains), budget: newBudget(cfg.MaxBytesInFlight)}
 	s := smtp.NewServer(be)
 	s.Domain = cfg.Hostname
 	s.MaxMessageBytes = cfg.MaxMessageBytes
@@ -233,6 +238,8 @@ type backend struct {
 	log   *slog.Logger
 	// local is the set of Config.LocalDomains.
 	local domains.Set
+	// budget bounds the message bytes in memory (data.go).
+	budget *budget
 
 	accepted, quarantined, rejected, tempFailed, aborted atomic.Int64
 }

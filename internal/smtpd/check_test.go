@@ -1,0 +1,71 @@
+package smtpd
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// The checker gives the same verdict whatever the chunking: every message
+// is fed whole, byte by byte and split at every position.
+func TestChecker(t *testing.T) {
+	const lineLimit, headerLimit = 20, 30
+	tests := []struct {
+		name, msg string
+		want      error // nil, errNUL, errBareLF, errLong or errHeader
+		hlines    int64
+	}{
+		{name: "clean", msg: "A: 1\r\nB: 2\r\n\r\nbody\r\n", hlines: 2},
+		{name: "no body", msg: "A: 1\r\n", hlines: 1},
+		{name: "last line without CRLF", msg: "A: 1\r\n\r\nbody", hlines: 1},
+		{name: "empty", msg: ""},
+		{name: "NUL", msg: "A: 1\r\n\r\nb\x00dy\r\n", want: errNUL},
+		{name: "bare LF", msg: "A: 1\nB: 2\r\n\r\n", want: errBareLF},
+		{name: "bare CR", msg: "A: 1\r\n\r\nb\rdy\r\n", want: errBareLF},
+		{name: "CR CR LF", msg: "A: 1\r\r\n", want: errBareLF},
+		{name: "CR at the end", msg: "A: 1\r\n\r\nbody\r", want: errBareLF},
+		{name: "LF first", msg: "\nA: 1\r\n", want: errBareLF},
+		{name: "line at the limit", msg: "A: 1\r\n\r\n" + strings.Repeat("x", lineLimit-2) + "\r\n", hlines: 1},
+		{name: "line over the limit", msg: "A: 1\r\n\r\n" + strings.Repeat("x", lineLimit-1) + "\r\n", want: errLong},
+		{name: "last line over the limit, no CRLF", msg: "A: 1\r\n\r\n" + strings.Repeat("x", lineLimit+1), want: errLong},
+		{name: "header at the limit", msg: strings.Repeat("H: 12345678\r\n", 2) + "H:\r\n\r\n" + strings.Repeat("b\r\n", 50), hlines: 3},
+		{name: "header over the limit", msg: strings.Repeat("H: 12345678\r\n", 2) + "H: \r\n\r\nbody\r\n", want: errHeaderTooBig(headerLimit)},
+		{name: "all header, over the limit", msg: strings.Repeat("H: 12345678\r\n", 3), want: errHeaderTooBig(headerLimit)},
+		{name: "body lines do not count", msg: "A: 1\r\n\r\n" + strings.Repeat("H: 12345678\r\n", 10), hlines: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			feed := func(chunks ...string) (*checker, error) {
+				c := newChecker(lineLimit, headerLimit)
+				for _, ch := range chunks {
+					if err := c.write([]byte(ch)); err != nil {
+						return c, err
+					}
+				}
+				return c, c.close()
+			}
+			check := func(how string, c *checker, err error) {
+				if tt.want == nil {
+					require.NoError(t, err, how)
+					assert.Equal(t, tt.hlines, c.hlines, how)
+					return
+				}
+				assert.Equal(t, tt.want, err, how)
+			}
+			c, err := feed(tt.msg)
+			check("whole", c, err)
+			bytewise := make([]string, len(tt.msg))
+			for i := range tt.msg {
+				bytewise[i] = tt.msg[i : i+1]
+			}
+			c, err = feed(bytewise...)
+			check("byte by byte", c, err)
+			for i := range len(tt.msg) {
+				c, err := feed(tt.msg[:i], tt.msg[i:])
+				check("split at "+string(rune('0'+i%10)), c, err)
+			}
+		})
+	}
+}
