@@ -212,3 +212,32 @@ func TestMaxHeaderBytes(t *testing.T) {
 }
 
 func bdatCmd(payload string) string { return fmt.Sprintf("BDAT %d LAST\r\n%s", len(payload), payload) }
+
+// TestRefusedEarlyConsumesTheRest: a check that fails in the first bytes
+// ends Data at once; go-smtp then consumes the rest of the transfer (the
+// rest of DATA up to the dot, the rest of the BDAT chunk and the chunks
+// after it, refused) so that none of it is read as commands.
+func TestRefusedEarlyConsumesTheRest(t *testing.T) {
+	h := start(t, Config{MaxMessageBytes: 1 << 20})
+	rest := strings.Repeat("QUIT\r\nNOOP\r\n", 15000) // 180 KB that would be commands: the first ends the session
+	chunk := "Subject: x\r\n\r\nbo\x00dy\r\n" + rest
+	second := "more\r\n" + rest
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"DATA", []step{{send: "DATA", code: 354}, {send: "Subject: x\r\n\r\nbo\x00dy\r\n" + rest + ".\r\n", raw: true, code: 554, text: "NUL"}}},
+		{"BDAT", []step{
+			{send: fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk), raw: true, code: 554, text: "NUL"},
+			{send: fmt.Sprintf("BDAT %d LAST\r\n%s", len(second), second), raw: true, code: 502, text: "Missing RCPT TO"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.spool.List())
+			steps := append(hello("a@example.org", "b@example.net"), tt.steps...)
+			converse(t, h.addr, append(steps, step{send: "NOOP", code: 250}))
+			assert.Len(t, h.spool.List(), before)
+		})
+	}
+}
