@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/elemta/elemta/internal/spool"
@@ -46,12 +47,7 @@ func (s *session) Data(r io.Reader) error {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
 	id := spool.NewID(time.Now())
-	in, err := s.be.spool.NewIncoming()
-	if err != nil {
-		s.log.Error("spool write failed", "err", err)
-		s.be.tempFailed.Add(1)
-		return errSpool
-	}
+	in := s.be.spool.NewIncoming()
 	defer in.Close()
 
 	// The transfer: every byte the client sends for this message is read here.
@@ -74,7 +70,7 @@ func (s *session) Data(r io.Reader) error {
 		s.be.tempFailed.Add(1)
 		return errSpool
 	}
-	in.Close() // the disk space: raw holds the message now
+	in.Close() // the disk space: raw holds the message now (not raw's memory)
 	msg, err := registry.ParseMessage(raw, env)
 	if err != nil {
 		s.be.rejected.Add(1)
@@ -129,7 +125,9 @@ func (s *session) receive(r io.Reader, w io.Writer, received []byte) (*checker, 
 		return nil, errSpool
 	}
 	chk := newChecker(s.be.cfg.lineLimit(), s.be.cfg.headerLimit())
-	buf := make([]byte, 32<<10)
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	buf := *bp
 	for {
 		n, rerr := r.Read(buf)
 		if n > 0 {
@@ -156,6 +154,9 @@ func (s *session) receive(r io.Reader, w io.Writer, received []byte) (*checker, 
 	}
 	return chk, nil
 }
+
+// readBuffers are receive's buffers, shared by the transfers.
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // transferError is the reply to a transfer that r broke off with err.
 func (s *session) transferError(err error) error {

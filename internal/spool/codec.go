@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // messageTail is how json.Marshal ends an Entry without a message: the
@@ -39,7 +40,12 @@ func encodeEntry(w io.Writer, e *Entry, msg io.WriterTo) (int64, error) {
 		}
 		msg = bytes.NewReader(e.Message)
 	}
-	bw := bufio.NewWriterSize(w, 64<<10)
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		writers.Put(bw)
+	}()
 	bw.Write(data[:len(data)-len("null}")])
 	bw.WriteByte('"')
 	enc := base64.NewEncoder(base64.StdEncoding, bw)
@@ -53,6 +59,9 @@ func encodeEntry(w io.Writer, e *Entry, msg io.WriterTo) (int64, error) {
 	bw.WriteString(`"}`)
 	return n, bw.Flush()
 }
+
+// writers are encodeEntry's buffers, shared by the spool's writes.
+var writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
 // decodeEntry reads an entry file. The fields before the message are
 // decoded as JSON; the message, last and base64, is decoded straight into

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -136,22 +137,35 @@ func (failingWriterTo) WriteTo(w io.Writer) (int64, error) {
 	return int64(n), errBroken
 }
 
-// Incoming: unlinked at once, read back into a buffer of its size.
+// Incoming: in memory up to IncomingInMemory, then in a file unlinked at
+// once; read back into a buffer of its size either way.
 func TestIncoming(t *testing.T) {
 	s := open(t, t.TempDir())
-	in, err := s.NewIncoming()
-	require.NoError(t, err)
-	tmp, err := os.ReadDir(filepath.Join(s.Root(), tmpDir))
-	require.NoError(t, err)
-	assert.Empty(t, tmp, "unlinked at creation")
-	for range 3 {
-		_, err := in.Write([]byte("0123456789"))
-		require.NoError(t, err)
+	for _, size := range []int{0, 30, IncomingInMemory, IncomingInMemory + 1, 3*IncomingInMemory + 7} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			in := s.NewIncoming()
+			want := make([]byte, size)
+			for i := range want {
+				want[i] = byte(i * 7)
+			}
+			for p := want; len(p) > 0; {
+				n := min(len(p), 1000)
+				w, err := in.Write(p[:n])
+				require.NoError(t, err)
+				require.Equal(t, n, w)
+				p = p[n:]
+			}
+			assert.Equal(t, int64(size), in.Size())
+			assert.Equal(t, size > IncomingInMemory, in.f != nil, "in a file only past IncomingInMemory")
+			tmp, err := os.ReadDir(filepath.Join(s.Root(), tmpDir))
+			require.NoError(t, err)
+			assert.Empty(t, tmp, "unlinked at creation")
+			b, err := in.Bytes()
+			require.NoError(t, err)
+			assert.Equal(t, string(want), string(b))
+			assert.Equal(t, size, cap(b))
+			require.NoError(t, in.Close())
+			require.NoError(t, in.Close(), "twice")
+		})
 	}
-	assert.Equal(t, int64(30), in.Size())
-	b, err := in.Bytes()
-	require.NoError(t, err)
-	assert.Equal(t, strings.Repeat("0123456789", 3), string(b))
-	assert.Equal(t, 30, cap(b))
-	require.NoError(t, in.Close())
 }
