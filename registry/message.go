@@ -215,12 +215,9 @@ func (m *Message) WriteRewritten(w io.Writer, add []Field, remove []Removal) (in
 			return cw.n, err
 		}
 	}
-	seen := map[string]int{}
+	seen := make([]int, len(remove)) // fields so far named like each removal
 	for _, f := range m.Header {
-		key := strings.ToLower(f.Name)
-		n := seen[key]
-		seen[key] = n + 1
-		if !removed(remove, f.Name, n) {
+		if !removedAt(remove, seen, f.Name) {
 			if _, err := cw.Write(f.Raw); err != nil {
 				return cw.n, err
 			}
@@ -262,13 +259,20 @@ func (c *countWriter) WriteString(s string) (int, error) {
 	return n, err
 }
 
-func removed(remove []Removal, name string, index int) bool {
-	for _, r := range remove {
-		if strings.EqualFold(r.Name, name) && (r.Index < 0 || r.Index == index) {
-			return true
+// removedAt reports whether the field called name, the next of its name,
+// is removed, and counts it in seen (one counter per removal, so no
+// lowercased copy of every name is made).
+func removedAt(remove []Removal, seen []int, name string) bool {
+	out := false
+	for i, r := range remove {
+		if strings.EqualFold(r.Name, name) {
+			if r.Index < 0 || r.Index == seen[i] {
+				out = true
+			}
+			seen[i]++
 		}
 	}
-	return false
+	return out
 }
 
 // AddHeader records a field to prepend when the message is written out. It
