@@ -8,7 +8,7 @@
 // Layout under the spool root:
 //
 //	lock         flock(2)ed by the process that owns the spool
-//	tmp/         files being written
+//	tmp/         files being written (and, unlinked, messages being received: Incoming)
 //	queue/       <id>.json, messages waiting for delivery
 //	quarantine/  <id>.json, messages held by a quarantine verdict
 //
