@@ -5,7 +5,9 @@ BIN       := bin/elemta$(if $(VARIANT),-$(VARIANT))
 TESTENV   := tools/testenv
 BENCHTIME ?= 1s
 
-.PHONY: all generate check-generate build variants run test test-unit testenv testenv-stop bench fmt vet clean
+FUZZTIME  ?= 5s
+
+.PHONY: all generate check-generate build variants run test test-unit testenv testenv-stop bench fuzz fuzz-long fmt vet clean
 
 all: build
 
@@ -62,6 +64,23 @@ vet:
 ## bench: every benchmark, figures for BENCHMARKS.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+## fuzz: every Go fuzz target (each `func FuzzX` in a *_test.go), one after
+## the other for FUZZTIME each (go test runs one target per -fuzz); a
+## failing input is written to the package's testdata/fuzz/FuzzX/
+fuzz:
+	@set -e; git grep -l '^func Fuzz[A-Za-z0-9_]*(f \*testing\.F)' -- '*_test.go' | while read -r file; do \
+	  dir=./$$(dirname "$$file"); \
+	  for name in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(f \*testing\.F).*/\1/p' "$$file"); do \
+	    echo "fuzz: $$dir $$name ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$dir" > /tmp/elemta-fuzz.$$$$ 2>&1 || \
+	      { cat /tmp/elemta-fuzz.$$$$; rm -f /tmp/elemta-fuzz.$$$$; exit 1; }; \
+	  done; \
+	done; rm -f /tmp/elemta-fuzz.$$$$
+
+## fuzz-long: every fuzz target for 10 minutes
+fuzz-long:
+	$(MAKE) fuzz FUZZTIME=10m
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

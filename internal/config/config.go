@@ -148,6 +148,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	case err != nil && pcfg != nil: // the registry reported syntax errors already
 		errs = append(errs, registry.TOMLError(file, data, err))
 	}
+	serverWarnings := host.Server.ApplyDeprecated()
 	if err := host.Server.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [server]: %w", file, err))
 	}
@@ -158,5 +159,5 @@ func Parse(file string, data []byte) (*Config, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Warnings: pcfg.Warnings}, nil
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Warnings: append(pcfg.Warnings, serverWarnings...)}, nil
 }

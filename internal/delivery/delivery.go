@@ -1,15 +1,3 @@
-// Package delivery takes messages from the spool, runs the pre-delivery
-// stage, delivers each recipient's copy into a local Maildir under a
-// configured root (<root>/<domain>/<local-part>/{tmp,new,cur}) or relays
-// the message to a smarthost over SMTP, runs the
-// post-delivery stage and settles the spool entry: complete, deferred with
-// backoff, quarantined, or bounced with an RFC 3464 DSN to the sender.
-//
-// Delivery is idempotent: a copy's Maildir file name is derived from the
-// queue id and the recipient's position, so after a crash between writing
-// the copy and updating the spool, the retry finds the copy and does not
-// write it again. Every message acknowledged with 250 reaches each
-// recipient exactly once.
 package delivery
 
 import (
@@ -21,10 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/elemta/elemta/internal/domains"
 	"github.com/elemta/elemta/internal/spool"
@@ -37,8 +24,16 @@ type Config struct {
 	MaildirRoot string
 	// Hostname names this MTA in Maildir file names and DSNs.
 	Hostname string
-	// Concurrency is how many messages are delivered at once (default 4).
+	// Concurrency is how many messages go through the pre-delivery stage
+	// and the Maildirs at once (default 4).
 	Concurrency int
+	// RelayConcurrency is how many smarthost transactions run at once
+	// (default 4), apart from Concurrency: a stalled smarthost holds
+	// these, never the local deliveries. RelayQueue is how many messages
+	// may wait for one (default 4 × RelayConcurrency); a message finding
+	// it full is put back without counting an attempt, due again when the
+	// queue has room (after RetryBase at the latest).
+	RelayConcurrency, RelayQueue int
 	// RetryBase and RetryMax bound the backoff between attempts (default
 	// 1 minute doubling to 1 hour); MaxAge is how long temporary failures
 	// are retried before they bounce (default 5 days).
@@ -61,6 +56,16 @@ type Worker struct {
 	mgr   *registry.Manager
 	spool *spool.Spool
 	log   *slog.Logger
+
+	// stop ends claiming (Shutdown); abort cancels the deliveries in
+	// flight (Shutdown's deadline).
+	stop, abort     context.Context
+	stopFn, abortFn context.CancelFunc
+	mu              sync.Mutex
+	active          int // passes (Run, RunOnce) running
+	stopped         bool
+	idle            chan struct{} // closed once stopped with no pass running
+	idleOnce        sync.Once
 }
 
 // New returns a worker over sp running mgr's delivery stages.
@@ -70,6 +75,12 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 4
+	}
+	if cfg.RelayConcurrency <= 0 {
+		cfg.RelayConcurrency = 4
+	}
+	if cfg.RelayQueue <= 0 {
+		cfg.RelayQueue = 4 * cfg.RelayConcurrency
 	}
 	if cfg.RetryBase <= 0 {
 		cfg.RetryBase = time.Minute
@@ -86,67 +97,11 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Worker{cfg: cfg, local: domains.NewSet(cfg.LocalDomains), mgr: mgr, spool: sp, log: logger}
-}
-
-// Run delivers until ctx is cancelled: whatever is due, then it waits for
-// the next due time or a new message. Deliveries in flight when ctx ends
-// are finished before Run returns.
-func (w *Worker) Run(ctx context.Context) error {
-	for {
-		if _, err := w.RunOnce(ctx); err != nil {
-			w.log.Error("delivery pass", "err", err)
-		}
-		wait := time.Hour
-		if next, ok := w.spool.NextDue(); ok {
-			wait = max(next.Sub(w.cfg.Now()), 10*time.Millisecond)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-w.spool.Notify():
-		case <-t.C:
-		}
-		t.Stop()
-	}
-}
-
-// RunOnce delivers every entry due now and returns how many it handled.
-// Once ctx is cancelled it claims nothing more.
-func (w *Worker) RunOnce(ctx context.Context) (int, error) {
-	var g errgroup.Group
-	g.SetLimit(w.cfg.Concurrency)
-	n := 0
-	var errs []error
-	for ctx.Err() == nil {
-		batch, err := w.spool.Claim(w.cfg.Concurrency * 4)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		if len(batch) == 0 {
-			break
-		}
-		for _, e := range batch {
-			n++
-			g.Go(func() error {
-				// In-flight work finishes even when ctx is cancelled.
-				if err := w.Process(context.WithoutCancel(ctx), e); err != nil {
-					// The outcome could not be recorded (spool write
-					// failed): try again after the base delay, not in a
-					// hot loop. Delivered copies are not written twice.
-					w.log.Error("delivery", "id", e.ID, "err", err)
-					w.spool.ReleaseUntil(e.ID, w.cfg.Now().Add(w.cfg.RetryBase))
-				}
-				return nil
-			})
-		}
-		if err := g.Wait(); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return n, errors.Join(errs...)
+	cfg.Relay.Timeouts = cfg.Relay.Timeouts.withDefaults()
+	w := &Worker{cfg: cfg, local: domains.NewSet(cfg.LocalDomains), mgr: mgr, spool: sp, log: logger, idle: make(chan struct{})}
+	w.stop, w.stopFn = context.WithCancel(context.Background())
+	w.abort, w.abortFn = context.WithCancel(context.Background())
+	return w
 }
 
 // Outcome is what one delivery attempt did; post-delivery plugins find it
@@ -174,8 +129,32 @@ type permError struct {
 
 func (e *permError) Error() string { return e.status + " " + e.text }
 
-// Process handles one claimed entry and settles it in the spool.
+// attempt is one delivery attempt of a claimed entry, handed from the
+// local phase to the relay phase when it has remote recipients.
+type attempt struct {
+	e      *spool.Entry
+	pc     *registry.ProcessingContext
+	out    *Outcome
+	data   []byte   // the message as delivered (pre-delivery changes applied)
+	remote []string // recipients for the smarthost
+}
+
+// Process runs one whole attempt on a claimed entry, the relay phase
+// included, and settles it in the spool. An attempt cut short by ctx is
+// not recorded: the entry is released as it was and Process returns an
+// error wrapping errAborted.
 func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
+	a, err := w.localPhase(ctx, e)
+	if err != nil || a == nil {
+		return err
+	}
+	return w.relayPhase(ctx, a)
+}
+
+// localPhase runs the pre-delivery stage and the Maildir deliveries. It
+// settles the entry and returns nil unless recipients remain for the
+// smarthost; then the attempt is returned for relayPhase, still claimed.
+func (w *Worker) localPhase(ctx context.Context, e *spool.Entry) (*attempt, error) {
 	env := registry.Envelope{HELO: e.Envelope.HELO, MailFrom: e.Envelope.MailFrom, RcptTo: e.Pending(),
 		AuthUser: e.Envelope.AuthUser, TLS: e.Envelope.TLS}
 	msg, err := registry.ParseMessage(e.Message, env)
@@ -183,12 +162,14 @@ func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
 		msg = &registry.Message{Raw: e.Message, Envelope: env}
 	}
 	pc := registry.NewProcessingContext(msg, &registry.Session{ID: e.ID, Hostname: w.cfg.Hostname})
-	out := &Outcome{}
-	pc.Set(OutcomeKey, out)
+	a := &attempt{e: e, pc: pc, out: &Outcome{}, data: e.Message}
+	pc.Set(OutcomeKey, a.out)
+	out := a.out
 
 	sr, err := w.stage(ctx, registry.PreDelivery, pc)
-	data := e.Message
 	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, w.release(e)
 	case err != nil:
 		for _, r := range env.RcptTo {
 			out.Deferred = append(out.Deferred, Failure{Rcpt: r, Status: "4.3.0", Reply: "451 4.3.0 " + err.Error()})
@@ -196,7 +177,7 @@ func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
 	case sr.Verdict.Action == registry.Quarantine:
 		_, _, text := sr.Verdict.Reply()
 		w.log.Info("quarantined at pre-delivery", "id", e.ID, "plugin", sr.DecidedBy)
-		return w.spool.Quarantine(e, sr.DecidedBy+": "+text)
+		return nil, w.spool.Quarantine(e, sr.DecidedBy+": "+text)
 	case sr.Verdict.Action == registry.Reject || sr.Verdict.Action == registry.TempFail:
 		code, enh, text := sr.Verdict.Reply()
 		f := Failure{Status: enh, Reply: fmt.Sprintf("%d %s %s", code, enh, text)}
@@ -210,19 +191,16 @@ func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
 		}
 	default:
 		if len(sr.AddHeaders) > 0 || len(sr.RemoveHeaders) > 0 {
-			data = msg.Rewrite(sr.AddHeaders, sr.RemoveHeaders)
+			a.data = msg.Rewrite(sr.AddHeaders, sr.RemoveHeaders)
 		}
 		local := env.RcptTo
 		if w.cfg.Relay.Addr != "" {
-			var remote []string
-			local, remote = w.route(env.RcptTo)
-			if len(remote) > 0 {
-				w.relay(ctx, e.Envelope.MailFrom, remote, data, out)
-			}
+			local, a.remote = w.route(env.RcptTo)
 		}
+		// Local copies first: they never wait for the smarthost.
 		for _, r := range local {
 			idx := slices.Index(e.Envelope.RcptTo, r)
-			err := w.deliverMaildir(e, r, idx, data)
+			err := w.deliverMaildir(e, r, idx, a.data)
 			var perm *permError
 			switch {
 			case err == nil:
@@ -233,8 +211,47 @@ func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
 				out.Deferred = append(out.Deferred, Failure{Rcpt: r, Status: "4.3.0", Reply: "451 4.3.0 " + err.Error()})
 			}
 		}
+		if len(a.remote) > 0 {
+			return a, nil
+		}
 	}
+	return nil, w.finish(ctx, a)
+}
 
+// relayPhase sends the attempt's remote recipients to the smarthost and
+// settles the entry.
+func (w *Worker) relayPhase(ctx context.Context, a *attempt) error {
+	if ctx.Err() != nil {
+		return w.release(a.e)
+	}
+	if err := w.relay(ctx, a.e.Envelope.MailFrom, a.remote, a.data, a.out); err != nil {
+		return w.release(a.e)
+	}
+	return w.finish(ctx, a)
+}
+
+// release gives back an entry whose attempt was cut short, unchanged:
+// no attempt counted, no DSN; local copies it wrote are found by the
+// retry, which is due at once (after a restart, at the stored time).
+func (w *Worker) release(e *spool.Entry) error {
+	w.spool.Release(e.ID)
+	w.log.Info("delivery attempt cancelled", "id", e.ID)
+	return fmt.Errorf("delivery %s: %w", e.ID, errAborted)
+}
+
+// park gives back an attempt whose remote recipients found the relay
+// queue full: nothing is recorded (the local copies are found again). The
+// entry is due again when the queue has room, after RetryBase at the
+// latest.
+func (w *Worker) park(a *attempt) {
+	w.spool.ReleaseUntil(a.e.ID, w.cfg.Now().Add(w.cfg.RetryBase))
+	w.log.Info("relay queue full, message put back", "id", a.e.ID, "retry_in", w.cfg.RetryBase.String())
+}
+
+// finish settles an attempt: expiry, the post-delivery stage, the DSN,
+// then complete or defer.
+func (w *Worker) finish(ctx context.Context, a *attempt) error {
+	e, out := a.e, a.out
 	// Temporary failures past MaxAge fail for good.
 	if now := w.cfg.Now(); now.Sub(e.ReceivedAt) >= w.cfg.MaxAge {
 		for _, f := range out.Deferred {
@@ -245,7 +262,7 @@ func (w *Worker) Process(ctx context.Context, e *spool.Entry) error {
 		out.Deferred = nil
 	}
 
-	if _, err := w.stage(ctx, registry.PostDelivery, pc); err != nil {
+	if _, err := w.stage(ctx, registry.PostDelivery, a.pc); err != nil {
 		w.log.Warn("post-delivery", "id", e.ID, "err", err)
 	}
 

@@ -25,14 +25,26 @@ type testPlugin struct{}
 var (
 	outcomesMu sync.Mutex
 	outcomes   []*Outcome
+	// posted, when set, receives each attempt's outcome at post-delivery.
+	posted chan post
 )
+
+// post is one attempt's outcome as the post-delivery stage saw it.
+type post struct {
+	id  string
+	out *Outcome
+}
 
 func (testPlugin) HandleStage(_ context.Context, stage registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
 	if stage == registry.PostDelivery {
 		if v, ok := pc.Get(OutcomeKey); ok {
 			outcomesMu.Lock()
 			outcomes = append(outcomes, v.(*Outcome))
+			ch := posted
 			outcomesMu.Unlock()
+			if ch != nil {
+				ch <- post{id: pc.Session.ID, out: v.(*Outcome)}
+			}
 		}
 		return &registry.Result{}, nil
 	}
@@ -68,7 +80,7 @@ type env struct {
 	root  string
 }
 
-func setup(t *testing.T) *env {
+func setup(t testing.TB) *env {
 	t.Helper()
 	clk := &clock{}
 	clk.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())

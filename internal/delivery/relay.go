@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"time"
 
@@ -21,31 +22,133 @@ type Relay struct {
 	// against Addr's host).
 	StartTLS bool
 	TLS      *tls.Config
-	// Timeout bounds the connection and each command (default 2 minutes).
-	Timeout time.Duration
+	// Timeouts bound each phase of the SMTP conversation.
+	Timeouts Timeouts
 }
 
-// relay sends data for rcpts in one transaction and sorts the recipients
-// by outcome. Unlike a Maildir copy, a relayed copy cannot be made
-// idempotent: a crash after the smarthost's 250 and before the spool is
-// updated sends it again (at least once, as every MTA).
-func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []byte, out *Outcome) {
-	r := w.cfg.Relay
-	timeout := r.Timeout
-	if timeout <= 0 {
-		timeout = 2 * time.Minute
-	}
-	deferAll := func(err error) {
-		for _, rc := range rcpts {
-			out.Deferred = append(out.Deferred, failure(rc, err, true))
+// Timeouts are the client timeouts of RFC 5321 §4.5.3.2, plus the TCP
+// connect. Each bounds one wait for the smarthost; a timeout defers the
+// relayed recipients (451 4.4.2; 4.4.1 for the connect), retried with
+// backoff. Zero fields get
+// DefaultTimeouts' value.
+type Timeouts struct {
+	// Connect bounds the TCP connect (default 30 s).
+	Connect time.Duration
+	// Greeting bounds the 220 greeting, and EHLO and STARTTLS (default
+	// 5 min).
+	Greeting time.Duration
+	// Mail bounds the reply to MAIL, and to QUIT (default 5 min).
+	Mail time.Duration
+	// Rcpt bounds the reply to each RCPT (default 5 min).
+	Rcpt time.Duration
+	// DataInit bounds the 354 reply to DATA (default 2 min).
+	DataInit time.Duration
+	// DataBlock bounds each write of the message, 64 KiB at most (default
+	// 3 min).
+	DataBlock time.Duration
+	// DataTerm bounds the reply to the final "." (default 10 min).
+	DataTerm time.Duration
+}
+
+// DefaultTimeouts are RFC 5321 §4.5.3.2's values, with a 30 s connect.
+func DefaultTimeouts() Timeouts {
+	return Timeouts{Connect: 30 * time.Second, Greeting: 5 * time.Minute, Mail: 5 * time.Minute, Rcpt: 5 * time.Minute,
+		DataInit: 2 * time.Minute, DataBlock: 3 * time.Minute, DataTerm: 10 * time.Minute}
+}
+
+// withDefaults fills t's zero fields from DefaultTimeouts.
+func (t Timeouts) withDefaults() Timeouts {
+	d := DefaultTimeouts()
+	for _, p := range []struct{ v, def *time.Duration }{
+		{&t.Connect, &d.Connect}, {&t.Greeting, &d.Greeting}, {&t.Mail, &d.Mail}, {&t.Rcpt, &d.Rcpt},
+		{&t.DataInit, &d.DataInit}, {&t.DataBlock, &d.DataBlock}, {&t.DataTerm, &d.DataTerm},
+	} {
+		if *p.v <= 0 {
+			*p.v = *p.def
 		}
 	}
-	d := net.Dialer{Timeout: timeout}
-	conn, err := d.DialContext(ctx, "tcp", r.Addr)
-	if err != nil {
-		deferAll(fmt.Errorf("relay %s: %w", r.Addr, err))
-		return
+	return t
+}
+
+// dataChunk is how much of the message one DataBlock timeout covers.
+const dataChunk = 64 << 10
+
+// errAborted marks an attempt cut short because its context ended (the
+// shutdown deadline): it did not happen, nothing about it is recorded.
+var errAborted = errors.New("delivery cancelled")
+
+// phaseError is a failure while waiting for the smarthost in one phase.
+type phaseError struct {
+	addr, phase string
+	timeout     time.Duration
+	err         error
+}
+
+func (e *phaseError) Error() string {
+	var ne net.Error
+	if errors.Is(e.err, os.ErrDeadlineExceeded) || errors.As(e.err, &ne) && ne.Timeout() {
+		return fmt.Sprintf("relay %s: %s: timed out after %s", e.addr, e.phase, e.timeout)
 	}
+	return fmt.Sprintf("relay %s: %s: %v", e.addr, e.phase, e.err)
+}
+
+func (e *phaseError) Unwrap() error { return e.err }
+
+// relay sends data for rcpts in one transaction and sorts the recipients
+// by outcome into out. Unlike a Maildir copy, a relayed copy cannot be
+// made idempotent: a crash after the smarthost's 250 and before the spool
+// is updated sends it again (at least once, as every MTA). When ctx ends
+// before the outcome is known, relay closes the connection and returns
+// errAborted, leaving out untouched.
+func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []byte, out *Outcome) error {
+	var res Outcome
+	if err := w.converse(ctx, from, rcpts, data, &res); err != nil {
+		return err
+	}
+	*out = mergeOutcome(*out, res)
+	return nil
+}
+
+// converse is relay's SMTP conversation, each wait under its phase's
+// timeout; it returns errAborted or nil.
+func (w *Worker) converse(ctx context.Context, from string, rcpts []string, data []byte, res *Outcome) error {
+	r := w.cfg.Relay
+	to := r.Timeouts.withDefaults()
+	deferAll := func(err error) {
+		for _, rc := range rcpts {
+			res.Deferred = append(res.Deferred, failure(rc, err, true))
+		}
+	}
+	settle := func(rcpts []string, err error) {
+		for _, rc := range rcpts {
+			if isPerm(err) {
+				res.Failed = append(res.Failed, failure(rc, err, false))
+			} else {
+				res.Deferred = append(res.Deferred, failure(rc, err, false))
+			}
+		}
+	}
+	fail := func(phase string, timeout time.Duration, err error) error {
+		return &phaseError{addr: r.Addr, phase: phase, timeout: timeout, err: err}
+	}
+	// aborted reports whether a failure is only the cancellation's echo.
+	aborted := func(err error) bool { return err != nil && ctx.Err() != nil }
+
+	d := net.Dialer{Timeout: to.Connect}
+	conn, err := d.DialContext(ctx, "tcp", r.Addr)
+	if aborted(err) {
+		return errAborted
+	}
+	if err != nil {
+		deferAll(fail("connect", to.Connect, err))
+		return nil
+	}
+	// Cancelling ctx closes the connection: whatever phase is waiting
+	// fails at once, whatever deadline go-smtp set for it.
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+
 	var c *smtp.Client
 	if r.StartTLS {
 		cfg := r.TLS
@@ -53,66 +156,126 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 			host, _, _ := net.SplitHostPort(r.Addr)
 			cfg = &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
 		}
+		// NewClientStartTLS reads the greeting and sends EHLO and
+		// STARTTLS under go-smtp's default 5 minutes: a timer closing the
+		// connection holds them to ours.
+		timer := time.AfterFunc(to.Greeting, func() { conn.Close() })
 		c, err = smtp.NewClientStartTLS(conn, cfg)
+		if !timer.Stop() && err != nil {
+			err = fmt.Errorf("%w (%w)", os.ErrDeadlineExceeded, err)
+		}
 		if err != nil {
-			conn.Close()
-			deferAll(fmt.Errorf("relay %s: starttls: %w", r.Addr, err))
-			return
+			if aborted(err) {
+				return errAborted
+			}
+			deferAll(fail("greeting and STARTTLS", to.Greeting, err))
+			return nil
 		}
 	} else {
 		c = smtp.NewClient(conn)
 	}
 	defer c.Close()
-	c.CommandTimeout, c.SubmissionTimeout = timeout, timeout
+	// go-smtp sets CommandTimeout as the deadline of each command it
+	// sends (and of the greeting); it is set per phase below.
+	c.CommandTimeout = to.Greeting
 	if err := c.Hello(w.cfg.Hostname); err != nil {
-		deferAll(fmt.Errorf("relay %s: %w", r.Addr, err))
-		return
-	}
-	if err := c.Mail(from, nil); err != nil {
-		for _, rc := range rcpts {
-			f := failure(rc, err, false)
-			if isPerm(err) {
-				out.Failed = append(out.Failed, f)
-			} else {
-				out.Deferred = append(out.Deferred, f)
-			}
+		if aborted(err) {
+			return errAborted
 		}
-		return
+		deferAll(fail("greeting and EHLO", to.Greeting, err))
+		return nil
 	}
+	c.CommandTimeout = to.Mail
+	if err := c.Mail(from, nil); err != nil {
+		if aborted(err) {
+			return errAborted
+		}
+		settle(rcpts, fail("MAIL", to.Mail, err))
+		return nil
+	}
+	c.CommandTimeout = to.Rcpt
 	var accepted []string
-	for _, rc := range rcpts {
-		if err := c.Rcpt(rc, nil); err != nil {
-			if isPerm(err) {
-				out.Failed = append(out.Failed, failure(rc, err, false))
-			} else {
-				out.Deferred = append(out.Deferred, failure(rc, err, false))
-			}
+	inStep := true // every command so far got its reply: QUIT may be sent
+	for i, rc := range rcpts {
+		err := c.Rcpt(rc, nil)
+		if err == nil {
+			accepted = append(accepted, rc)
 			continue
 		}
-		accepted = append(accepted, rc)
+		if aborted(err) {
+			return errAborted
+		}
+		if !isSMTPError(err) {
+			// The connection is gone or out of step: this recipient and
+			// the rest wait for the next attempt.
+			settle(append(accepted, rcpts[i:]...), fail("RCPT", to.Rcpt, err))
+			accepted, inStep = nil, false
+			break
+		}
+		settle([]string{rc}, fail("RCPT", to.Rcpt, err))
 	}
 	if len(accepted) == 0 {
-		_ = c.Quit()
-		return
-	}
-	wc, err := c.Data()
-	if err == nil {
-		if _, err = wc.Write(data); err == nil {
-			err = wc.Close()
+		if inStep {
+			c.CommandTimeout = to.Mail
+			_ = c.Quit()
 		}
+		return nil
+	}
+	c.CommandTimeout = to.DataInit
+	wc, err := c.Data()
+	if err != nil {
+		if aborted(err) {
+			return errAborted
+		}
+		settle(accepted, fail("DATA", to.DataInit, err))
+		return nil
+	}
+	// go-smtp puts no deadline on the message itself: one per chunk.
+	c.SubmissionTimeout = to.DataTerm
+	for rest := data; len(rest) > 0 && err == nil; {
+		n := min(len(rest), dataChunk)
+		_ = conn.SetWriteDeadline(time.Now().Add(to.DataBlock))
+		_, err = wc.Write(rest[:n])
+		rest = rest[n:]
 	}
 	if err != nil {
-		for _, rc := range accepted {
-			if isPerm(err) {
-				out.Failed = append(out.Failed, failure(rc, err, false))
-			} else {
-				out.Deferred = append(out.Deferred, failure(rc, err, false))
-			}
+		if aborted(err) {
+			return errAborted
 		}
-		return
+		settle(accepted, fail("the message data", to.DataBlock, err))
+		return nil
 	}
-	out.Delivered = append(out.Delivered, accepted...)
+	// Close flushes the last bytes and writes "." (under this deadline),
+	// then waits for the reply under SubmissionTimeout.
+	_ = conn.SetWriteDeadline(time.Now().Add(to.DataBlock))
+	if err := wc.Close(); err != nil {
+		if aborted(err) {
+			return errAborted
+		}
+		settle(accepted, fail("the end of data", to.DataTerm, err))
+		return nil
+	}
+	res.Delivered = append(res.Delivered, accepted...)
+	// The outcome is known; QUIT is a courtesy, bounded like MAIL and cut
+	// by ctx.
+	c.CommandTimeout = to.Mail
 	_ = c.Quit()
+	return nil
+}
+
+// mergeOutcome appends b's recipients to a's.
+func mergeOutcome(a, b Outcome) Outcome {
+	a.Delivered = append(a.Delivered, b.Delivered...)
+	a.Failed = append(a.Failed, b.Failed...)
+	a.Deferred = append(a.Deferred, b.Deferred...)
+	return a
+}
+
+// isSMTPError reports whether err is a reply from the smarthost (the
+// conversation is still in step).
+func isSMTPError(err error) bool {
+	var se *smtp.SMTPError
+	return errors.As(err, &se)
 }
 
 // isPerm reports whether err is the smarthost's 5xx.
@@ -130,5 +293,10 @@ func failure(rcpt string, err error, local bool) Failure {
 		}
 		return Failure{Rcpt: rcpt, Status: enh, Reply: fmt.Sprintf("%d %s %s", se.Code, enh, oneLine(se.Message))}
 	}
-	return Failure{Rcpt: rcpt, Status: "4.4.1", Reply: "451 4.4.1 " + strings.TrimSpace(oneLine(err.Error()))}
+	status := "4.4.1" // no answer from host (a connect timeout too)
+	var pe *phaseError
+	if errors.Is(err, os.ErrDeadlineExceeded) && !(errors.As(err, &pe) && pe.phase == "connect") {
+		status = "4.4.2" // bad connection: it answered, then stalled
+	}
+	return Failure{Rcpt: rcpt, Status: status, Reply: "451 " + status + " " + strings.TrimSpace(oneLine(err.Error()))}
 }

@@ -76,7 +76,8 @@ func TestPeakRSS(t *testing.T) {
 		t.Run(name, func(t *testing.T) { eightAtOnce(t, bin, limit) })
 	}
 	t.Run("500 idle connections", func(t *testing.T) {
-		s := startElemta(t, bin, "")
+		// All from 127.0.0.1: over the default per-client limit (50).
+		s := startElemta(t, bin, "max_connections_per_client = 1000\n")
 		const n = 500
 		before := s.status(t).rss
 		conns := make([]*textproto.Conn, 0, n)

@@ -5,7 +5,8 @@
 // Start order: open the spool (discarding files half-written at a crash
 // and picking up what was queued), start the delivery worker, listen.
 // Shutdown order: stop accepting, let sessions in flight finish until the
-// shutdown deadline and then cut them, let deliveries in flight finish,
+// shutdown deadline and then cut them, let deliveries in flight finish
+// until the same deadline and then cancel them (left queued as they were),
 // close the spool. An acknowledged message is on disk before its 250, so
 // whatever is still queued is delivered after the next start.
 package serve
@@ -55,10 +56,16 @@ type Config struct {
 	// without TLS unless AllowPlaintextAuth.
 	AuthFile           string `toml:"auth_file"`
 	AllowPlaintextAuth bool   `toml:"allow_plaintext_auth"`
-	// ShutdownTimeout is how long sessions in flight may take to finish
-	// after SIGTERM; ReadTimeout bounds each wait for the client.
+	// ShutdownTimeout is how long sessions, then deliveries, in flight
+	// may take to finish after SIGTERM (one deadline for both).
 	ShutdownTimeout registry.Duration `toml:"shutdown_timeout"`
-	ReadTimeout     registry.Duration `toml:"read_timeout"`
+	// ReadTimeout is the old single read timeout: when set it is used for
+	// command_timeout and data_timeout left at their defaults, with a
+	// warning (ApplyDeprecated).
+	ReadTimeout registry.Duration `toml:"read_timeout"`
+	// Limits are the connection, timeout, error and AUTH limits
+	// (max_connections, command_timeout, ...): keys of this table.
+	smtpd.Limits
 	// DeliveryWorkers is how many messages are delivered at once;
 	// RetryBase doubles per attempt up to RetryMax; temporary failures
 	// bounce after MaxQueueAge.
@@ -71,6 +78,20 @@ type Config struct {
 	// certificate is verified against the host).
 	Relay         string `toml:"relay"`
 	RelayStartTLS bool   `toml:"relay_starttls"`
+	// RelayWorkers is how many smarthost transactions run at once, apart
+	// from DeliveryWorkers (a stalled smarthost never holds the Maildir
+	// deliveries); RelayQueue is how many relayed messages may wait for
+	// one (0: 4 × RelayWorkers). The timeouts bound each wait for the
+	// smarthost, RFC 5321 §4.5.3.2 (see the delivery package).
+	RelayWorkers          int               `toml:"relay_workers"`
+	RelayQueue            int               `toml:"relay_queue"`
+	RelayConnectTimeout   registry.Duration `toml:"relay_connect_timeout"`
+	RelayGreetingTimeout  registry.Duration `toml:"relay_greeting_timeout"`
+	RelayMailTimeout      registry.Duration `toml:"relay_mail_timeout"`
+	RelayRcptTimeout      registry.Duration `toml:"relay_rcpt_timeout"`
+	RelayDataInitTimeout  registry.Duration `toml:"relay_data_init_timeout"`
+	RelayDataBlockTimeout registry.Duration `toml:"relay_data_block_timeout"`
+	RelayDataTermTimeout  registry.Duration `toml:"relay_data_term_timeout"`
 	// LocalDomains are the recipient domains this server accepts mail for
 	// from anyone. A recipient in another domain is relaying: refused at
 	// RCPT with 550 5.7.1 unless the session authenticated and Relay is
@@ -90,7 +111,7 @@ func DefaultConfig() Config {
 		SpoolDir:        "var/spool",
 		MaildirRoot:     "var/mail",
 		ShutdownTimeout: registry.Duration(30 * time.Second),
-		ReadTimeout:     registry.Duration(5 * time.Minute),
+		Limits:          smtpd.DefaultLimits(),
 		DeliveryWorkers: 4,
 		RetryBase:       registry.Duration(time.Minute),
 		RetryMax:        registry.Duration(time.Hour),
@@ -99,6 +120,16 @@ func DefaultConfig() Config {
 		// chains fit in 256 KiB. Ten messages of the largest size in flight.
 		MaxHeaderSize:    smtpd.DefaultMaxHeaderBytes,
 		MaxBytesInFlight: 512 << 20,
+
+		RelayWorkers:          4,
+		RelayQueue:            16,
+		RelayConnectTimeout:   registry.Duration(30 * time.Second),
+		RelayGreetingTimeout:  registry.Duration(5 * time.Minute),
+		RelayMailTimeout:      registry.Duration(5 * time.Minute),
+		RelayRcptTimeout:      registry.Duration(5 * time.Minute),
+		RelayDataInitTimeout:  registry.Duration(2 * time.Minute),
+		RelayDataBlockTimeout: registry.Duration(3 * time.Minute),
+		RelayDataTermTimeout:  registry.Duration(10 * time.Minute),
 	}
 }
 
@@ -141,15 +172,69 @@ func (c Config) Validate() error {
 	if c.DeliveryWorkers < 0 {
 		bad("delivery_workers must not be negative")
 	}
+	errs = append(errs, c.validateRelay()...)
 	for _, d := range c.LocalDomains {
 		if d == "" || strings.ContainsAny(d, "@ \t\r\n/\\") || strings.HasPrefix(d, ".") {
 			bad("local_domains: %q is not a domain", d)
 		}
 	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.LocalDomains) == 0 && c.Relay == "" && !loopback(c.Listen) {
 		bad("local_domains is required when listen (%q) is not a loopback address: list the domains this server receives mail for", c.Listen)
 	}
 	return errors.Join(errs...)
+}
+
+// validateRelay checks the relay_* worker and timeout keys.
+func (c Config) validateRelay() []error {
+	var errs []error
+	if c.RelayWorkers < 0 {
+		errs = append(errs, errors.New("server: relay_workers must not be negative"))
+	}
+	if c.RelayQueue < 0 {
+		errs = append(errs, errors.New("server: relay_queue must not be negative"))
+	}
+	for _, t := range []struct {
+		key string
+		d   registry.Duration
+	}{
+		{"relay_connect_timeout", c.RelayConnectTimeout}, {"relay_greeting_timeout", c.RelayGreetingTimeout},
+		{"relay_mail_timeout", c.RelayMailTimeout}, {"relay_rcpt_timeout", c.RelayRcptTimeout},
+		{"relay_data_init_timeout", c.RelayDataInitTimeout}, {"relay_data_block_timeout", c.RelayDataBlockTimeout},
+		{"relay_data_term_timeout", c.RelayDataTermTimeout},
+	} {
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("server: %s must be positive (got %s)", t.key, t.d))
+		}
+	}
+	return errs
+}
+
+// relayConfig is the delivery worker's view of the relay_* keys.
+func (c Config) relayConfig() delivery.Relay {
+	return delivery.Relay{Addr: c.Relay, StartTLS: c.RelayStartTLS, Timeouts: delivery.Timeouts{
+		Connect: c.RelayConnectTimeout.D(), Greeting: c.RelayGreetingTimeout.D(), Mail: c.RelayMailTimeout.D(),
+		Rcpt: c.RelayRcptTimeout.D(), DataInit: c.RelayDataInitTimeout.D(), DataBlock: c.RelayDataBlockTimeout.D(),
+		DataTerm: c.RelayDataTermTimeout.D()}}
+}
+
+// ApplyDeprecated maps keys kept for old configs onto their successors and
+// returns a warning for each one set.
+func (c *Config) ApplyDeprecated() []string {
+	var warnings []string
+	if c.ReadTimeout != 0 {
+		d := smtpd.DefaultLimits()
+		if c.CommandTimeout == d.CommandTimeout {
+			c.CommandTimeout = c.ReadTimeout
+		}
+		if c.DataTimeout == d.DataTimeout {
+			c.DataTimeout = c.ReadTimeout
+		}
+		warnings = append(warnings, fmt.Sprintf("server: read_timeout is deprecated: command_timeout is %s and data_timeout %s; set those instead", c.CommandTimeout, c.DataTimeout))
+	}
+	return warnings
 }
 
 // loopback reports whether listen's host is a loopback address or
@@ -173,6 +258,7 @@ type Server struct {
 	spool  *spool.Spool
 	smtp   *smtpd.Server
 	ln     net.Listener
+	worker *delivery.Worker
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errc   chan error
@@ -189,7 +275,7 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 	}
 	scfg := smtpd.Config{Hostname: cfg.Hostname, MaxMessageBytes: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
 		MaxHeaderBytes: cfg.MaxHeaderSize, MaxBytesInFlight: cfg.MaxBytesInFlight,
-		AllowPlaintextAuth: cfg.AllowPlaintextAuth, ReadTimeout: cfg.ReadTimeout.D(), WriteTimeout: time.Minute,
+		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
 		RelayAuthenticated: cfg.Relay != ""}
 	if cfg.TLSCert != "" {
@@ -223,7 +309,9 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 	s.smtp = smtpd.New(scfg, mgr, sp, logger)
 	worker := delivery.New(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
 		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D(),
-		Relay: delivery.Relay{Addr: cfg.Relay, StartTLS: cfg.RelayStartTLS}, LocalDomains: cfg.LocalDomains}, mgr, sp, logger)
+		Relay: cfg.relayConfig(), RelayConcurrency: cfg.RelayWorkers, RelayQueue: cfg.RelayQueue,
+		LocalDomains: cfg.LocalDomains}, mgr, sp, logger)
+	s.worker = worker
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Add(2)
@@ -256,12 +344,17 @@ func (s *Server) Err() <-chan error { return s.errc }
 
 // Shutdown stops accepting, waits for sessions in flight until ctx ends
 // (then closes them: their messages were not acknowledged), stops the
-// delivery worker after its deliveries in flight and closes the spool.
+// delivery worker, waiting for its deliveries in flight until ctx ends
+// (then cancels them: their entries stay queued as they were, no attempt
+// counted), and closes the spool. Either cut is reported as an error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.once.Do(func() {
 		var errs []error
 		if err := s.smtp.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("server: sessions cut at the shutdown deadline: %w", err))
+		}
+		if err := s.worker.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: %w", err))
 		}
 		s.cancel()
 		s.wg.Wait()

@@ -4,6 +4,7 @@ package smtpd
 
 import (
 	"bufio"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
@@ -39,16 +40,49 @@ func (s *session) Auth(mech string) (sasl.Server, error) {
 	return nil, smtp.ErrAuthUnknownMechanism
 }
 
+// Replies of AUTH throttling.
+var (
+	errAuthThrottled = &smtp.SMTPError{Code: 454, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures, try again later"}
+	errAuthTooMany   = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0}, Message: "Too many authentication failures, closing connection"}
+)
+
+// login checks a user's password under the AUTH limits: a client or user
+// over its failures in the window is refused without a password check; a
+// failure is answered after a delay that grows with the failures before
+// it; the connection closes after max_auth_failures.
 func (s *session) login(username, password string) error {
+	if err := s.cc.alive(); err != nil {
+		return err
+	}
+	srv := s.be.srv
+	if srv.auth.blocked(s.cc.key, username) {
+		srv.counters.authThrottled.Add(1)
+		s.log.Info("auth throttled", "user", username)
+		return s.authFailed(errAuthThrottled)
+	}
 	if !s.be.cfg.Credentials.Check(username, password) {
-		s.log.Info("auth failed", "user", username)
-		return smtp.ErrAuthFailed
+		srv.counters.authFailures.Add(1)
+		delay := srv.auth.fail(s.cc.key, username)
+		s.log.Info("auth failed", "user", username, "delay", delay)
+		s.cc.pause(delay)
+		return s.authFailed(smtp.ErrAuthFailed)
 	}
 	s.mu.Lock()
 	s.authUser = username
 	s.mu.Unlock()
 	s.log.Info("authenticated", "user", username)
 	return nil
+}
+
+// authFailed counts a failure of the connection and returns the reply: the
+// 421 that closes the connection once it had max_auth_failures.
+func (s *session) authFailed(reply *smtp.SMTPError) error {
+	s.cc.authFailures++
+	if s.cc.authFailures >= s.be.srv.limits.MaxAuthFailures {
+		s.cc.closeAfterReply("max_auth_failures")
+		return errAuthTooMany
+	}
+	return s.refuse(reply)
 }
 
 // loginServer is the server side of the (obsolete but common) LOGIN
@@ -80,24 +114,30 @@ func (l *loginServer) Next(response []byte) ([]byte, bool, error) {
 }
 
 // Credentials maps user names to bcrypt password hashes.
-type Credentials map[string][]byte
+type Credentials struct {
+	hashes map[string][]byte
+	// decoy is compared for unknown users: a hash of the highest cost in
+	// the file, so an unknown user costs what a known one does.
+	decoy []byte
+}
 
 // Check reports whether password is user's. Unknown users cost a bcrypt
-// comparison too, so timing does not tell them apart.
-func (c Credentials) Check(user, password string) bool {
-	hash, ok := c[user]
+// comparison of the same cost, so timing does not tell them apart.
+func (c *Credentials) Check(user, password string) bool {
+	hash, ok := c.hashes[user]
 	if !ok {
-		hash = dummyHash
+		hash = c.decoy
 	}
 	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil && ok
 }
 
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("not a password"), bcrypt.MinCost)
+// Len is the number of users.
+func (c *Credentials) Len() int { return len(c.hashes) }
 
 // LoadCredentials reads a credentials file: one "user:bcrypt-hash" per
 // line (htpasswd -B format); blank lines and lines starting with # are
 // ignored.
-func LoadCredentials(path string) (Credentials, error) {
+func LoadCredentials(path string) (*Credentials, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("credentials: %w", err)
@@ -108,8 +148,9 @@ func LoadCredentials(path string) (Credentials, error) {
 
 // ParseCredentials parses the credentials file format from r; name is used
 // in errors.
-func ParseCredentials(name string, r io.Reader) (Credentials, error) {
-	c := Credentials{}
+func ParseCredentials(name string, r io.Reader) (*Credentials, error) {
+	c := map[string][]byte{}
+	decoyCost := bcrypt.MinCost
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
@@ -120,9 +161,11 @@ func ParseCredentials(name string, r io.Reader) (Credentials, error) {
 		if !ok || user == "" {
 			return nil, fmt.Errorf("credentials: %s:%d: want user:bcrypt-hash", name, n)
 		}
-		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+		cost, err := bcrypt.Cost([]byte(hash))
+		if err != nil {
 			return nil, fmt.Errorf("credentials: %s:%d: user %s: not a bcrypt hash: %w", name, n, user, err)
 		}
+		decoyCost = max(decoyCost, cost)
 		if _, dup := c[user]; dup {
 			return nil, fmt.Errorf("credentials: %s:%d: user %s listed twice", name, n, user)
 		}
@@ -131,5 +174,11 @@ func ParseCredentials(name string, r io.Reader) (Credentials, error) {
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("credentials: %s: %w", name, err)
 	}
-	return c, nil
+	secret := make([]byte, 32)
+	rand.Read(secret)
+	decoy, err := bcrypt.GenerateFromPassword(secret[:], decoyCost)
+	if err != nil {
+		return nil, fmt.Errorf("credentials: %s: decoy hash: %w", name, err)
+	}
+	return &Credentials{hashes: c, decoy: decoy}, nil
 }

@@ -26,7 +26,7 @@ var (
 	errAborted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message transfer aborted"}
 )
 
-// Data reads the message and queues it. It works on a copy of the
+// data reads the message and queues it. It works on a copy of the
 // transaction taken before it reads and never writes the session: go-smtp
 // resets the transaction itself (Reset) once Data returns, and for BDAT it
 // runs Data in its own goroutine, which an aborted transfer leaves running
@@ -37,7 +37,7 @@ var (
 // budget, parsed in place, and written to the spool from its pieces.
 // When Data returns early, go-smtp consumes what the client still sends
 // (DATA) or refuses the rest of the chunks (BDAT).
-func (s *session) Data(r io.Reader) error {
+func (s *session) data(r io.Reader) error {
 	s.mu.Lock()
 	pc, env, quarantine := s.pc, s.envelope(), s.quarantine // quarantine: from pre-reception, if any
 	adds := append([]registry.Field(nil), s.adds...)

@@ -4,7 +4,9 @@ package smtpd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/netip"
 	"slices"
@@ -18,7 +20,8 @@ import (
 
 type session struct {
 	be   *backend
-	conn *smtp.Conn
+	conn *smtp.Conn // nil in the connect phase, before go-smtp has a session
+	cc   *clientConn
 	id   string
 	ip   netip.Addr
 	log  *slog.Logger
@@ -47,7 +50,10 @@ type session struct {
 }
 
 func (s *session) envelope() registry.Envelope {
-	_, isTLS := s.conn.TLSConnectionState()
+	isTLS := false
+	if s.conn != nil {
+		_, isTLS = s.conn.TLSConnectionState()
+	}
 	return registry.Envelope{ClientIP: s.ip, HELO: s.heloName, MailFrom: s.from,
 		RcptTo: append([]string(nil), s.rcpts...), AuthUser: s.authUser, TLS: isTLS}
 }
@@ -161,7 +167,46 @@ func parseEnhanced(s string) (smtp.EnhancedCode, bool) {
 	return ec, ec[0] >= 2 && ec[0] <= 5
 }
 
+// refuse passes a reply to go-smtp. Under TLS the guard cannot read the
+// replies, so a refusal (4xx, 5xx) is counted here towards max_errors, and
+// the one too many becomes the 421 that closes the connection.
+func (s *session) refuse(err error) error {
+	var se *smtp.SMTPError
+	if err == nil || (errors.As(err, &se) && se.Code < 400) {
+		return err
+	}
+	if reply := s.cc.noteError(); reply != nil {
+		return reply
+	}
+	return err
+}
+
+// Mail, Rcpt and Data run nothing once the connection was cut (a timeout
+// mid-line hands go-smtp the partial line as if it were whole).
 func (s *session) Mail(from string, opts *smtp.MailOptions) error {
+	if err := s.cc.alive(); err != nil {
+		return err
+	}
+	return s.refuse(s.mail(from, opts))
+}
+
+func (s *session) Rcpt(to string, opts *smtp.RcptOptions) error {
+	if err := s.cc.alive(); err != nil {
+		return err
+	}
+	return s.refuse(s.rcpt(to, opts))
+}
+
+func (s *session) Data(r io.Reader) error {
+	if err := s.cc.alive(); err != nil {
+		return err
+	}
+	s.cc.beginData()
+	defer s.cc.endData()
+	return s.refuse(s.data(r))
+}
+
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetTx()
@@ -187,7 +232,7 @@ func (s *session) Mail(from string, opts *smtp.MailOptions) error {
 	return nil
 }
 
-func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pc == nil {
@@ -249,15 +294,15 @@ func (s *session) Reset() {
 	s.resetTx()
 }
 
-// Logout ends the session: plugins that keep per-session state (a rate
-// limiter's connection slot) are told through Manager.EndSession.
+// Logout ends a go-smtp session (at QUIT, at the connection's end, at
+// STARTTLS). The plugins are told when the connection ends
+// (backend.endSession), with this envelope if it is the last.
 func (s *session) Logout() error {
 	s.mu.Lock()
 	env := s.envelope()
 	s.mu.Unlock()
-	pc := registry.NewProcessingContext(&registry.Message{Envelope: env}, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
-	if err := s.be.mgr.EndSession(context.Background(), pc); err != nil { // each plugin under its own timeout
-		s.log.Warn("end of session", "err", err)
-	}
+	s.cc.mu.Lock()
+	s.cc.lastEnv = env
+	s.cc.mu.Unlock()
 	return nil
 }

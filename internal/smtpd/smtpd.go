@@ -24,9 +24,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/netip"
+	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -55,12 +54,15 @@ type Config struct {
 	MaxBytesInFlight int64
 	// TLS enables STARTTLS when set.
 	TLS *tls.Config
-	// Credentials enables AUTH PLAIN when non-nil.
-	Credentials Credentials
+	// Credentials enables AUTH PLAIN and LOGIN when non-nil.
+	Credentials *Credentials
 	// AllowPlaintextAuth permits AUTH on a connection without TLS.
 	AllowPlaintextAuth bool
-	// ReadTimeout and WriteTimeout bound each client read and write.
-	ReadTimeout, WriteTimeout time.Duration
+	// WriteTimeout bounds each reply's write. Reads are bounded by Limits.
+	WriteTimeout time.Duration
+	// Limits bound each client and all of them; zero fields get
+	// DefaultLimits' values.
+	Limits Limits
 	// StageTimeout bounds one stage's run (default 2 minutes).
 	StageTimeout time.Duration
 	// Recipient domains. A recipient whose domain is in LocalDomains
@@ -77,9 +79,21 @@ type Config struct {
 
 // Server is an SMTP receiver.
 type Server struct {
-	smtp  *smtp.Server
-	be    *backend
-	conns tracker
+	cfg      Config
+	limits   Limits
+	maxConns int // limits.MaxConnections, lowered to what RLIMIT_NOFILE allows
+	log      *slog.Logger
+	now      func() time.Time
+	smtp     *smtp.Server
+	be       *backend
+	conns    tracker
+	auth     *authThrottle
+	counters counters
+}
+
+// counters are the guard's outcomes (the backend counts the transactions').
+type counters struct {
+	refused, timeouts, beforeHelo, errors, authFailures, authThrottled atomic.Int64
 }
 
 // Stats counts the receiver's outcomes.
@@ -87,6 +101,15 @@ type Stats struct {
 	Accepted, Quarantined, Rejected, TempFailed int64
 	// Aborted counts DATA transfers the client broke off.
 	Aborted int64
+	// Connections refused over max_connections, max_connections_per_client
+	// or for want of file descriptors; sessions cut at a timeout, for
+	// commands before HELO, for too many errors.
+	RefusedConnections, Timeouts, TooManyCommandsBeforeHelo, TooManyErrors int64
+	// AuthFailures counts failed AUTH attempts, AuthThrottled those refused
+	// with 454 without a password check.
+	AuthFailures, AuthThrottled int64
+	// OpenConnections is the number of client connections now.
+	OpenConnections int
 }
 
 // New returns a receiver that runs mgr's stages and queues into sp.
@@ -97,7 +120,16 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	if cfg.StageTimeout <= 0 {
 		cfg.StageTimeout = 2 * time.Minute
 	}
-	be := &backend{cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains), budget: newBudget(cfg.MaxBytesInFlight)}
+	srv := &Server{cfg: cfg, limits: cfg.Limits.withDefaults(), log: logger, now: time.Now}
+	srv.maxConns = connectionLimit(srv.limits, fileLimit())
+	if srv.maxConns < srv.limits.MaxConnections {
+		logger.Warn("max_connections lowered to what the file descriptor limit leaves", "max_connections", srv.limits.MaxConnections,
+			"now", srv.maxConns, "rlimit_nofile", fileLimit(), "reserved_files", srv.limits.ReservedFiles)
+	}
+	srv.auth = newAuthThrottle(srv.limits, srv.now)
+	be := &backend{srv: srv, cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains),
+		budget: newBudget(cfg.MaxBytesInFlight)}
+	srv.be = be
 	s := smtp.NewServer(be)
 	s.Domain = cfg.Hostname
 	s.MaxMessageBytes = cfg.MaxMessageBytes
@@ -107,10 +139,11 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 	}
 	s.TLSConfig = cfg.TLS
 	s.AllowInsecureAuth = cfg.AllowPlaintextAuth
-	s.ReadTimeout = cfg.ReadTimeout
+	s.ReadTimeout = 0 // the connection guard owns read deadlines (conn.go)
 	s.WriteTimeout = cfg.WriteTimeout
 	s.ErrorLog = slogAdapter{logger}
-	return &Server{smtp: s, be: be}
+	srv.smtp = s
+	return srv
 }
 
 // Serve accepts connections on l until Shutdown.
@@ -121,9 +154,10 @@ func (s *Server) Serve(l net.Listener) error {
 		l.Close()
 		return nil
 	}
-	s.conns.listeners = append(s.conns.listeners, l)
+	ln := newListener(l, s)
+	s.conns.listeners = append(s.conns.listeners, ln)
 	s.conns.mu.Unlock()
-	err := s.smtp.Serve(&trackedListener{Listener: l, t: &s.conns})
+	err := s.smtp.Serve(ln)
 	s.conns.mu.Lock()
 	down := s.conns.down
 	s.conns.mu.Unlock()
@@ -160,70 +194,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// tracker remembers the open connections.
-type tracker struct {
-	mu        sync.Mutex
-	conns     map[*trackedConn]struct{}
-	listeners []net.Listener
-	down      bool
-	// handlers counts the accepted connections whose session has not
-	// ended yet: go-smtp closes a connection after the session's Logout.
-	handlers sync.WaitGroup
-}
-
-func (t *tracker) closeAll() {
-	t.mu.Lock()
-	conns := make([]*trackedConn, 0, len(t.conns))
-	for c := range t.conns {
-		conns = append(conns, c)
-	}
-	t.mu.Unlock()
-	for _, c := range conns {
-		c.Conn.Close() // the handler's own Close marks it done
-	}
-}
-
-type trackedListener struct {
-	net.Listener
-	t *tracker
-}
-
-func (l *trackedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	l.t.mu.Lock()
-	if l.t.conns == nil {
-		l.t.conns = map[*trackedConn]struct{}{}
-	}
-	tc := &trackedConn{Conn: c, t: l.t}
-	l.t.conns[tc] = struct{}{}
-	l.t.handlers.Add(1)
-	l.t.mu.Unlock()
-	return tc, nil
-}
-
-type trackedConn struct {
-	net.Conn
-	t    *tracker
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.t.mu.Lock()
-		delete(c.t.conns, c)
-		c.t.mu.Unlock()
-		c.t.handlers.Done()
-	})
-	return c.Conn.Close()
-}
-
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
-	b := s.be
-	return Stats{Accepted: b.accepted.Load(), Quarantined: b.quarantined.Load(), Rejected: b.rejected.Load(), TempFailed: b.tempFailed.Load(), Aborted: b.aborted.Load()}
+	b, c := s.be, &s.counters
+	return Stats{Accepted: b.accepted.Load(), Quarantined: b.quarantined.Load(), Rejected: b.rejected.Load(),
+		TempFailed: b.tempFailed.Load(), Aborted: b.aborted.Load(),
+		RefusedConnections: c.refused.Load(), Timeouts: c.timeouts.Load(), TooManyCommandsBeforeHelo: c.beforeHelo.Load(),
+		TooManyErrors: c.errors.Load(), AuthFailures: c.authFailures.Load(), AuthThrottled: c.authThrottled.Load(),
+		OpenConnections: s.conns.open()}
 }
 
 type slogAdapter struct{ l *slog.Logger }
@@ -232,6 +210,7 @@ func (a slogAdapter) Printf(format string, v ...any) { a.l.Warn("smtp: " + fmt.S
 func (a slogAdapter) Println(v ...any)               { a.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
 
 type backend struct {
+	srv   *Server
 	cfg   Config
 	mgr   *registry.Manager
 	spool *spool.Spool
@@ -244,23 +223,63 @@ type backend struct {
 	accepted, quarantined, rejected, tempFailed, aborted atomic.Int64
 }
 
-// NewSession is called by go-smtp at the first HELO/EHLO: it runs the
-// connect and HELO phases.
+// NewSession is called by go-smtp at the first HELO/EHLO, and at the
+// first after STARTTLS: it runs the HELO phase. The connect phase ran
+// before the greeting (backend.connect); its results carry over.
 func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
-	s := &session{be: b, conn: c, id: spool.NewID(time.Now())}
-	if ap, err := netip.ParseAddrPort(c.Conn().RemoteAddr().String()); err == nil {
-		s.ip = ap.Addr().Unmap()
+	cc := connOf(c.Conn())
+	if cc == nil {
+		return nil, errors.New("smtpd: connection not accepted by this server's listener")
 	}
-	s.log = b.log.With("session", s.id, "client", s.ip.String())
-	// go-smtp drops a session it could not open without Logout: end it
-	// here, or plugins keep what they took at connect (a session slot).
-	if err := s.preReception(registry.PhaseConnect, nil); err != nil {
-		s.Logout()
+	if err := cc.alive(); err != nil {
 		return nil, err
 	}
+	s := &session{be: b, conn: c, cc: cc, id: cc.id, ip: cc.ip, log: cc.log,
+		quarantine: cc.connQuarantine, sessionQuarantine: cc.connQuarantine,
+		sessionAdds: slices.Clone(cc.connAdds), sessionRemoves: slices.Clone(cc.connRemoves)}
 	if err := s.helo(c.Hostname()); err != nil {
-		s.Logout()
-		return nil, err
+		return nil, s.refuse(err)
 	}
+	cc.heloDone()
 	return s, nil
+}
+
+// connect runs the connect phase of pre-reception before the greeting, on
+// the connection's goroutine. It returns the reply that replaces the 220
+// (and closes the connection) when a plugin refuses: 554 for a reject,
+// 421 for a tempfail (RFC 5321 section 3.1).
+func (b *backend) connect(cc *clientConn) *smtp.SMTPError {
+	s := &session{be: b, cc: cc, id: cc.id, ip: cc.ip, log: cc.log}
+	cc.connected = true // plugins may take something (a session slot) even when they refuse
+	if err := s.preReception(registry.PhaseConnect, nil); err != nil {
+		var se *smtp.SMTPError
+		if !errors.As(err, &se) {
+			se = &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: err.Error()}
+		}
+		reply := *se
+		reply.Code = 554
+		if se.Code/100 == 4 {
+			reply.Code = 421
+		}
+		reply.Message = b.cfg.Hostname + " " + reply.Message
+		return &reply
+	}
+	cc.connQuarantine, cc.connAdds, cc.connRemoves = s.quarantine, s.sessionAdds, s.sessionRemoves
+	return nil
+}
+
+// endSession tells the plugins that the connection ended (Manager.
+// EndSession), once, with the envelope of its last session.
+func (b *backend) endSession(cc *clientConn) {
+	if !cc.connected {
+		return
+	}
+	cc.mu.Lock()
+	env := cc.lastEnv
+	cc.mu.Unlock()
+	env.ClientIP = cc.ip
+	pc := registry.NewProcessingContext(&registry.Message{Envelope: env}, &registry.Session{ID: cc.id, Hostname: b.cfg.Hostname})
+	if err := b.mgr.EndSession(context.Background(), pc); err != nil { // each plugin under its own timeout
+		cc.log.Warn("end of session", "err", err)
+	}
 }

@@ -56,7 +56,9 @@ func (s *Scanner) GetInfo() *registry.PluginInfo {
 
 // ScanMessage scans the whole message with clamd. A message larger than
 // max_size, or refused by clamd as too large, gives an error wrapping
-// ErrSizeLimit.
+// ErrSizeLimit; one that clamd scanned only in part (a
+// "Heuristics.Limits.Exceeded.*" reply) an error wrapping ErrLimitsExceeded.
+// Neither is ever reported as clean.
 func (s *Scanner) ScanMessage(ctx context.Context, msg *registry.Message) (*registry.ScanResult, error) {
 	sr, _, err := s.scan(ctx, msg)
 	return sr, err
@@ -86,6 +88,11 @@ func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.Sc
 	if err != nil {
 		return nil, false, fmt.Errorf("clamav: scan %d-byte message: %w", len(msg.Raw), err)
 	}
+	if rep.Exceeded {
+		// Not cached: clamd does not cache such results either, and a raised
+		// limit must take effect at once.
+		return nil, false, fmt.Errorf("clamav: scan %d-byte message: %w", len(msg.Raw), &LimitError{Name: rep.Viruses[0], Server: rep.Server})
+	}
 	sr := &registry.ScanResult{Status: registry.StatusClean, Details: "clean (" + rep.Server + ")"}
 	if rep.Infected {
 		sr.Status = registry.StatusInfected
@@ -101,7 +108,9 @@ func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.Sc
 // HandleStage scans the message and turns the result into a verdict.
 func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
 	sr, cached, err := s.scan(ctx, pc.Message)
-	if errors.Is(err, ErrSizeLimit) && !s.sizeIsErr {
+	var limit *LimitError
+	switch {
+	case errors.Is(err, ErrSizeLimit) && !s.sizeIsErr:
 		res := &registry.Result{
 			Verdict: s.verdict(s.sizeAction, 552, "5.3.4", "Message too large to be scanned for viruses"),
 			Data:    &registry.ScanResult{Status: registry.StatusError, Details: err.Error()},
@@ -109,8 +118,15 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 		}
 		s.headers(res, "Unscanned (too large)")
 		return res, nil
-	}
-	if err != nil {
+	case errors.As(err, &limit):
+		res := &registry.Result{
+			Verdict: s.verdict(s.cfg.OnLimitsExceeded, 554, "5.7.0", "Message could not be fully scanned for viruses ("+limit.Limit()+" exceeded)"),
+			Data:    &registry.ScanResult{Status: registry.StatusError, Details: err.Error()},
+			Details: "not completely scanned: " + err.Error(),
+		}
+		s.headers(res, "Unscanned ("+limit.Limit()+" exceeded)")
+		return res, nil
+	case err != nil:
 		return nil, err
 	}
 	res := &registry.Result{Data: sr, Details: sr.Details}

@@ -249,11 +249,16 @@ func TestSizeLimit(t *testing.T) {
 		{"one byte over max_size, error", 4095, "error", small, registry.TempFail, true},
 		{"over clamd's limit, action", 64 << 20, "quarantine", huge, registry.Quarantine, false},
 		{"over clamd's limit, error", 64 << 20, "error", huge, registry.TempFail, true},
+		{"one byte over max_size, default: on_limits_exceeded", 4095, "", small, registry.Quarantine, false},
+		{"over clamd's limit, default: on_limits_exceeded", 64 << 20, "", huge, registry.Quarantine, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = [%q]\ntimeout = 20\non_error = \"tempfail\"\nmax_size = %d\non_size_limit = %q\n",
-				tcp, tc.maxSize, tc.onSizeLimit)
+			doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = [%q]\ntimeout = 20\non_error = \"tempfail\"\nmax_size = %d\n",
+				tcp, tc.maxSize)
+			if tc.onSizeLimit != "" {
+				doc += fmt.Sprintf("on_size_limit = %q\n", tc.onSizeLimit)
+			}
 			m := registrytest.Load(t, doc, registry.Host{})
 			start := time.Now()
 			sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(tc.msg, nil))
@@ -331,6 +336,11 @@ func TestConfigValidation(t *testing.T) {
 		{"max_reply_size below", func(c *Config) { c.MaxReplySize = MinMaxReply - 1 }, "max_reply_size"},
 		{"max_idle_conns negative", func(c *Config) { c.MaxIdleConns = -1 }, "max_idle_conns"},
 		{"on_size_limit unknown", func(c *Config) { c.OnSizeLimit = "drop" }, "on_size_limit"},
+		{"on_size_limit error", func(c *Config) { c.OnSizeLimit = "Error" }, ""},
+		{"on_size_limit action", func(c *Config) { c.OnSizeLimit = "reject" }, ""},
+		{"on_limits_exceeded reject", func(c *Config) { c.OnLimitsExceeded = registry.Reject }, ""},
+		{"on_limits_exceeded out of range", func(c *Config) { c.OnLimitsExceeded = registry.Reject + 1 }, "on_limits_exceeded"},
+		{"on_limits_exceeded negative", func(c *Config) { c.OnLimitsExceeded = -1 }, "on_limits_exceeded"},
 		{"bad server", func(c *Config) { c.Servers = []string{"clamd"} }, "clamd address"},
 		{"bad port", func(c *Config) { c.Servers = []string{"127.0.0.1:0"} }, "port"},
 		{"unix server", func(c *Config) { c.Servers = []string{"unix:/run/clamd.sock", "tcp://[::1]:3310"} }, ""},
@@ -367,6 +377,9 @@ func TestParseScanReply(t *testing.T) {
 		{"INSTREAM size limit exceeded. ERROR", 4, false, "", ErrSizeLimit},
 		{"stream: Evil\r\nX-Virus-Status: Clean FOUND", 0, true, "Evil??X-Virus-Status: Clean", nil},
 		{"stream: FOUND", 0, false, "", ErrReply},
+		{"stream: Heuristics.Limits.Exceeded.MaxRecursion FOUND", 0, false, "", nil},
+		{"2: stream: Heuristics.Limits.Exceeded.MaxScanTime FOUND", 2, false, "", nil},
+		{"stream: Heuristics.Limits.Exceed FOUND", 0, true, "Heuristics.Limits.Exceed", nil}, // not the family: a signature
 		{"PONG", 0, false, "", ErrReply},
 		{"", 0, false, "", ErrReply},
 	}
@@ -381,6 +394,9 @@ func TestParseScanReply(t *testing.T) {
 			}
 			if err != nil || rep.Infected != tc.infected || (tc.infected && rep.Viruses[0] != tc.virus) {
 				t.Fatalf("%+v, %v", rep, err)
+			}
+			if exceeded := strings.Contains(tc.line, LimitsPrefix); rep.Exceeded != exceeded || (exceeded && rep.Infected) {
+				t.Fatalf("%+v: Exceeded want %v, and never Infected with it", rep, exceeded)
 			}
 		})
 	}

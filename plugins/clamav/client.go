@@ -23,11 +23,24 @@ var (
 	ErrNoServer = errors.New("clamd: no server available")
 	// ErrReply: clamd's reply could not be understood.
 	ErrReply = errors.New("clamd: unexpected reply")
+	// ErrLimitsExceeded: clamd stopped scanning part of the message at one
+	// of its scan limits (MaxRecursion, MaxFiles, MaxFileSize, MaxScanSize,
+	// MaxScanTime, the email limits) and said so with a
+	// "Heuristics.Limits.Exceeded.*" name (clamd.conf AlertExceedsMax yes).
+	ErrLimitsExceeded = errors.New("clamd: scan limits exceeded")
 )
+
+// LimitsPrefix starts the names clamd reports, with AlertExceedsMax, for a
+// scan cut short by one of its limits: "Heuristics.Limits.Exceeded.MaxFiles".
+const LimitsPrefix = "Heuristics.Limits.Exceeded."
 
 // scanReply is what clamd said about one stream.
 type scanReply struct {
 	Infected bool
+	// Exceeded: clamd reported a scan limit (Viruses holds its
+	// "Heuristics.Limits.Exceeded.*" name), not malware: part of the message
+	// was not scanned. Infected is then false.
+	Exceeded bool
 	Viruses  []string
 	Server   string // address of the clamd that answered
 }
@@ -297,7 +310,7 @@ func (c *client) instream(ctx context.Context, cn *conn, data []byte) (rep *scan
 		if err != nil {
 			return nil, true, err
 		}
-		if !rep.Infected {
+		if !rep.Infected && !rep.Exceeded {
 			// clamd did not get the whole stream: "OK" covers only part of it.
 			return nil, true, fmt.Errorf("%w: %q before the whole stream was sent: %w", ErrReply, line, werr)
 		}
@@ -350,7 +363,8 @@ func (c *client) readReply(cn *conn) (string, error) {
 }
 
 // parseScanReply understands "stream: OK", "stream: NAME FOUND" and
-// "... ERROR", each prefixed with "<id>: " in session mode.
+// "... ERROR", each prefixed with "<id>: " in session mode. A NAME that
+// starts with LimitsPrefix is a scan limit, not malware.
 func parseScanReply(line string, id int) (*scanReply, error) {
 	if id > 0 {
 		prefix := strconv.Itoa(id) + ": "
@@ -377,6 +391,9 @@ func parseScanReply(line string, id int) (*scanReply, error) {
 		}, line[len("stream: "):len(line)-len(" FOUND")]))
 		if name == "" {
 			break
+		}
+		if strings.HasPrefix(name, LimitsPrefix) {
+			return &scanReply{Exceeded: true, Viruses: []string{name}}, nil
 		}
 		return &scanReply{Infected: true, Viruses: []string{name}}, nil
 	}

@@ -69,7 +69,8 @@ func TestFaults(t *testing.T) {
 		for _, onError := range []registry.Action{registry.TempFail, registry.Reject, registry.Accept} {
 			t.Run(tc.name+"/"+onError.String(), func(t *testing.T) {
 				addr := tc.server(t)
-				doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = [%q]\ntimeout = %q\non_error = %q\nmax_idle_conns = 0\n",
+				// on_size_limit = "error": the size refusal goes through on_error like the other faults
+				doc := fmt.Sprintf("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\nservers = [%q]\ntimeout = %q\non_error = %q\nmax_idle_conns = 0\non_size_limit = \"error\"\n",
 					addr, timeout, onError)
 				m := registrytest.Load(t, doc, registry.Host{})
 				start := time.Now()

@@ -49,8 +49,14 @@ type Config struct {
 	// MaxSize is the largest message sent to clamd, in bytes; larger ones,
 	// and those clamd refuses ("INSTREAM size limit exceeded"), get OnSizeLimit.
 	MaxSize int64 `toml:"max_size"`
-	// OnSizeLimit is "error" (the plugin fails and on_error applies) or an
-	// action: accept, quarantine, tempfail, reject.
+	// OnLimitsExceeded is the verdict for a message clamd did not scan
+	// completely: it reported a "Heuristics.Limits.Exceeded.*" name
+	// (MaxRecursion, MaxFiles, MaxFileSize, MaxScanSize, ...), and, unless
+	// OnSizeLimit says otherwise, a message over max_size or StreamMaxLength.
+	OnLimitsExceeded registry.Action `toml:"on_limits_exceeded"`
+	// OnSizeLimit is "" (the same as OnLimitsExceeded), "error" (the plugin
+	// fails and on_error applies) or an action: accept, quarantine,
+	// tempfail, reject.
 	OnSizeLimit string `toml:"on_size_limit"`
 	// MaxReplySize bounds one clamd reply, in bytes.
 	MaxReplySize int `toml:"max_reply_size"`
@@ -73,18 +79,18 @@ type Config struct {
 // DefaultConfig returns the defaults documented in README.md.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:        registry.Duration(30 * time.Second),
-		ConnectTimeout: registry.Duration(2 * time.Second),
-		ChunkSize:      64 << 10,
-		MaxSize:        25 << 20,
-		OnSizeLimit:    "error",
-		MaxReplySize:   4096,
-		MaxIdleConns:   4,
-		IdleTimeout:    registry.Duration(10 * time.Second),
-		RetryAfter:     registry.Duration(10 * time.Second),
-		CacheTTL:       registry.Duration(time.Hour),
-		CacheSize:      10000,
-		InfectedAction: registry.Reject,
+		Timeout:          registry.Duration(30 * time.Second),
+		ConnectTimeout:   registry.Duration(2 * time.Second),
+		ChunkSize:        64 << 10,
+		MaxSize:          25 << 20,
+		OnLimitsExceeded: registry.Quarantine,
+		MaxReplySize:     4096,
+		MaxIdleConns:     4,
+		IdleTimeout:      registry.Duration(10 * time.Second),
+		RetryAfter:       registry.Duration(10 * time.Second),
+		CacheTTL:         registry.Duration(time.Hour),
+		CacheSize:        10000,
+		InfectedAction:   registry.Reject,
 	}
 }
 
@@ -110,9 +116,13 @@ func (c Config) servers() ([]server, error) {
 	return out, errors.Join(errs...)
 }
 
-// sizeLimitAction parses OnSizeLimit: ok false means "error".
+// sizeLimitAction parses OnSizeLimit: ok false means "error"; empty means
+// OnLimitsExceeded.
 func (c Config) sizeLimitAction() (registry.Action, bool, error) {
-	if strings.EqualFold(strings.TrimSpace(c.OnSizeLimit), "error") {
+	switch v := strings.TrimSpace(c.OnSizeLimit); {
+	case v == "":
+		return c.OnLimitsExceeded, true, nil
+	case strings.EqualFold(v, "error"):
 		return 0, false, nil
 	}
 	a, err := registry.ParseAction(c.OnSizeLimit)
@@ -158,6 +168,9 @@ func (c Config) validate() error {
 	}
 	if c.InfectedAction < registry.Accept || c.InfectedAction > registry.Reject {
 		bad("infected_action: unknown action %d", int(c.InfectedAction))
+	}
+	if c.OnLimitsExceeded < registry.Accept || c.OnLimitsExceeded > registry.Reject {
+		bad("on_limits_exceeded: unknown action %d", int(c.OnLimitsExceeded))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("clamav: %w", errors.Join(errs...))

@@ -152,7 +152,12 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	if len(fields) == 0 {
 		return res, nil
 	}
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(message.Raw), &dkim.VerifyOptions{
+	// go-msgauth fails to read a header section that does not end in a
+	// CRLF or LF blank line (all header and no body, RFC 5322 §3.5, or a
+	// lone CR), which would make every signature an error of the plugin
+	// instead of a result.
+	raw := withSeparator(message)
+	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
 		LookupTXT:        p.lookupTXT(ctx),
 		MaxVerifications: p.cfg.MaxSignatures,
 	})
@@ -162,6 +167,19 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("dkim: verify: %w", err)
 	}
+	res.Signatures = signatureResults(fields, verifs, p.cfg.MaxSignatures)
+	return res, nil
+}
+
+// signatureResults pairs the DKIM-Signature fields of the message with
+// go-msgauth's verifications, which come in the same order (it reads the
+// header itself). A pass counts only for the d= that was verified: should
+// the two ever read the header differently (another count of signatures,
+// another d= at the same place), the signature is a permerror, never a
+// pass reported for a domain it was not verified for.
+func signatureResults(fields []registry.HeaderField, verifs []*dkim.Verification, maxSignatures int) []registry.DKIMSignatureResult {
+	checked := min(len(fields), maxSignatures)
+	out := make([]registry.DKIMSignatureResult, 0, len(fields))
 	for i, f := range fields {
 		tags := parseTags(f.Value)
 		sr := registry.DKIMSignatureResult{
@@ -173,15 +191,40 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 		if sr.Identity == "" && sr.Domain != "" {
 			sr.Identity = "@" + sr.Domain
 		}
-		if i >= len(verifs) {
+		switch {
+		case i >= checked:
 			sr.Result = registry.AuthPolicy
-			sr.Reason = fmt.Sprintf("not checked: more than max_signatures (%d) signatures", p.cfg.MaxSignatures)
-		} else {
+			sr.Reason = fmt.Sprintf("not checked: more than max_signatures (%d) signatures", maxSignatures)
+		case len(verifs) != checked:
+			sr.Result = registry.AuthPermError
+			sr.Reason = fmt.Sprintf("internal: %d signature fields, %d verifications", checked, len(verifs))
+		default:
 			sr.Result, sr.Reason = classify(verifs[i].Err)
+			if sr.Result == registry.AuthPass && !strings.EqualFold(verifs[i].Domain, sr.Domain) {
+				sr.Result = registry.AuthPermError
+				sr.Reason = fmt.Sprintf("internal: verified for d=%s, the field reads d=%s", verifs[i].Domain, sr.Domain)
+			}
 		}
-		res.Signatures = append(res.Signatures, sr)
+		out = append(out, sr)
 	}
-	return res, nil
+	return out
+}
+
+// withSeparator returns m.Raw when its header section ends in a CRLF or
+// LF blank line, else a copy with one between header and body.
+func withSeparator(m *registry.Message) []byte {
+	head, body := m.HeaderBytes(), m.Body()
+	switch string(m.Raw[len(head) : len(m.Raw)-len(body)]) {
+	case "\r\n", "\n":
+		return m.Raw
+	}
+	out := make([]byte, 0, len(head)+len(body)+4)
+	out = append(out, head...)
+	if !bytes.HasSuffix(out, []byte("\n")) {
+		out = append(out, "\r\n"...)
+	}
+	out = append(out, "\r\n"...)
+	return append(out, body...)
 }
 
 // classify maps a go-msgauth verification error to an RFC 8601 result.
@@ -334,7 +377,8 @@ func (p *Plugin) sign(ctx context.Context, message *registry.Message, domain str
 	if err != nil {
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}
-	if _, err := s.Write(message.Raw); err != nil {
+	raw := withSeparator(message) // see VerifySignature
+	if _, err := s.Write(raw); err != nil {
 		s.Close()
 		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
 	}

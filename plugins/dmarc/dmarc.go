@@ -10,9 +10,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"net/mail"
 	"regexp"
 	"strings"
+	"sync"
+	"time"
 
 	msgdmarc "github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
@@ -46,22 +47,50 @@ func New(cfg Config, host registry.Host) (*Checker, error) {
 func (c *Checker) SetSampler(f func() int) { c.sample = f }
 
 // HandleStage implements registry.StageHandler: it evaluates DMARC with the
-// SPF and DKIM results found in pc (none found: not aligned).
+// SPF and DKIM results found in pc (none found: not aligned) and, with
+// enforce, turns the outcome into a verdict.
 func (c *Checker) HandleStage(ctx context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
 	spf, _ := registry.Find[*registry.SPFResult](pc)
 	dkim, _ := registry.Find[*registry.DKIMResult](pc)
-	res := c.Evaluate(ctx, pc.Message, spf, dkim)
-	out := &registry.Result{Data: res, Details: details(res)}
-	if c.cfg.Enforce && res.Result == registry.AuthFail {
+	o := c.evaluate(ctx, pc.Message, spf, dkim)
+	out := &registry.Result{Data: o.res, Details: details(o.res)}
+	if c.cfg.Enforce {
+		out.Verdict = c.verdict(o)
+	}
+	return out, nil
+}
+
+// verdict is the most severe of what the result's policy, a temperror
+// (on_temperror) and the From fields themselves (on_unparseable_from,
+// on_multiple_from) call for.
+func (c *Checker) verdict(o outcome) registry.Verdict {
+	res := o.res
+	v := registry.AcceptVerdict()
+	switch res.Result {
+	case registry.AuthFail:
 		text := fmt.Sprintf("DMARC policy of %s: message fails authentication", res.PolicyDomain)
 		switch res.Policy {
 		case "reject":
-			out.Verdict = registry.RejectVerdict(550, "5.7.1", text)
+			v = registry.RejectVerdict(550, "5.7.1", text)
 		case "quarantine":
-			out.Verdict = registry.QuarantineVerdict(text)
+			v = registry.QuarantineVerdict(text)
+		}
+	case registry.AuthTempError:
+		if c.cfg.OnTempError == registry.TempFail {
+			// RFC 3463: 4.4.3, directory server failure.
+			v = registry.TempFailVerdict(451, "4.4.3", fmt.Sprintf("DMARC policy of %s temporarily unavailable", res.Domain))
 		}
 	}
-	return out, nil
+	if o.fromAction > v.Action {
+		text := "DMARC: " + o.fromText
+		switch o.fromAction {
+		case registry.Reject:
+			v = registry.RejectVerdict(550, "5.7.1", text)
+		case registry.Quarantine:
+			v = registry.QuarantineVerdict(text)
+		}
+	}
+	return v
 }
 
 // CheckDMARC implements registry.DMARCPlugin. The SPF and DKIM results it
@@ -98,35 +127,70 @@ func details(r *registry.DMARCResult) string {
 // the worst outcome returned: the strictest failing policy first (RFC 7489
 // §6.6.1).
 func (c *Checker) Evaluate(ctx context.Context, msg *registry.Message, spf *registry.SPFResult, dkim *registry.DKIMResult) *registry.DMARCResult {
-	domains, err := fromDomains(msg.Header, c.cfg.MaxFromDomains+1)
-	if err != nil {
-		return &registry.DMARCResult{Result: registry.AuthPermError, Reason: err.Error()}
+	return c.evaluate(ctx, msg, spf, dkim).res
+}
+
+// outcome is a message's DMARC result and what its From fields alone call
+// for under enforce: fromAction is on_unparseable_from when the From fields
+// cannot be reduced to author domains that were all evaluated, and the
+// on_multiple_from action when they name several; Accept otherwise.
+type outcome struct {
+	res        *registry.DMARCResult
+	fromAction registry.Action
+	fromText   string
+}
+
+func (c *Checker) evaluate(ctx context.Context, msg *registry.Message, spf *registry.SPFResult, dkim *registry.DKIMResult) outcome {
+	a := authorDomains(msg.Header, c.cfg.MaxFromDomains)
+	var out outcome
+	problem := a.problem
+	if problem != "" {
+		out.fromAction, out.fromText = c.cfg.OnUnparseableFrom, "the From field does not name author domains that can all be evaluated"
 	}
-	if len(domains) == 0 {
-		return &registry.DMARCResult{Result: registry.AuthNone, Reason: "no RFC5322.From domain"}
+	if len(a.domains) > 1 && c.cfg.OnMultipleFrom != MultipleFromStrictest {
+		act, _ := registry.ParseAction(c.cfg.OnMultipleFrom) // validated
+		if act > out.fromAction {
+			out.fromAction, out.fromText = act, "the From field names several author domains"
+		}
+		problem = strings.TrimPrefix(problem+"; ", "; ") + fmt.Sprintf("%d From domains (on_multiple_from = %s)", len(a.domains), c.cfg.OnMultipleFrom)
 	}
-	if len(domains) > c.cfg.MaxFromDomains {
-		return &registry.DMARCResult{Result: registry.AuthPermError, Domain: domains[0],
-			Reason: fmt.Sprintf("more than max_from_domains = %d From domains", c.cfg.MaxFromDomains)}
+	if len(a.domains) == 0 {
+		if a.fields == 0 {
+			out.res = &registry.DMARCResult{Result: registry.AuthNone, Reason: "no RFC5322.From field"}
+		} else {
+			out.res = &registry.DMARCResult{Result: registry.AuthPermError, Reason: problem}
+		}
+		return out
 	}
 	var worst *registry.DMARCResult
-	for _, d := range domains {
-		r := c.evaluateDomain(ctx, d, spf, dkim)
+	for _, r := range c.evaluateAll(ctx, a.domains, spf, dkim) {
 		if worst == nil || severity(r) > severity(worst) {
 			worst = r
 		}
 	}
-	return worst
+	if problem != "" {
+		// A failure or a transient error of an evaluated domain stays what
+		// it is; otherwise the From fields themselves are the error: the
+		// domains not evaluated might have failed.
+		if worst.Result != registry.AuthFail && worst.Result != registry.AuthTempError {
+			worst = &registry.DMARCResult{Result: registry.AuthPermError, Domain: worst.Domain}
+		}
+		worst.Reason = strings.TrimPrefix(worst.Reason+"; ", "; ") + problem
+	}
+	out.res = worst
+	return out
 }
 
-// severity orders outcomes across several From domains: a failure with the
-// strictest policy is worst.
+// severity orders outcomes across several From domains: a failure with a
+// reject or quarantine policy is worst, then a transient error (its
+// domain's policy is unknown and may be reject), then a failure under
+// p=none.
 func severity(r *registry.DMARCResult) int {
 	switch r.Result {
 	case registry.AuthFail:
-		return map[string]int{"none": 5, "quarantine": 6, "reject": 7}[r.Policy]
+		return map[string]int{"none": 4, "quarantine": 6, "reject": 7}[r.Policy]
 	case registry.AuthTempError:
-		return 4
+		return 5
 	case registry.AuthPermError:
 		return 3
 	case registry.AuthPass:
@@ -134,6 +198,32 @@ func severity(r *registry.DMARCResult) int {
 	}
 	return 1
 }
+
+// evaluateAll evaluates every domain at once, under a deadline earlier
+// than ctx's by a quarter of the time left, at most lookupMargin. The executor abandons a plugin at its deadline and
+// applies on_error (accept by default): one From domain whose DNS never
+// answers, chosen by the sender, would otherwise cost the whole evaluation
+// and the failure of the spoofed domain beside it. Now the spoofed domain
+// is looked up at the same time, and the slow one ends as a temperror
+// while there is time to return it.
+func (c *Checker) evaluateAll(ctx context.Context, domains []string, spf *registry.SPFResult, dkim *registry.DKIMResult) []*registry.DMARCResult {
+	cancel := context.CancelFunc(func() {})
+	if d, ok := ctx.Deadline(); ok {
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-min(time.Until(d)/4, lookupMargin)))
+	}
+	defer cancel()
+	results := make([]*registry.DMARCResult, len(domains))
+	var wg sync.WaitGroup
+	for i, d := range domains {
+		wg.Go(func() { results[i] = c.evaluateDomain(ctx, d, spf, dkim) })
+	}
+	wg.Wait()
+	return results
+}
+
+// lookupMargin is the most time kept back from the plugin's timeout for
+// returning the result once the lookups are cut short.
+const lookupMargin = 2 * time.Second
 
 // evaluateDomain runs DMARC for one author domain.
 func (c *Checker) evaluateDomain(ctx context.Context, domain string, spf *registry.SPFResult, dkim *registry.DKIMResult) *registry.DMARCResult {
@@ -324,63 +414,12 @@ func orgDomain(d string) string {
 	return org
 }
 
+// normalize puts an authenticated domain in the form From domains have
+// (A-labels, lower case, no root dot), so an SMTPUTF8 MAIL FROM domain
+// aligns with the same From domain.
 func normalize(d string) string {
+	if ascii, err := domainOf(d); err == nil {
+		return ascii
+	}
 	return strings.ToLower(strings.TrimSuffix(strings.TrimSpace(d), "."))
-}
-
-// fromDomains returns the distinct domains of every address of every From
-// field, in order, stopping at limit domains (a hostile message can carry
-// many thousands, and each new one is compared with those found). Zero From
-// fields give none; an unparsable one an error.
-func fromDomains(h registry.Header, limit int) ([]string, error) {
-	var domains []string
-	for _, v := range h.Values("From") {
-		addrs, err := mail.ParseAddressList(v)
-		if err != nil {
-			d := lenientDomain(v)
-			if d == "" {
-				return nil, fmt.Errorf("parse From %q: %w", v, err)
-			}
-			addrs = []*mail.Address{{Address: "x@" + d}}
-		}
-		for _, a := range addrs {
-			i := strings.LastIndexByte(a.Address, '@')
-			if i < 0 {
-				return nil, fmt.Errorf("From address %q has no domain", a.Address)
-			}
-			d := normalize(a.Address[i+1:])
-			if d == "" {
-				return nil, fmt.Errorf("From address %q has no domain", a.Address)
-			}
-			if !contains(domains, d) {
-				domains = append(domains, d)
-				if len(domains) >= limit {
-					return domains, nil
-				}
-			}
-		}
-	}
-	return domains, nil
-}
-
-// lenientDomain finds the domain of a From value net/mail rejects (bad
-// display names are common): the text after the last '@' up to '>' or the
-// end, when it looks like a domain.
-var lenientAddr = regexp.MustCompile(`@([A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?)\s*>?\s*$`)
-
-func lenientDomain(v string) string {
-	m := lenientAddr.FindStringSubmatch(v)
-	if m == nil || !strings.Contains(m[1], ".") {
-		return ""
-	}
-	return m[1]
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -15,6 +16,7 @@ import (
 
 // txtZone is an in-process DNS that answers TXT queries only.
 type txtZone struct {
+	mu   sync.Mutex
 	txt  map[string][]string
 	errs map[string]error
 	// queried records every name asked, in order.
@@ -22,7 +24,9 @@ type txtZone struct {
 }
 
 func (z *txtZone) LookupTXT(ctx context.Context, name string) ([]string, error) {
+	z.mu.Lock()
 	z.queried = append(z.queried, name)
+	z.mu.Unlock()
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -220,26 +224,36 @@ func TestLookupOrder(t *testing.T) {
 	require.Equal(t, []string{"_dmarc.x.sub.example.com", "_dmarc.example.com"}, z.queried)
 }
 
+// TestMaxFromDomains: up to the limit every domain is evaluated; one more
+// is permerror and, with enforce, on_unparseable_from (reject), unless an
+// evaluated domain failed, which stays a failure.
 func TestMaxFromDomains(t *testing.T) {
 	tests := []struct {
 		limit, domains int
+		tld            string // example.com fails (sp=quarantine), nodmarc.org has no policy
 		want           registry.AuthResult
+		action         registry.Action
 	}{
-		{1, 1, registry.AuthFail},
-		{1, 2, registry.AuthPermError},
-		{5, 5, registry.AuthFail},
-		{5, 6, registry.AuthPermError},
+		{1, 1, "nodmarc.org", registry.AuthNone, registry.Accept},
+		{1, 2, "nodmarc.org", registry.AuthPermError, registry.Reject},
+		{5, 5, "nodmarc.org", registry.AuthNone, registry.Accept},
+		{5, 6, "nodmarc.org", registry.AuthPermError, registry.Reject},
+		{5, 5, "example.com", registry.AuthFail, registry.Quarantine},
+		{5, 6, "example.com", registry.AuthFail, registry.Reject},
 	}
 	for _, tc := range tests {
-		t.Run(fmt.Sprintf("%d of %d", tc.domains, tc.limit), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%d of %d under %s", tc.domains, tc.limit, tc.tld), func(t *testing.T) {
 			var addrs []string
 			for i := range tc.domains {
-				addrs = append(addrs, fmt.Sprintf("a@d%d.example.com", i))
+				addrs = append(addrs, fmt.Sprintf("a@d%d.%s", i, tc.tld))
 			}
 			cfg := DefaultConfig()
+			cfg.Enforce = true
 			cfg.MaxFromDomains = tc.limit
-			res := newChecker(t, cfg, testZone(), 0).Evaluate(context.Background(), message(t, strings.Join(addrs, ", ")), nil, nil)
-			require.Equal(t, tc.want, res.Result, res.Reason)
+			c := newChecker(t, cfg, testZone(), 0)
+			o := c.evaluate(context.Background(), message(t, strings.Join(addrs, ", ")), nil, nil)
+			require.Equal(t, tc.want, o.res.Result, o.res.Reason)
+			require.Equal(t, tc.action, c.verdict(o).Action)
 		})
 	}
 	for _, bad := range []int{0, 101} {
@@ -288,15 +302,15 @@ func TestFromDomainsBound(t *testing.T) {
 			for range tc.fields {
 				var addrs []string
 				for range tc.addrs {
-					addrs = append(addrs, fmt.Sprintf("a@d%d.example.com", n))
+					addrs = append(addrs, fmt.Sprintf("a@d%d.example.org", n))
 					n++
 				}
 				from = append(from, strings.Join(addrs, ", "))
 			}
 			msg := message(t, from...)
-			domains, err := fromDomains(msg.Header, 6)
-			require.NoError(t, err)
-			require.Len(t, domains, 6)
+			a := authorDomains(msg.Header, 5)
+			require.Len(t, a.domains, 5)
+			require.Contains(t, a.problem, "max_from_domains")
 			res := newChecker(t, DefaultConfig(), testZone(), 0).Evaluate(context.Background(), msg, nil, nil)
 			require.Equal(t, registry.AuthPermError, res.Result, res.Reason)
 			require.Contains(t, res.Reason, "max_from_domains")

@@ -1,6 +1,8 @@
 package dmarc
 
 import (
+	"errors"
+
 	"github.com/elemta/elemta/registry"
 )
 
@@ -19,26 +21,67 @@ func init() {
 
 // Config is the [plugins.dmarc] table.
 type Config struct {
-	// Enforce turns a failing message's reject or quarantine policy
-	// (after pct sampling) into the verdict; otherwise DMARC only annotates.
+	// Enforce turns the outcome into the verdict: a failing message's
+	// reject or quarantine policy (after pct sampling), OnTempError,
+	// OnUnparseableFrom and OnMultipleFrom. Otherwise DMARC only annotates.
 	Enforce bool `toml:"enforce"`
 	// MaxFromDomains caps how many distinct RFC5322.From domains one
 	// message may carry; each is evaluated (RFC 7489 §6.6.1). More is
-	// permerror, never a lookup storm.
+	// OnUnparseableFrom, never a lookup storm.
 	MaxFromDomains int `toml:"max_from_domains"`
+	// OnTempError is the action when the policy lookup fails transiently:
+	// accept or tempfail.
+	OnTempError registry.Action `toml:"on_temperror"`
+	// OnUnparseableFrom is the action when the From fields cannot be
+	// reduced to author domains that were all evaluated: a From field or
+	// address without a usable domain, or more than MaxFromDomains
+	// domains. accept, quarantine or reject; a failing policy of a domain
+	// that was found applies when it is stricter.
+	OnUnparseableFrom registry.Action `toml:"on_unparseable_from"`
+	// OnMultipleFrom is what several distinct From domains get:
+	// "strictest" evaluates each and applies the strictest outcome;
+	// "quarantine" or "reject" also act on the message for having them.
+	OnMultipleFrom string `toml:"on_multiple_from"`
 }
+
+// MultipleFromStrictest is the on_multiple_from value that evaluates
+// every From domain and applies the strictest outcome.
+const MultipleFromStrictest = "strictest"
 
 // DefaultMaxFromDomains is the default cap on distinct From domains.
 const DefaultMaxFromDomains = 5
 
-// DefaultConfig is [plugins.dmarc] with no keys: annotate only.
+// DefaultConfig is [plugins.dmarc] with no keys: annotate only; with
+// enforce the safe choices: tempfail on temperror, reject a From that
+// cannot be evaluated, the strictest policy of several From domains.
 func DefaultConfig() Config {
-	return Config{MaxFromDomains: DefaultMaxFromDomains}
+	return Config{
+		MaxFromDomains:    DefaultMaxFromDomains,
+		OnTempError:       registry.TempFail,
+		OnUnparseableFrom: registry.Reject,
+		OnMultipleFrom:    MultipleFromStrictest,
+	}
 }
 
+// Validate implements registry.Validator, so `elemta config check`
+// reports what New would refuse.
+func (c *Config) Validate() error { return c.validate() }
+
 func (c Config) validate() error {
+	var errs []error
 	if c.MaxFromDomains < 1 || c.MaxFromDomains > 100 {
-		return errorf("max_from_domains = %d: must be between 1 and 100", c.MaxFromDomains)
+		errs = append(errs, errorf("max_from_domains = %d: must be between 1 and 100", c.MaxFromDomains))
 	}
-	return nil
+	if c.OnTempError != registry.Accept && c.OnTempError != registry.TempFail {
+		errs = append(errs, errorf("on_temperror = %q: must be accept or tempfail", c.OnTempError))
+	}
+	if c.OnUnparseableFrom == registry.TempFail {
+		errs = append(errs, errorf("on_unparseable_from = %q: must be accept, quarantine or reject (the From will not parse later either)", c.OnUnparseableFrom))
+	}
+	switch c.OnMultipleFrom {
+	case MultipleFromStrictest, "quarantine", "reject":
+	default:
+		errs = append(errs, errorf("on_multiple_from = %q: must be strictest, quarantine or reject", c.OnMultipleFrom))
+	}
+	return errors.Join(errs...)
 }

@@ -131,6 +131,7 @@ type httpClient struct {
 	url       string
 	password  string
 	maxReply  int64
+	maxLists  int64
 	transport *http.Transport
 	client    *http.Client
 }
@@ -149,6 +150,7 @@ func newHTTPClient(cfg Config) *httpClient {
 		url:       strings.TrimSuffix(cfg.URL, "/") + "/checkv2",
 		password:  cfg.Password,
 		maxReply:  cfg.MaxReplySize,
+		maxLists:  cfg.MaxReplyListsSize,
 		transport: tr,
 		client:    &http.Client{Transport: tr},
 	}
@@ -187,27 +189,21 @@ func (c *httpClient) Check(ctx context.Context, req *Request) (*Reply, error) {
 		return nil, fmt.Errorf("POST %s: %w", c.url, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
-	if err != nil {
-		return nil, fmt.Errorf("POST %s: read reply: %w", c.url, err)
-	}
-	if int64(len(body)) > c.maxReply {
-		return nil, fmt.Errorf("POST %s: %w: reply longer than max_reply_size (%d bytes)", c.url, ErrReply, c.maxReply)
-	}
 	if resp.StatusCode == http.StatusRequestEntityTooLarge {
 		return nil, fmt.Errorf("POST %s: %w: %s", c.url, ErrSizeLimit, resp.Status)
 	}
 	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
 		return nil, fmt.Errorf("POST %s: %w: %s: %.200q", c.url, ErrReply, resp.Status, body)
 	}
-	var rep Reply
-	if err := json.Unmarshal(body, &rep); err != nil {
-		return nil, fmt.Errorf("POST %s: %w: decode JSON: %w", c.url, ErrReply, err)
+	rep, err := decodeReply(resp.Body, c.maxReply, c.maxLists)
+	if err != nil {
+		return nil, fmt.Errorf("POST %s: %w", c.url, err)
 	}
 	if _, ok := DefaultActions()[rep.Action]; !ok {
 		return nil, fmt.Errorf("POST %s: %w: unknown action %q", c.url, ErrReply, rep.Action)
 	}
-	return &rep, nil
+	return rep, nil
 }
 
 // headerValue replaces the control characters net/http refuses in a

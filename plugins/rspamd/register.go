@@ -63,8 +63,11 @@ type Config struct {
 	// OnSizeLimit ("error", so on_error applies, or an action).
 	MaxSize     int64  `toml:"max_size"`
 	OnSizeLimit string `toml:"on_size_limit"`
-	// MaxReplySize bounds rspamd's reply, in bytes.
-	MaxReplySize int64 `toml:"max_reply_size"`
+	// MaxReplySize bounds rspamd's reply, in bytes, without its urls and
+	// emails lists; MaxReplyListsSize bounds those, which are skipped
+	// unread (their size is the sender's choice).
+	MaxReplySize      int64 `toml:"max_reply_size"`
+	MaxReplyListsSize int64 `toml:"max_reply_lists_size"`
 	// MaxIdleConns keep-alive connections are kept, each at most IdleTimeout.
 	MaxIdleConns int               `toml:"max_idle_conns"`
 	IdleTimeout  registry.Duration `toml:"idle_timeout"`
@@ -86,18 +89,19 @@ type Config struct {
 // DefaultConfig returns the defaults documented in README.md.
 func DefaultConfig() Config {
 	return Config{
-		URL:            "http://127.0.0.1:11333",
-		Timeout:        registry.Duration(10 * time.Second),
-		ConnectTimeout: registry.Duration(2 * time.Second),
-		MaxSize:        25 << 20,
-		OnSizeLimit:    "error",
-		MaxReplySize:   1 << 20,
-		MaxIdleConns:   8,
-		IdleTimeout:    registry.Duration(30 * time.Second),
-		SpamHeaders:    true,
-		RewriteSubject: true,
-		SubjectPrefix:  "*** SPAM *** ",
-		MilterHeaders:  true,
+		URL:               "http://127.0.0.1:11333",
+		Timeout:           registry.Duration(10 * time.Second),
+		ConnectTimeout:    registry.Duration(2 * time.Second),
+		MaxSize:           50 << 20,
+		OnSizeLimit:       "error",
+		MaxReplySize:      1 << 20,
+		MaxReplyListsSize: 16 << 20,
+		MaxIdleConns:      8,
+		IdleTimeout:       registry.Duration(30 * time.Second),
+		SpamHeaders:       true,
+		RewriteSubject:    true,
+		SubjectPrefix:     "*** SPAM *** ",
+		MilterHeaders:     true,
 	}
 }
 
@@ -141,6 +145,9 @@ func (c Config) validate() error {
 	}
 	if c.MaxReplySize < 1024 {
 		bad("max_reply_size = %d: must be at least 1024 bytes", c.MaxReplySize)
+	}
+	if c.MaxReplyListsSize < 0 {
+		bad("max_reply_lists_size = %d: must be at least 0 bytes", c.MaxReplyListsSize)
 	}
 	if c.MaxIdleConns < 0 {
 		bad("max_idle_conns = %d: must not be negative", c.MaxIdleConns)

@@ -457,6 +457,8 @@ func TestConfigValidation(t *testing.T) {
 		{"max_size 1", func(c *Config) { c.MaxSize = 1 }, ""},
 		{"max_reply_size at minimum", func(c *Config) { c.MaxReplySize = 1024 }, ""},
 		{"max_reply_size below", func(c *Config) { c.MaxReplySize = 1023 }, "max_reply_size"},
+		{"max_reply_lists_size at minimum", func(c *Config) { c.MaxReplyListsSize = 0 }, ""},
+		{"max_reply_lists_size below", func(c *Config) { c.MaxReplyListsSize = -1 }, "max_reply_lists_size"},
 		{"max_idle_conns negative", func(c *Config) { c.MaxIdleConns = -1 }, "max_idle_conns"},
 		{"max_idle_conns 0", func(c *Config) { c.MaxIdleConns = 0 }, ""},
 		{"unknown action", func(c *Config) { c.Actions = map[string]registry.Action{"spam": registry.Reject} }, "unknown rspamd action"},

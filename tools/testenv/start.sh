@@ -257,7 +257,12 @@ EICAR='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 printf 'Eicar-Test-Signature:0:*:%s\n' "$(printf '%s' "$EICAR" | od -An -tx1 | tr -d ' \n')" > "$C/db/eicar.ndb"
 # MD5:size:name of /usr/share/clamav-testfiles/clam.exe (matches the clamav-testfiles samples)
 echo 'aa15bcf478d165efd2065190eb473bcb:544:ClamAV-Test-File' > "$C/db/clamav-test.hdb"
-cat > "$C/clamd.conf" <<EOF
+# Scan limits: low enough that a test exceeds each one cheaply (plugins/clamav/limits_test.go reads them
+# from this file), high enough for every other test (the largest message scanned for real is 1 MiB, the
+# benchmark's; 26 MiB tests StreamMaxLength). AlertExceedsMax makes clamd say
+# "Heuristics.Limits.Exceeded.<limit> FOUND" instead of "OK" for a scan cut short. MaxFileSize applies to
+# the whole message too: a message over 5M is "Exceeded.MaxFileSize" here.
+cat > "$C/clamd.conf.new" <<EOF
 # Written by tools/testenv/start.sh: loopback TCP + unix socket, local test signatures only, no freshclam.
 Foreground yes
 DatabaseDirectory $C/db
@@ -269,7 +274,25 @@ FixStaleSocket yes
 LogFile $C/clamd.log
 LogTime yes
 StreamMaxLength 25M
+AlertExceedsMax yes
+MaxRecursion 8
+MaxFiles 100
+MaxFileSize 5M
+MaxScanSize 10M
 EOF
+# clamd reads its config only at startup: a clamd of ours running with another config is stopped here,
+# so the start below brings it back with this one (a no-op run leaves a clamd with the same config alone).
+if ! cmp -s "$C/clamd.conf.new" "$C/clamd.conf" && pid_alive "$RUN/clamd.pid" "clamd -c $C/clamd.conf"; then
+  pid=$(cat "$RUN/clamd.pid")
+  log "clamd.conf changed: restarting clamd (pid $pid)"
+  kill -TERM "$pid"
+  # gone or a zombie (init reaps the daemons it inherited, maybe late)
+  running() { local st; st=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | cut -d' ' -f1); [ -n "$st" ] && [ "$st" != Z ]; }
+  for _ in $(seq 400); do running "$pid" || break; sleep 0.05; done
+  running "$pid" && die "clamd (pid $pid) still runs 20 s after SIGTERM; run stop.sh"
+  rm -f "$RUN/clamd.pid"
+fi
+mv "$C/clamd.conf.new" "$C/clamd.conf"
 
 # ---------------------------------------------------------------- 5. rspamd: local.d overrides
 R=$STATE/rspamd; mkdir -p "$R/local.d" "$R/db" "$R/run" "$R/log"

@@ -63,6 +63,13 @@ check "clamd PING (tcp)"                    '^PONG$' "$(clam PING "$ELEMTA_TEST_
 check "clamd PING (unix socket)"            '^PONG$' "$(clam PING "$ELEMTA_TEST_CLAMD_SOCKET")"
 check "clamd INSTREAM EICAR"                'Eicar-Test-Signature.UNOFFICIAL FOUND' "$(printf '%s' "$EICAR" > "$TMP/eicar"; clam INSTREAM "$ELEMTA_TEST_CLAMD" "$TMP/eicar")"
 check "clamd INSTREAM clean (unix socket)"  '^stream: OK$' "$(echo 'a clean text' > "$TMP/clean"; clam INSTREAM "$ELEMTA_TEST_CLAMD_SOCKET" "$TMP/clean")"
+# zips nested 12 deep (MaxRecursion is 8), the innermost file random so clamd's clean cache never answers
+python3 -c 'import io, os, sys, zipfile
+d = os.urandom(16).hex().encode()
+for i in range(12):
+    b = io.BytesIO(); z = zipfile.ZipFile(b, "w"); z.writestr("l%d" % i, d); z.close(); d = b.getvalue()
+sys.stdout.buffer.write(d)' > "$TMP/deep.zip"
+check "clamd AlertExceedsMax (MaxRecursion)"  'Heuristics.Limits.Exceeded.MaxRecursion FOUND' "$(clam INSTREAM "$ELEMTA_TEST_CLAMD" "$TMP/deep.zip")"
 [ -e /usr/share/clamav-testfiles/clam.zip ] &&
   check "clamd INSTREAM clamav-testfiles/clam.zip" 'ClamAV-Test-File.UNOFFICIAL FOUND' "$(clam INSTREAM "$ELEMTA_TEST_CLAMD" /usr/share/clamav-testfiles/clam.zip)"
 
