@@ -59,7 +59,11 @@ func (s *session) data(r io.Reader) error {
 
 	release, err := s.be.budget.acquire(in.Size()-int64(len(received)), chk.hlines)
 	if err != nil {
-		s.be.tempFailed.Add(1)
+		if err == errNeverFits {
+			s.be.rejected.Add(1)
+		} else {
+			s.be.tempFailed.Add(1)
+		}
 		s.log.Info("message refused by the bytes-in-flight budget", "size", in.Size(), "err", err)
 		return err
 	}

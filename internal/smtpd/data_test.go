@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/textproto"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -238,6 +240,35 @@ func TestRefusedEarlyConsumesTheRest(t *testing.T) {
 			steps := append(hello("a@example.org", "b@example.net"), tt.steps...)
 			converse(t, h.addr, append(steps, step{send: "NOOP", code: 250}))
 			assert.Len(t, h.spool.List(), before)
+		})
+	}
+}
+
+// TestBudgetNeverFits: a message larger than the whole budget gets the
+// permanent 552 5.3.4, not a 451 that would have it retried forever.
+func TestBudgetNeverFits(t *testing.T) {
+	h := startHold(t, Config{MaxBytesInFlight: 1000})
+	converse(t, h.addr, append(hello("a@example.org", "b@example.net"), step{send: "DATA", code: 354},
+		step{send: holdMsg("", 1000) + ".\r\n", raw: true, code: 552, text: "5.3.4 Message too big for system"},
+		step{send: "NOOP", code: 250}))
+	assert.Empty(t, h.spool.List())
+}
+
+// TestSpoolUnwritable: when the spool cannot take the message, whether it
+// is small (kept in memory until the entry is written) or large (moved to
+// a file during the transfer), the reply is 451 4.3.0 and nothing is
+// queued.
+func TestSpoolUnwritable(t *testing.T) {
+	h := start(t, Config{MaxMessageBytes: 1 << 20})
+	tmp := filepath.Join(h.spool.Root(), "tmp")
+	require.NoError(t, os.Remove(tmp))
+	t.Cleanup(func() { _ = os.Mkdir(tmp, 0o750) })
+	for _, size := range []int{100, 3 * spool.IncomingInMemory} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			converse(t, h.addr, append(hello("a@example.org", "b@example.net"), step{send: "DATA", code: 354},
+				step{send: "Subject: x\r\n\r\n" + strings.Repeat(strings.Repeat("b", 76)+"\r\n", size/78) + ".\r\n", raw: true, code: 451, text: "4.3.0 Could not queue"},
+				step{send: "NOOP", code: 250}))
+			assert.Empty(t, h.spool.List())
 		})
 	}
 }
