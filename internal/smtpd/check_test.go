@@ -69,3 +69,19 @@ func TestChecker(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkChecker measures the streaming checks over 32 KiB chunks (the
+// size receive reads) of 78-byte lines.
+func BenchmarkChecker(b *testing.B) {
+	chunk := []byte(strings.Repeat(strings.Repeat("x", 76)+"\r\n", 32<<10/78))
+	b.SetBytes(int64(len(chunk)))
+	c := newChecker(2000, DefaultMaxHeaderBytes)
+	if err := c.write([]byte("Subject: x\r\n\r\n")); err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if err := c.write(chunk); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
