@@ -85,3 +85,98 @@ func BenchmarkChecker(b *testing.B) {
 		}
 	}
 }
+
+// FuzzChecker compares the streaming checker, fed in two chunks split
+// anywhere, with the whole-message checks it replaced (NUL first, then
+// line ends, then line length) and a direct count of the header section.
+func FuzzChecker(f *testing.F) {
+	f.Add([]byte("A: 1\r\n\r\nbody\r\n"), uint16(3))
+	f.Add([]byte("A: 1\nB\r\n"), uint16(0))
+	f.Add([]byte("A: 1\r\n\r\nb\r"), uint16(9))
+	f.Add([]byte("Subject: "+strings.Repeat("x", 30)+"\r\n\r\n"), uint16(17))
+	f.Fuzz(func(t *testing.T, msg []byte, split uint16) {
+		const lineLimit, headerLimit = 24, 40
+		cut := int(split) % (len(msg) + 1)
+		c := newChecker(lineLimit, headerLimit)
+		err := c.write(msg[:cut])
+		if err == nil {
+			err = c.write(msg[cut:])
+		}
+		if err == nil {
+			err = c.close()
+		}
+		want := referenceCheck(msg, lineLimit, headerLimit)
+		if (err == nil) != (want == nil) {
+			t.Fatalf("%q split at %d: streaming %v, reference %v", msg, cut, err, want)
+		}
+		// With several faults the first in the stream wins; when there is
+		// one kind only, both must name it.
+		if want != nil && err.Error() != want.Error() && kinds(msg, lineLimit, headerLimit) == 1 {
+			t.Fatalf("%q split at %d: streaming %v, reference %v", msg, cut, err, want)
+		}
+	})
+}
+
+// referenceCheck is the receiver's former whole-message check, plus the
+// header limit.
+func referenceCheck(b []byte, lineLimit int, headerLimit int64) error {
+	if strings.IndexByte(string(b), 0) >= 0 {
+		return errNUL
+	}
+	if badEnds(b) {
+		return errBareLF
+	}
+	if longLineRef(b, lineLimit) {
+		return errLong
+	}
+	if headerBytes(b) > headerLimit {
+		return errHeaderTooBig(headerLimit)
+	}
+	return nil
+}
+
+func kinds(b []byte, lineLimit int, headerLimit int64) int {
+	n := 0
+	for _, bad := range []bool{strings.IndexByte(string(b), 0) >= 0, badEnds(b), longLineRef(b, lineLimit), headerBytes(b) > headerLimit} {
+		if bad {
+			n++
+		}
+	}
+	return n
+}
+
+func badEnds(b []byte) bool {
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '\r':
+			if i+1 >= len(b) || b[i+1] != '\n' {
+				return true
+			}
+			i++
+		case '\n':
+			return true
+		}
+	}
+	return false
+}
+
+func longLineRef(b []byte, limit int) bool {
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if len(line) > limit {
+			return true
+		}
+	}
+	return false
+}
+
+// headerBytes counts the lines before the first empty one.
+func headerBytes(b []byte) int64 {
+	n := int64(0)
+	for _, line := range strings.SplitAfter(string(b), "\r\n") {
+		if line == "\r\n" {
+			break
+		}
+		n += int64(len(line))
+	}
+	return n
+}

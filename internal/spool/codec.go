@@ -79,11 +79,12 @@ func decodeEntry(f *os.File) (*Entry, error) {
 	if !errors.Is(err, errShape) {
 		return nil, err
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	data, err := io.ReadAll(io.NewSectionReader(f, 0, st.Size()))
+	if err != nil {
 		return nil, err
 	}
 	var whole Entry
-	if err := json.NewDecoder(f).Decode(&whole); err != nil {
+	if err := json.Unmarshal(data, &whole); err != nil {
 		return nil, err
 	}
 	return &whole, nil

@@ -169,3 +169,38 @@ func TestIncoming(t *testing.T) {
 		})
 	}
 }
+
+// FuzzDecodeEntry: whatever the file holds, the streamed decoding agrees
+// with encoding/json (same entry, or both fail).
+func FuzzDecodeEntry(f *testing.F) {
+	good, _ := json.Marshal(fullEntry([]byte("Subject: x\r\n\r\nbody\r\n")))
+	f.Add(good)
+	f.Add([]byte(`{"id":"a","message":"QQ=="}`))
+	f.Add([]byte(`{"message":"QQ==","id":"a"}`))
+	f.Add([]byte(`{"id":"a","message":null}`))
+	f.Add([]byte(`{"id":"a","message":"QQ="}`))
+	f.Add([]byte(`{"id":"a","message":"Q\u0051=="}`))
+	f.Add([]byte(`{"id":"a","message":"QQ=="} {"x":1}`))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p := filepath.Join(dir, "e.json")
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := readEntry(p)
+		var want Entry
+		werr := json.Unmarshal(data, &want)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("%q: streamed %v, encoding/json %v", data, err, werr)
+		}
+		if err == nil && !bytes.Equal(got.Message, want.Message) {
+			t.Fatalf("%q: message %q, encoding/json %q", data, got.Message, want.Message)
+		}
+		if err == nil {
+			got.Message, want.Message = nil, nil
+			if !assert.ObjectsAreEqual(&want, got) {
+				t.Fatalf("%q: entry %+v, encoding/json %+v", data, got, want)
+			}
+		}
+	})
+}
