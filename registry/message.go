@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"strings"
 	"sync"
+	"unsafe"
 )
 
 // Envelope is what the SMTP session learnt about a message.
@@ -27,7 +29,10 @@ type Field struct {
 
 // HeaderField is one parsed header field of a message.
 type HeaderField struct {
-	// Name as written, and Value unfolded with surrounding white space trimmed.
+	// Name as written, and Value unfolded with surrounding white space
+	// trimmed. Both share Message.Raw's memory when they can (Name always,
+	// Value when the field is not folded): a plugin that keeps one past the
+	// message should strings.Clone it, or it keeps the whole message alive.
 	Name  string
 	Value string
 	// Raw is the field exactly as received, including folding and line end;
@@ -76,14 +81,21 @@ type Message struct {
 // ErrMalformedHeader reports a header section that cannot be parsed.
 var ErrMalformedHeader = errors.New("malformed header")
 
-// ParseMessage parses raw's header section. raw is kept, not copied. Both
-// CRLF and bare LF line ends are accepted. A message without a blank line
-// is all header and an empty body.
+// ParseMessage parses raw's header section. raw is kept, not copied, and
+// must not be modified afterwards: the fields' Name and Value point into
+// it. Both CRLF and bare LF line ends are accepted. A message without a
+// blank line is all header and an empty body.
+//
+// Its own allocations are the Header slice, sized exactly, and the Value
+// of folded fields: a message costs its size plus about 56 bytes a field.
 func ParseMessage(raw []byte, env Envelope) (*Message, error) {
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("%w: empty message", ErrMalformedHeader)
 	}
 	m := &Message{Raw: raw, Envelope: env, bodyStart: len(raw)}
+	if n := countFields(raw); n > 0 {
+		m.Header = make(Header, 0, n)
+	}
 	pos, line := 0, 1
 	for pos < len(raw) {
 		end := lineEnd(raw, pos)
@@ -104,7 +116,7 @@ func ParseMessage(raw []byte, env Envelope) (*Message, error) {
 			if colon <= 0 || bytes.ContainsAny(name, " \t") {
 				return nil, fmt.Errorf("%w: line %d: not a header field (no \"name:\"): %.40q", ErrMalformedHeader, line, content)
 			}
-			m.Header = append(m.Header, HeaderField{Name: string(name), Raw: raw[pos:end]})
+			m.Header = append(m.Header, HeaderField{Name: view(name), Raw: raw[pos:end]})
 		}
 		m.headerEnd = end
 		pos, line = end, line+1
@@ -115,9 +127,40 @@ func ParseMessage(raw []byte, env Envelope) (*Message, error) {
 	return m, nil
 }
 
+// countFields counts the lines of raw's header section that start a field
+// (ParseMessage sizes Header with it; a malformed line counts too).
+func countFields(raw []byte) int {
+	n := 0
+	for pos := 0; pos < len(raw); {
+		end := lineEnd(raw, pos)
+		content := trimEOL(raw[pos:end])
+		if len(content) == 0 {
+			break
+		}
+		if content[0] != ' ' && content[0] != '\t' {
+			n++
+		}
+		pos = end
+	}
+	return n
+}
+
+// view returns b as a string without copying it. b's bytes must never
+// change: Message.Raw is never modified.
+func view(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
 // unfold returns a field body's lines joined by single spaces, each
 // trimmed, in one pass (a field folded over many lines costs linear time).
+// A body of one line is returned as a view of it, not a copy.
 func unfold(body []byte) string {
+	if end := lineEnd(body, 0); end == len(body) {
+		return view(bytes.TrimSpace(body))
+	}
 	var b strings.Builder
 	b.Grow(len(body))
 	for len(body) > 0 {
@@ -149,37 +192,87 @@ type Removal struct {
 // Rewrite returns the message as it should be written out: add prepended
 // in order (after the fields recorded with AddHeader), the fields named by
 // remove left out, and every other byte exactly as in Raw. Added fields use
-// the message's own line ending.
+// the message's own line ending. It builds a full copy: WriteRewritten
+// writes the same bytes without one.
 func (m *Message) Rewrite(add []Field, remove []Removal) []byte {
+	var out bytes.Buffer
+	out.Grow(len(m.Raw) + 256)
+	_, _ = m.WriteRewritten(&out, add, remove) // a bytes.Buffer does not fail
+	return out.Bytes()
+}
+
+// WriteRewritten writes to w what Rewrite returns, from the pieces of Raw:
+// the added fields, the kept fields, the rest. It returns the bytes
+// written.
+func (m *Message) WriteRewritten(w io.Writer, add []Field, remove []Removal) (int64, error) {
 	eol := "\n"
 	if len(m.Header) > 0 && bytes.HasSuffix(m.Header[0].Raw, []byte("\r\n")) {
 		eol = "\r\n"
 	}
-	var out bytes.Buffer
-	out.Grow(len(m.Raw) + 256)
+	cw := &countWriter{w: w}
 	for _, f := range append(m.AddedHeaders(), add...) {
-		out.WriteString(f.Name + ": " + f.Value + eol)
-	}
-	seen := map[string]int{}
-	for _, f := range m.Header {
-		key := strings.ToLower(f.Name)
-		n := seen[key]
-		seen[key] = n + 1
-		if !removed(remove, f.Name, n) {
-			out.Write(f.Raw)
+		if _, err := cw.WriteString(f.Name + ": " + f.Value + eol); err != nil {
+			return cw.n, err
 		}
 	}
-	out.Write(m.Raw[m.headerEnd:])
-	return out.Bytes()
+	seen := make([]int, len(remove)) // fields so far named like each removal
+	for _, f := range m.Header {
+		if !removedAt(remove, seen, f.Name) {
+			if _, err := cw.Write(f.Raw); err != nil {
+				return cw.n, err
+			}
+		}
+	}
+	_, err := cw.Write(m.Raw[m.headerEnd:])
+	return cw.n, err
 }
 
-func removed(remove []Removal, name string, index int) bool {
-	for _, r := range remove {
-		if strings.EqualFold(r.Name, name) && (r.Index < 0 || r.Index == index) {
-			return true
+// Rewriter returns an io.WriterTo for WriteRewritten(w, add, remove): what
+// a writer that takes one (the spool) needs to store the message without
+// a second copy of it in memory.
+func (m *Message) Rewriter(add []Field, remove []Removal) io.WriterTo {
+	return rewriter{m: m, add: add, remove: remove}
+}
+
+type rewriter struct {
+	m      *Message
+	add    []Field
+	remove []Removal
+}
+
+func (r rewriter) WriteTo(w io.Writer) (int64, error) { return r.m.WriteRewritten(w, r.add, r.remove) }
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countWriter) WriteString(s string) (int, error) {
+	n, err := io.WriteString(c.w, s)
+	c.n += int64(n)
+	return n, err
+}
+
+// removedAt reports whether the field called name, the next of its name,
+// is removed, and counts it in seen (one counter per removal, so no
+// lowercased copy of every name is made).
+func removedAt(remove []Removal, seen []int, name string) bool {
+	out := false
+	for i, r := range remove {
+		if strings.EqualFold(r.Name, name) {
+			if r.Index < 0 || r.Index == seen[i] {
+				out = true
+			}
+			seen[i]++
 		}
 	}
-	return false
+	return out
 }
 
 // AddHeader records a field to prepend when the message is written out. It

@@ -2,9 +2,11 @@ package registry
 
 import (
 	"errors"
+	"io"
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -102,4 +104,94 @@ func TestParseMessageManyContinuationLines(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, m.Header.Get("Subject"), len("x")+20000*len(" continued"))
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(20<<20), "bytes allocated while parsing")
+}
+
+// ParseMessage does not copy the message: Name and unfolded Value are
+// views of Raw, the Header slice is allocated once at its final size, and
+// only a folded Value is built anew.
+func TestParseMessageSharesRaw(t *testing.T) {
+	raw := []byte("From: a@example.test\r\nSubject: one\r\n two\r\nX-Empty:\r\nTo:  b@example.test \r\n\r\nbody\r\n")
+	m, err := ParseMessage(raw, Envelope{})
+	require.NoError(t, err)
+	require.Len(t, m.Header, 4)
+	assert.Equal(t, 4, cap(m.Header), "Header sized exactly")
+	inRaw := func(s string) bool {
+		if s == "" {
+			return true
+		}
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		base := uintptr(unsafe.Pointer(&raw[0]))
+		return p >= base && p < base+uintptr(len(raw))
+	}
+	for _, f := range m.Header {
+		assert.True(t, inRaw(f.Name), "Name %q is a view of Raw", f.Name)
+	}
+	assert.True(t, inRaw(m.Header[0].Value), "unfolded Value is a view of Raw")
+	assert.Equal(t, "b@example.test", m.Header[3].Value)
+	assert.True(t, inRaw(m.Header[3].Value))
+	assert.Equal(t, "one two", m.Header[1].Value)
+	assert.False(t, inRaw(m.Header[1].Value), "a folded Value is a new string")
+
+	allocs := testing.AllocsPerRun(20, func() {
+		if _, err := ParseMessage(raw, Envelope{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.LessOrEqual(t, allocs, 3.0, "Message, Header slice, one folded Value")
+}
+
+// WriteRewritten writes what Rewrite returns, and reports its length and
+// the writer's error.
+func TestWriteRewritten(t *testing.T) {
+	raw := "A: 1\r\nX-Remove: y\r\nB: 2\r\n folded\r\n\r\nbody\r\n"
+	m, err := ParseMessage([]byte(raw), Envelope{})
+	require.NoError(t, err)
+	m.AddHeader("Sig", "s")
+	add := []Field{{"X-New", "n"}}
+	rm := []Removal{{Name: "x-remove", Index: -1}}
+	want := m.Rewrite(add, rm)
+	var b strings.Builder
+	n, err := m.Rewriter(add, rm).WriteTo(&b)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), b.String())
+	assert.Equal(t, int64(len(want)), n)
+	assert.Equal(t, "Sig: s\r\nX-New: n\r\nA: 1\r\nB: 2\r\n folded\r\n\r\nbody\r\n", b.String())
+
+	for limit := range len(want) {
+		fw := &failWriter{left: limit}
+		n, err := m.WriteRewritten(fw, add, rm)
+		require.ErrorIs(t, err, errFull, "limit %d", limit)
+		assert.Equal(t, int64(limit), n, "bytes reported written before the failure")
+	}
+}
+
+// WriteRewritten allocates nothing per field: a header of 10,000 fields
+// costs the same few allocations as one of two.
+func TestWriteRewrittenAllocs(t *testing.T) {
+	raw := []byte(strings.Repeat("X-Trace: hop\r\n", 10000) + "Subject: x\r\n\r\nbody\r\n")
+	m, err := ParseMessage(raw, Envelope{})
+	require.NoError(t, err)
+	rm := []Removal{{Name: "x-trace", Index: 3}, {Name: "subject", Index: -1}}
+	allocs := testing.AllocsPerRun(10, func() {
+		if _, err := m.WriteRewritten(io.Discard, []Field{{"A", "b"}}, rm); err != nil {
+			t.Fatal(err)
+		}
+	})
+	assert.LessOrEqual(t, allocs, 6.0)
+	out := string(m.Rewrite(nil, rm))
+	assert.Equal(t, len(raw)-len("X-Trace: hop\r\n")-len("Subject: x\r\n"), len(out))
+}
+
+var errFull = errors.New("full")
+
+type failWriter struct{ left int }
+
+func (w *failWriter) Write(p []byte) (int, error) {
+	if len(p) > w.left {
+		n := w.left
+		w.left = 0
+		return n, errFull
+	}
+	w.left -= len(p)
+	return len(p), nil
 }

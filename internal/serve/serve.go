@@ -39,6 +39,12 @@ type Config struct {
 	// transaction.
 	MaxMessageSize int64 `toml:"max_message_size"`
 	MaxRecipients  int   `toml:"max_recipients"`
+	// MaxHeaderSize bounds a message's header section in bytes (552 5.3.4
+	// past it). MaxBytesInFlight bounds the bytes of the messages held in
+	// memory at once, all connections together (451 4.3.1 past it; 0: no
+	// limit).
+	MaxHeaderSize    int64 `toml:"max_header_size"`
+	MaxBytesInFlight int64 `toml:"max_bytes_in_flight"`
 	// SpoolDir holds the queue; MaildirRoot the mailboxes
 	// (<root>/<domain>/<local-part>/).
 	SpoolDir    string `toml:"spool_dir"`
@@ -110,6 +116,10 @@ func DefaultConfig() Config {
 		RetryBase:       registry.Duration(time.Minute),
 		RetryMax:        registry.Duration(time.Hour),
 		MaxQueueAge:     registry.Duration(5 * 24 * time.Hour),
+		// Postfix's header_size_limit is 100 KiB; long ARC and Received
+		// chains fit in 256 KiB. Ten messages of the largest size in flight.
+		MaxHeaderSize:    smtpd.DefaultMaxHeaderBytes,
+		MaxBytesInFlight: 512 << 20,
 
 		RelayWorkers:          4,
 		RelayQueue:            16,
@@ -138,6 +148,15 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageSize < 0 {
 		bad("max_message_size must not be negative")
+	}
+	if c.MaxHeaderSize <= 0 {
+		bad("max_header_size must be positive")
+	}
+	if c.MaxBytesInFlight < 0 {
+		bad("max_bytes_in_flight must not be negative (0: no limit)")
+	}
+	if c.MaxBytesInFlight > 0 && (c.MaxMessageSize == 0 || c.MaxMessageSize > c.MaxBytesInFlight) {
+		bad("max_bytes_in_flight (%d) must be at least max_message_size (%d, 0: no limit): a message of the largest size could never be accepted", c.MaxBytesInFlight, c.MaxMessageSize)
 	}
 	if c.MaxRecipients < 0 {
 		bad("max_recipients must not be negative")
@@ -255,6 +274,7 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 		return nil, err
 	}
 	scfg := smtpd.Config{Hostname: cfg.Hostname, MaxMessageBytes: cfg.MaxMessageSize, MaxRecipients: cfg.MaxRecipients,
+		MaxHeaderBytes: cfg.MaxHeaderSize, MaxBytesInFlight: cfg.MaxBytesInFlight,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
 		RelayAuthenticated: cfg.Relay != ""}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/elemta/elemta/internal/spool"
@@ -30,6 +31,12 @@ var (
 // resets the transaction itself (Reset) once Data returns, and for BDAT it
 // runs Data in its own goroutine, which an aborted transfer leaves running
 // while the connection goes on with the next commands.
+//
+// Memory: the transfer streams to an unlinked file (receive); the message
+// is then read back into one buffer of its size, under the bytes-in-flight
+// budget, parsed in place, and written to the spool from its pieces.
+// When Data returns early, go-smtp consumes what the client still sends
+// (DATA) or refuses the rest of the chunks (BDAT).
 func (s *session) data(r io.Reader) error {
 	s.mu.Lock()
 	pc, env, quarantine := s.pc, s.envelope(), s.quarantine // quarantine: from pre-reception, if any
@@ -39,32 +46,35 @@ func (s *session) data(r io.Reader) error {
 	if pc == nil || len(env.RcptTo) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
-	body, err := io.ReadAll(r)
+	id := spool.NewID(time.Now())
+	in := s.be.spool.NewIncoming()
+	defer in.Close()
+
+	// The transfer: every byte the client sends for this message is read here.
+	received := s.received(id, env)
+	chk, err := s.receive(r, in, received)
 	if err != nil {
-		var se *smtp.SMTPError
-		switch {
-		case errors.As(err, &se):
-			s.be.rejected.Add(1)
-			return se
-		case errors.Is(err, smtp.ErrTooLongLine):
-			s.be.rejected.Add(1)
-			return errLong
-		}
-		s.be.aborted.Add(1)
-		s.log.Info("DATA aborted", "err", err)
-		return errAborted
-	}
-	if err := checkLineEnds(body); err != nil {
-		s.be.rejected.Add(1)
 		return err
 	}
-	// go-smtp enforces the line limit on DATA only, not on BDAT chunks.
-	if longLine(body, s.be.cfg.lineLimit()) {
-		s.be.rejected.Add(1)
-		return errLong
+
+	release, err := s.be.budget.acquire(in.Size()-int64(len(received)), chk.hlines)
+	if err != nil {
+		if err == errNeverFits {
+			s.be.rejected.Add(1)
+		} else {
+			s.be.tempFailed.Add(1)
+		}
+		s.log.Info("message refused by the bytes-in-flight budget", "size", in.Size(), "err", err)
+		return err
 	}
-	id := spool.NewID(time.Now())
-	raw := append(s.received(id, env), body...)
+	defer release()
+	raw, err := in.Bytes()
+	if err != nil {
+		s.log.Error("spool read-back failed", "err", err)
+		s.be.tempFailed.Add(1)
+		return errSpool
+	}
+	in.Close() // the disk space: raw holds the message now (not raw's memory)
 	msg, err := registry.ParseMessage(raw, env)
 	if err != nil {
 		s.be.rejected.Add(1)
@@ -93,9 +103,9 @@ func (s *session) data(r io.Reader) error {
 			RcptTo: env.RcptTo, AuthUser: env.AuthUser, TLS: env.TLS},
 		Results: records(pc.Results()),
 		Reason:  quarantine,
-		Message: msg.Rewrite(adds, removes),
 	}
-	if _, err := s.be.spool.Put(e, quarantine != ""); err != nil {
+	_, size, err := s.be.spool.PutMessage(e, quarantine != "", msg.Rewriter(adds, removes))
+	if err != nil {
 		s.log.Error("spool write failed", "err", err)
 		s.be.tempFailed.Add(1)
 		return errSpool
@@ -105,8 +115,67 @@ func (s *session) data(r io.Reader) error {
 	} else {
 		s.be.accepted.Add(1)
 	}
-	s.log.Info("queued", "id", id, "from", env.MailFrom, "rcpts", len(env.RcptTo), "size", len(e.Message), "quarantine", quarantine)
+	s.log.Info("queued", "id", id, "from", env.MailFrom, "rcpts", len(env.RcptTo), "size", size, "quarantine", quarantine)
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK queued as " + id}
+}
+
+// receive writes received and then the client's message from r to w,
+// checking it on the way (checker), and returns the checker's counts. Its
+// error is the reply to the transfer.
+func (s *session) receive(r io.Reader, w io.Writer, received []byte) (*checker, error) {
+	if _, err := w.Write(received); err != nil {
+		s.log.Error("spool write failed", "err", err)
+		s.be.tempFailed.Add(1)
+		return nil, errSpool
+	}
+	chk := newChecker(s.be.cfg.lineLimit(), s.be.cfg.headerLimit())
+	bp := readBuffers.Get().(*[]byte)
+	defer readBuffers.Put(bp)
+	buf := *bp
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			if err := chk.write(buf[:n]); err != nil {
+				s.be.rejected.Add(1)
+				return nil, err
+			}
+			if _, err := w.Write(buf[:n]); err != nil {
+				s.log.Error("spool write failed", "err", err)
+				s.be.tempFailed.Add(1)
+				return nil, errSpool
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, s.transferError(rerr)
+		}
+	}
+	if err := chk.close(); err != nil {
+		s.be.rejected.Add(1)
+		return nil, err
+	}
+	return chk, nil
+}
+
+// readBuffers are receive's buffers, shared by the transfers.
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// transferError is the reply to a transfer that r broke off with err.
+func (s *session) transferError(err error) error {
+	var se *smtp.SMTPError
+	switch {
+	case errors.As(err, &se): // go-smtp's own: message too big
+		s.be.rejected.Add(1)
+		return se
+	case errors.Is(err, smtp.ErrTooLongLine):
+		s.be.rejected.Add(1)
+		return errLong
+	}
+	s.be.aborted.Add(1)
+	s.log.Info("DATA aborted", "err", err)
+	return errAborted
 }
 
 func ipString(a netip.Addr) string {
@@ -114,26 +183,6 @@ func ipString(a netip.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// checkLineEnds refuses NUL bytes and CR or LF that are not part of CRLF
-// (the ambiguity SMTP smuggling abuses).
-func checkLineEnds(b []byte) error {
-	if bytes.IndexByte(b, 0) >= 0 {
-		return errNUL
-	}
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '\r':
-			if i+1 >= len(b) || b[i+1] != '\n' {
-				return errBareLF
-			}
-			i++
-		case '\n':
-			return errBareLF
-		}
-	}
-	return nil
 }
 
 // lineLimit is the longest line accepted, its CRLF included (go-smtp's
@@ -145,21 +194,18 @@ func (c Config) lineLimit() int {
 	return 2000
 }
 
-// longLine reports whether a line of b, its CRLF included, is longer than
-// limit.
-func longLine(b []byte, limit int) bool {
-	for len(b) > 0 {
-		i := bytes.IndexByte(b, '\n')
-		if i < 0 {
-			return len(b) > limit
-		}
-		if i+1 > limit {
-			return true
-		}
-		b = b[i+1:]
+// headerLimit is the largest header section accepted, in bytes.
+func (c Config) headerLimit() int64 {
+	if c.MaxHeaderBytes > 0 {
+		return c.MaxHeaderBytes
 	}
-	return false
+	return DefaultMaxHeaderBytes
 }
+
+// DefaultMaxHeaderBytes is the header section limit when
+// Config.MaxHeaderBytes is unset: 256 KiB, room for long Received and
+// ARC chains (Postfix's header_size_limit is 100 KiB).
+const DefaultMaxHeaderBytes = 256 << 10
 
 // received returns the Received trace field (RFC 5321 section 4.4).
 func (s *session) received(id string, env registry.Envelope) []byte {

@@ -206,12 +206,15 @@ func (s *session) Data(r io.Reader) error {
 	return s.refuse(s.data(r))
 }
 
-func (s *session) mail(from string, _ *smtp.MailOptions) error {
+func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.resetTx()
 	if hasControl(from) {
 		return errBadSender
+	}
+	if err := s.be.budget.checkSize(opts); err != nil {
+		return err
 	}
 	if h := s.conn.Hostname(); h != s.heloName { // a later EHLO
 		if err := s.helo(h); err != nil {

@@ -47,6 +47,11 @@ type Config struct {
 	// MaxLineLength bounds command and message lines (default 2000, twice
 	// RFC 5321's 1000).
 	MaxLineLength int
+	// MaxHeaderBytes bounds a message's header section (default
+	// DefaultMaxHeaderBytes); MaxBytesInFlight bounds the message bytes
+	// held in memory by all transfers at once (0: no limit).
+	MaxHeaderBytes   int64
+	MaxBytesInFlight int64
 	// TLS enables STARTTLS when set.
 	TLS *tls.Config
 	// Credentials enables AUTH PLAIN and LOGIN when non-nil.
@@ -122,7 +127,8 @@ func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger
 			"now", srv.maxConns, "rlimit_nofile", fileLimit(), "reserved_files", srv.limits.ReservedFiles)
 	}
 	srv.auth = newAuthThrottle(srv.limits, srv.now)
-	be := &backend{srv: srv, cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains)}
+	be := &backend{srv: srv, cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains),
+		budget: newBudget(cfg.MaxBytesInFlight)}
 	srv.be = be
 	s := smtp.NewServer(be)
 	s.Domain = cfg.Hostname
@@ -211,6 +217,8 @@ type backend struct {
 	log   *slog.Logger
 	// local is the set of Config.LocalDomains.
 	local domains.Set
+	// budget bounds the message bytes in memory (data.go).
+	budget *budget
 
 	accepted, quarantined, rejected, tempFailed, aborted atomic.Int64
 }

@@ -8,7 +8,7 @@
 // Layout under the spool root:
 //
 //	lock         flock(2)ed by the process that owns the spool
-//	tmp/         files being written
+//	tmp/         files being written (and, unlinked, messages being received: Incoming)
 //	queue/       <id>.json, messages waiting for delivery
 //	quarantine/  <id>.json, messages held by a quarantine verdict
 //
@@ -20,9 +20,9 @@ package spool
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,12 +243,21 @@ func validID(id string) bool {
 // entry is on stable storage. Putting an id that is queued replaces the
 // entry; a claim on it stays with its holder.
 func (s *Spool) Put(e *Entry, quarantine bool) (string, error) {
+	id, _, err := s.PutMessage(e, quarantine, nil)
+	return id, err
+}
+
+// PutMessage is Put with the message's bytes written by msg instead of
+// taken from e.Message (which it leaves alone), so that a caller holding
+// the message in pieces never builds it whole: msg.WriteTo streams into
+// the file. It returns the message's size too. With msg nil it is Put.
+func (s *Spool) PutMessage(e *Entry, quarantine bool, msg io.WriterTo) (string, int64, error) {
 	now := s.now()
 	if e.ID == "" {
 		e.ID = NewID(now)
 	}
 	if !validID(e.ID) {
-		return "", fmt.Errorf("spool: invalid id %q", e.ID)
+		return "", 0, fmt.Errorf("spool: invalid id %q", e.ID)
 	}
 	if e.ReceivedAt.IsZero() {
 		e.ReceivedAt = now
@@ -257,8 +266,9 @@ func (s *Spool) Put(e *Entry, quarantine bool) (string, error) {
 	if quarantine {
 		dir = quarantineDir
 	}
-	if err := s.write(dir, e); err != nil {
-		return "", err
+	size, err := s.write(dir, e, msg)
+	if err != nil {
+		return "", 0, err
 	}
 	if !quarantine {
 		s.mu.Lock()
@@ -274,7 +284,7 @@ func (s *Spool) Put(e *Entry, quarantine bool) (string, error) {
 			s.signal()
 		}
 	}
-	return e.ID, nil
+	return e.ID, size, nil
 }
 
 func (s *Spool) signal() {
@@ -284,23 +294,22 @@ func (s *Spool) signal() {
 	}
 }
 
-// write stores e as dir/<id>.json atomically and durably.
-func (s *Spool) write(dir string, e *Entry) error {
-	data, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("spool: encode %s: %w", e.ID, err)
-	}
+// write stores e as dir/<id>.json atomically and durably, its message
+// from msg when not nil (else e.Message), streamed (see encodeEntry). It
+// returns the message's size.
+func (s *Spool) write(dir string, e *Entry, msg io.WriterTo) (int64, error) {
 	f, err := os.CreateTemp(filepath.Join(s.root, tmpDir), e.ID+".*")
 	if err != nil {
-		return fmt.Errorf("spool: write %s: %w", e.ID, err)
+		return 0, fmt.Errorf("spool: write %s: %w", e.ID, err)
 	}
 	tmp := f.Name()
-	fail := func(err error) error {
+	fail := func(err error) (int64, error) {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("spool: write %s: %w", e.ID, err)
+		return 0, fmt.Errorf("spool: write %s: %w", e.ID, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	size, err := encodeEntry(f, e, msg)
+	if err != nil {
 		return fail(err)
 	}
 	if err := f.Sync(); err != nil {
@@ -312,9 +321,9 @@ func (s *Spool) write(dir string, e *Entry) error {
 	final := filepath.Join(s.root, dir, e.ID+suffix)
 	if err := os.Rename(tmp, final); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("spool: write %s: %w", e.ID, err)
+		return 0, fmt.Errorf("spool: write %s: %w", e.ID, err)
 	}
-	return syncDir(filepath.Join(s.root, dir))
+	return size, syncDir(filepath.Join(s.root, dir))
 }
 
 func syncDir(dir string) error {
@@ -330,18 +339,19 @@ func syncDir(dir string) error {
 }
 
 func readEntry(path string) (*Entry, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("%w: %s", ErrNotFound, filepath.Base(path))
 		}
 		return nil, fmt.Errorf("spool: read %s: %w", path, err)
 	}
-	var e Entry
-	if err := json.Unmarshal(data, &e); err != nil {
+	defer f.Close()
+	e, err := decodeEntry(f)
+	if err != nil {
 		return nil, fmt.Errorf("spool: decode %s: %w", path, err)
 	}
-	return &e, nil
+	return e, nil
 }
 
 // Get reads the queued entry id.
@@ -495,7 +505,7 @@ func (s *Spool) Defer(e *Entry, next time.Time) error {
 		return err
 	}
 	e.NextAttempt = next
-	if err := s.write(queueDir, e); err != nil {
+	if _, err := s.write(queueDir, e, nil); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -510,7 +520,8 @@ func (s *Spool) Update(e *Entry) error {
 	if err := s.held(e.ID); err != nil {
 		return err
 	}
-	return s.write(queueDir, e)
+	_, err := s.write(queueDir, e, nil)
+	return err
 }
 
 // Quarantine moves a claimed entry to quarantine/ with reason.
@@ -519,7 +530,7 @@ func (s *Spool) Quarantine(e *Entry, reason string) error {
 		return err
 	}
 	e.Reason = reason
-	if err := s.write(quarantineDir, e); err != nil {
+	if _, err := s.write(quarantineDir, e, nil); err != nil {
 		return err
 	}
 	return s.Complete(e.ID)
