@@ -8,7 +8,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
-	"unsafe"
+	"unicode"
 )
 
 // Envelope is what the SMTP session learnt about a message.
@@ -30,9 +30,10 @@ type Field struct {
 // HeaderField is one parsed header field of a message.
 type HeaderField struct {
 	// Name as written, and Value unfolded with surrounding white space
-	// trimmed. Both share Message.Raw's memory when they can (Name always,
-	// Value when the field is not folded): a plugin that keeps one past the
-	// message should strings.Clone it, or it keeps the whole message alive.
+	// trimmed. Both are substrings of one copy of the header section when
+	// they can be (Name always, Value when the field is not folded): a
+	// plugin that keeps one past the message keeps that copy (at most
+	// max_header_size) alive, never the message.
 	Name  string
 	Value string
 	// Raw is the field exactly as received, including folding and line end;
@@ -81,13 +82,16 @@ type Message struct {
 // ErrMalformedHeader reports a header section that cannot be parsed.
 var ErrMalformedHeader = errors.New("malformed header")
 
-// ParseMessage parses raw's header section. raw is kept, not copied, and
-// must not be modified afterwards: the fields' Name and Value point into
-// it. Both CRLF and bare LF line ends are accepted. A message without a
-// blank line is all header and an empty body.
+// ParseMessage parses raw's header section. raw is kept, not copied (the
+// fields' Raw point into it). Both CRLF and bare LF line ends are
+// accepted. A message without a blank line is all header and an empty
+// body.
 //
-// Its own allocations are the Header slice, sized exactly, and the Value
-// of folded fields: a message costs its size plus about 56 bytes a field.
+// Its own allocations are the Header slice, sized exactly, one string copy
+// of the header section (every Name, and the Value of each unfolded field,
+// is a substring of it, so a plugin that keeps one keeps the header, never
+// the message) and the Value of folded fields: a message costs its size,
+// plus its header once more, plus about 56 bytes a field.
 func ParseMessage(raw []byte, env Envelope) (*Message, error) {
 	if len(raw) == 0 {
 		return nil, fmt.Errorf("%w: empty message", ErrMalformedHeader)
@@ -116,13 +120,18 @@ func ParseMessage(raw []byte, env Envelope) (*Message, error) {
 			if colon <= 0 || bytes.ContainsAny(name, " \t") {
 				return nil, fmt.Errorf("%w: line %d: not a header field (no \"name:\"): %.40q", ErrMalformedHeader, line, content)
 			}
-			m.Header = append(m.Header, HeaderField{Name: view(name), Raw: raw[pos:end]})
+			m.Header = append(m.Header, HeaderField{Raw: raw[pos:end]}) // Name and Value below
 		}
 		m.headerEnd = end
 		pos, line = end, line+1
 	}
+	hdr := string(raw[:m.headerEnd])
 	for i := range m.Header {
-		m.Header[i].Value = unfold(m.Header[i].Raw[len(m.Header[i].Name)+1:])
+		f := &m.Header[i]
+		start := cap(raw) - cap(f.Raw) // f.Raw is raw[start:...]
+		colon := bytes.IndexByte(f.Raw, ':')
+		f.Name = hdr[start : start+colon]
+		f.Value = unfold(hdr, start+colon+1, f.Raw[colon+1:])
 	}
 	return m, nil
 }
@@ -145,21 +154,14 @@ func countFields(raw []byte) int {
 	return n
 }
 
-// view returns b as a string without copying it. b's bytes must never
-// change: Message.Raw is never modified.
-func view(b []byte) string {
-	if len(b) == 0 {
-		return ""
-	}
-	return unsafe.String(&b[0], len(b))
-}
-
 // unfold returns a field body's lines joined by single spaces, each
 // trimmed, in one pass (a field folded over many lines costs linear time).
-// A body of one line is returned as a view of it, not a copy.
-func unfold(body []byte) string {
+// body is hdr[off:off+len(body)]: a body of one line is returned as a
+// substring of hdr, not a copy.
+func unfold(hdr string, off int, body []byte) string {
 	if end := lineEnd(body, 0); end == len(body) {
-		return view(bytes.TrimSpace(body))
+		lead := len(body) - len(bytes.TrimLeftFunc(body, unicode.IsSpace))
+		return hdr[off+lead : off+lead+len(bytes.TrimSpace(body))]
 	}
 	var b strings.Builder
 	b.Grow(len(body))
