@@ -61,7 +61,7 @@ type Config struct {
 	// WriteTimeout bounds each reply's write. Reads are bounded by Limits.
 	WriteTimeout time.Duration
 	// Limits bound each client and all of them; zero fields get
-	// DefaultLimits' values.
+	// DefaultLimits' values, but for the two delays (zero: none).
 	Limits Limits
 	// StageTimeout bounds one stage's run (default 2 minutes).
 	StageTimeout time.Duration
