@@ -30,8 +30,13 @@ type Plugin struct {
 	sealer     *sealer // nil when sealing is off or Start did not run
 }
 
-// New builds the plugin; the sealing key is loaded by Start.
+// New builds the plugin; the sealing key is loaded by Start. It refuses
+// only what Config.Validate refuses (which parsing the config has run
+// already): it checks again for callers that build a Config in Go.
 func New(cfg Config, host registry.Host) (*Plugin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	p := &Plugin{cfg: cfg, resolver: host.Resolver, clock: host.Clock, log: host.Logger, authservID: cfg.AuthservID}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
@@ -51,9 +56,6 @@ func New(cfg Config, host registry.Host) (*Plugin, error) {
 	return p, nil
 }
 
-// Validate checks the config (registry.Validator).
-func (p *Plugin) Validate() error { return p.cfg.validate() }
-
 // Start loads the sealing key: a missing, malformed or short key stops
 // startup; a world-readable one is logged.
 func (p *Plugin) Start(ctx context.Context) error {
@@ -65,7 +67,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		return fmt.Errorf("private_key: %w", err)
 	}
 	for _, w := range k.Warnings {
-		p.log.Warn("arc: " + w)
+		p.log.Warn(w)
 	}
 	headers := make([]string, len(p.cfg.Headers))
 	for i, h := range p.cfg.Headers {
@@ -120,7 +122,7 @@ func (p *Plugin) HandleStage(ctx context.Context, stage registry.Stage, pc *regi
 func (p *Plugin) VerifyChain(ctx context.Context, message *registry.Message) (*registry.ARCResult, error) {
 	r := validate(ctx, p.resolver, message, p.cfg.MaxInstances)
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("arc: verify: %w", err)
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return r, nil
 }
@@ -131,7 +133,7 @@ func (p *Plugin) VerifyChain(ctx context.Context, message *registry.Message) (*r
 // one it carries only arc=.
 func (p *Plugin) SealMessage(ctx context.Context, message *registry.Message) error {
 	if p.sealer == nil {
-		return errors.New("arc: seal: no sealing key (domain, selector, private_key) configured, or Start not called")
+		return errors.New("seal: no sealing key (domain, selector, private_key) configured, or Start not called")
 	}
 	aar := ""
 	if pc, ok := registry.ProcessingContextFrom(ctx); ok {
@@ -142,7 +144,7 @@ func (p *Plugin) SealMessage(ctx context.Context, message *registry.Message) err
 		return err
 	}
 	if fields == nil {
-		return fmt.Errorf("arc: not sealed: %s", why)
+		return fmt.Errorf("not sealed: %s", why)
 	}
 	for _, f := range fields {
 		message.AddHeader(f.Name, f.Value)
@@ -233,7 +235,7 @@ func sealMessage(ctx context.Context, s *sealer, r registry.Resolver, msg *regis
 	}
 	v := validate(ctx, r, msg, maxInstances)
 	if err := ctx.Err(); err != nil {
-		return nil, "", fmt.Errorf("arc: seal: %w", err)
+		return nil, "", fmt.Errorf("seal: %w", err)
 	}
 	var cv string
 	switch v.Result {

@@ -174,9 +174,6 @@ func newPlugin(t testing.TB, c Config, res registry.Resolver) *Plugin {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	if err := p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -280,9 +277,9 @@ func TestValidateConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
 			tc.edit(&c)
-			err := c.validate()
+			err := c.Validate()
 			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Fatalf("validate() = %v, want %q", err, tc.want)
+				t.Fatalf("Validate() = %v, want %q", err, tc.want)
 			}
 		})
 	}

@@ -27,7 +27,7 @@ type Writer struct {
 
 // New builds the plugin; the authserv-id defaults to host.Hostname.
 func New(cfg Config, host registry.Host) (*Writer, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	id := cfg.AuthservID

@@ -27,9 +27,11 @@ type Config struct {
 	AuthservID string `toml:"authserv_id"`
 }
 
-func (c Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports what New would refuse.
+func (c *Config) Validate() error {
 	if strings.ContainsAny(c.AuthservID, " \t\r\n;()\"\\") {
-		return fmt.Errorf("authres: authserv_id = %q: must be a single token (no spaces, ';', parentheses, quotes or backslashes)", c.AuthservID)
+		return fmt.Errorf("authserv_id = %q: must be a single token (no spaces, ';', parentheses, quotes or backslashes)", c.AuthservID)
 	}
 	return nil
 }

@@ -155,7 +155,7 @@ func (f *Filter) Inspect(ctx context.Context, msg *registry.Message) (*Report, e
 	w := &walker{ctx: ctx, p: p, rep: rep, matched: map[*rule]bool{}}
 	err := w.entity(msg.Header.Get, bytes.NewReader(msg.Body()), 0)
 	if err != nil && !errors.Is(err, errStop) {
-		return nil, fmt.Errorf("contentfilter: inspect message: %w", err)
+		return nil, fmt.Errorf("inspect message: %w", err)
 	}
 	if rep.Limit != "" {
 		rep.Matches = append(rep.Matches, Match{Rule: "limit", Kind: "limit", Action: p.limitAction.String(),

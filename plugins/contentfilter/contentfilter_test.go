@@ -392,8 +392,12 @@ header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "
 					t.Errorf("error %q\nlacks %q", verr, w)
 				}
 			}
-			if !strings.HasPrefix(nerr.Error(), "contentfilter: ") {
-				t.Errorf("New error %q does not name the plugin", nerr)
+			// The registry names the plugin; New's error is Validate's.
+			if cfg := doc.Plugins.Contentfilter; nerr.Error() != cfg.Validate().Error() {
+				t.Errorf("New error %q\nis not Validate's %q", nerr, cfg.Validate())
+			}
+			if strings.HasPrefix(nerr.Error(), "contentfilter: ") {
+				t.Errorf("New error %q names the plugin, which the registry does", nerr)
 			}
 		})
 	}

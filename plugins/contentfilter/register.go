@@ -83,9 +83,11 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks what decoding cannot: actions, patterns, rule names and
-// limits. Every problem is reported, each naming the key or rule. The host
-// calls it on the decoded config (`elemta config check`) and New calls it.
+// Validate implements registry.Validator. It checks what decoding cannot:
+// actions, patterns, rule names and limits. Every problem is reported, each
+// naming the key or rule; the registry adds the file and table. The
+// registry calls it when the config is parsed (`elemta config check`), and
+// New runs the same checks.
 func (c *Config) Validate() error {
 	_, err := c.compile()
 	return err
@@ -267,11 +269,13 @@ func normalizeExt(e string) string {
 	return e
 }
 
-// New builds the filter from its config.
+// New builds the filter from its config. It refuses only what Validate
+// refuses (parsing the config has run it already): the same compile step
+// checks and builds.
 func New(cfg Config, host registry.Host) (*Filter, error) {
 	p, err := cfg.compile()
 	if err != nil {
-		return nil, fmt.Errorf("contentfilter: %w", err)
+		return nil, err
 	}
 	return &Filter{policy: p, log: host.Logger}, nil
 }

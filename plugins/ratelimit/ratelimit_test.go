@@ -320,9 +320,23 @@ func TestConfigValidation(t *testing.T) {
 	} {
 		t.Run(tc.settings, func(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\n" + tc.settings
-			err := storetest.LoadError(t, doc)
-			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
-				t.Fatalf("LoadPlugins: %v, want error containing %q", err, tc.err)
+			// Every invalid value is refused when the config is parsed
+			// (`elemta config check`); a valid config also loads.
+			_, err := registry.ParseConfig("test.toml", []byte(doc))
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("ParseConfig: %v", err)
+				}
+				if err := storetest.LoadError(t, doc); err != nil {
+					t.Fatalf("LoadPlugins: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("ParseConfig: %v, want error containing %q", err, tc.err)
+			}
+			if strings.Contains(err.Error(), "ratelimit: ") {
+				t.Errorf("error %q names the plugin, which the registry does", err)
 			}
 		})
 	}
