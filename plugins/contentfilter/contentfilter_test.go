@@ -134,7 +134,7 @@ func TestVerdicts(t *testing.T) {
 			action: registry.Accept, attachments: 1},
 		{name: "exe attachment", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, "invoice.exe")),
 			action: registry.Reject, code: 550, text: "Message rejected by content policy",
-			details: []string{`attachment executables: attachment "invoice.exe" (application/octet-stream) has extension .exe`}, attachments: 1},
+			details: []string{`attachment executables: part 2: attachment "invoice.exe" (application/octet-stream) has extension .exe`}, attachments: 1},
 		{name: "extension case and trailing dots", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, `"PHOTO.JPG.Scr. "`)), action: registry.Reject},
 		{name: "RFC 2231 file name", raw: multipartMsg("b1", textPart,
 			"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.exe\r\n\r\nx\r\n"),
@@ -142,7 +142,7 @@ func TestVerdicts(t *testing.T) {
 		{name: "file name from Content-Type name", raw: multipartMsg("b1", textPart, "Content-Type: application/octet-stream; name=\"setup.exe\"\r\n\r\nx\r\n"),
 			action: registry.Reject},
 		{name: "MIME type pattern", raw: multipartMsg("b1", textPart, "Content-Type: application/x-msi\r\n\r\nx\r\n"),
-			action: registry.Reject, details: []string{"has MIME type application/x-msi"}},
+			action: registry.Reject, details: []string{"part 2 has declared type application/x-msi"}},
 		{name: "harmless attachment", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, "report.exe.pdf")),
 			action: registry.Accept, attachments: 1},
 		{name: "exe in an attached message", raw: multipartMsg("outer", textPart,
@@ -257,8 +257,8 @@ action = "add_header"
 }
 
 func TestMalformedMIME(t *testing.T) {
-	f := newFilter(t, strings.Replace(rulesTOML, "max_message_size = 4000", "max_message_size = 4000\nmalformed_action = \"quarantine\"", 1))
-	g := newFilter(t, rulesTOML) // malformed_action defaults to accept
+	f := newFilter(t, rulesTOML) // malformed_action defaults to quarantine
+	g := newFilter(t, strings.Replace(rulesTOML, "max_message_size = 4000", "max_message_size = 4000\nmalformed_action = \"accept\"", 1))
 	tests := []struct {
 		name      string
 		raw       string
