@@ -134,7 +134,7 @@ func TestVerdicts(t *testing.T) {
 			action: registry.Accept, attachments: 1},
 		{name: "exe attachment", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, "invoice.exe")),
 			action: registry.Reject, code: 550, text: "Message rejected by content policy",
-			details: []string{`attachment executables: part 2: attachment "invoice.exe" (application/octet-stream) has extension .exe`}, attachments: 1},
+			details: []string{`attachment executables: part 2: attachment "invoice.exe" (application/octet-stream, application/vnd.microsoft.portable-executable) has extension .exe`}, attachments: 1},
 		{name: "extension case and trailing dots", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, `"PHOTO.JPG.Scr. "`)), action: registry.Reject},
 		{name: "RFC 2231 file name", raw: multipartMsg("b1", textPart,
 			"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.exe\r\n\r\nx\r\n"),

@@ -11,11 +11,11 @@ import (
 // sniffLen is how many leading bytes of a part or archive member type
 // detection reads: mimetype's default read limit, plus what the ISO 9660
 // check needs (its signature is at 32769).
-const sniffLen = 32 << 10
+const sniffLen = 36 << 10
 
 // Types the detector adds to what mimetype finds.
 const (
-	typeScript   = "text/x-script"                       // any file that starts with "#!"
+	typeScript   = "text/x-script"                        // any file that starts with "#!"
 	typeVBA      = "application/vnd.ms-office.vbaproject" // OLE file holding a VBA project (macros)
 	typeISO      = "application/x-iso9660-image"
 	typeDiskImg  = "application/x-raw-disk-image" // MBR, FAT or NTFS boot sector
