@@ -20,6 +20,7 @@ import (
 	"net/textproto"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -534,7 +535,7 @@ func (w *walker) leaf(where string, names []string, disposition, mediaType, char
 	if format != "" && !w.archivesStopped {
 		att.Archive = format
 	}
-	if listed || len(att.Detected) > 0 {
+	if listed || slices.ContainsFunc(att.Detected, func(t string) bool { return !strings.HasPrefix(t, "text/") }) {
 		w.rep.Attachments = append(w.rep.Attachments, att)
 	}
 	if att.Archive != "" {
