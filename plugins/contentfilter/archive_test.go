@@ -358,3 +358,38 @@ func TestAmbiguousNames(t *testing.T) {
 		})
 	}
 }
+
+// TestBzip2: testdata/run.sh.bz2 was made by bzip2(1) from a two-line
+// shell script (Go has no bzip2 writer).
+func TestBzip2(t *testing.T) {
+	b, err := os.ReadFile("testdata/run.sh.bz2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, defaultFilter(t), multipartMsg("b", textPart, attached("run.sh.bz2", b)))
+	if res.Verdict.Action != registry.Reject || !strings.Contains(res.Details, `part 2 > "run.sh" has detected type text/x-script`) {
+		t.Errorf("verdict %v, details %s", res.Verdict, res.Details)
+	}
+	res = run(t, defaultFilter(t), multipartMsg("b", textPart, attached("run.bz2", b[:len(b)-8])))
+	// What decoded before the error is inspected; the error is reported.
+	if res.Verdict.Action != registry.Reject || !strings.Contains(res.Details, "could not inspect: part 2: bzip2 stream: unexpected EOF") {
+		t.Errorf("truncated: verdict %v, details %s", res.Verdict, res.Details)
+	}
+}
+
+func TestHasJoliet(t *testing.T) {
+	img := isoOf(t, file{"A.TXT", []byte("a")})
+	if hasJoliet(img) {
+		t.Fatal("the writer's image has no supplementary volume descriptor")
+	}
+	j := slices.Clone(img)
+	copy(j[17*2048:], j[16*2048:17*2048]) // a second descriptor after the primary one ...
+	j[17*2048] = 2                        // ... of type 2
+	if !hasJoliet(j) {
+		t.Error("supplementary volume descriptor not seen")
+	}
+	res := run(t, defaultFilter(t), multipartMsg("b", textPart, attached("a.iso", j)))
+	if res.Verdict.Action != registry.Quarantine {
+		t.Errorf("ISO with Joliet names: verdict %v (%s)", res.Verdict, res.Details)
+	}
+}
