@@ -483,8 +483,8 @@ func BenchmarkInspect(b *testing.B) {
 
 // TestLenientParameters: one malformed or repeated parameter must not hide
 // the boundary or the file name that mail clients still use, so the
-// attachment rules see the attachment (malformed_action = accept, the
-// default).
+// attachment rules see the attachment (a reject, which outranks the
+// malformed_action quarantine).
 func TestLenientParameters(t *testing.T) {
 	f := newFilter(t, rulesTOML)
 	exePart := "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=invoice.exe\r\n\r\nMZ\r\n"
