@@ -54,9 +54,6 @@ func (w *walker) zip(where string, b []byte, depth int) error {
 	if err := w.checkRatio(where, "zip", declared, len(b)); err != nil {
 		return err
 	}
-	if len(zr.File) == 0 && len(zr.Comment) == 0 {
-		return nil
-	}
 	for _, f := range zr.File {
 		if strings.HasSuffix(f.Name, "/") && f.UncompressedSize64 == 0 {
 			continue // a directory

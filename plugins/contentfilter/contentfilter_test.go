@@ -367,7 +367,20 @@ max_message_size = -5
 limit_action = "nope"
 max_message_size_action = "accept"
 header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "max_depth = -1", "max_decoded_bytes = 0", "max_message_size = -5",
-			`limit_action: unknown action "nope"`, `max_message_size_action: unknown action "accept"`, `header_name: "Bad Name" is not a header field name`}},
+			`limit_action: unknown action "nope"`, `max_message_size_action: unknown action "accept"`, `header_name: "Bad Name" is not a header field name`}}, {name: "archive limits and actions", toml: `
+[plugins.contentfilter]
+max_archive_depth = 0
+max_archive_members = 0
+max_archive_bytes = 0
+max_archive_ratio = 1048577
+archive_limit_action = "drop"
+encrypted_action = ""
+uninspectable_action = "bounce"`, want: []string{"max_archive_depth = 0: must be at least 1", "max_archive_members = 0: must be at least 1",
+			"max_archive_bytes = 0: must be at least 1", "max_archive_ratio = 1048577: must be from 1 to 1048576",
+			`archive_limit_action: unknown action "drop"`, `encrypted_action: unknown action ""`, `uninspectable_action: unknown action "bounce"`}},
+		{name: "ratio of zero", toml: `
+[plugins.contentfilter]
+max_archive_ratio = 0`, want: []string{"max_archive_ratio = 0: must be from 1 to 1048576"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
