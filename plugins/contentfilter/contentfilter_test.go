@@ -437,6 +437,11 @@ func FuzzInspect(f *testing.F) {
 	f.Add([]byte(multipartMsg("b", textPart, "Content-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\nhi")))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"))
 	f.Add([]byte("Content-Transfer-Encoding: base64\r\nContent-Type: text/plain; charset=latin1\r\n\r\n////\r\n"))
+	// Archives, sent 8bit so that the fuzzer mutates their bytes directly.
+	for _, a := range [][]byte{zipOf(f, file{"a.exe", peBytes}, file{"b.zip", zipOf(f, file{"c.txt", []byte("c")})}),
+		gzipOf(f, "x.tar", tarOf(f, file{"run.sh", scriptSh})), encryptedZip(f, "e.pdf")} {
+		f.Add([]byte(multipartMsg("b", textPart, "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*0=a; filename*1=.zip\r\n\r\n"+string(a))))
+	}
 	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
 	if err != nil {
 		f.Fatalf("parse config: %v", err)
@@ -457,6 +462,12 @@ func FuzzInspect(f *testing.F) {
 		}
 		if rep.DecodedBytes > DefaultMaxDecodedBytes || rep.Depth > DefaultMaxDepth {
 			t.Fatalf("limits exceeded: %+v", rep)
+		}
+		// An archive that was not fully read is never silently accepted.
+		for _, a := range rep.Attachments {
+			if a.Encrypted && len(rep.Encrypted) == 0 {
+				t.Fatalf("encrypted member %q not reported", a.Path)
+			}
 		}
 	})
 }
