@@ -18,13 +18,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"text/template"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/elemta/elemta/pkg/pluginname"
 	"github.com/elemta/elemta/tools/internal/pluginsfile"
 )
 
@@ -74,9 +74,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 var (
-	nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
-	// reserved are keys of the [plugins] config table.
-	reserved = []string{"enabled", "directory", "plugins", "max_concurrency", "default_timeout"}
 	// types a generated stage handler may declare, with their registry constant.
 	types = map[string]string{
 		"filter":    "PluginTypeFilter",
@@ -100,11 +97,8 @@ type data struct {
 }
 
 func (o options) data() (data, error) {
-	if !nameRE.MatchString(o.name) {
-		return data{}, fmt.Errorf("invalid name %q: use lowercase letters, digits, '-' and '_', starting with a letter", o.name)
-	}
-	if slices.Contains(reserved, o.name) {
-		return data{}, fmt.Errorf("name %q is a key of the [plugins] config table: choose another", o.name)
+	if err := pluginname.Check(o.name); err != nil {
+		return data{}, fmt.Errorf("plugin name %q: %w", o.name, err)
 	}
 	pkg := strings.NewReplacer("-", "", "_", "").Replace(o.name)
 	if !token.IsIdentifier(pkg) || token.IsKeyword(pkg) {
