@@ -11,6 +11,22 @@ import (
 // lookup methods of *net.Resolver and blitiri.com.ar/go/spf's DNSResolver, so
 // either can be used directly. Every call takes a context: a slow DNS server
 // must never outlive the deadline of the plugin that asked.
+//
+// Errors are a bare *net.DNSError, never wrapped (blitiri.com.ar/go/spf and
+// go-msgauth check with a type assertion), as *net.Resolver returns them:
+//
+//   - the name or the record type does not exist (NXDOMAIN, NODATA):
+//     IsNotFound, Err "no such host" — an answer, not a failure;
+//   - the server failed (SERVFAIL, REFUSED, other codes, unreachable):
+//     IsTemporary — try again later;
+//   - no answer within the resolver's timeout: IsTemporary and IsTimeout;
+//   - the caller's context ended: IsTimeout and IsTemporary for a deadline,
+//     Err "operation was canceled" for a cancel; errors.Is sees the
+//     context's error.
+//
+// A plugin must never turn a temporary failure into a verdict that a
+// "not found" would give. registrytest.Resolver answers from a zone text
+// with these errors and injects the failures (registrytest.EachDNSFailure).
 type Resolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
@@ -36,7 +52,9 @@ func (SystemClock) Now() time.Time { return time.Now() }
 type Host struct {
 	// Logger is already scoped to the plugin (attribute "plugin").
 	Logger *slog.Logger
-	// Resolver answers DNS queries through the process-wide cache.
+	// Resolver answers DNS queries through the process-wide cache. Unset,
+	// the Manager uses net.DefaultResolver (the system's DNS);
+	// registrytest's Run and Load use an empty registrytest.Resolver.
 	Resolver Resolver
 	// Clock is the wall clock, injectable in tests.
 	Clock Clock

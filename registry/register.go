@@ -4,12 +4,13 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"regexp"
 	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/elemta/elemta/pkg/pluginname"
 )
 
 // Module describes a plugin to the registry. C is its config type (a struct
@@ -102,9 +103,8 @@ type module struct {
 }
 
 var (
-	namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 	// Keys of the [plugins] table itself, which no plugin may take as name.
-	reservedNames = []string{"enabled", "directory", "plugins", "max_concurrency", "default_timeout"}
+	reservedNames = pluginname.Reserved()
 
 	capabilities = map[PluginType]reflect.Type{
 		PluginTypeAntivirus: reflect.TypeFor[AntivirusPlugin](),
@@ -152,11 +152,8 @@ func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
 	fail := func(format string, args ...any) (*module, error) {
 		return nil, fmt.Errorf("registry: plugin %q registered by %s: %s", m.Name, pkg, fmt.Sprintf(format, args...))
 	}
-	if !namePattern.MatchString(m.Name) {
-		return fail("invalid name: use lowercase letters, digits, '-' and '_', starting with a letter")
-	}
-	if slices.Contains(reservedNames, m.Name) {
-		return fail("name is reserved for a key of the [plugins] table")
+	if err := pluginname.Check(m.Name); err != nil {
+		return fail("%v", err)
 	}
 	if m.New == nil {
 		return fail("nil constructor (Module.New)")
@@ -186,7 +183,7 @@ func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
 		}
 	}
 	for _, dep := range append(slices.Clone(m.After), m.Before...) {
-		if !namePattern.MatchString(dep) || dep == m.Name {
+		if !pluginname.Valid(dep) || dep == m.Name {
 			return fail("invalid ordering constraint %q", dep)
 		}
 	}

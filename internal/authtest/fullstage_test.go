@@ -11,9 +11,9 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/stretchr/testify/require"
 
-	"github.com/elemta/elemta/internal/dkimkey"
-	"github.com/elemta/elemta/internal/testenv"
-	"github.com/elemta/elemta/internal/testenv/dnstest"
+	"github.com/elemta/elemta/pkg/dkimkey"
+	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pkg/testenv/dnstest"
 	_ "github.com/elemta/elemta/plugins/dkim"
 	"github.com/elemta/elemta/registry"
 )

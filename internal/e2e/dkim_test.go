@@ -20,7 +20,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/elemta/elemta/internal/resolver"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	_ "github.com/elemta/elemta/plugins/dkim"
 	"github.com/elemta/elemta/registry"
 )

@@ -20,7 +20,7 @@ import (
 	"github.com/elemta/elemta/internal/config"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 )
 

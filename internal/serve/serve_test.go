@@ -23,7 +23,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 )
 

@@ -1,6 +1,6 @@
 // Package arc verifies and seals Authenticated Received Chains (RFC 8617):
 // verification at post-reception, sealing at pre-queue. Canonicalization
-// comes from internal/canon, keys from internal/dkimkey. See README.md.
+// comes from pkg/canon, keys from pkg/dkimkey. See README.md.
 package arc
 
 import (
@@ -15,7 +15,7 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 

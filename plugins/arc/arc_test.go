@@ -16,7 +16,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elemta/elemta/internal/canon"
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/canon"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 

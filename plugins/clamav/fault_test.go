@@ -14,7 +14,7 @@ import (
 	"time"
 
 	clamd "github.com/dutchcoders/go-clamd"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
 )

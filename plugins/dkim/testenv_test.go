@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elemta/elemta/internal/testenv"
-	"github.com/elemta/elemta/internal/testenv/dnstest"
+	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pkg/testenv/dnstest"
 	"github.com/elemta/elemta/registry"
 )
 

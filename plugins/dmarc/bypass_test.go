@@ -10,8 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/elemta/elemta/internal/resolver"
-	"github.com/elemta/elemta/internal/testenv/dnstest"
+	"github.com/elemta/elemta/pkg/testenv/dnstest"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -131,8 +130,7 @@ func silentDNS(t *testing.T) string {
 // resolver Elemta runs with, pointed at a server that never answers), the
 // spoof is tempfailed, not delivered; on_temperror = "accept" delivers it.
 func TestTempErrorRealResolver(t *testing.T) {
-	r, err := resolver.New(resolver.Config{Servers: []string{silentDNS(t)}, Timeout: registry.Duration(100 * time.Millisecond), Attempts: 1}, resolver.Options{})
-	require.NoError(t, err)
+	r := dnstest.ResolverFor(t, []string{silentDNS(t)}, 100*time.Millisecond)
 	for _, tc := range []struct {
 		toml   string
 		action registry.Action

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/store"
-	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/pkg/store"
+	"github.com/elemta/elemta/pkg/store/storetest"
 	"github.com/elemta/elemta/registry"
 )
 

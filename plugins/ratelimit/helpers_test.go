@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/pkg/store/storetest"
 	"github.com/elemta/elemta/registry"
 )
 

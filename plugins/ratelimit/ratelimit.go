@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elemta/elemta/internal/clientnet"
-	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/pkg/clientnet"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
 )
 

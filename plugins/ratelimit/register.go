@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/elemta/elemta/internal/clientnet"
-	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/pkg/clientnet"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 )
 

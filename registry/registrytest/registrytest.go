@@ -34,7 +34,10 @@
 // The package also holds what a plugin's own tests keep needing: Settings
 // decodes a config document as Elemta does, Server stands in for a daemon
 // (Blackhole for one that never answers, ClosedAddr for one that is down),
-// and CheckLeaks fails a test that leaves goroutines running.
+// CheckLeaks fails a test that leaves goroutines running, and Resolver
+// answers DNS from a zone text with the production resolver's errors
+// (Fail injects SERVFAIL, timeouts and hangs; EachDNSFailure and
+// RequireDNSError test a plugin's handling of them).
 package registrytest
 
 import (
@@ -70,7 +73,10 @@ type Options struct {
 	// is cancelled instead of waiting for its own timeouts.
 	SlowConfig string
 	// Host is handed to the plugin; unset fields get the registry's
-	// defaults, and the logger writes to t.Log.
+	// defaults, except that the logger writes to t.Log and the resolver
+	// is an empty Resolver (every name NXDOMAIN): a plugin under test
+	// never asks the system's DNS. Set it to NewResolver(t, zone) to
+	// give the plugin records.
 	Host registry.Host
 	// Messages are raw RFC 5322 messages for the concurrency check;
 	// default: SampleMessages.
@@ -190,6 +196,9 @@ func (k *kit[C, P]) host(t *testing.T) registry.Host {
 	h := k.opts.Host
 	if h.Logger == nil {
 		h.Logger = testLogger(t)
+	}
+	if h.Resolver == nil {
+		h.Resolver = NewResolver(t, "") // never the system's DNS
 	}
 	return h
 }
@@ -444,11 +453,15 @@ func names() []string {
 
 // Load parses the config document doc as Elemta does, builds and starts its
 // plugins through a Manager with host, and closes them when the test ends
-// (a Close error fails the test).
+// (a Close error fails the test). An unset host.Resolver is an empty
+// Resolver (every name NXDOMAIN), never the system's DNS.
 func Load(tb testing.TB, doc string, host registry.Host) *registry.Manager {
 	tb.Helper()
 	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
 	require.NoError(tb, err, "config:\n%s", doc)
+	if host.Resolver == nil {
+		host.Resolver = NewResolver(tb, "") // never the system's DNS
+	}
 	m := registry.NewManager(cfg, registry.WithHost(host))
 	require.NoError(tb, m.LoadPlugins(context.Background()))
 	tb.Cleanup(func() { assert.NoError(tb, m.Close(), "Close") })

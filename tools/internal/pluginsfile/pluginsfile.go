@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/elemta/elemta/pkg/pluginname"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -99,14 +100,14 @@ func (e *Error) Error() string {
 }
 
 var (
-	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	// yamlLineRE matches the position yaml.v3 puts in its syntax errors.
 	yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
-// ValidName reports whether s is a valid plugin or variant name: lowercase
-// letters, digits, '-' and '_', starting with a letter or digit.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// ValidName reports whether s is a valid plugin or variant name: the
+// registry's rule (pkg/pluginname), so a file that parses never names a
+// plugin that Register would refuse.
+func ValidName(s string) bool { return pluginname.Valid(s) }
 
 // BuiltinImport returns the package path of the built-in plugin name.
 func BuiltinImport(name string) string { return CorePath + "/plugins/" + name }
@@ -349,8 +350,8 @@ func (p *parser) plugin(n *yaml.Node) (pl Plugin, ok bool) {
 		p.errorf(n.Line, "", "plugin entry has no \"name\"")
 		return pl, false
 	}
-	if !ValidName(pl.Name) {
-		p.errorf(vals["name"].Line, pl.Name, "invalid name: use lowercase letters, digits, '-' and '_', starting with a letter or digit")
+	if err := pluginname.Check(pl.Name); err != nil {
+		p.errorf(vals["name"].Line, pl.Name, "%v", err)
 		return pl, false
 	}
 	get := func(key string) (string, int) {
@@ -507,8 +508,8 @@ func (p *parser) variants(n *yaml.Node, plugins []Plugin) []Variant {
 			continue
 		}
 		seen[name] = k.Line
-		if !ValidName(name) {
-			p.errorf(k.Line, "", "variant %q: invalid name: use lowercase letters, digits, '-' and '_'", name)
+		if err := pluginname.Check(name); err != nil {
+			p.errorf(k.Line, "", "variant %q: %v", name, err)
 			continue
 		}
 		if name == DefaultVariant {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
-	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/plugins/greylist"
 	"github.com/elemta/elemta/plugins/ratelimit"
 	"github.com/elemta/elemta/registry"

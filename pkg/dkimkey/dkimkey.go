@@ -1,8 +1,3 @@
-// Package dkimkey loads DKIM and ARC signing keys: RSA keys in PEM (PKCS#1
-// "RSA PRIVATE KEY" or PKCS#8 "PRIVATE KEY"), Ed25519 keys in PEM (PKCS#8
-// "PRIVATE KEY"), and Ed25519 keys as dkimpy writes them (base64 of the
-// 32-byte seed). It checks what a signer must: RSA keys of at least
-// MinRSABits (RFC 8301 §3.2), and key files that others can read.
 package dkimkey
 
 import (

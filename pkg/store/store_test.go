@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/pkg/store/storetest"
 )
 
 // t0 is an arbitrary fixed instant: decisions use the time passed in, never

@@ -17,7 +17,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 )
 
 var seq atomic.Int64

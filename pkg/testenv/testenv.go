@@ -12,6 +12,17 @@
 // finds the services. When the variable is set nowhere the test is skipped
 // with a message that says how to start the services; under CI=true it fails
 // instead, because CI must never pass by skipping.
+//
+// Built-in plugins' integration tests use it, and so can a third-party
+// plugin's: run tools/testenv/start.sh from an Elemta checkout and point
+// ELEMTA_TESTENV_DIR at its state directory (or export the variables of its
+// env.sh), and the test finds the same services.
+//
+// # Stability
+//
+// This package is part of Elemta's plugin SDK (the packages under pkg/ and
+// registry/): it follows the core module's semantic version. The variable
+// names are those tools/testenv/start.sh exports; new services add names.
 package testenv
 
 import (

@@ -1,6 +1,3 @@
-// Package clientnet groups SMTP client addresses into networks and matches
-// them against lists of networks, the way greylisting and rate limiting
-// key and exempt their clients.
 package clientnet
 
 import (

@@ -1,12 +1,3 @@
-// Package store holds the state of the greylist and ratelimit plugins: an
-// embedded bbolt file for one node, or a Redis server that several nodes
-// share. Each operation the plugins need is one atomic primitive (a bbolt
-// write transaction, or one Lua script in Redis), never a read-modify-write
-// from Go, so concurrent checks on one or many nodes cannot race.
-//
-// Time is always passed in by the caller (the plugin's injectable clock);
-// stores never read the wall clock for decisions. Store TTLs (Redis PEXPIRE,
-// the bbolt sweeper) only remove records the logic already treats as gone.
 package store
 
 import (

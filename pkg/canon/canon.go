@@ -1,8 +1,3 @@
-// Package canon implements DKIM's header and body canonicalization
-// algorithms (RFC 6376 §3.4), "simple" and "relaxed", as ARC (RFC 8617
-// §4.1.1 and §4.1.2) uses them too. go-msgauth keeps its own unexported.
-//
-// Input may use CRLF or bare LF line ends; output always uses CRLF.
 package canon
 
 import (
