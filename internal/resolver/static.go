@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -42,13 +43,31 @@ func loadStatic(path string) (*staticZone, error) {
 
 func parseStatic(r io.Reader, filename string) (*staticZone, error) {
 	z := &staticZone{rrs: map[string][]dns.RR{}, empty: map[string]bool{}}
-	zp := dns.NewZoneParser(r, ".", filename)
+	lr := &lineReader{br: bufio.NewReader(r), line: 1}
+	zp := dns.NewZoneParser(lr, ".", filename)
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		h := rr.Header()
+		if emptyRdata(rr) {
+			// miekg/dns accepts a record without data (RFC 2136's dynamic
+			// update form: "x IN A \# 0", "x IN TXT ( )", "x IN A " at the
+			// end of the file); in a zone it is a typo that would serve
+			// an empty answer.
+			return nil, fmt.Errorf("%s: line %d: %s %s record without data", filename, lr.line,
+				h.Name, dns.Type(h.Rrtype))
+		}
 		if h.Class != dns.ClassINET {
 			continue
 		}
-		h.Name = dns.CanonicalName(h.Name)
+		name, ok := canonicalName(h.Name)
+		if !ok {
+			return nil, fmt.Errorf("%s: line %d: bad owner name %q", filename, lr.line, h.Name)
+		}
+		h.Name = name
+		if c, ok := rr.(*dns.CNAME); ok {
+			if c.Target, ok = canonicalName(c.Target); !ok {
+				return nil, fmt.Errorf("%s: line %d: %s CNAME: bad target", filename, lr.line, h.Name)
+			}
+		}
 		z.rrs[h.Name] = append(z.rrs[h.Name], rr)
 		if h.Rrtype == dns.TypeSOA {
 			z.apex = append(z.apex, h.Name)
@@ -105,7 +124,7 @@ func (z *staticZone) lookup(name string, qtype uint16) (res *result, cname strin
 		case qtype:
 			match = append(match, rr)
 		case dns.TypeCNAME:
-			cname = dns.CanonicalName(rr.(*dns.CNAME).Target)
+			cname = rr.(*dns.CNAME).Target // canonical since parseStatic
 		}
 	}
 	if len(match) > 0 || qtype == dns.TypeCNAME || cname == "" {
@@ -121,3 +140,59 @@ func (z *staticZone) String() string {
 	}
 	return fmt.Sprintf("%d names, authoritative for [%s]", len(z.rrs), strings.Join(z.apex, " "))
 }
+
+// emptyRdata reports whether rr carries no data at all: every field after
+// the header is its type's zero value.
+func emptyRdata(rr dns.RR) bool {
+	var zero dns.RR
+	if newRR, ok := dns.TypeToRR[rr.Header().Rrtype]; ok {
+		zero = newRR()
+	} else {
+		zero = new(dns.RFC3597)
+	}
+	*zero.Header() = *rr.Header()
+	return dns.IsDuplicate(rr, zero)
+}
+
+// lineReader feeds the zone parser byte by byte (it uses io.ByteReader when
+// the reader has it, and reads no further ahead than the token it needs) and
+// knows the line of the last byte read: when the parser returns a record,
+// the line where that record ends.
+type lineReader struct {
+	br   *bufio.Reader
+	line int  // line of the last byte read, from 1
+	eol  bool // the last byte read was a newline
+}
+
+func (l *lineReader) ReadByte() (byte, error) {
+	c, err := l.br.ReadByte()
+	if err != nil {
+		return c, err
+	}
+	if l.eol {
+		l.line++
+	}
+	l.eol = c == '\n'
+	return c, nil
+}
+
+func (l *lineReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c, err := l.ReadByte()
+		if err != nil {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		p[n] = c
+		n++
+		if l.br.Buffered() == 0 {
+			break // never block for more than the caller needs
+		}
+	}
+	return n, nil
+}
+
+var _ io.ByteReader = (*lineReader)(nil)
