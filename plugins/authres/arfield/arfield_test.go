@@ -109,3 +109,29 @@ func TestSplit(t *testing.T) {
 		}
 	}
 }
+
+// FuzzToken: whatever the input, Token and PValue hold no byte a reader
+// splits or unquotes on, keep at most one '@' (PValue) or none (Token), and
+// decode back to the input.
+func FuzzToken(f *testing.F) {
+	for _, s := range []string{"example.com", "a b@c", `a" ; dmarc=pass ; x="`, "100%", "\u00e9\u00a0\xff", "@@@", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, enc := range []func(string) string{Token, PValue} {
+			out := enc(s)
+			if strings.ContainsAny(out, " \t\r\n;\"\\()=,:<>?/[]!") || strings.ContainsFunc(out, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+				t.Fatalf("%q encodes to %q, which holds a delimiter", s, out)
+			}
+			if len(strings.Fields(out)) > 1 {
+				t.Fatalf("%q encodes to %q, which splits on white space", s, out)
+			}
+			if back, err := url.PathUnescape(out); err != nil || back != s {
+				t.Fatalf("%q encodes to %q, which decodes to %q, %v", s, out, back, err)
+			}
+		}
+		if strings.Contains(Token(s), "@") || strings.Count(PValue(s), "@") > 1 {
+			t.Fatalf("'@' in Token %q or twice in PValue %q", Token(s), PValue(s))
+		}
+	})
+}
