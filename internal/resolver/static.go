@@ -26,8 +26,8 @@ type staticZone struct {
 }
 
 // loadStatic parses an RFC 1035 master file. Relative names are relative to
-// the root unless the file sets $ORIGIN; $INCLUDE is refused. Parse errors
-// name the file and line.
+// the root unless the file sets $ORIGIN; $INCLUDE and $GENERATE are refused.
+// Parse errors name the file and line.
 func loadStatic(path string) (*staticZone, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -46,6 +46,9 @@ func parseStatic(r io.Reader, filename string) (*staticZone, error) {
 	lr := &lineReader{br: bufio.NewReader(r), line: 1}
 	zp := dns.NewZoneParser(lr, ".", filename)
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		if lr.generate {
+			return nil, errGenerate(filename, lr.line)
+		}
 		h := rr.Header()
 		if emptyRdata(rr) {
 			// miekg/dns accepts a record without data (RFC 2136's dynamic
@@ -74,6 +77,10 @@ func parseStatic(r io.Reader, filename string) (*staticZone, error) {
 		}
 	}
 	if err := zp.Err(); err != nil {
+		if lr.generate {
+			// miekg/dns's error would name a line of the generated text
+			return nil, errGenerate(filename, lr.line)
+		}
 		return nil, err // *dns.ParseError: "file: dns: bad ...: "token" at line: L:C"
 	}
 	for name := range z.rrs {
@@ -154,14 +161,27 @@ func emptyRdata(rr dns.RR) bool {
 	return dns.IsDuplicate(rr, zero)
 }
 
+// errGenerate refuses $GENERATE: up to 65536 records a line, in a file that
+// overrides a few names; and miekg/dns's errors inside it name a line of the
+// generated text, not of the file.
+const generateDirective = "$GENERATE"
+
+func errGenerate(filename string, line int) error {
+	return fmt.Errorf("%s: line %d: $GENERATE is not supported in the static zone", filename, line)
+}
+
 // lineReader feeds the zone parser byte by byte (it uses io.ByteReader when
 // the reader has it, and reads no further ahead than the token it needs) and
 // knows the line of the last byte read: when the parser returns a record,
-// the line where that record ends.
+// the line where that record ends. It also knows whether that line is a
+// $GENERATE directive: the parser reads the whole directive, then makes
+// its records without reading on.
 type lineReader struct {
-	br   *bufio.Reader
-	line int  // line of the last byte read, from 1
-	eol  bool // the last byte read was a newline
+	br       *bufio.Reader
+	line     int    // line of the last byte read, from 1
+	eol      bool   // the last byte read was a newline
+	start    []byte // the first bytes of the line, up to len("$GENERATE")
+	generate bool   // the line starts with $GENERATE (any case)
 }
 
 func (l *lineReader) ReadByte() (byte, error) {
@@ -171,8 +191,13 @@ func (l *lineReader) ReadByte() (byte, error) {
 	}
 	if l.eol {
 		l.line++
+		l.start, l.generate = l.start[:0], false
 	}
 	l.eol = c == '\n'
+	if len(l.start) < len(generateDirective) {
+		l.start = append(l.start, c)
+		l.generate = len(l.start) == len(generateDirective) && strings.EqualFold(string(l.start), generateDirective)
+	}
 	return c, nil
 }
 

@@ -187,3 +187,19 @@ x\ y IN TXT "target"
 		}
 	}
 }
+
+// TestStaticGenerateRefused: $GENERATE would make up to 65536 records a
+// line, and miekg/dns's errors inside it name a line of the generated text
+// (line 26 of a one-line file); it is refused, naming the file's line.
+func TestStaticGenerateRefused(t *testing.T) {
+	tests := []struct{ zone, want string }{
+		{"$GENERATE 1-700 00000 A 100.0.0.$0", "gen.zone: line 1: $GENERATE is not supported in the static zone"},
+		{"a.test. IN A 192.0.2.1\n$generate 1-10 host$.test. A 192.0.2.$\n", "gen.zone: line 2: $GENERATE is not supported in the static zone"},
+	}
+	for _, tc := range tests {
+		_, err := parseStatic(strings.NewReader(tc.zone), "gen.zone")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+	}
+}
