@@ -89,7 +89,7 @@ func TestAuthStageRealDNS(t *testing.T) {
 		{"spf fail, dmarc fail, rejected", "dmarc-reject.test", "a@dmarc-reject.test", registry.AuthFail, registry.AuthFail, "reject", registry.Reject, ""},
 		{"spf fail, dmarc quarantine", "dmarc-quarantine.test", "a@dmarc-quarantine.test", registry.AuthFail, registry.AuthFail, "quarantine", registry.Quarantine, ""},
 		{"spf fail, dmarc p=none", "dmarc-none.test", "a@dmarc-none.test", registry.AuthFail, registry.AuthFail, "none", registry.Accept,
-			`Authentication-Results: mx.elemta.test; spf=fail smtp.mailfrom=a@dmarc-none.test; dmarc=fail reason="neither SPF nor DKIM passed aligned with the From domain; p=none" header.from=dmarc-none.test`},
+			`Authentication-Results: mx.elemta.test; spf=fail smtp.mailfrom=a@dmarc-none.test; dmarc=fail reason=neither%20SPF%20nor%20DKIM%20passed%20aligned%20with%20the%20From%20domain%3B%20p%3Dnone header.from=dmarc-none.test`},
 		{"spf fail, dmarc pct=0 never sampled", "dmarc-pct.test", "a@dmarc-pct.test", registry.AuthFail, registry.AuthFail, "quarantine", registry.Quarantine, ""},
 		{"spf pass strict alignment", "dmarc-strict.test", "a@dmarc-strict.test", registry.AuthPass, registry.AuthPass, "reject", registry.Accept, ""},
 		{"spf softfail, dmarc of the organizational domain", "softfail.example.test", "a@softfail.example.test", registry.AuthSoftFail, registry.AuthFail, "reject", registry.Reject, ""},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 
+	"github.com/elemta/elemta/pkg/arfield"
 	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
@@ -182,17 +183,20 @@ func (p *Plugin) authresFor(pc *registry.ProcessingContext) string {
 	if merged := mergeAuthres(p.authservID, values); merged != "" {
 		return merged
 	}
+	// The values come from the sender (the DKIM d= and i= tags, the From
+	// domain): written as authres writes them (arfield), never quoted, so
+	// no reader can see a result in them that nobody wrote.
 	var rs []authres.Result
 	if spf, ok := registry.Find[*registry.SPFResult](pc); ok {
-		rs = append(rs, &authres.SPFResult{Value: authres.ResultValue(spf.Result), From: spf.Domain})
+		rs = append(rs, &authres.SPFResult{Value: authres.ResultValue(spf.Result), From: arfield.Token(spf.Domain)})
 	}
 	if dk, ok := registry.Find[*registry.DKIMResult](pc); ok {
 		for _, s := range dk.Signatures {
-			rs = append(rs, &authres.DKIMResult{Value: authres.ResultValue(s.Result), Domain: s.Domain, Identifier: s.Identity})
+			rs = append(rs, &authres.DKIMResult{Value: authres.ResultValue(s.Result), Domain: arfield.Token(s.Domain), Identifier: arfield.PValue(s.Identity)})
 		}
 	}
 	if dm, ok := registry.Find[*registry.DMARCResult](pc); ok {
-		rs = append(rs, &authres.DMARCResult{Value: authres.ResultValue(dm.Result), From: dm.Domain})
+		rs = append(rs, &authres.DMARCResult{Value: authres.ResultValue(dm.Result), From: arfield.Token(dm.Domain)})
 	}
 	return strings.Join(strings.Fields(authres.Format(p.authservID, rs)), " ")
 }
@@ -200,12 +204,17 @@ func (p *Plugin) authresFor(pc *registry.ProcessingContext) string {
 // mergeAuthres merges the Authentication-Results values that carry
 // authservID into one "authserv-id; result; result" value, as an
 // ARC-Authentication-Results must hold them (RFC 8617 §4.1.1); "" when none.
+// The authserv-id is read as authres reads it (arfield.Split: after
+// comments, a token or quoted-string, an optional version; compared
+// case-insensitively, a trailing root dot ignored); the results after it
+// are kept as they are, white space collapsed. A value whose id is followed
+// by anything but a version and ';' is not ours to copy.
 func mergeAuthres(authservID string, values []string) string {
 	var parts []string
 	found := false
 	for _, v := range values {
-		id, rest, _ := strings.Cut(strings.Join(strings.Fields(v), " "), ";")
-		if !strings.EqualFold(strings.TrimSpace(id), authservID) {
+		id, rest, ok := arfield.Split(strings.Join(strings.Fields(v), " "))
+		if !ok || !arfield.SameAuthservID(id, authservID) {
 			continue
 		}
 		found = true

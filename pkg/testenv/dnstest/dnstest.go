@@ -52,3 +52,14 @@ func ResolverFor(t testing.TB, servers []string, timeout time.Duration) registry
 	}
 	return res
 }
+
+// StaticResolverFor is ResolverFor with a static zone file whose answers
+// win over the servers' ([dns] static in the host's config).
+func StaticResolverFor(t testing.TB, servers []string, zoneFile string, timeout time.Duration) registry.Resolver {
+	t.Helper()
+	res, err := resolver.New(resolver.Config{Servers: servers, Static: zoneFile, Timeout: registry.Duration(timeout), Attempts: 1}, resolver.Options{})
+	if err != nil {
+		t.Fatalf("dnstest: resolver for %v with %s: %v", servers, zoneFile, err)
+	}
+	return res
+}
