@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/elemta/elemta/internal/catalog"
 )
 
 // Phase says how far an SMTP session has got when pre-reception runs. The
@@ -60,7 +62,16 @@ type ProcessingContext struct {
 
 	mu      sync.RWMutex
 	results []*Result
+	orders  []int // orders[i]: config position of the instance of results[i]
 	values  map[string]any
+}
+
+// notOrdered is the config position of results added with AddResult: after
+// every result the executor recorded.
+const notOrdered = int(^uint(0) >> 1)
+
+func init() {
+	catalog.RecordResult = func(pc, res any, order int) { pc.(*ProcessingContext).record(res.(*Result), order) }
 }
 
 // NewProcessingContext returns a context for msg in session s (s may be nil).
@@ -93,11 +104,12 @@ func (pc *ProcessingContext) Result(plugin string) (*Result, bool) {
 
 // AddResult records a result as if a plugin had returned it: for hosts
 // that call capability methods directly, and for tests.
-func (pc *ProcessingContext) AddResult(r *Result) { pc.record(r) }
+func (pc *ProcessingContext) AddResult(r *Result) { pc.record(r, notOrdered) }
 
-func (pc *ProcessingContext) record(r *Result) {
+func (pc *ProcessingContext) record(r *Result, order int) {
 	pc.mu.Lock()
 	pc.results = append(pc.results, r)
+	pc.orders = append(pc.orders, order)
 	pc.mu.Unlock()
 }
 

@@ -50,26 +50,3 @@ type Host struct {
 	// plugin is theirs to create).
 	DataDir string
 }
-
-// withDefaults returns h with every nil field set to its production default.
-func (h Host) withDefaults() Host {
-	if h.Logger == nil {
-		h.Logger = slog.Default()
-	}
-	if h.Resolver == nil {
-		h.Resolver = net.DefaultResolver
-	}
-	if h.Clock == nil {
-		h.Clock = SystemClock{}
-	}
-	if h.Hostname == "" {
-		h.Hostname = "localhost"
-	}
-	if h.AuthservID == "" {
-		h.AuthservID = h.Hostname
-	}
-	if h.DataDir == "" {
-		h.DataDir = "var"
-	}
-	return h
-}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -57,7 +58,7 @@ mime_types = ["application/x-msdownload", "application/x-ms*"]
 // newFilter builds the filter from a TOML document the way the host does.
 func newFilter(t *testing.T, doc string) *Filter {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
@@ -372,7 +373,7 @@ header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// ParseConfig validates the config (what `elemta config check` shows)...
-			_, verr := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
+			_, verr := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
 			// ...and New refuses the same config when handed it directly.
 			var doc struct {
 				Plugins struct {
@@ -400,7 +401,7 @@ header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "
 }
 
 func TestUnknownRuleKey(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "test.toml:5:1") || !strings.Contains(err.Error(), `unknown key "patern"`) {
 		t.Fatalf("error %v, want one naming test.toml:5:1 and the key patern", err)
 	}
@@ -420,7 +421,7 @@ func FuzzInspect(f *testing.F) {
 	f.Add([]byte(multipartMsg("b", textPart, "Content-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\nhi")))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"))
 	f.Add([]byte("Content-Transfer-Encoding: base64\r\nContent-Type: text/plain; charset=latin1\r\n\r\n////\r\n"))
-	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(rulesTOML))
 	if err != nil {
 		f.Fatalf("parse config: %v", err)
 	}
@@ -445,7 +446,7 @@ func FuzzInspect(f *testing.F) {
 }
 
 func BenchmarkInspect(b *testing.B) {
-	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(rulesTOML))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -76,9 +77,9 @@ func TestStage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := registry.ParseConfig("test.toml", []byte(tc.toml))
+			cfg, err := pluginhost.ParseConfig("test.toml", []byte(tc.toml))
 			require.NoError(t, err)
-			m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: testZone(), Logger: slog.New(slog.DiscardHandler)}))
+			m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: testZone(), Logger: slog.New(slog.DiscardHandler)}))
 			require.NoError(t, m.LoadPlugins(context.Background()))
 			defer m.Close()
 			require.Equal(t, [][]string{{"spf", "dkim"}, {"dmarc"}}, m.Waves(registry.PostReception), "dmarc runs after spf and dkim")

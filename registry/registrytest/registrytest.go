@@ -55,6 +55,7 @@ import (
 	"golang.org/x/mod/semver"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -141,7 +142,7 @@ type kit[C any, P any] struct {
 }
 
 func (k *kit[C, P]) metadata(t *testing.T) {
-	info, ok := registry.Lookup(k.name)
+	info, ok := pluginhost.Lookup(k.name)
 	require.True(t, ok, "no plugin %q registered: does the package's init call registry.Register with that name? registered: %v", k.name, names())
 	assert.Equal(t, k.name, info.Name)
 	assert.NotEmpty(t, info.Description, "Module.Description: say in one line what the plugin does")
@@ -179,7 +180,7 @@ func funcPackage(fn any) string {
 // defaults returns a fresh copy of the registered default config.
 func (k *kit[C, P]) defaults(t *testing.T) C {
 	t.Helper()
-	v, ok := registry.DefaultConfig(k.name)
+	v, ok := pluginhost.DefaultConfig(k.name)
 	require.True(t, ok, "no plugin %q registered", k.name)
 	c, ok := v.(*C)
 	require.Truef(t, ok, "the registered config type is %T, but the constructor under test takes %T", v, new(C))
@@ -216,7 +217,7 @@ func (k *kit[C, P]) unknownKey(t *testing.T) {
 	// The key goes first: Options.Config may end inside a sub-table
 	// ([[plugins.<name>.rules]]) where it would land otherwise.
 	doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s = 1\n%s\n", k.name, k.name, key, k.opts.Config)
-	_, err := registry.ParseConfig("registrytest.toml", []byte(doc))
+	_, err := pluginhost.ParseConfig("registrytest.toml", []byte(doc))
 	require.Error(t, err, "an unknown key in [plugins.%s] must be an error (is the config type a map, or has it an inline catch-all?)", k.name)
 	assert.Contains(t, err.Error(), key, "the error must name the unknown key")
 	assert.Contains(t, err.Error(), "registrytest.toml:", "the error must name the file and line")
@@ -236,18 +237,18 @@ func (k *kit[C, P]) closeWithoutStart(t *testing.T) {
 }
 
 // config parses the [plugins] document for the plugin with table body.
-func (k *kit[C, P]) config(t *testing.T, body string) *registry.Config {
+func (k *kit[C, P]) config(t *testing.T, body string) *pluginhost.Config {
 	t.Helper()
 	doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s\n", k.name, k.name, body)
-	cfg, err := registry.ParseConfig("registrytest.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("registrytest.toml", []byte(doc))
 	require.NoError(t, err, "config:\n%s", doc)
 	return cfg
 }
 
 // load builds, validates and starts the plugin through a Manager.
-func (k *kit[C, P]) load(t *testing.T, body string) *registry.Manager {
+func (k *kit[C, P]) load(t *testing.T, body string) *pluginhost.Manager {
 	t.Helper()
-	m := registry.NewManager(k.config(t, body), registry.WithHost(k.host(t)))
+	m := pluginhost.NewManager(k.config(t, body), pluginhost.WithHost(k.host(t)))
 	require.NoError(t, m.LoadPlugins(context.Background()), "load %s (a plugin that needs a service gets a test double through Options.Config, or Options.Offline)", k.name)
 	return m
 }
@@ -268,7 +269,7 @@ func (k *kit[C, P]) lifecycle(t *testing.T) {
 }
 
 func (k *kit[C, P]) concurrentMessages(t *testing.T) {
-	info, _ := registry.Lookup(k.name)
+	info, _ := pluginhost.Lookup(k.name)
 	if len(info.Stages) == 0 {
 		t.Skip("the plugin runs in no stage")
 	}
@@ -348,7 +349,7 @@ func call(impl any, ctx context.Context, stage registry.Stage, pc *registry.Proc
 }
 
 func (k *kit[C, P]) cancellation(t *testing.T) {
-	info, _ := registry.Lookup(k.name)
+	info, _ := pluginhost.Lookup(k.name)
 	stage := registry.PostReception
 	if len(info.Stages) > 0 {
 		stage = info.Stages[0]
@@ -436,7 +437,7 @@ func isNil(p any) bool {
 
 func names() []string {
 	var out []string
-	for _, m := range registry.Modules() {
+	for _, m := range pluginhost.Modules() {
 		out = append(out, m.Name)
 	}
 	return out
@@ -445,11 +446,11 @@ func names() []string {
 // Load parses the config document doc as Elemta does, builds and starts its
 // plugins through a Manager with host, and closes them when the test ends
 // (a Close error fails the test).
-func Load(tb testing.TB, doc string, host registry.Host) *registry.Manager {
+func Load(tb testing.TB, doc string, host registry.Host) *pluginhost.Manager {
 	tb.Helper()
-	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("elemta.toml", []byte(doc))
 	require.NoError(tb, err, "config:\n%s", doc)
-	m := registry.NewManager(cfg, registry.WithHost(host))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(host))
 	require.NoError(tb, m.LoadPlugins(context.Background()))
 	tb.Cleanup(func() { assert.NoError(tb, m.Close(), "Close") })
 	return m
@@ -458,9 +459,9 @@ func Load(tb testing.TB, doc string, host registry.Host) *registry.Manager {
 // Settings parses the config document doc as Elemta does and returns the
 // settings of plugin name with its own table decoded into C (the Config
 // type it registered).
-func Settings[C any](t testing.TB, doc, name string) (*C, *registry.PluginConfig) {
+func Settings[C any](t testing.TB, doc, name string) (*C, *pluginhost.PluginConfig) {
 	t.Helper()
-	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("elemta.toml", []byte(doc))
 	require.NoError(t, err)
 	pc, err := cfg.Settings(name)
 	require.NoError(t, err)

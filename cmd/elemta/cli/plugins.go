@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/elemta/elemta/internal/buildinfo"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -43,7 +44,7 @@ func (a *app) pluginsList(args []string) int {
 	}
 	info, haveInfo := buildinfo.Read()
 	list := []pluginJSON{}
-	for _, m := range registry.Modules() {
+	for _, m := range pluginhost.Modules() {
 		p := pluginJSON{Name: m.Name, Version: m.Version, Description: m.Description, Package: m.Package,
 			Enabled: cfg.Plugins.Enabled && slices.Contains(cfg.Plugins.Plugins, m.Name)}
 		for _, t := range m.Types {
@@ -111,9 +112,9 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 		return ExitError
 	}
 	name := rest[0]
-	if _, ok := registry.Lookup(name); !ok {
+	if _, ok := pluginhost.Lookup(name); !ok {
 		var names []string
-		for _, m := range registry.Modules() {
+		for _, m := range pluginhost.Modules() {
 			names = append(names, m.Name)
 		}
 		return a.errorf("plugins test: no plugin %q is compiled into this binary (compiled in: %s)", name, strings.Join(names, ", "))
@@ -130,7 +131,7 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.errorf("%s: %v", "plugins test", err)
 	}
-	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(host))
+	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	defer func() {
 		if err := mgr.Close(); err != nil {
 			a.log.Error("close plugins", "err", err)
@@ -189,7 +190,7 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 	return ExitAccept
 }
 
-func (a *app) printMetrics(stats []registry.PluginStats, asJSON bool) {
+func (a *app) printMetrics(stats []pluginhost.PluginStats, asJSON bool) {
 	if asJSON {
 		type statJSON struct {
 			Plugin   string  `json:"plugin"`

@@ -1,4 +1,4 @@
-package registry
+package pluginhost
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elemta/elemta/internal/catalog"
+	"github.com/elemta/elemta/registry"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
@@ -51,7 +53,7 @@ type Config struct {
 	Warnings []string
 
 	settings map[string]*PluginConfig
-	reg      *registry
+	cat      *catalog.Catalog
 }
 
 // PluginConfig is one plugin's decoded settings.
@@ -59,26 +61,26 @@ type PluginConfig struct {
 	Name    string
 	Timeout time.Duration
 	// OnError is the verdict when the plugin fails or times out.
-	OnError Action
+	OnError registry.Action
 	// Stages the plugin runs in: its module's stages unless config narrows them.
-	Stages []Stage
+	Stages []registry.Stage
 	// Value is the plugin's own config, a *C of its Module.
 	Value any
 }
 
 type pluginsTable struct {
-	Enabled        *bool     `toml:"enabled"`
-	Directory      string    `toml:"directory"`
-	Plugins        []string  `toml:"plugins"`
-	MaxConcurrency *int      `toml:"max_concurrency"`
-	DefaultTimeout *Duration `toml:"default_timeout"`
+	Enabled        *bool              `toml:"enabled"`
+	Directory      string             `toml:"directory"`
+	Plugins        []string           `toml:"plugins"`
+	MaxConcurrency *int               `toml:"max_concurrency"`
+	DefaultTimeout *registry.Duration `toml:"default_timeout"`
 }
 
 // commonSettings are the keys every [plugins.<name>] table may have.
 type commonSettings struct {
-	Timeout *Duration `toml:"timeout"`
-	OnError *Action   `toml:"on_error"`
-	Stages  []Stage   `toml:"stages"`
+	Timeout *registry.Duration `toml:"timeout"`
+	OnError *registry.Action   `toml:"on_error"`
+	Stages  []registry.Stage   `toml:"stages"`
 }
 
 // ParseConfig reads the [plugins] table of a TOML document, checking it
@@ -86,7 +88,7 @@ type commonSettings struct {
 // belong to the host and are ignored here. Errors name the file, line and
 // key; all of them are reported at once.
 func ParseConfig(file string, data []byte) (*Config, error) {
-	return global.parseConfig(file, data)
+	return parseConfig(catalog.Global(), file, data)
 }
 
 // NewConfig returns the config of a binary run without a config file: the
@@ -104,9 +106,9 @@ func NewConfig(plugins ...string) (*Config, error) {
 	return ParseConfig("(built-in config)", []byte(b.String()))
 }
 
-func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
+func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) {
 	cfg := &Config{File: file, Enabled: true, MaxConcurrency: DefaultMaxConcurrency,
-		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, reg: r}
+		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, cat: r}
 	var errs []error
 	fail := func(line, col int, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s:%d:%d: %s", file, line, col, fmt.Sprintf(format, args...)))
@@ -125,12 +127,12 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 			continue // another section: the host's business
 		}
 		name := m.key[1]
-		if _, ok := r.lookup(name); ok {
+		if _, ok := r.Lookup(name); ok {
 			configured[name] = true
 			continue
 		}
 		fail(m.line, m.col, "unknown key %q: no plugin %q is compiled into this binary, and it is not a [plugins] setting (%s); %s",
-			strings.Join(m.key, "."), name, strings.Join(reservedNames, ", "), r.howToAdd())
+			strings.Join(m.key, "."), name, strings.Join(catalog.Reserved, ", "), howToAdd(r))
 	}
 
 	t := doc.Plugins
@@ -155,8 +157,8 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 		cfg.DefaultTimeout = t.DefaultTimeout.D()
 	}
 	for i, name := range t.Plugins {
-		if _, ok := r.lookup(name); !ok {
-			errs = append(errs, fmt.Errorf("%s: plugins.plugins enables %q, which is not compiled into this binary; %s", file, name, r.howToAdd()))
+		if _, ok := r.Lookup(name); !ok {
+			errs = append(errs, fmt.Errorf("%s: plugins.plugins enables %q, which is not compiled into this binary; %s", file, name, howToAdd(r)))
 			continue
 		}
 		if slices.Contains(t.Plugins[:i], name) {
@@ -167,11 +169,11 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 		configured[name] = true
 	}
 
-	for _, name := range r.names() {
+	for _, name := range r.Names() {
 		if !configured[name] {
 			continue
 		}
-		pc, err := r.decodePlugin(file, data, name, cfg.DefaultTimeout)
+		pc, err := decodePlugin(r, file, data, name, cfg.DefaultTimeout)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -190,17 +192,17 @@ func (c *Config) Settings(name string) (*PluginConfig, error) {
 	if pc, ok := c.settings[name]; ok {
 		return pc, nil
 	}
-	m, ok := c.reg.lookup(name)
+	m, ok := c.cat.Lookup(name)
 	if !ok {
-		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", name, c.reg.howToAdd())
+		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", name, howToAdd(c.cat))
 	}
-	return &PluginConfig{Name: name, Timeout: c.DefaultTimeout, Stages: m.Stages, Value: m.newConfig()}, nil
+	return &PluginConfig{Name: name, Timeout: c.DefaultTimeout, Stages: entryStages(m), Value: m.NewConfig()}, nil
 }
 
 // decodePlugin decodes [plugins.<name>] twice: once for the common keys and
 // once into the plugin's own config. A key is unknown when neither knows it.
-func (r *registry) decodePlugin(file string, data []byte, name string, defTimeout time.Duration) (*PluginConfig, error) {
-	m, _ := r.lookup(name)
+func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, defTimeout time.Duration) (*PluginConfig, error) {
+	m, _ := r.Lookup(name)
 	prefix := "plugins." + name
 
 	var common commonSettings
@@ -209,7 +211,7 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 	if err != nil {
 		return nil, positionedIn(file, data, prefix, err)
 	}
-	value := m.newConfig() // *C with defaults
+	value := m.NewConfig() // *C with defaults
 	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
 	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
 	if err != nil {
@@ -238,13 +240,13 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 			file, k.line, k.col, prefix, k.key[len(k.key)-1], name, strings.Join(knownKeys(value), ", ")))
 	}
 
-	if v, ok := value.(Validator); ok {
+	if v, ok := value.(registry.Validator); ok {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: [%s]: %w", file, prefix, err))
 		}
 	}
 
-	pc := &PluginConfig{Name: name, Timeout: defTimeout, Stages: m.Stages, Value: value}
+	pc := &PluginConfig{Name: name, Timeout: defTimeout, Stages: entryStages(m), Value: value}
 	if common.Timeout != nil {
 		if *common.Timeout <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %s.timeout must be positive", file, prefix))
@@ -256,8 +258,8 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 	}
 	if common.Stages != nil {
 		for _, s := range common.Stages {
-			if !slices.Contains(m.Stages, s) {
-				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, name, s, m.Stages))
+			if !slices.Contains(pc.Stages, s) {
+				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, name, s, entryStages(m)))
 			}
 		}
 		pc.Stages = common.Stages
@@ -323,7 +325,7 @@ func TOMLError(file string, data []byte, err error) error {
 // which go-toml returns without a position: it finds the key under table
 // prefix whose value is the one that failed.
 func positionedIn(file string, data []byte, prefix string, err error) error {
-	var ve *valueError
+	var ve *catalog.ValueError
 	if !errors.As(err, &ve) {
 		return positioned(file, err)
 	}
@@ -338,16 +340,16 @@ func positionedIn(file string, data []byte, prefix string, err error) error {
 		case unstable.KeyValue:
 			key := strings.Join(append(slices.Clone(table), keyOf(n.Key())...), ".")
 			v := n.Value()
-			if (prefix == "" || strings.HasPrefix(key, prefix+".")) && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.raw) {
+			if (prefix == "" || strings.HasPrefix(key, prefix+".")) && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.Raw) {
 				pos := p.Shape(v.Raw).Start
-				return fmt.Errorf("%s:%d:%d: %s: %w", file, pos.Line, pos.Column, key, ve.err)
+				return fmt.Errorf("%s:%d:%d: %s: %w", file, pos.Line, pos.Column, key, ve.Err)
 			}
 		}
 	}
 	if prefix == "" {
-		return fmt.Errorf("%s: %w", file, ve.err)
+		return fmt.Errorf("%s: %w", file, ve.Err)
 	}
-	return fmt.Errorf("%s: %s: %w", file, prefix, ve.err)
+	return fmt.Errorf("%s: %s: %w", file, prefix, ve.Err)
 }
 
 func keyOf(it unstable.Iterator) []string {
@@ -393,7 +395,7 @@ func knownKeys(cfg any) []string {
 	return keys
 }
 
-func (r *registry) howToAdd() string {
+func howToAdd(r *catalog.Catalog) string {
 	return fmt.Sprintf("compiled in: %s. To add a plugin, list it in plugins.yaml and rebuild (`make build`)",
-		strings.Join(r.names(), ", "))
+		strings.Join(r.Names(), ", "))
 }

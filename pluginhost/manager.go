@@ -1,4 +1,4 @@
-package registry
+package pluginhost
 
 import (
 	"context"
@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/elemta/elemta/internal/catalog"
+	"github.com/elemta/elemta/registry"
 )
 
 // Manager builds the enabled plugins from config, runs them at each stage
@@ -21,25 +24,25 @@ import (
 // rather than run no plugins.
 type Manager struct {
 	cfg  *Config
-	host Host
-	reg  *registry
+	host registry.Host
+	cat  *catalog.Catalog
 
 	mu     sync.RWMutex
 	closed bool
 
 	loaded []*instance          // in start order
 	byName map[string]*instance //
-	waves  [numStages][][]*instance
+	waves  map[registry.Stage][][]*instance
 }
 
 // instance is one loaded plugin.
 type instance struct {
 	name     string
-	mod      *module
+	mod      *catalog.Entry
 	settings *PluginConfig
 	impl     any
-	handler  StageHandler // nil when the plugin runs in no stage
-	order    int          // position in config order
+	handler  registry.StageHandler // nil when the plugin runs in no stage
+	order    int                   // position in config order
 	started  bool
 	stats    counters
 }
@@ -54,15 +57,15 @@ type Option func(*Manager)
 
 // WithHost hands plugins the host's logger, resolver, clock, hostname and
 // data directory. Unset fields get production defaults.
-func WithHost(h Host) Option { return func(m *Manager) { m.host = h } }
+func WithHost(h registry.Host) Option { return func(m *Manager) { m.host = h } }
 
 // NewManager returns a manager for cfg. Nothing is built until LoadPlugins.
 func NewManager(cfg *Config, opts ...Option) *Manager {
-	m := &Manager{cfg: cfg, reg: cfg.reg, byName: map[string]*instance{}}
+	m := &Manager{cfg: cfg, cat: cfg.cat, byName: map[string]*instance{}}
 	for _, o := range opts {
 		o(m)
 	}
-	m.host = m.host.withDefaults()
+	m.host = withDefaults(m.host)
 	return m
 }
 
@@ -112,10 +115,10 @@ func (m *Manager) load(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	mod, _ := m.reg.lookup(name)
+	mod, _ := m.cat.Lookup(name)
 	host := m.host
 	host.Logger = host.Logger.With("plugin", name)
-	impl, err := mod.build(settings.Value, host)
+	impl, err := mod.Build(settings.Value, host)
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", name, err)
 	}
@@ -123,19 +126,15 @@ func (m *Manager) load(ctx context.Context, name string) error {
 	if i := slices.Index(m.cfg.Plugins, name); i >= 0 {
 		inst.order = i
 	}
-	if h, ok := impl.(StageHandler); ok {
-		inst.handler = h
-	} else if adapt := adapterFor(mod.Types); adapt != nil {
-		inst.handler = adapt(impl)
-	}
+	inst.handler = handlerOf(impl, infoOf(mod).Types)
 	m.loaded = append(m.loaded, inst)
 	m.byName[name] = inst
-	if v, ok := impl.(Validator); ok {
+	if v, ok := impl.(registry.Validator); ok {
 		if err := v.Validate(); err != nil {
 			return fmt.Errorf("plugin %s: invalid config: %w", name, err)
 		}
 	}
-	if s, ok := impl.(Starter); ok {
+	if s, ok := impl.(registry.Starter); ok {
 		if err := s.Start(ctx); err != nil {
 			return fmt.Errorf("plugin %s: start: %w", name, err)
 		}
@@ -158,17 +157,17 @@ func (m *Manager) closeLocked() error {
 	var errs []error
 	for i := len(m.loaded) - 1; i >= 0; i-- {
 		inst := m.loaded[i]
-		if c, ok := inst.impl.(Closer); ok {
+		if c, ok := inst.impl.(registry.Closer); ok {
 			if err := safeClose(c); err != nil {
 				errs = append(errs, fmt.Errorf("plugin %s: close: %w", inst.name, err))
 			}
 		}
 	}
-	m.loaded, m.byName, m.waves = nil, map[string]*instance{}, [numStages][][]*instance{}
+	m.loaded, m.byName, m.waves = nil, map[string]*instance{}, map[registry.Stage][][]*instance{}
 	return errors.Join(errs...)
 }
 
-func safeClose(c Closer) (err error) {
+func safeClose(c registry.Closer) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
@@ -180,12 +179,12 @@ func safeClose(c Closer) (err error) {
 // EndSession tells every loaded plugin that implements SessionEnder that
 // the session of pc has ended, in start order, each under its timeout and
 // guarded against panics. It returns their errors joined.
-func (m *Manager) EndSession(ctx context.Context, pc *ProcessingContext) error {
+func (m *Manager) EndSession(ctx context.Context, pc *registry.ProcessingContext) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var errs []error
 	for _, inst := range m.loaded {
-		e, ok := inst.impl.(SessionEnder)
+		e, ok := inst.impl.(registry.SessionEnder)
 		if !ok {
 			continue
 		}
@@ -196,7 +195,7 @@ func (m *Manager) EndSession(ctx context.Context, pc *ProcessingContext) error {
 	return errors.Join(errs...)
 }
 
-func endSession(ctx context.Context, inst *instance, e SessionEnder, pc *ProcessingContext) (err error) {
+func endSession(ctx context.Context, inst *instance, e registry.SessionEnder, pc *registry.ProcessingContext) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
 	defer cancel()
 	defer func() {
@@ -237,7 +236,7 @@ func (m *Manager) HealthCheck(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("plugin %s is not loaded", name)
 	}
-	if h, ok := inst.impl.(HealthChecker); ok {
+	if h, ok := inst.impl.(registry.HealthChecker); ok {
 		ctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
 		defer cancel()
 		return h.HealthCheck(ctx)
@@ -259,33 +258,33 @@ func getAs[T any](m *Manager, name string, iface string) (T, error) {
 }
 
 // GetAntivirusPlugin returns the loaded antivirus plugin called name.
-func (m *Manager) GetAntivirusPlugin(name string) (AntivirusPlugin, error) {
-	return getAs[AntivirusPlugin](m, name, "AntivirusPlugin")
+func (m *Manager) GetAntivirusPlugin(name string) (registry.AntivirusPlugin, error) {
+	return getAs[registry.AntivirusPlugin](m, name, "AntivirusPlugin")
 }
 
 // GetAntispamPlugin returns the loaded antispam plugin called name.
-func (m *Manager) GetAntispamPlugin(name string) (AntispamPlugin, error) {
-	return getAs[AntispamPlugin](m, name, "AntispamPlugin")
+func (m *Manager) GetAntispamPlugin(name string) (registry.AntispamPlugin, error) {
+	return getAs[registry.AntispamPlugin](m, name, "AntispamPlugin")
 }
 
 // GetDKIMPlugin returns the loaded DKIM plugin called name.
-func (m *Manager) GetDKIMPlugin(name string) (DKIMPlugin, error) {
-	return getAs[DKIMPlugin](m, name, "DKIMPlugin")
+func (m *Manager) GetDKIMPlugin(name string) (registry.DKIMPlugin, error) {
+	return getAs[registry.DKIMPlugin](m, name, "DKIMPlugin")
 }
 
 // GetSPFPlugin returns the loaded SPF plugin called name.
-func (m *Manager) GetSPFPlugin(name string) (SPFPlugin, error) {
-	return getAs[SPFPlugin](m, name, "SPFPlugin")
+func (m *Manager) GetSPFPlugin(name string) (registry.SPFPlugin, error) {
+	return getAs[registry.SPFPlugin](m, name, "SPFPlugin")
 }
 
 // GetDMARCPlugin returns the loaded DMARC plugin called name.
-func (m *Manager) GetDMARCPlugin(name string) (DMARCPlugin, error) {
-	return getAs[DMARCPlugin](m, name, "DMARCPlugin")
+func (m *Manager) GetDMARCPlugin(name string) (registry.DMARCPlugin, error) {
+	return getAs[registry.DMARCPlugin](m, name, "DMARCPlugin")
 }
 
 // GetARCPlugin returns the loaded ARC plugin called name.
-func (m *Manager) GetARCPlugin(name string) (ARCPlugin, error) {
-	return getAs[ARCPlugin](m, name, "ARCPlugin")
+func (m *Manager) GetARCPlugin(name string) (registry.ARCPlugin, error) {
+	return getAs[registry.ARCPlugin](m, name, "ARCPlugin")
 }
 
 // PluginStats counts one plugin's work since it was loaded.
@@ -309,7 +308,7 @@ func (m *Manager) Stats() []PluginStats {
 }
 
 // Waves returns, for a stage, the plugin names in each dependency wave.
-func (m *Manager) Waves(stage Stage) [][]string {
+func (m *Manager) Waves(stage registry.Stage) [][]string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var out [][]string
@@ -328,8 +327,8 @@ func (m *Manager) Waves(stage Stage) [][]string {
 // name it in Before). Plugins in a wave keep config order. Constraints on
 // plugins that are not loaded are ignored; a cycle is an error naming it.
 func (m *Manager) plan() error {
-	var waves [numStages][][]*instance
-	for _, stage := range Stages() {
+	waves := map[registry.Stage][][]*instance{}
+	for _, stage := range registry.Stages() {
 		var nodes []*instance
 		for _, inst := range m.loaded {
 			if inst.handler != nil && slices.Contains(inst.settings.Stages, stage) {
