@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -41,8 +42,11 @@ type Config struct {
 	File string
 	// Enabled false turns every plugin off.
 	Enabled bool
-	// Plugins lists the enabled plugins, in config order: the order
-	// header changes are applied in and ties are broken by.
+	// Plugins lists the enabled plugin instances, in config order: the
+	// order header changes are applied in and ties are broken by. An
+	// instance ID is a plugin name ("contentfilter") or a name and an
+	// instance name ("contentfilter/strict"), configured by
+	// [plugins.contentfilter] and [plugins."contentfilter/strict"].
 	Plugins []string
 	// MaxConcurrency bounds how many plugins of one stage run at once.
 	MaxConcurrency int
@@ -56,9 +60,12 @@ type Config struct {
 	cat      *catalog.Catalog
 }
 
-// PluginConfig is one plugin's decoded settings.
+// PluginConfig is one plugin instance's decoded settings.
 type PluginConfig struct {
+	// Name is the instance ID ("contentfilter/strict"), Type the name of
+	// the plugin it is an instance of ("contentfilter").
 	Name    string
+	Type    string
 	Timeout time.Duration
 	// OnError is the verdict when the plugin fails or times out.
 	OnError registry.Action
@@ -121,18 +128,33 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 	if err != nil {
 		return nil, positioned(file, err)
 	}
-	configured := map[string]bool{} // plugins with a [plugins.<name>] table
+	configured := map[string]bool{} // instances with a [plugins.<id>] table
 	for _, m := range missing {
 		if len(m.key) < 2 || m.key[0] != "plugins" {
 			continue // another section: the host's business
 		}
-		name := m.key[1]
-		if _, ok := r.Lookup(name); ok {
-			configured[name] = true
+		id := m.key[1]
+		if configured[id] {
+			continue
+		}
+		typ, _, err := catalog.ParseID(id)
+		if err != nil {
+			fail(m.line, m.col, "%s: %v", tableName(id), err)
+			configured[id] = true // reported once
+			continue
+		}
+		if _, ok := r.Lookup(typ); ok {
+			configured[id] = true
 			continue
 		}
 		fail(m.line, m.col, "unknown key %q: no plugin %q is compiled into this binary, and it is not a [plugins] setting (%s); %s",
-			strings.Join(m.key, "."), name, strings.Join(catalog.Reserved, ", "), howToAdd(r))
+			strings.Join(m.key, "."), typ, strings.Join(catalog.Reserved, ", "), howToAdd(r))
+		configured[id] = true // reported once
+	}
+	for id := range configured {
+		if typ, _, err := catalog.ParseID(id); err != nil || !hasEntry(r, typ) {
+			delete(configured, id)
+		}
 	}
 
 	t := doc.Plugins
@@ -157,7 +179,12 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 		cfg.DefaultTimeout = t.DefaultTimeout.D()
 	}
 	for i, name := range t.Plugins {
-		if _, ok := r.Lookup(name); !ok {
+		typ, _, err := catalog.ParseID(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: plugins.plugins: %w", file, err))
+			continue
+		}
+		if _, ok := r.Lookup(typ); !ok {
 			errs = append(errs, fmt.Errorf("%s: plugins.plugins enables %q, which is not compiled into this binary; %s", file, name, howToAdd(r)))
 			continue
 		}
@@ -169,10 +196,12 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 		configured[name] = true
 	}
 
-	for _, name := range r.Names() {
-		if !configured[name] {
-			continue
-		}
+	ids := make([]string, 0, len(configured))
+	for id := range configured {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, name := range ids {
 		pc, err := decodePlugin(r, file, data, name, cfg.DefaultTimeout)
 		if err != nil {
 			errs = append(errs, err)
@@ -186,36 +215,71 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 	return cfg, nil
 }
 
-// Settings returns the named plugin's settings: those decoded from the
-// file, or the defaults when it has no table.
+// Settings returns the settings of the plugin instance called name (an
+// instance ID): those decoded from the file, or the defaults when it has
+// no table.
 func (c *Config) Settings(name string) (*PluginConfig, error) {
 	if pc, ok := c.settings[name]; ok {
 		return pc, nil
 	}
-	m, ok := c.cat.Lookup(name)
-	if !ok {
-		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", name, howToAdd(c.cat))
+	typ, _, err := catalog.ParseID(name)
+	if err != nil {
+		return nil, err
 	}
-	return &PluginConfig{Name: name, Timeout: c.DefaultTimeout, Stages: entryStages(m), Value: m.NewConfig()}, nil
+	m, ok := c.cat.Lookup(typ)
+	if !ok {
+		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", typ, howToAdd(c.cat))
+	}
+	return &PluginConfig{Name: name, Type: typ, Timeout: c.DefaultTimeout, Stages: entryStages(m), Value: m.NewConfig()}, nil
+}
+
+// Instances returns the IDs of the configured instances of the plugin
+// called typ that the config enables, in config order.
+func (c *Config) Instances(typ string) []string {
+	var ids []string
+	if !c.Enabled {
+		return nil
+	}
+	for _, id := range c.Plugins {
+		if t, _, _ := catalog.ParseID(id); t == typ {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func hasEntry(c *catalog.Catalog, name string) bool {
+	_, ok := c.Lookup(name)
+	return ok
+}
+
+// tableName is how the table of instance id is written in TOML:
+// plugins.contentfilter, plugins."contentfilter/strict".
+func tableName(id string) string {
+	if strings.ContainsAny(id, "/. \"\\") || id == "" {
+		return "plugins." + strconv.Quote(id)
+	}
+	return "plugins." + id
 }
 
 // decodePlugin decodes [plugins.<name>] twice: once for the common keys and
 // once into the plugin's own config. A key is unknown when neither knows it.
 func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, defTimeout time.Duration) (*PluginConfig, error) {
-	m, _ := r.Lookup(name)
-	prefix := "plugins." + name
+	typ, _, _ := catalog.ParseID(name)
+	m, _ := r.Lookup(typ)
+	prefix := tableName(name)
 
 	var common commonSettings
 	commonDoc := tableDoc(name, reflect.ValueOf(&common).Elem())
 	missCommon, err := decodeStrict(data, commonDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, prefix, err)
+		return nil, positionedIn(file, data, "plugins."+name, err)
 	}
 	value := m.NewConfig() // *C with defaults
 	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
 	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, prefix, err)
+		return nil, positionedIn(file, data, "plugins."+name, err)
 	}
 	// The documents hold copies: take the decoded values back out.
 	common = commonDoc.Field(0).Field(0).Interface().(commonSettings)
@@ -233,11 +297,11 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 		}
 		if len(k.key) > 3 {
 			errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (see the README of plugin %s)",
-				file, k.line, k.col, strings.Join(k.key[:len(k.key)-1], "."), k.key[len(k.key)-1], name))
+				file, k.line, k.col, prefix+"."+strings.Join(k.key[2:len(k.key)-1], "."), k.key[len(k.key)-1], typ))
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (plugin %s accepts: %s)",
-			file, k.line, k.col, prefix, k.key[len(k.key)-1], name, strings.Join(knownKeys(value), ", ")))
+			file, k.line, k.col, prefix, k.key[len(k.key)-1], typ, strings.Join(knownKeys(value), ", ")))
 	}
 
 	if v, ok := value.(registry.Validator); ok {
@@ -246,7 +310,7 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 		}
 	}
 
-	pc := &PluginConfig{Name: name, Timeout: defTimeout, Stages: entryStages(m), Value: value}
+	pc := &PluginConfig{Name: name, Type: typ, Timeout: defTimeout, Stages: entryStages(m), Value: value}
 	if common.Timeout != nil {
 		if *common.Timeout <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %s.timeout must be positive", file, prefix))
@@ -259,7 +323,7 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	if common.Stages != nil {
 		for _, s := range common.Stages {
 			if !slices.Contains(pc.Stages, s) {
-				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, name, s, entryStages(m)))
+				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, typ, s, entryStages(m)))
 			}
 		}
 		pc.Stages = common.Stages

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -35,9 +36,10 @@ type Manager struct {
 	waves  map[registry.Stage][][]*instance
 }
 
-// instance is one loaded plugin.
+// instance is one loaded plugin instance.
 type instance struct {
-	name     string
+	name     string // instance ID: "contentfilter", "contentfilter/strict"
+	typ      string // the plugin's name: "contentfilter"
 	mod      *catalog.Entry
 	settings *PluginConfig
 	impl     any
@@ -115,14 +117,21 @@ func (m *Manager) load(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	mod, _ := m.cat.Lookup(name)
+	mod, ok := m.cat.Lookup(settings.Type)
+	if !ok {
+		return fmt.Errorf("plugin %s: not compiled into this binary", name)
+	}
 	host := m.host
 	host.Logger = host.Logger.With("plugin", name)
+	if _, inst, _ := catalog.ParseID(name); inst != "" {
+		// Two instances must not share state on disk (a bbolt file is locked).
+		host.DataDir = filepath.Join(host.DataDir, "instances", inst)
+	}
 	impl, err := mod.Build(settings.Value, host)
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", name, err)
 	}
-	inst := &instance{name: name, mod: mod, settings: settings, impl: impl, order: len(m.loaded)}
+	inst := &instance{name: name, typ: settings.Type, mod: mod, settings: settings, impl: impl, order: len(m.loaded)}
 	if i := slices.Index(m.cfg.Plugins, name); i >= 0 {
 		inst.order = i
 	}
@@ -339,7 +348,7 @@ func (m *Manager) plan() error {
 		deps := map[*instance][]*instance{} // node -> the nodes it must follow
 		for _, a := range nodes {
 			for _, b := range nodes {
-				if a != b && (slices.Contains(a.mod.After, b.name) || slices.Contains(b.mod.Before, a.name)) {
+				if a != b && (slices.ContainsFunc(a.mod.After, b.is) || slices.ContainsFunc(b.mod.Before, a.is)) {
 					deps[a] = append(deps[a], b)
 				}
 			}
@@ -397,3 +406,7 @@ func findCycle(nodes []*instance, deps map[*instance][]*instance, done map[*inst
 	}
 	return "(unknown)"
 }
+
+// is reports whether an ordering constraint names this instance: by its
+// plugin's name (then it names every instance) or by its instance ID.
+func (inst *instance) is(name string) bool { return name == inst.typ || name == inst.name }

@@ -47,6 +47,8 @@ type Host struct {
 	// or trusts those fields uses the same one. Default: Hostname.
 	AuthservID string
 	// DataDir is where plugins may keep state on disk (one subdirectory per
-	// plugin is theirs to create).
+	// plugin is theirs to create). A named instance ("greylist/eu") gets
+	// a directory of its own (<data dir>/instances/eu), so two instances
+	// never share files.
 	DataDir string
 }

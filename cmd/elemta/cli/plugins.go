@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -24,6 +23,9 @@ type pluginJSON struct {
 	Module        string   `json:"module,omitempty"`
 	ModuleVersion string   `json:"module_version,omitempty"`
 	Enabled       bool     `json:"enabled"`
+	// Instances are the enabled instances of the plugin, in config order:
+	// "contentfilter", "contentfilter/strict".
+	Instances []string `json:"instances,omitempty"`
 }
 
 func (a *app) pluginsList(args []string) int {
@@ -46,7 +48,8 @@ func (a *app) pluginsList(args []string) int {
 	list := []pluginJSON{}
 	for _, m := range pluginhost.Modules() {
 		p := pluginJSON{Name: m.Name, Version: m.Version, Description: m.Description, Package: m.Package,
-			Enabled: cfg.Plugins.Enabled && slices.Contains(cfg.Plugins.Plugins, m.Name)}
+			Instances: cfg.Plugins.Instances(m.Name)}
+		p.Enabled = len(p.Instances) > 0
 		for _, t := range m.Types {
 			p.Types = append(p.Types, string(t))
 		}
@@ -68,14 +71,15 @@ func (a *app) pluginsList(args []string) int {
 	}
 	fmt.Fprintf(a.stdout, "config: %s\n", cfg.File)
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tENABLED\tTYPES\tSTAGES\tVERSION\tPACKAGE\tMODULE")
+	fmt.Fprintln(tw, "NAME\tENABLED\tTYPES\tSTAGES\tVERSION\tPACKAGE\tMODULE\tINSTANCES")
 	for _, p := range list {
 		enabled := "no"
 		if p.Enabled {
 			enabled = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, enabled, strings.Join(p.Types, ","),
-			strings.Join(p.Stages, ","), orDash(p.Version), p.Package, orDash(strings.TrimSpace(p.Module+" "+p.ModuleVersion)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, enabled, strings.Join(p.Types, ","),
+			strings.Join(p.Stages, ","), orDash(p.Version), p.Package, orDash(strings.TrimSpace(p.Module+" "+p.ModuleVersion)),
+			orDash(strings.Join(p.Instances, ",")))
 	}
 	_ = tw.Flush()
 	return ExitAccept
@@ -112,12 +116,13 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 		return ExitError
 	}
 	name := rest[0]
-	if _, ok := pluginhost.Lookup(name); !ok {
+	typ, _, _ := strings.Cut(name, "/") // an instance ID: "contentfilter/strict"
+	if _, ok := pluginhost.Lookup(typ); !ok {
 		var names []string
 		for _, m := range pluginhost.Modules() {
 			names = append(names, m.Name)
 		}
-		return a.errorf("plugins test: no plugin %q is compiled into this binary (compiled in: %s)", name, strings.Join(names, ", "))
+		return a.errorf("plugins test: no plugin %q is compiled into this binary (compiled in: %s)", typ, strings.Join(names, ", "))
 	}
 	cfg, err := a.loadConfig(*cfgPath)
 	if err != nil {
