@@ -29,7 +29,9 @@ func instanceCatalog() func() {
 	return func() {
 		registry.Register(registry.Module[tagConfig, *tagger]{Name: "tag", Types: []registry.PluginType{registry.PluginTypeCustom},
 			Stages: []registry.Stage{registry.PostReception}, Config: func() tagConfig { return tagConfig{Tag: "default"} },
-			New: func(c tagConfig, h registry.Host) (*tagger, error) { return &tagger{tag: c.Tag, dataDir: h.DataDir}, nil }})
+			New: func(c tagConfig, h registry.Host) (*tagger, error) {
+				return &tagger{tag: c.Tag, dataDir: h.DataDir}, nil
+			}})
 		registry.Register(registry.Module[struct{}, *tagger]{Name: "after-tag", Types: []registry.PluginType{registry.PluginTypeCustom},
 			Stages: []registry.Stage{registry.PostReception}, After: []string{"tag"},
 			New: func(struct{}, registry.Host) (*tagger, error) { return &tagger{tag: "last"}, nil }})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -332,8 +333,8 @@ func (m *Manager) Waves(stage registry.Stage) [][]string {
 }
 
 // plan splits each stage's plugins into waves: a plugin runs in the first
-// wave after every plugin it must follow (its After list, and plugins that
-// name it in Before). Plugins in a wave keep config order. Constraints on
+// wave after every plugin it must follow (its After list, plugins that
+// name it in Before, and plugins that produce a type it consumes). Plugins in a wave keep config order. Constraints on
 // plugins that are not loaded are ignored; a cycle is an error naming it.
 func (m *Manager) plan() error {
 	waves := map[registry.Stage][][]*instance{}
@@ -348,7 +349,7 @@ func (m *Manager) plan() error {
 		deps := map[*instance][]*instance{} // node -> the nodes it must follow
 		for _, a := range nodes {
 			for _, b := range nodes {
-				if a != b && (slices.ContainsFunc(a.mod.After, b.is) || slices.ContainsFunc(b.mod.Before, a.is)) {
+				if a != b && (slices.ContainsFunc(a.mod.After, b.is) || slices.ContainsFunc(b.mod.Before, a.is) || consumesFrom(a.mod, b.mod)) {
 					deps[a] = append(deps[a], b)
 				}
 			}
@@ -410,3 +411,16 @@ func findCycle(nodes []*instance, deps map[*instance][]*instance, done map[*inst
 // is reports whether an ordering constraint names this instance: by its
 // plugin's name (then it names every instance) or by its instance ID.
 func (inst *instance) is(name string) bool { return name == inst.typ || name == inst.name }
+
+// consumesFrom reports whether plugin a consumes a result type that b
+// produces: the same type, or an interface type b's type implements.
+func consumesFrom(a, b *catalog.Entry) bool {
+	for _, c := range a.Consumes {
+		for _, p := range b.Produces {
+			if p == c || c.Kind() == reflect.Interface && p.Implements(c) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -2,6 +2,7 @@ package pluginhost
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 
 	"github.com/elemta/elemta/internal/catalog"
@@ -17,6 +18,9 @@ type ModuleInfo struct {
 	Stages      []registry.Stage
 	After       []string
 	Before      []string
+	// Produces and Consumes name the result types the plugin declares
+	// ("*registry.SPFResult").
+	Produces, Consumes []string
 	// Package is the Go import path of the package that registered it.
 	Package string
 }
@@ -30,8 +34,17 @@ func infoOf(e *catalog.Entry) ModuleInfo {
 		Name: e.Name, Version: e.Version, Description: e.Description,
 		Types: types, Stages: entryStages(e),
 		After: append([]string(nil), e.After...), Before: append([]string(nil), e.Before...),
+		Produces: typeNames(e.Produces), Consumes: typeNames(e.Consumes),
 		Package: e.Package,
 	}
+}
+
+func typeNames(types []reflect.Type) []string {
+	var names []string
+	for _, t := range types {
+		names = append(names, t.String())
+	}
+	return names
 }
 
 // entryStages returns the stages an entry declares.

@@ -37,8 +37,18 @@ type Module[C any, P any] struct {
 	// plugin with stages implements StageHandler (antivirus and antispam
 	// plugins may rely on the built-in adapter instead).
 	Stages []Stage
+	// Produces and Consumes declare the result types (the Data of a
+	// Result) the plugin publishes and reads with Find or FindAll, each
+	// as a typed nil: Produces: []any{(*registry.SPFResult)(nil)}. In a
+	// stage, a plugin runs after every plugin that produces what it
+	// consumes, whatever their names (DMARC consumes *SPFResult and
+	// *DKIMResult).
+	Produces []any
+	Consumes []any
 	// After and Before name plugins this one must run after or before when
-	// both run in the same stage (DMARC runs after SPF and DKIM).
+	// both run in the same stage. A plugin's name holds for every instance
+	// of it; "name/instance" for one. Prefer Consumes: it also orders
+	// plugins under other names.
 	After  []string
 	Before []string
 	// Config returns the default configuration; nil means the zero C.
@@ -149,6 +159,14 @@ func erase[C any, P any](m Module[C, P], pkg string) (*catalog.Entry, error) {
 			return fail("invalid ordering constraint %q", dep)
 		}
 	}
+	produces, err := resultTypes(m.Produces)
+	if err != nil {
+		return fail("Produces: %v", err)
+	}
+	consumes, err := resultTypes(m.Consumes)
+	if err != nil {
+		return fail("Consumes: %v", err)
+	}
 	if t := reflect.TypeFor[C](); t.Kind() != reflect.Struct {
 		return fail("config type %v is not a struct", t)
 	}
@@ -181,9 +199,26 @@ func erase[C any, P any](m Module[C, P], pkg string) (*catalog.Entry, error) {
 		Name: m.Name, Version: m.Version, Description: m.Description, Package: pkg,
 		Types: types, Stages: stages,
 		After: slices.Clone(m.After), Before: slices.Clone(m.Before),
+		Produces: produces, Consumes: consumes,
 		NewConfig: newConfig,
 		Build:     build,
 	}, nil
+}
+
+// resultTypes returns the types of the typed nils in vs.
+func resultTypes(vs []any) ([]reflect.Type, error) {
+	var types []reflect.Type
+	for i, v := range vs {
+		t := reflect.TypeOf(v)
+		if t == nil {
+			return nil, fmt.Errorf("entry %d is an untyped nil: write (*T)(nil)", i)
+		}
+		if slices.Contains(types, t) {
+			return nil, fmt.Errorf("%v listed twice", t)
+		}
+		types = append(types, t)
+	}
+	return types, nil
 }
 
 // callerPackage returns the import path of the function skip frames up.

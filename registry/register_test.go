@@ -43,6 +43,8 @@ func TestRegisterRefusesBadModules(t *testing.T) {
 		{"stage twice", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{PreQueue, PreQueue}, New: newScanner}), "listed twice"},
 		{"bad stage", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{Stage(9)}, New: newScanner}), "unknown stage"},
 		{"after itself", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, After: []string{"x"}, New: newScanner}), "invalid ordering constraint"},
+		{"untyped nil product", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Produces: []any{nil}, New: newScanner}), "Produces: entry 0 is an untyped nil"},
+		{"consumed twice", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Consumes: []any{(*SPFResult)(nil), (*SPFResult)(nil)}, New: newScanner}), "*registry.SPFResult listed twice"},
 		{"config not a struct", eraseErr(Module[int, scanner]{Name: "x", Types: av, New: func(int, Host) (scanner, error) { return scanner{}, nil }}), "is not a struct"},
 	}
 	for _, tt := range tests {

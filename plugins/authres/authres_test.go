@@ -22,10 +22,12 @@ func (f fake) HandleStage(_ context.Context, _ registry.Stage, pc *registry.Proc
 }
 
 func init() {
-	for _, name := range []string{"spf", "dkim", "dmarc", "arc"} {
+	for name, produces := range map[string]any{"spf": (*registry.SPFResult)(nil), "dkim": (*registry.DKIMResult)(nil),
+		"dmarc": (*registry.DMARCResult)(nil), "arc": (*registry.ARCResult)(nil)} {
 		registry.Register(registry.Module[struct{}, fake]{
 			Name: name, Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: []registry.Stage{registry.PostReception},
-			New: func(struct{}, registry.Host) (fake, error) { return fake{name}, nil },
+			Produces: []any{produces},
+			New:      func(struct{}, registry.Host) (fake, error) { return fake{name}, nil },
 		})
 	}
 }

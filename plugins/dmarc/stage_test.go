@@ -33,14 +33,16 @@ func (testSPF) HandleStage(_ context.Context, _ registry.Stage, pc *registry.Pro
 }
 
 func init() {
-	// Named spf and dkim so dmarc's After ordering applies to them.
+	// They declare what they produce, so dmarc's Consumes orders them first.
 	registry.Register(registry.Module[struct{}, testSPF]{
 		Name: "spf", Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: []registry.Stage{registry.PostReception},
-		New: func(struct{}, registry.Host) (testSPF, error) { return testSPF{}, nil },
+		Produces: []any{(*registry.SPFResult)(nil)},
+		New:      func(struct{}, registry.Host) (testSPF, error) { return testSPF{}, nil },
 	})
 	registry.Register(registry.Module[struct{}, testAuth]{
 		Name: "dkim", Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: []registry.Stage{registry.PostReception},
-		New: func(struct{}, registry.Host) (testAuth, error) { return testAuth{}, nil },
+		Produces: []any{(*registry.DKIMResult)(nil)},
+		New:      func(struct{}, registry.Host) (testAuth, error) { return testAuth{}, nil },
 	})
 }
 

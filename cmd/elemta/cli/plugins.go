@@ -19,6 +19,8 @@ type pluginJSON struct {
 	Description   string   `json:"description,omitempty"`
 	Types         []string `json:"types"`
 	Stages        []string `json:"stages"`
+	Produces      []string `json:"produces,omitempty"`
+	Consumes      []string `json:"consumes,omitempty"`
 	Package       string   `json:"package"`
 	Module        string   `json:"module,omitempty"`
 	ModuleVersion string   `json:"module_version,omitempty"`
@@ -48,7 +50,7 @@ func (a *app) pluginsList(args []string) int {
 	list := []pluginJSON{}
 	for _, m := range pluginhost.Modules() {
 		p := pluginJSON{Name: m.Name, Version: m.Version, Description: m.Description, Package: m.Package,
-			Instances: cfg.Plugins.Instances(m.Name)}
+			Produces: m.Produces, Consumes: m.Consumes, Instances: cfg.Plugins.Instances(m.Name)}
 		p.Enabled = len(p.Instances) > 0
 		for _, t := range m.Types {
 			p.Types = append(p.Types, string(t))
