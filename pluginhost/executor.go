@@ -173,7 +173,7 @@ func (m *Manager) runAll(ctx context.Context, stage registry.Stage, pc *registry
 		case <-next.ctx.Done():
 			for i, r := range results {
 				if tctx := deadlines[group[i]].ctx; r == nil && tctx.Err() != nil {
-					results[i] = m.finish(ctx, tctx, stage, pc, wave[i], &registry.Result{Err: fmt.Errorf("plugin %s: %w", wave[i].name, tctx.Err())}, start)
+					results[i] = m.finish(ctx, tctx, stage, pc, wave[i], &registry.Result{Err: tctx.Err()}, start)
 					pending--
 				}
 			}
@@ -195,17 +195,25 @@ func (m *Manager) runOne(ctx context.Context, stage registry.Stage, pc *registry
 	select {
 	case res = <-done:
 	case <-tctx.Done():
-		res = &registry.Result{Err: fmt.Errorf("plugin %s: %w", inst.name, tctx.Err())}
+		res = &registry.Result{Err: tctx.Err()}
 	}
 	return m.finish(ctx, tctx, stage, pc, inst, res, start)
 }
 
-// finish completes a plugin's result: marks a timeout, replaces a failed
-// plugin's output with its on_error verdict, counts and records it.
+// finish completes a plugin's result: names the instance in its error
+// (here alone: the plugin's own error never says who it is, so messages
+// never read "plugin spf: plugin spf: ..."), marks a timeout, replaces a
+// failed plugin's output with its on_error verdict, counts and records it.
 func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, inst *instance, res *registry.Result, start time.Time) *registry.Result {
-	if res.Err != nil && deadlinePassed(tctx) && ctx.Err() == nil {
+	var pe *PanicError
+	switch {
+	case res.Err == nil:
+	case res.Panicked && errors.As(res.Err, &pe): // names the plugin itself
+	case deadlinePassed(tctx) && ctx.Err() == nil:
 		res.TimedOut = true
 		res.Err = fmt.Errorf("plugin %s: %w after %v: %w", inst.name, ErrTimeout, inst.settings.Timeout, res.Err)
+	default:
+		res.Err = fmt.Errorf("plugin %s: %w", inst.name, res.Err)
 	}
 	res.Plugin, res.Stage, res.Duration = inst.name, stage, time.Since(start)
 	if res.Err != nil {
@@ -231,7 +239,7 @@ func (inst *instance) call(ctx context.Context, stage registry.Stage, pc *regist
 		if err == nil {
 			err = errors.New("returned no result and no error")
 		}
-		res = &registry.Result{Err: fmt.Errorf("plugin %s: %w", inst.name, err)}
+		res = &registry.Result{Err: err}
 	}
 	return res
 }

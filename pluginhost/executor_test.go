@@ -99,7 +99,7 @@ timeout = 30
 	hangs, quick, failed := sr.Results[0], sr.Results[1], sr.Results[2]
 	assert.True(t, hangs.TimedOut)
 	assert.ErrorIs(t, hangs.Err, ErrTimeout)
-	assert.Contains(t, hangs.Err.Error(), "plugin hangs")
+	assert.EqualError(t, hangs.Err, "plugin hangs: plugin timed out after 50ms: context deadline exceeded", "the instance is named once")
 	assert.Equal(t, registry.TempFail, hangs.Verdict.Action)
 	assert.NoError(t, quick.Err)
 	assert.Equal(t, []registry.Field{{Name: "X-Quick", Value: "yes"}}, sr.AddHeaders)
@@ -125,6 +125,7 @@ func TestPanickingPluginBecomesAnError(t *testing.T) {
 	var pe *PanicError
 	require.ErrorAs(t, boom.Err, &pe)
 	assert.Equal(t, "boom", pe.Plugin)
+	assert.Equal(t, "plugin boom panicked: assignment to entry in nil map", boom.Err.Error())
 	assert.Contains(t, string(pe.Stack), "executor_test.go")
 	assert.Equal(t, registry.Reject, sr.Verdict.Action)
 	assert.NoError(t, sr.Results[1].Err)

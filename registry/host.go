@@ -11,6 +11,28 @@ import (
 // lookup methods of *net.Resolver and blitiri.com.ar/go/spf's DNSResolver, so
 // either can be used directly. Every call takes a context: a slow DNS server
 // must never outlive the deadline of the plugin that asked.
+//
+// The error contract, which every Resolver (the host's, *net.Resolver, a
+// test's) keeps: a failed lookup returns a bare *net.DNSError, never
+// wrapped (libraries such as blitiri.com.ar/go/spf test it with a type
+// assertion), and a plugin tells the cases apart by its flags:
+//
+//   - the name or the record type does not exist (NXDOMAIN, NODATA):
+//     IsNotFound, Err "no such host". This is an answer, not a failure:
+//     SPF "none", DMARC "no policy", a DKIM key that is gone;
+//   - the lookup failed and may work later (SERVFAIL, REFUSED, an
+//     unreachable or silent server): IsTemporary, and IsTimeout as well
+//     when it timed out. Map it to temperror or a tempfail, never to a
+//     pass or "none": an attacker who can break DNS must not turn a fail
+//     into an accept;
+//   - the plugin's context ended: IsTimeout and IsTemporary for its
+//     deadline, Err "operation was canceled" for a cancel; errors.Is(err,
+//     context.DeadlineExceeded) (or context.Canceled) also holds, through
+//     UnwrapErr.
+//
+// Any other error is a temporary failure too. A lookup that succeeds with
+// no records returns an empty answer and a nil error only where
+// *net.Resolver does; treat an empty answer like IsNotFound.
 type Resolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)

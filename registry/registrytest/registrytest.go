@@ -15,6 +15,12 @@
 //     Validate (if implemented) accepts it;
 //   - unknown-key: a [plugins.<name>] table with an unknown key is rejected
 //     with an error naming the key;
+//   - parse-then-new: every config parsing accepts, New builds: the
+//     defaults, Options.Config, Options.SlowConfig and each of
+//     Options.Configs is parsed as `elemta config check` does, and when
+//     parsing accepts it New (and the plugin's Validate, if any) must too.
+//     A check of the config belongs in the config type's Validate, which
+//     runs at parse time, so that `config check` is the whole truth;
 //   - close-without-start: Close (if implemented) is safe on a plugin that
 //     was built but never started, and safe to call twice;
 //   - lifecycle: loaded through a Manager (New, Validate, Start), its health
@@ -90,6 +96,12 @@ type Options struct {
 	// LeakWait is how long goroutines get to end after Close before the
 	// plugin is said to leak them (default 5s).
 	LeakWait time.Duration
+	// Configs are more bodies of the [plugins.<name>] table for the
+	// parse-then-new check: the plugin's documented examples and the
+	// invalid values its README lists. Each must be rejected by parsing
+	// or built by New; a config that parses and then fails in New is a
+	// check `elemta config check` misses.
+	Configs []string
 	// Offline skips the checks that start the plugin (lifecycle,
 	// concurrent-messages, cancellation): for plugins whose service is not
 	// available to this test.
@@ -125,6 +137,7 @@ func Run[C any, P any](t *testing.T, name string, newFn func(C, registry.Host) (
 	t.Run("metadata", k.metadata)
 	t.Run("default-config", k.defaultConfig)
 	t.Run("unknown-key", k.unknownKey)
+	t.Run("parse-then-new", k.parseThenNew)
 	t.Run("close-without-start", k.closeWithoutStart)
 	if opts.Offline {
 		t.Log("registrytest: Offline: lifecycle, concurrent-messages and cancellation skipped")
@@ -221,6 +234,36 @@ func (k *kit[C, P]) unknownKey(t *testing.T) {
 	require.Error(t, err, "an unknown key in [plugins.%s] must be an error (is the config type a map, or has it an inline catch-all?)", k.name)
 	assert.Contains(t, err.Error(), key, "the error must name the unknown key")
 	assert.Contains(t, err.Error(), "registrytest.toml:", "the error must name the file and line")
+}
+
+func (k *kit[C, P]) parseThenNew(t *testing.T) {
+	bodies := append([]string{"", k.opts.Config, k.opts.SlowConfig}, k.opts.Configs...)
+	for i, body := range bodies {
+		if i > 0 && i < 3 && body == "" {
+			continue // Config or SlowConfig unset
+		}
+		doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s\n", k.name, k.name, body)
+		cfg, err := pluginhost.ParseConfig("registrytest.toml", []byte(doc))
+		if err != nil {
+			t.Logf("config %d rejected at parse time (fine): %v", i, err)
+			continue
+		}
+		pc, err := cfg.Settings(k.name)
+		require.NoError(t, err)
+		c, ok := pc.Value.(*C)
+		require.Truef(t, ok, "the registered config type is %T, but the constructor under test takes %T", pc.Value, new(C))
+		p, err := k.newFn(*c, k.host(t))
+		if err != nil {
+			t.Errorf("New rejects a config that parsing (and so `elemta config check`) accepts; move the check into the config type's Validate:\n[plugins.%s]\n%s\nerror: %v", k.name, body, err)
+			continue
+		}
+		if v, ok := any(p).(registry.Validator); ok {
+			if err := v.Validate(); err != nil {
+				t.Errorf("the plugin's Validate rejects a config that parsing accepts; move the check into the config type's Validate:\n[plugins.%s]\n%s\nerror: %v", k.name, body, err)
+			}
+		}
+		closeChecked(t, p, "Close without Start")
+	}
 }
 
 func (k *kit[C, P]) closeWithoutStart(t *testing.T) {
