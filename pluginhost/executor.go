@@ -34,13 +34,14 @@ type StageResult struct {
 	// Verdict is the most severe verdict of any plugin (reject > tempfail >
 	// quarantine > accept); among equals, the first in config order.
 	Verdict registry.Verdict
-	// DecidedBy names the plugin whose verdict is Verdict ("" for accept).
+	// DecidedBy names the plugin instance whose verdict is Verdict
+	// ("contentfilter/strict"; "" for accept).
 	DecidedBy string
 	// Score is the sum of the plugins' scores.
 	Score float64
 	// Results holds each plugin that ran, in config order.
 	Results []*registry.Result
-	// Skipped lists plugins of later waves that did not run because an
+	// Skipped lists plugin instances of later waves that did not run because an
 	// earlier wave rejected the message.
 	Skipped []string
 	// AddHeaders and RemoveHeaders collect the plugins' header changes in

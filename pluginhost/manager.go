@@ -96,8 +96,8 @@ func (m *Manager) LoadPlugins(ctx context.Context) error {
 	return nil
 }
 
-// LoadPlugin builds, validates and starts one plugin, enabled in config or
-// not (for `elemta plugins test`).
+// LoadPlugin builds, validates and starts one plugin instance (an instance
+// ID), enabled in config or not (for `elemta plugins test`).
 func (m *Manager) LoadPlugin(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -216,7 +216,8 @@ func endSession(ctx context.Context, inst *instance, e registry.SessionEnder, pc
 	return e.EndSession(ctx, pc)
 }
 
-// Plugin returns the loaded plugin called name.
+// Plugin returns the loaded plugin instance called name (an instance ID:
+// "clamav", "rspamd/eu").
 func (m *Manager) Plugin(name string) (any, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -238,7 +239,7 @@ func (m *Manager) Loaded() []string {
 	return names
 }
 
-// HealthCheck runs the named plugin's health check, if it has one.
+// HealthCheck runs the health check of the instance called name, if it has one.
 func (m *Manager) HealthCheck(ctx context.Context, name string) error {
 	m.mu.RLock()
 	inst, ok := m.byName[name]
@@ -297,7 +298,8 @@ func (m *Manager) GetARCPlugin(name string) (registry.ARCPlugin, error) {
 	return getAs[registry.ARCPlugin](m, name, "ARCPlugin")
 }
 
-// PluginStats counts one plugin's work since it was loaded.
+// PluginStats counts one plugin instance's work since it was loaded; Name
+// is the instance ID.
 type PluginStats struct {
 	Name                                     string
 	Calls, Errors, Timeouts, Panics, Rejects int64

@@ -67,7 +67,9 @@ plugins = ["reader", "scan-a", "scan-b", "thirdparty-spf"]`))
 func TestConsumingWhatAnotherInstanceProducesIsACycle(t *testing.T) {
 	c := newCatalog(module(registry.Module[struct{}, handlerFunc]{Name: "relay", Types: []registry.PluginType{registry.PluginTypeCustom},
 		Stages: []registry.Stage{registry.PostReception}, Produces: []any{(*registry.DKIMResult)(nil)}, Consumes: []any{(*registry.DKIMResult)(nil)},
-		New: func(struct{}, registry.Host) (handlerFunc, error) { return verdictPlugin(registry.AcceptVerdict()), nil }}))
+		New: func(struct{}, registry.Host) (handlerFunc, error) {
+			return verdictPlugin(registry.AcceptVerdict()), nil
+		}}))
 	cfg, err := parseConfig(c, "t.toml", []byte("[plugins]\nplugins = [\"relay\"]\n"))
 	require.NoError(t, err)
 	require.NoError(t, NewManager(cfg).LoadPlugins(context.Background()), "one instance does not wait for itself")
