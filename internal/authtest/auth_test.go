@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pluginhost"
 	_ "github.com/elemta/elemta/plugins/authres"
 	_ "github.com/elemta/elemta/plugins/dmarc"
 	_ "github.com/elemta/elemta/plugins/spf"
@@ -28,14 +29,14 @@ func loopback(addr string) *net.Resolver {
 	}}
 }
 
-func manager(tb testing.TB, toml string, r registry.Resolver) *registry.Manager {
+func manager(tb testing.TB, toml string, r registry.Resolver) *pluginhost.Manager {
 	tb.Helper()
 	return registrytest.Load(tb, toml, registry.Host{Resolver: r, Hostname: "mx.elemta.test", Logger: slog.New(slog.DiscardHandler)})
 }
 
 // receive runs pre-reception at MAIL FROM, then post-reception, as the SMTP
 // host does for one transaction, and returns the message as it would be queued.
-func receive(tb testing.TB, m *registry.Manager, msg *registry.Message) (*registry.ProcessingContext, *registry.StageResult, []byte) {
+func receive(tb testing.TB, m *pluginhost.Manager, msg *registry.Message) (*registry.ProcessingContext, *pluginhost.StageResult, []byte) {
 	tb.Helper()
 	pc := registry.NewProcessingContext(msg, nil)
 	pc.Phase = registry.PhaseMail

@@ -15,6 +15,7 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/elemta/elemta/internal/config"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/plugins/arc"
 	"github.com/elemta/elemta/plugins/authres"
 	"github.com/elemta/elemta/plugins/clamav"
@@ -62,7 +63,7 @@ func testHost(t *testing.T) registry.Host {
 // did not check it. A value go-toml cannot decode is an error here too.
 func build(t *testing.T, name string, doc []byte) error {
 	t.Helper()
-	def, ok := registry.DefaultConfig(name)
+	def, ok := pluginhost.DefaultConfig(name)
 	if !ok {
 		t.Fatalf("plugin %s is not compiled in", name)
 	}

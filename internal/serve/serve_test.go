@@ -24,6 +24,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -97,12 +98,12 @@ func runChild() int {
 	return 0
 }
 
-func manager(plugins ...string) (*registry.Manager, error) {
-	pcfg, err := registry.NewConfig(plugins...)
+func manager(plugins ...string) (*pluginhost.Manager, error) {
+	pcfg, err := pluginhost.NewConfig(plugins...)
 	if err != nil {
 		return nil, err
 	}
-	mgr := registry.NewManager(pcfg)
+	mgr := pluginhost.NewManager(pcfg)
 	return mgr, mgr.LoadPlugins(context.Background())
 }
 

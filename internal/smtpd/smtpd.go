@@ -33,6 +33,7 @@ import (
 
 	"github.com/elemta/elemta/internal/domains"
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -113,7 +114,7 @@ type Stats struct {
 }
 
 // New returns a receiver that runs mgr's stages and queues into sp.
-func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger) *Server {
+func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logger) *Server {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
@@ -212,7 +213,7 @@ func (a slogAdapter) Println(v ...any)               { a.l.Warn("smtp: " + strin
 type backend struct {
 	srv   *Server
 	cfg   Config
-	mgr   *registry.Manager
+	mgr   *pluginhost.Manager
 	spool *spool.Spool
 	log   *slog.Logger
 	// local is the set of Config.LocalDomains.

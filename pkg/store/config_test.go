@@ -10,9 +10,9 @@ import (
 	"github.com/pelletier/go-toml/v2"
 
 	"github.com/elemta/elemta/pkg/store"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/plugins/greylist"
 	"github.com/elemta/elemta/plugins/ratelimit"
-	"github.com/elemta/elemta/registry"
 )
 
 // storePlugins are the plugins that embed store.Config in their own.
@@ -30,7 +30,7 @@ var storePlugins = []struct {
 func TestEmbeddedConfigDecodes(t *testing.T) {
 	for _, p := range storePlugins {
 		t.Run(p.name, func(t *testing.T) {
-			cfg, err := registry.ParseConfig("test.toml", []byte("[plugins."+p.name+"]\n"+
+			cfg, err := pluginhost.ParseConfig("test.toml", []byte("[plugins."+p.name+"]\n"+
 				"store = \"redis\"\nredis_addr = \"redis.example:6379\"\nredis_db = 3\nbolt_lock_timeout = \"5s\"\n"))
 			if err != nil {
 				t.Fatal(err)
@@ -45,7 +45,7 @@ func TestEmbeddedConfigDecodes(t *testing.T) {
 				t.Fatalf("decoded store config: %+v", got)
 			}
 
-			_, err = registry.ParseConfig("test.toml", []byte("[plugins."+p.name+"]\nredis_adr = \"x\"\n"))
+			_, err = pluginhost.ParseConfig("test.toml", []byte("[plugins."+p.name+"]\nredis_adr = \"x\"\n"))
 			if err == nil || !strings.Contains(err.Error(), `unknown key "redis_adr"`) {
 				t.Fatalf("misspelt store key: %v, want an unknown key error naming redis_adr", err)
 			}

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/elemta/elemta/pkg/dkimkey"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -83,12 +84,12 @@ func parse(t testing.TB, raw []byte, env registry.Envelope) *registry.Message {
 func TestStages(t *testing.T) {
 	key, txt := writeKey(t, 0o600)
 	toml := fmt.Sprintf("[plugins]\nplugins = [\"arctest-authres\", \"arc\"]\n[plugins.arc]\ndomain = \"example.org\"\nselector = \"arc\"\nprivate_key = %q\nauthserv_id = \"mx.example.org\"\n", key)
-	cfg, err := registry.ParseConfig("t.toml", []byte(toml))
+	cfg, err := pluginhost.ParseConfig("t.toml", []byte(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := &fakeResolver{txt: map[string]string{"arc._domainkey.example.org": txt}}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: res, Hostname: "mx.example.org"}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: res, Hostname: "mx.example.org"}))
 	if err := m.LoadPlugins(context.Background()); err != nil {
 		t.Fatal(err)
 	}

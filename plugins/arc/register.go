@@ -16,6 +16,9 @@ func init() {
 		Description: "ARC chain validation (RFC 8617) at post-reception and sealing at pre-queue",
 		Types:       []registry.PluginType{registry.PluginTypeARC},
 		Stages:      []registry.Stage{registry.PostReception, registry.PreQueue},
+		Produces:    []any{(*registry.ARCResult)(nil)},
+		// The seal's ARC-Authentication-Results falls back to these.
+		Consumes: []any{(*registry.SPFResult)(nil), (*registry.DKIMResult)(nil), (*registry.DMARCResult)(nil)},
 		// At pre-queue, seal after DKIM signing. (authres runs after us at
 		// post-reception, to write arc=; naming it here would be a cycle.)
 		After:  []string{"dkim"},

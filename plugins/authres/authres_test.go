@@ -8,6 +8,7 @@ import (
 	msgauthres "github.com/emersion/go-msgauth/authres"
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -21,19 +22,21 @@ func (f fake) HandleStage(_ context.Context, _ registry.Stage, pc *registry.Proc
 }
 
 func init() {
-	for _, name := range []string{"spf", "dkim", "dmarc", "arc"} {
+	for name, produces := range map[string]any{"spf": (*registry.SPFResult)(nil), "dkim": (*registry.DKIMResult)(nil),
+		"dmarc": (*registry.DMARCResult)(nil), "arc": (*registry.ARCResult)(nil)} {
 		registry.Register(registry.Module[struct{}, fake]{
 			Name: name, Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: []registry.Stage{registry.PostReception},
-			New: func(struct{}, registry.Host) (fake, error) { return fake{name}, nil },
+			Produces: []any{produces},
+			New:      func(struct{}, registry.Host) (fake, error) { return fake{name}, nil },
 		})
 	}
 }
 
-func run(t *testing.T, toml string, raw string, env registry.Envelope, data map[string]any) (*registry.StageResult, *registry.Message) {
+func run(t *testing.T, toml string, raw string, env registry.Envelope, data map[string]any) (*pluginhost.StageResult, *registry.Message) {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(toml))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(toml))
 	require.NoError(t, err)
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Hostname: "mx.example.org"}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Hostname: "mx.example.org"}))
 	require.NoError(t, m.LoadPlugins(context.Background()))
 	t.Cleanup(func() { _ = m.Close() })
 	msg, err := registry.ParseMessage([]byte(raw), env)

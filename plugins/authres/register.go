@@ -14,9 +14,10 @@ func init() {
 		Description: "one Authentication-Results header (RFC 8601) from the SPF, DKIM, DMARC and ARC results; removes forged ones claiming our authserv-id",
 		Types:       []registry.PluginType{registry.PluginTypeCustom},
 		Stages:      []registry.Stage{registry.PostReception},
-		After:       []string{"spf", "dkim", "dmarc", "arc"},
-		Config:      func() Config { return Config{} },
-		New:         New,
+		Consumes: []any{(*registry.SPFResult)(nil), (*registry.DKIMResult)(nil),
+			(*registry.DMARCResult)(nil), (*registry.ARCResult)(nil)},
+		Config: func() Config { return Config{} },
+		New:    New,
 	})
 }
 

@@ -18,6 +18,7 @@ func init() {
 		Description: "scans messages for malware with clamd (INSTREAM over a unix socket or TCP)",
 		Types:       []registry.PluginType{registry.PluginTypeAntivirus},
 		Stages:      []registry.Stage{registry.PostReception},
+		Produces:    []any{(*registry.ScanResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -23,7 +24,7 @@ func defaultFilter(t testing.TB) *Filter {
 	}
 	// This test binary links only this plugin.
 	doc = bytes.Replace(doc, []byte(`plugins = ["contentfilter", "authres"]`), []byte(`plugins = ["contentfilter"]`), 1)
-	cfg, err := registry.ParseConfig("default.toml", doc)
+	cfg, err := pluginhost.ParseConfig("default.toml", doc)
 	if err != nil {
 		t.Fatalf("parse default config: %v", err)
 	}

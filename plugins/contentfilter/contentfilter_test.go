@@ -9,6 +9,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -57,7 +58,7 @@ mime_types = ["application/x-msdownload", "application/x-ms*"]
 // newFilter builds the filter from a TOML document the way the host does.
 func newFilter(t *testing.T, doc string) *Filter {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
@@ -385,7 +386,7 @@ max_archive_ratio = 0`, want: []string{"max_archive_ratio = 0: must be from 1 to
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// ParseConfig validates the config (what `elemta config check` shows)...
-			_, verr := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
+			_, verr := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
 			// ...and New refuses the same config when handed it directly.
 			var doc struct {
 				Plugins struct {
@@ -417,7 +418,7 @@ max_archive_ratio = 0`, want: []string{"max_archive_ratio = 0: must be from 1 to
 }
 
 func TestUnknownRuleKey(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "test.toml:5:1") || !strings.Contains(err.Error(), `unknown key "patern"`) {
 		t.Fatalf("error %v, want one naming test.toml:5:1 and the key patern", err)
 	}
@@ -442,7 +443,7 @@ func FuzzInspect(f *testing.F) {
 		gzipOf(f, "x.tar", tarOf(f, file{"run.sh", scriptSh})), encryptedZip(f, "e.pdf")} {
 		f.Add([]byte(multipartMsg("b", textPart, "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*0=a; filename*1=.zip\r\n\r\n"+string(a))))
 	}
-	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(rulesTOML))
 	if err != nil {
 		f.Fatalf("parse config: %v", err)
 	}
@@ -473,7 +474,7 @@ func FuzzInspect(f *testing.F) {
 }
 
 func BenchmarkInspect(b *testing.B) {
-	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(rulesTOML))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -17,6 +17,7 @@ func init() {
 		Description: "DKIM verification (RFC 6376, RFC 8301, RFC 8463) at post-reception and signing at pre-queue",
 		Types:       []registry.PluginType{registry.PluginTypeDKIM},
 		Stages:      []registry.Stage{registry.PostReception, registry.PreQueue},
+		Produces:    []any{(*registry.DKIMResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})

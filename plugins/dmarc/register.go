@@ -14,7 +14,8 @@ func init() {
 		Description: "DMARC (RFC 7489) policy of the From domain, from the SPF and DKIM results of the same message",
 		Types:       []registry.PluginType{registry.PluginTypeDMARC},
 		Stages:      []registry.Stage{registry.PostReception},
-		After:       []string{"spf", "dkim"},
+		Produces:    []any{(*registry.DMARCResult)(nil)},
+		Consumes:    []any{(*registry.SPFResult)(nil), (*registry.DKIMResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})

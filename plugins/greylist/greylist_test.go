@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -347,7 +348,7 @@ func TestConfigValidation(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\n" + tc.settings + "\n"
 			// Every invalid value is refused when the config is parsed
 			// (`elemta config check`); a valid config also loads.
-			_, err := registry.ParseConfig("test.toml", []byte(doc))
+			_, err := pluginhost.ParseConfig("test.toml", []byte(doc))
 			if tc.err == "" {
 				if err != nil {
 					t.Fatalf("ParseConfig: %v", err)
@@ -368,7 +369,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestUnknownKeyRejected(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[plugins.greylist]\ndelay_seconds = 3\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[plugins.greylist]\ndelay_seconds = 3\n"))
 	if err == nil || !strings.Contains(err.Error(), "delay_seconds") {
 		t.Fatalf("unknown key: %v", err)
 	}
@@ -418,7 +419,7 @@ func TestREADMEExamples(t *testing.T) {
 		if !strings.Contains(doc, "[plugins]") {
 			doc = "[plugins]\nplugins = [\"greylist\"]\n" + doc
 		}
-		cfg, err := registry.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
+		cfg, err := pluginhost.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
 		if err != nil {
 			t.Fatalf("example %d:\n%s\n%v", i+1, doc, err)
 		}
@@ -438,11 +439,11 @@ func TestBoltLockTimeout(t *testing.T) {
 	dir := t.TempDir()
 	clock := storetest.NewClock(epoch)
 	a := newNode(t, "bolt_lock_timeout = \"100ms\"\n", dir, clock)
-	cfg, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\nbolt_lock_timeout = \"100ms\"\n"))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\nbolt_lock_timeout = \"100ms\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{DataDir: dir, Clock: clock}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{DataDir: dir, Clock: clock}))
 	err = m.LoadPlugins(context.Background())
 	m.Close()
 	if err == nil || !strings.Contains(err.Error(), "greylist.db") || !strings.Contains(err.Error(), "timeout") {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -322,7 +323,7 @@ func TestConfigValidation(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\n" + tc.settings
 			// Every invalid value is refused when the config is parsed
 			// (`elemta config check`); a valid config also loads.
-			_, err := registry.ParseConfig("test.toml", []byte(doc))
+			_, err := pluginhost.ParseConfig("test.toml", []byte(doc))
 			if tc.err == "" {
 				if err != nil {
 					t.Fatalf("ParseConfig: %v", err)
@@ -343,7 +344,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestUnknownLimitKeyRejected(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[[plugins.ratelimit.limits]]\nname = \"x\"\nper = \"1m\"\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[[plugins.ratelimit.limits]]\nname = \"x\"\nper = \"1m\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "per") {
 		t.Fatalf("unknown key in a limit: %v", err)
 	}
@@ -361,7 +362,7 @@ func TestREADMEExamples(t *testing.T) {
 	}
 	for i, b := range blocks {
 		doc := "[plugins]\nplugins = [\"ratelimit\"]\n" + string(b[1])
-		cfg, err := registry.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
+		cfg, err := pluginhost.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
 		if err != nil {
 			t.Fatalf("example %d:\n%s\n%v", i+1, doc, err)
 		}

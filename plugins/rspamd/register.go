@@ -21,6 +21,7 @@ func init() {
 		Description: "classifies and scores messages with rspamd (POST /checkv2)",
 		Types:       []registry.PluginType{registry.PluginTypeAntispam},
 		Stages:      []registry.Stage{registry.PostReception},
+		Produces:    []any{(*registry.ScanResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})

@@ -14,6 +14,7 @@ func init() {
 		Description: "SPF (RFC 7208) check of the MAIL FROM and HELO identities, Received-SPF header",
 		Types:       []registry.PluginType{registry.PluginTypeSPF},
 		Stages:      []registry.Stage{registry.PreReception},
+		Produces:    []any{(*registry.SPFResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})

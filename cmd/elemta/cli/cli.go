@@ -17,6 +17,7 @@ import (
 
 	"github.com/elemta/elemta/internal/config"
 	"github.com/elemta/elemta/internal/resolver"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -82,7 +83,7 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 	}
 	a.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
-	if err := registry.CheckManifest(manifest); err != nil {
+	if err := pluginhost.CheckManifest(manifest); err != nil {
 		fmt.Fprintf(stderr, "elemta: %v\n", err)
 		return ExitError
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/elemta/elemta/cmd/elemta/cli"
 	"github.com/elemta/elemta/gen"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 
 	_ "github.com/elemta/elemta/plugins/contentfilter"
@@ -250,7 +251,7 @@ func TestConfigCheck(t *testing.T) {
 func TestSeedConfig(t *testing.T) {
 	var missing []string
 	for _, name := range []string{"clamav", "rspamd", "dkim", "spf", "dmarc"} {
-		if _, ok := registry.Lookup(name); !ok {
+		if _, ok := pluginhost.Lookup(name); !ok {
 			missing = append(missing, name)
 		}
 	}

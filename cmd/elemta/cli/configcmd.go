@@ -8,7 +8,7 @@ import (
 
 	"github.com/elemta/elemta/internal/buildinfo"
 	"github.com/elemta/elemta/internal/config"
-	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/pluginhost"
 )
 
 func parseAddr(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
@@ -56,7 +56,7 @@ func (a *app) version() int {
 		goVersion = info.GoVersion
 	}
 	fmt.Fprintf(a.stdout, "elemta %s (%s)\n", core, goVersion)
-	for _, m := range registry.Modules() {
+	for _, m := range pluginhost.Modules() {
 		line := fmt.Sprintf("  plugin %s %s", m.Name, orDash(m.Version))
 		if ok {
 			if mod, found := info.ModuleOf(m.Package); found && mod.Path != buildinfo.CorePath {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -32,14 +33,14 @@ func Backends() []Backend {
 // LoadPlugins parses the config doc and loads its plugins into a Manager
 // whose host keeps its data in dir, tells the time with clock and logs into
 // the returned recorder. The manager is closed when the test ends.
-func LoadPlugins(t testing.TB, doc, dir string, clock *Clock) (*registry.Manager, *LogRecorder) {
+func LoadPlugins(t testing.TB, doc, dir string, clock *Clock) (*pluginhost.Manager, *LogRecorder) {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatalf("config:\n%s\n%v", doc, err)
 	}
 	logs := &LogRecorder{}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{
 		Logger: slog.New(logs.Handler()), Clock: clock, DataDir: dir,
 	}))
 	if err := m.LoadPlugins(context.Background()); err != nil {
@@ -54,11 +55,11 @@ func LoadPlugins(t testing.TB, doc, dir string, clock *Clock) (*registry.Manager
 // config that only New can make.
 func LoadError(t testing.TB, doc string) error {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{DataDir: t.TempDir()}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{DataDir: t.TempDir()}))
 	err = m.LoadPlugins(context.Background())
 	m.Close()
 	return err

@@ -1,15 +1,20 @@
-package registry
+package pluginhost
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"reflect"
 	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/elemta/elemta/internal/catalog"
+	"github.com/elemta/elemta/registry"
 )
 
 // Manager builds the enabled plugins from config, runs them at each stage
@@ -21,25 +26,26 @@ import (
 // rather than run no plugins.
 type Manager struct {
 	cfg  *Config
-	host Host
-	reg  *registry
+	host registry.Host
+	cat  *catalog.Catalog
 
 	mu     sync.RWMutex
 	closed bool
 
 	loaded []*instance          // in start order
 	byName map[string]*instance //
-	waves  [numStages][][]*instance
+	waves  map[registry.Stage][][]*instance
 }
 
-// instance is one loaded plugin.
+// instance is one loaded plugin instance.
 type instance struct {
-	name     string
-	mod      *module
+	name     string // instance ID: "contentfilter", "contentfilter/strict"
+	typ      string // the plugin's name: "contentfilter"
+	mod      *catalog.Entry
 	settings *PluginConfig
 	impl     any
-	handler  StageHandler // nil when the plugin runs in no stage
-	order    int          // position in config order
+	handler  registry.StageHandler // nil when the plugin runs in no stage
+	order    int                   // position in config order
 	started  bool
 	stats    counters
 }
@@ -54,15 +60,15 @@ type Option func(*Manager)
 
 // WithHost hands plugins the host's logger, resolver, clock, hostname and
 // data directory. Unset fields get production defaults.
-func WithHost(h Host) Option { return func(m *Manager) { m.host = h } }
+func WithHost(h registry.Host) Option { return func(m *Manager) { m.host = h } }
 
 // NewManager returns a manager for cfg. Nothing is built until LoadPlugins.
 func NewManager(cfg *Config, opts ...Option) *Manager {
-	m := &Manager{cfg: cfg, reg: cfg.reg, byName: map[string]*instance{}}
+	m := &Manager{cfg: cfg, cat: cfg.cat, byName: map[string]*instance{}}
 	for _, o := range opts {
 		o(m)
 	}
-	m.host = m.host.withDefaults()
+	m.host = withDefaults(m.host)
 	return m
 }
 
@@ -90,8 +96,8 @@ func (m *Manager) LoadPlugins(ctx context.Context) error {
 	return nil
 }
 
-// LoadPlugin builds, validates and starts one plugin, enabled in config or
-// not (for `elemta plugins test`).
+// LoadPlugin builds, validates and starts one plugin instance (an instance
+// ID), enabled in config or not (for `elemta plugins test`).
 func (m *Manager) LoadPlugin(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -112,30 +118,33 @@ func (m *Manager) load(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	mod, _ := m.reg.lookup(name)
+	mod, ok := m.cat.Lookup(settings.Type)
+	if !ok {
+		return fmt.Errorf("plugin %s: not compiled into this binary", name)
+	}
 	host := m.host
 	host.Logger = host.Logger.With("plugin", name)
-	impl, err := mod.build(settings.Value, host)
+	if _, inst, _ := catalog.ParseID(name); inst != "" {
+		// Two instances must not share state on disk (a bbolt file is locked).
+		host.DataDir = filepath.Join(host.DataDir, "instances", inst)
+	}
+	impl, err := mod.Build(settings.Value, host)
 	if err != nil {
 		return fmt.Errorf("plugin %s: %w", name, err)
 	}
-	inst := &instance{name: name, mod: mod, settings: settings, impl: impl, order: len(m.loaded)}
+	inst := &instance{name: name, typ: settings.Type, mod: mod, settings: settings, impl: impl, order: len(m.loaded)}
 	if i := slices.Index(m.cfg.Plugins, name); i >= 0 {
 		inst.order = i
 	}
-	if h, ok := impl.(StageHandler); ok {
-		inst.handler = h
-	} else if adapt := adapterFor(mod.Types); adapt != nil {
-		inst.handler = adapt(impl)
-	}
+	inst.handler = handlerOf(impl, infoOf(mod).Types)
 	m.loaded = append(m.loaded, inst)
 	m.byName[name] = inst
-	if v, ok := impl.(Validator); ok {
+	if v, ok := impl.(registry.Validator); ok {
 		if err := v.Validate(); err != nil {
 			return fmt.Errorf("plugin %s: invalid config: %w", name, err)
 		}
 	}
-	if s, ok := impl.(Starter); ok {
+	if s, ok := impl.(registry.Starter); ok {
 		if err := s.Start(ctx); err != nil {
 			return fmt.Errorf("plugin %s: start: %w", name, err)
 		}
@@ -158,17 +167,17 @@ func (m *Manager) closeLocked() error {
 	var errs []error
 	for i := len(m.loaded) - 1; i >= 0; i-- {
 		inst := m.loaded[i]
-		if c, ok := inst.impl.(Closer); ok {
+		if c, ok := inst.impl.(registry.Closer); ok {
 			if err := safeClose(c); err != nil {
 				errs = append(errs, fmt.Errorf("plugin %s: close: %w", inst.name, err))
 			}
 		}
 	}
-	m.loaded, m.byName, m.waves = nil, map[string]*instance{}, [numStages][][]*instance{}
+	m.loaded, m.byName, m.waves = nil, map[string]*instance{}, map[registry.Stage][][]*instance{}
 	return errors.Join(errs...)
 }
 
-func safeClose(c Closer) (err error) {
+func safeClose(c registry.Closer) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("panic: %v", r)
@@ -180,12 +189,12 @@ func safeClose(c Closer) (err error) {
 // EndSession tells every loaded plugin that implements SessionEnder that
 // the session of pc has ended, in start order, each under its timeout and
 // guarded against panics. It returns their errors joined.
-func (m *Manager) EndSession(ctx context.Context, pc *ProcessingContext) error {
+func (m *Manager) EndSession(ctx context.Context, pc *registry.ProcessingContext) error {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var errs []error
 	for _, inst := range m.loaded {
-		e, ok := inst.impl.(SessionEnder)
+		e, ok := inst.impl.(registry.SessionEnder)
 		if !ok {
 			continue
 		}
@@ -196,7 +205,7 @@ func (m *Manager) EndSession(ctx context.Context, pc *ProcessingContext) error {
 	return errors.Join(errs...)
 }
 
-func endSession(ctx context.Context, inst *instance, e SessionEnder, pc *ProcessingContext) (err error) {
+func endSession(ctx context.Context, inst *instance, e registry.SessionEnder, pc *registry.ProcessingContext) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
 	defer cancel()
 	defer func() {
@@ -207,7 +216,8 @@ func endSession(ctx context.Context, inst *instance, e SessionEnder, pc *Process
 	return e.EndSession(ctx, pc)
 }
 
-// Plugin returns the loaded plugin called name.
+// Plugin returns the loaded plugin instance called name (an instance ID:
+// "clamav", "rspamd/eu").
 func (m *Manager) Plugin(name string) (any, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -229,7 +239,7 @@ func (m *Manager) Loaded() []string {
 	return names
 }
 
-// HealthCheck runs the named plugin's health check, if it has one.
+// HealthCheck runs the health check of the instance called name, if it has one.
 func (m *Manager) HealthCheck(ctx context.Context, name string) error {
 	m.mu.RLock()
 	inst, ok := m.byName[name]
@@ -237,7 +247,7 @@ func (m *Manager) HealthCheck(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("plugin %s is not loaded", name)
 	}
-	if h, ok := inst.impl.(HealthChecker); ok {
+	if h, ok := inst.impl.(registry.HealthChecker); ok {
 		ctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
 		defer cancel()
 		return h.HealthCheck(ctx)
@@ -259,36 +269,37 @@ func getAs[T any](m *Manager, name string, iface string) (T, error) {
 }
 
 // GetAntivirusPlugin returns the loaded antivirus plugin called name.
-func (m *Manager) GetAntivirusPlugin(name string) (AntivirusPlugin, error) {
-	return getAs[AntivirusPlugin](m, name, "AntivirusPlugin")
+func (m *Manager) GetAntivirusPlugin(name string) (registry.AntivirusPlugin, error) {
+	return getAs[registry.AntivirusPlugin](m, name, "AntivirusPlugin")
 }
 
 // GetAntispamPlugin returns the loaded antispam plugin called name.
-func (m *Manager) GetAntispamPlugin(name string) (AntispamPlugin, error) {
-	return getAs[AntispamPlugin](m, name, "AntispamPlugin")
+func (m *Manager) GetAntispamPlugin(name string) (registry.AntispamPlugin, error) {
+	return getAs[registry.AntispamPlugin](m, name, "AntispamPlugin")
 }
 
 // GetDKIMPlugin returns the loaded DKIM plugin called name.
-func (m *Manager) GetDKIMPlugin(name string) (DKIMPlugin, error) {
-	return getAs[DKIMPlugin](m, name, "DKIMPlugin")
+func (m *Manager) GetDKIMPlugin(name string) (registry.DKIMPlugin, error) {
+	return getAs[registry.DKIMPlugin](m, name, "DKIMPlugin")
 }
 
 // GetSPFPlugin returns the loaded SPF plugin called name.
-func (m *Manager) GetSPFPlugin(name string) (SPFPlugin, error) {
-	return getAs[SPFPlugin](m, name, "SPFPlugin")
+func (m *Manager) GetSPFPlugin(name string) (registry.SPFPlugin, error) {
+	return getAs[registry.SPFPlugin](m, name, "SPFPlugin")
 }
 
 // GetDMARCPlugin returns the loaded DMARC plugin called name.
-func (m *Manager) GetDMARCPlugin(name string) (DMARCPlugin, error) {
-	return getAs[DMARCPlugin](m, name, "DMARCPlugin")
+func (m *Manager) GetDMARCPlugin(name string) (registry.DMARCPlugin, error) {
+	return getAs[registry.DMARCPlugin](m, name, "DMARCPlugin")
 }
 
 // GetARCPlugin returns the loaded ARC plugin called name.
-func (m *Manager) GetARCPlugin(name string) (ARCPlugin, error) {
-	return getAs[ARCPlugin](m, name, "ARCPlugin")
+func (m *Manager) GetARCPlugin(name string) (registry.ARCPlugin, error) {
+	return getAs[registry.ARCPlugin](m, name, "ARCPlugin")
 }
 
-// PluginStats counts one plugin's work since it was loaded.
+// PluginStats counts one plugin instance's work since it was loaded; Name
+// is the instance ID.
 type PluginStats struct {
 	Name                                     string
 	Calls, Errors, Timeouts, Panics, Rejects int64
@@ -309,7 +320,7 @@ func (m *Manager) Stats() []PluginStats {
 }
 
 // Waves returns, for a stage, the plugin names in each dependency wave.
-func (m *Manager) Waves(stage Stage) [][]string {
+func (m *Manager) Waves(stage registry.Stage) [][]string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	var out [][]string
@@ -324,12 +335,12 @@ func (m *Manager) Waves(stage Stage) [][]string {
 }
 
 // plan splits each stage's plugins into waves: a plugin runs in the first
-// wave after every plugin it must follow (its After list, and plugins that
-// name it in Before). Plugins in a wave keep config order. Constraints on
+// wave after every plugin it must follow (its After list, plugins that
+// name it in Before, and plugins that produce a type it consumes). Plugins in a wave keep config order. Constraints on
 // plugins that are not loaded are ignored; a cycle is an error naming it.
 func (m *Manager) plan() error {
-	var waves [numStages][][]*instance
-	for _, stage := range Stages() {
+	waves := map[registry.Stage][][]*instance{}
+	for _, stage := range registry.Stages() {
 		var nodes []*instance
 		for _, inst := range m.loaded {
 			if inst.handler != nil && slices.Contains(inst.settings.Stages, stage) {
@@ -340,7 +351,7 @@ func (m *Manager) plan() error {
 		deps := map[*instance][]*instance{} // node -> the nodes it must follow
 		for _, a := range nodes {
 			for _, b := range nodes {
-				if a != b && (slices.Contains(a.mod.After, b.name) || slices.Contains(b.mod.Before, a.name)) {
+				if a != b && (slices.ContainsFunc(a.mod.After, b.is) || slices.ContainsFunc(b.mod.Before, a.is) || consumesFrom(a.mod, b.mod)) {
 					deps[a] = append(deps[a], b)
 				}
 			}
@@ -397,4 +408,21 @@ func findCycle(nodes []*instance, deps map[*instance][]*instance, done map[*inst
 		}
 	}
 	return "(unknown)"
+}
+
+// is reports whether an ordering constraint names this instance: by its
+// plugin's name (then it names every instance) or by its instance ID.
+func (inst *instance) is(name string) bool { return name == inst.typ || name == inst.name }
+
+// consumesFrom reports whether plugin a consumes a result type that b
+// produces: the same type, or an interface type b's type implements.
+func consumesFrom(a, b *catalog.Entry) bool {
+	for _, c := range a.Consumes {
+		for _, p := range b.Produces {
+			if p == c || c.Kind() == reflect.Interface && p.Implements(c) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -1,4 +1,4 @@
-package registry
+package pluginhost
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/elemta/elemta/internal/catalog"
+	"github.com/elemta/elemta/registry"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -28,23 +30,24 @@ func (e *PanicError) Error() string { return fmt.Sprintf("plugin %s panicked: %v
 
 // StageResult is the merged outcome of one stage.
 type StageResult struct {
-	Stage Stage
+	Stage registry.Stage
 	// Verdict is the most severe verdict of any plugin (reject > tempfail >
 	// quarantine > accept); among equals, the first in config order.
-	Verdict Verdict
-	// DecidedBy names the plugin whose verdict is Verdict ("" for accept).
+	Verdict registry.Verdict
+	// DecidedBy names the plugin instance whose verdict is Verdict
+	// ("contentfilter/strict"; "" for accept).
 	DecidedBy string
 	// Score is the sum of the plugins' scores.
 	Score float64
 	// Results holds each plugin that ran, in config order.
-	Results []*Result
-	// Skipped lists plugins of later waves that did not run because an
+	Results []*registry.Result
+	// Skipped lists plugin instances of later waves that did not run because an
 	// earlier wave rejected the message.
 	Skipped []string
 	// AddHeaders and RemoveHeaders collect the plugins' header changes in
 	// config order (each plugin's own changes in the order it gave them).
-	AddHeaders    []Field
-	RemoveHeaders []Removal
+	AddHeaders    []registry.Field
+	RemoveHeaders []registry.Removal
 }
 
 // ExecuteStage runs the plugins of stage on pc: each dependency wave in
@@ -54,11 +57,11 @@ type StageResult struct {
 // the stage after the wave that produced it. The returned error is non-nil
 // only for a missing message, a cancelled ctx or a closed Manager: never
 // because of what a plugin did.
-func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingContext) (*StageResult, error) {
+func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext) (*StageResult, error) {
 	if pc == nil || pc.Message == nil {
 		return nil, errors.New("ExecuteStage: no message in the processing context")
 	}
-	if stage < 0 || stage >= numStages {
+	if stage < 0 || int(stage) >= numStages {
 		return nil, fmt.Errorf("ExecuteStage: unknown stage %d", int(stage))
 	}
 	m.mu.RLock()
@@ -69,7 +72,7 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingC
 	sr := &StageResult{Stage: stage}
 	waves := m.waves[stage]
 	if len(waves) > 0 {
-		ctx = WithProcessingContext(ctx, pc)
+		ctx = registry.WithProcessingContext(ctx, pc)
 	}
 	for i, wave := range waves {
 		if err := ctx.Err(); err != nil {
@@ -79,7 +82,7 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingC
 		sr.Results = append(sr.Results, results...)
 		rejected := false
 		for _, r := range results {
-			rejected = rejected || r.Verdict.Action == Reject
+			rejected = rejected || r.Verdict.Action == registry.Reject
 		}
 		if rejected {
 			for _, later := range waves[i+1:] {
@@ -103,14 +106,14 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage Stage, pc *ProcessingC
 // calling goroutine collects them, with one deadline context per distinct
 // timeout. A larger wave is bounded by an errgroup with SetLimit, each of
 // its goroutines waiting for one plugin.
-func (m *Manager) runWave(ctx context.Context, stage Stage, pc *ProcessingContext, wave []*instance) []*Result {
+func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance) []*registry.Result {
 	switch {
 	case len(wave) == 1:
-		return []*Result{m.runOne(ctx, stage, pc, wave[0])}
+		return []*registry.Result{m.runOne(ctx, stage, pc, wave[0])}
 	case len(wave) <= m.cfg.MaxConcurrency:
 		return m.runAll(ctx, stage, pc, wave)
 	}
-	results := make([]*Result, len(wave))
+	results := make([]*registry.Result, len(wave))
 	var g errgroup.Group
 	g.SetLimit(m.cfg.MaxConcurrency)
 	for i, inst := range wave {
@@ -125,7 +128,7 @@ func (m *Manager) runWave(ctx context.Context, stage Stage, pc *ProcessingContex
 
 // runAll starts every plugin of wave at once and waits for each until it
 // answers or its deadline passes.
-func (m *Manager) runAll(ctx context.Context, stage Stage, pc *ProcessingContext, wave []*instance) []*Result {
+func (m *Manager) runAll(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance) []*registry.Result {
 	start := time.Now()
 	type deadline struct {
 		timeout time.Duration
@@ -146,14 +149,14 @@ func (m *Manager) runAll(ctx context.Context, stage Stage, pc *ProcessingContext
 
 	type outcome struct {
 		i   int
-		res *Result
+		res *registry.Result
 	}
 	done := make(chan outcome, len(wave)) // buffered: an abandoned plugin can still finish and exit
 	for i, inst := range wave {
 		go func() { done <- outcome{i, inst.call(deadlines[group[i]].ctx, stage, pc)} }()
 	}
 
-	results := make([]*Result, len(wave))
+	results := make([]*registry.Result, len(wave))
 	for pending := len(wave); pending > 0; {
 		// Wait for the next answer or the earliest deadline still awaited.
 		var next deadline
@@ -171,7 +174,7 @@ func (m *Manager) runAll(ctx context.Context, stage Stage, pc *ProcessingContext
 		case <-next.ctx.Done():
 			for i, r := range results {
 				if tctx := deadlines[group[i]].ctx; r == nil && tctx.Err() != nil {
-					results[i] = m.finish(ctx, tctx, stage, pc, wave[i], &Result{Err: fmt.Errorf("plugin %s: %w", wave[i].name, tctx.Err())}, start)
+					results[i] = m.finish(ctx, tctx, stage, pc, wave[i], &registry.Result{Err: tctx.Err()}, start)
 					pending--
 				}
 			}
@@ -182,46 +185,54 @@ func (m *Manager) runAll(ctx context.Context, stage Stage, pc *ProcessingContext
 
 // runOne runs one plugin under its own timeout in a goroutine of its own,
 // and waits for it until it answers or the deadline passes.
-func (m *Manager) runOne(ctx context.Context, stage Stage, pc *ProcessingContext, inst *instance) *Result {
+func (m *Manager) runOne(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, inst *instance) *registry.Result {
 	start := time.Now()
 	tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
 	defer cancel()
-	done := make(chan *Result, 1) // buffered: an abandoned plugin can still finish and exit
+	done := make(chan *registry.Result, 1) // buffered: an abandoned plugin can still finish and exit
 	go func() { done <- inst.call(tctx, stage, pc) }()
 
-	var res *Result
+	var res *registry.Result
 	select {
 	case res = <-done:
 	case <-tctx.Done():
-		res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, tctx.Err())}
+		res = &registry.Result{Err: tctx.Err()}
 	}
 	return m.finish(ctx, tctx, stage, pc, inst, res, start)
 }
 
-// finish completes a plugin's result: marks a timeout, replaces a failed
-// plugin's output with its on_error verdict, counts and records it.
-func (m *Manager) finish(ctx, tctx context.Context, stage Stage, pc *ProcessingContext, inst *instance, res *Result, start time.Time) *Result {
-	if res.Err != nil && deadlinePassed(tctx) && ctx.Err() == nil {
+// finish completes a plugin's result: names the instance in its error
+// (here alone: the plugin's own error never says who it is, so messages
+// never read "plugin spf: plugin spf: ..."), marks a timeout, replaces a
+// failed plugin's output with its on_error verdict, counts and records it.
+func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, inst *instance, res *registry.Result, start time.Time) *registry.Result {
+	var pe *PanicError
+	switch {
+	case res.Err == nil:
+	case res.Panicked && errors.As(res.Err, &pe): // names the plugin itself
+	case deadlinePassed(tctx) && ctx.Err() == nil:
 		res.TimedOut = true
 		res.Err = fmt.Errorf("plugin %s: %w after %v: %w", inst.name, ErrTimeout, inst.settings.Timeout, res.Err)
+	default:
+		res.Err = fmt.Errorf("plugin %s: %w", inst.name, res.Err)
 	}
 	res.Plugin, res.Stage, res.Duration = inst.name, stage, time.Since(start)
 	if res.Err != nil {
 		// A failed plugin's partial output is not trusted: only its on_error verdict counts.
-		*res = Result{Plugin: res.Plugin, Stage: stage, Duration: res.Duration, Err: res.Err,
+		*res = registry.Result{Plugin: res.Plugin, Stage: stage, Duration: res.Duration, Err: res.Err,
 			TimedOut: res.TimedOut, Panicked: res.Panicked, Verdict: onErrorVerdict(inst.settings.OnError)}
 	}
 	inst.count(res)
-	pc.record(res)
+	catalog.RecordResult(pc, res, inst.order)
 	return res
 }
 
 // call runs the plugin's handler and returns its result, or an error
 // result for the panic it raised.
-func (inst *instance) call(ctx context.Context, stage Stage, pc *ProcessingContext) (res *Result) {
+func (inst *instance) call(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext) (res *registry.Result) {
 	defer func() {
 		if v := recover(); v != nil {
-			res = &Result{Err: &PanicError{Plugin: inst.name, Value: v, Stack: debug.Stack()}, Panicked: true}
+			res = &registry.Result{Err: &PanicError{Plugin: inst.name, Value: v, Stack: debug.Stack()}, Panicked: true}
 		}
 	}()
 	res, err := inst.handler.HandleStage(ctx, stage, pc)
@@ -229,7 +240,7 @@ func (inst *instance) call(ctx context.Context, stage Stage, pc *ProcessingConte
 		if err == nil {
 			err = errors.New("returned no result and no error")
 		}
-		res = &Result{Err: fmt.Errorf("plugin %s: %w", inst.name, err)}
+		res = &registry.Result{Err: err}
 	}
 	return res
 }
@@ -245,19 +256,19 @@ func deadlinePassed(ctx context.Context) bool {
 	return ok && !time.Now().Before(d)
 }
 
-func onErrorVerdict(a Action) Verdict {
+func onErrorVerdict(a registry.Action) registry.Verdict {
 	switch a {
-	case TempFail:
-		return TempFailVerdict(451, "4.3.0", "Message checks temporarily unavailable, try again later")
-	case Reject:
-		return RejectVerdict(554, "5.3.0", "Message could not be checked")
-	case Quarantine:
-		return QuarantineVerdict("Message could not be checked")
+	case registry.TempFail:
+		return registry.TempFailVerdict(451, "4.3.0", "Message checks temporarily unavailable, try again later")
+	case registry.Reject:
+		return registry.RejectVerdict(554, "5.3.0", "Message could not be checked")
+	case registry.Quarantine:
+		return registry.QuarantineVerdict("Message could not be checked")
 	}
-	return AcceptVerdict()
+	return registry.AcceptVerdict()
 }
 
-func (inst *instance) count(r *Result) {
+func (inst *instance) count(r *registry.Result) {
 	s := &inst.stats
 	s.calls.Add(1)
 	s.nanos.Add(int64(r.Duration))
@@ -270,7 +281,7 @@ func (inst *instance) count(r *Result) {
 	if r.Panicked {
 		s.panics.Add(1)
 	}
-	if r.Verdict.Action == Reject {
+	if r.Verdict.Action == registry.Reject {
 		s.rejects.Add(1)
 	}
 }
@@ -279,7 +290,7 @@ func (inst *instance) count(r *Result) {
 // results, sorted into config order first so the outcome never depends on
 // which plugin finished first.
 func (m *Manager) merge(sr *StageResult) {
-	order := func(r *Result) int { return m.byName[r.Plugin].order }
+	order := func(r *registry.Result) int { return m.byName[r.Plugin].order }
 	// Insertion sort: a stage has few plugins and the waves are nearly sorted.
 	for i := 1; i < len(sr.Results); i++ {
 		for j := i; j > 0 && order(sr.Results[j]) < order(sr.Results[j-1]); j-- {

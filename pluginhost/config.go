@@ -1,4 +1,4 @@
-package registry
+package pluginhost
 
 import (
 	"bytes"
@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/elemta/elemta/internal/catalog"
+	"github.com/elemta/elemta/registry"
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
 )
@@ -39,8 +42,11 @@ type Config struct {
 	File string
 	// Enabled false turns every plugin off.
 	Enabled bool
-	// Plugins lists the enabled plugins, in config order: the order
-	// header changes are applied in and ties are broken by.
+	// Plugins lists the enabled plugin instances, in config order: the
+	// order header changes are applied in and ties are broken by. An
+	// instance ID is a plugin name ("contentfilter") or a name and an
+	// instance name ("contentfilter/strict"), configured by
+	// [plugins.contentfilter] and [plugins."contentfilter/strict"].
 	Plugins []string
 	// MaxConcurrency bounds how many plugins of one stage run at once.
 	MaxConcurrency int
@@ -51,34 +57,37 @@ type Config struct {
 	Warnings []string
 
 	settings map[string]*PluginConfig
-	reg      *registry
+	cat      *catalog.Catalog
 }
 
-// PluginConfig is one plugin's decoded settings.
+// PluginConfig is one plugin instance's decoded settings.
 type PluginConfig struct {
+	// Name is the instance ID ("contentfilter/strict"), Type the name of
+	// the plugin it is an instance of ("contentfilter").
 	Name    string
+	Type    string
 	Timeout time.Duration
 	// OnError is the verdict when the plugin fails or times out.
-	OnError Action
+	OnError registry.Action
 	// Stages the plugin runs in: its module's stages unless config narrows them.
-	Stages []Stage
+	Stages []registry.Stage
 	// Value is the plugin's own config, a *C of its Module.
 	Value any
 }
 
 type pluginsTable struct {
-	Enabled        *bool     `toml:"enabled"`
-	Directory      string    `toml:"directory"`
-	Plugins        []string  `toml:"plugins"`
-	MaxConcurrency *int      `toml:"max_concurrency"`
-	DefaultTimeout *Duration `toml:"default_timeout"`
+	Enabled        *bool              `toml:"enabled"`
+	Directory      string             `toml:"directory"`
+	Plugins        []string           `toml:"plugins"`
+	MaxConcurrency *int               `toml:"max_concurrency"`
+	DefaultTimeout *registry.Duration `toml:"default_timeout"`
 }
 
 // commonSettings are the keys every [plugins.<name>] table may have.
 type commonSettings struct {
-	Timeout *Duration `toml:"timeout"`
-	OnError *Action   `toml:"on_error"`
-	Stages  []Stage   `toml:"stages"`
+	Timeout *registry.Duration `toml:"timeout"`
+	OnError *registry.Action   `toml:"on_error"`
+	Stages  []registry.Stage   `toml:"stages"`
 }
 
 // ParseConfig reads the [plugins] table of a TOML document, checking it
@@ -86,7 +95,7 @@ type commonSettings struct {
 // belong to the host and are ignored here. Errors name the file, line and
 // key; all of them are reported at once.
 func ParseConfig(file string, data []byte) (*Config, error) {
-	return global.parseConfig(file, data)
+	return parseConfig(catalog.Global(), file, data)
 }
 
 // NewConfig returns the config of a binary run without a config file: the
@@ -104,9 +113,9 @@ func NewConfig(plugins ...string) (*Config, error) {
 	return ParseConfig("(built-in config)", []byte(b.String()))
 }
 
-func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
+func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) {
 	cfg := &Config{File: file, Enabled: true, MaxConcurrency: DefaultMaxConcurrency,
-		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, reg: r}
+		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, cat: r}
 	var errs []error
 	fail := func(line, col int, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s:%d:%d: %s", file, line, col, fmt.Sprintf(format, args...)))
@@ -119,18 +128,33 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 	if err != nil {
 		return nil, positioned(file, err)
 	}
-	configured := map[string]bool{} // plugins with a [plugins.<name>] table
+	configured := map[string]bool{} // instances with a [plugins.<id>] table
 	for _, m := range missing {
 		if len(m.key) < 2 || m.key[0] != "plugins" {
 			continue // another section: the host's business
 		}
-		name := m.key[1]
-		if _, ok := r.lookup(name); ok {
-			configured[name] = true
+		id := m.key[1]
+		if configured[id] {
+			continue
+		}
+		typ, _, err := catalog.ParseID(id)
+		if err != nil {
+			fail(m.line, m.col, "%s: %v", tableName(id), err)
+			configured[id] = true // reported once
+			continue
+		}
+		if _, ok := r.Lookup(typ); ok {
+			configured[id] = true
 			continue
 		}
 		fail(m.line, m.col, "unknown key %q: no plugin %q is compiled into this binary, and it is not a [plugins] setting (%s); %s",
-			strings.Join(m.key, "."), name, strings.Join(reservedNames, ", "), r.howToAdd())
+			strings.Join(m.key, "."), typ, strings.Join(catalog.Reserved, ", "), howToAdd(r))
+		configured[id] = true // reported once
+	}
+	for id := range configured {
+		if typ, _, err := catalog.ParseID(id); err != nil || !hasEntry(r, typ) {
+			delete(configured, id)
+		}
 	}
 
 	t := doc.Plugins
@@ -155,8 +179,13 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 		cfg.DefaultTimeout = t.DefaultTimeout.D()
 	}
 	for i, name := range t.Plugins {
-		if _, ok := r.lookup(name); !ok {
-			errs = append(errs, fmt.Errorf("%s: plugins.plugins enables %q, which is not compiled into this binary; %s", file, name, r.howToAdd()))
+		typ, _, err := catalog.ParseID(name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: plugins.plugins: %w", file, err))
+			continue
+		}
+		if _, ok := r.Lookup(typ); !ok {
+			errs = append(errs, fmt.Errorf("%s: plugins.plugins enables %q, which is not compiled into this binary; %s", file, name, howToAdd(r)))
 			continue
 		}
 		if slices.Contains(t.Plugins[:i], name) {
@@ -167,11 +196,13 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 		configured[name] = true
 	}
 
-	for _, name := range r.names() {
-		if !configured[name] {
-			continue
-		}
-		pc, err := r.decodePlugin(file, data, name, cfg.DefaultTimeout)
+	ids := make([]string, 0, len(configured))
+	for id := range configured {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, name := range ids {
+		pc, err := decodePlugin(r, file, data, name, cfg.DefaultTimeout)
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -184,36 +215,71 @@ func (r *registry) parseConfig(file string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// Settings returns the named plugin's settings: those decoded from the
-// file, or the defaults when it has no table.
+// Settings returns the settings of the plugin instance called name (an
+// instance ID): those decoded from the file, or the defaults when it has
+// no table.
 func (c *Config) Settings(name string) (*PluginConfig, error) {
 	if pc, ok := c.settings[name]; ok {
 		return pc, nil
 	}
-	m, ok := c.reg.lookup(name)
-	if !ok {
-		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", name, c.reg.howToAdd())
+	typ, _, err := catalog.ParseID(name)
+	if err != nil {
+		return nil, err
 	}
-	return &PluginConfig{Name: name, Timeout: c.DefaultTimeout, Stages: m.Stages, Value: m.newConfig()}, nil
+	m, ok := c.cat.Lookup(typ)
+	if !ok {
+		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", typ, howToAdd(c.cat))
+	}
+	return &PluginConfig{Name: name, Type: typ, Timeout: c.DefaultTimeout, Stages: entryStages(m), Value: m.NewConfig()}, nil
+}
+
+// Instances returns the IDs of the configured instances of the plugin
+// called typ that the config enables, in config order.
+func (c *Config) Instances(typ string) []string {
+	var ids []string
+	if !c.Enabled {
+		return nil
+	}
+	for _, id := range c.Plugins {
+		if t, _, _ := catalog.ParseID(id); t == typ {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func hasEntry(c *catalog.Catalog, name string) bool {
+	_, ok := c.Lookup(name)
+	return ok
+}
+
+// tableName is how the table of instance id is written in TOML:
+// plugins.contentfilter, plugins."contentfilter/strict".
+func tableName(id string) string {
+	if strings.ContainsAny(id, "/. \"\\") || id == "" {
+		return "plugins." + strconv.Quote(id)
+	}
+	return "plugins." + id
 }
 
 // decodePlugin decodes [plugins.<name>] twice: once for the common keys and
 // once into the plugin's own config. A key is unknown when neither knows it.
-func (r *registry) decodePlugin(file string, data []byte, name string, defTimeout time.Duration) (*PluginConfig, error) {
-	m, _ := r.lookup(name)
-	prefix := "plugins." + name
+func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, defTimeout time.Duration) (*PluginConfig, error) {
+	typ, _, _ := catalog.ParseID(name)
+	m, _ := r.Lookup(typ)
+	prefix := tableName(name)
 
 	var common commonSettings
 	commonDoc := tableDoc(name, reflect.ValueOf(&common).Elem())
 	missCommon, err := decodeStrict(data, commonDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, prefix, err)
+		return nil, positionedIn(file, data, "plugins."+name, err)
 	}
-	value := m.newConfig() // *C with defaults
+	value := m.NewConfig() // *C with defaults
 	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
 	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, prefix, err)
+		return nil, positionedIn(file, data, "plugins."+name, err)
 	}
 	// The documents hold copies: take the decoded values back out.
 	common = commonDoc.Field(0).Field(0).Interface().(commonSettings)
@@ -231,20 +297,20 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 		}
 		if len(k.key) > 3 {
 			errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (see the README of plugin %s)",
-				file, k.line, k.col, strings.Join(k.key[:len(k.key)-1], "."), k.key[len(k.key)-1], name))
+				file, k.line, k.col, prefix+"."+strings.Join(k.key[2:len(k.key)-1], "."), k.key[len(k.key)-1], typ))
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (plugin %s accepts: %s)",
-			file, k.line, k.col, prefix, k.key[len(k.key)-1], name, strings.Join(knownKeys(value), ", ")))
+			file, k.line, k.col, prefix, k.key[len(k.key)-1], typ, strings.Join(knownKeys(value), ", ")))
 	}
 
-	if v, ok := value.(Validator); ok {
+	if v, ok := value.(registry.Validator); ok {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("%s: [%s]: %w", file, prefix, err))
 		}
 	}
 
-	pc := &PluginConfig{Name: name, Timeout: defTimeout, Stages: m.Stages, Value: value}
+	pc := &PluginConfig{Name: name, Type: typ, Timeout: defTimeout, Stages: entryStages(m), Value: value}
 	if common.Timeout != nil {
 		if *common.Timeout <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %s.timeout must be positive", file, prefix))
@@ -256,8 +322,8 @@ func (r *registry) decodePlugin(file string, data []byte, name string, defTimeou
 	}
 	if common.Stages != nil {
 		for _, s := range common.Stages {
-			if !slices.Contains(m.Stages, s) {
-				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, name, s, m.Stages))
+			if !slices.Contains(pc.Stages, s) {
+				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, typ, s, entryStages(m)))
 			}
 		}
 		pc.Stages = common.Stages
@@ -323,7 +389,7 @@ func TOMLError(file string, data []byte, err error) error {
 // which go-toml returns without a position: it finds the key under table
 // prefix whose value is the one that failed.
 func positionedIn(file string, data []byte, prefix string, err error) error {
-	var ve *valueError
+	var ve *catalog.ValueError
 	if !errors.As(err, &ve) {
 		return positioned(file, err)
 	}
@@ -338,16 +404,16 @@ func positionedIn(file string, data []byte, prefix string, err error) error {
 		case unstable.KeyValue:
 			key := strings.Join(append(slices.Clone(table), keyOf(n.Key())...), ".")
 			v := n.Value()
-			if (prefix == "" || strings.HasPrefix(key, prefix+".")) && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.raw) {
+			if (prefix == "" || strings.HasPrefix(key, prefix+".")) && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.Raw) {
 				pos := p.Shape(v.Raw).Start
-				return fmt.Errorf("%s:%d:%d: %s: %w", file, pos.Line, pos.Column, key, ve.err)
+				return fmt.Errorf("%s:%d:%d: %s: %w", file, pos.Line, pos.Column, key, ve.Err)
 			}
 		}
 	}
 	if prefix == "" {
-		return fmt.Errorf("%s: %w", file, ve.err)
+		return fmt.Errorf("%s: %w", file, ve.Err)
 	}
-	return fmt.Errorf("%s: %s: %w", file, prefix, ve.err)
+	return fmt.Errorf("%s: %s: %w", file, prefix, ve.Err)
 }
 
 func keyOf(it unstable.Iterator) []string {
@@ -393,7 +459,7 @@ func knownKeys(cfg any) []string {
 	return keys
 }
 
-func (r *registry) howToAdd() string {
+func howToAdd(r *catalog.Catalog) string {
 	return fmt.Sprintf("compiled in: %s. To add a plugin, list it in plugins.yaml and rebuild (`make build`)",
-		strings.Join(r.names(), ", "))
+		strings.Join(r.Names(), ", "))
 }

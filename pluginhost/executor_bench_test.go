@@ -1,19 +1,21 @@
-package registry
+package pluginhost
 
 import (
 	"context"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/elemta/elemta/registry"
 )
 
 // trivial is the work each benchmarked plugin does: it reads a header and
 // returns a result, as a cheap real filter would.
-func trivial(_ context.Context, _ Stage, pc *ProcessingContext) (*Result, error) {
+func trivial(_ context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
 	if pc.Message.Header.Get("Subject") == "" {
-		return &Result{Verdict: RejectVerdict(550, "5.7.1", "no subject")}, nil
+		return &registry.Result{Verdict: registry.RejectVerdict(550, "5.7.1", "no subject")}, nil
 	}
-	return &Result{}, nil
+	return &registry.Result{}, nil
 }
 
 // BenchmarkExecuteStage runs n trivial plugins through the executor and,
@@ -27,12 +29,13 @@ func BenchmarkExecuteStage(b *testing.B) {
 		}
 		m := testManager(b, "", plugins...)
 		pc := testContext(b)
+		msg := pc.Message
 		ctx := context.Background()
 		b.Run(fmt.Sprintf("plugins=%d/executor", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				pc.results = pc.results[:0]
-				if _, err := m.ExecuteStage(ctx, PostReception, pc); err != nil {
+				pc := registry.NewProcessingContext(msg, nil) // results must not pile up across iterations
+				if _, err := m.ExecuteStage(ctx, registry.PostReception, pc); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -41,7 +44,7 @@ func BenchmarkExecuteStage(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				for range n {
-					if _, err := trivial(ctx, PostReception, pc); err != nil {
+					if _, err := trivial(ctx, registry.PostReception, pc); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -1,4 +1,4 @@
-package registry
+package pluginhost
 
 import (
 	"fmt"
@@ -6,14 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elemta/elemta/internal/catalog"
+	"github.com/elemta/elemta/registry"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 type clamConfig struct {
-	Socket  string   `toml:"socket"`
-	Timeout Duration `toml:"timeout"`
-	Chunk   int      `toml:"chunk_size"`
+	Socket  string            `toml:"socket"`
+	Timeout registry.Duration `toml:"timeout"`
+	Chunk   int               `toml:"chunk_size"`
 }
 
 func (c *clamConfig) Validate() error {
@@ -38,34 +40,30 @@ type dkimConfig struct {
 // seedRegistry registers plugins under the names and config keys of the
 // original design document's example, with the plugin code reduced to the
 // adapter-driven scanner.
-func seedRegistry(t *testing.T) *registry {
+func seedRegistry(t *testing.T) *catalog.Catalog {
 	t.Helper()
-	r := newRegistry()
-	add := func(mod *module, err error) {
-		t.Helper()
-		require.NoError(t, err)
-		require.NoError(t, r.add(mod))
-	}
-	newScanner := func(Host) (scanner, error) { return scanner{}, nil }
-	av := []PluginType{PluginTypeAntivirus}
-	add(erase(Module[clamConfig, scanner]{Name: "clamav", Types: av, Stages: []Stage{PostReception},
+	var regs []func()
+	add := func(r func()) { regs = append(regs, r) }
+	newScanner := func(registry.Host) (scanner, error) { return scanner{}, nil }
+	av := []registry.PluginType{registry.PluginTypeAntivirus}
+	add(module(registry.Module[clamConfig, scanner]{Name: "clamav", Types: av, Stages: []registry.Stage{registry.PostReception},
 		Config: func() clamConfig { return clamConfig{Socket: "/run/clamd.sock", Chunk: 8192} },
-		New:    func(_ clamConfig, h Host) (scanner, error) { return newScanner(h) }}, "test/clamav"))
-	add(erase(Module[rspamdConfig, scanner]{Name: "rspamd", Types: av,
-		New: func(_ rspamdConfig, h Host) (scanner, error) { return newScanner(h) }}, "test/rspamd"))
-	add(erase(Module[dkimConfig, scanner]{Name: "dkim", Types: av,
-		New: func(_ dkimConfig, h Host) (scanner, error) { return newScanner(h) }}, "test/dkim"))
+		New:    func(_ clamConfig, h registry.Host) (scanner, error) { return newScanner(h) }}))
+	add(module(registry.Module[rspamdConfig, scanner]{Name: "rspamd", Types: av,
+		New: func(_ rspamdConfig, h registry.Host) (scanner, error) { return newScanner(h) }}))
+	add(module(registry.Module[dkimConfig, scanner]{Name: "dkim", Types: av,
+		New: func(_ dkimConfig, h registry.Host) (scanner, error) { return newScanner(h) }}))
 	for _, n := range []string{"spf", "dmarc"} {
-		add(erase(Module[struct{}, scanner]{Name: n, Types: av,
-			New: func(_ struct{}, h Host) (scanner, error) { return newScanner(h) }}, "test/"+n))
+		add(module(registry.Module[struct{}, scanner]{Name: n, Types: av,
+			New: func(_ struct{}, h registry.Host) (scanner, error) { return newScanner(h) }}))
 	}
-	return r
+	return newCatalog(regs...)
 }
 
 func TestSeedExampleLoadsAsWritten(t *testing.T) {
 	data, err := os.ReadFile("testdata/seed.toml")
 	require.NoError(t, err)
-	cfg, err := seedRegistry(t).parseConfig("seed.toml", data)
+	cfg, err := parseConfig(seedRegistry(t), "seed.toml", data)
 	require.NoError(t, err)
 
 	assert.True(t, cfg.Enabled)
@@ -76,7 +74,7 @@ func TestSeedExampleLoadsAsWritten(t *testing.T) {
 	clam, err := cfg.Settings("clamav")
 	require.NoError(t, err)
 	assert.Equal(t, 30*time.Second, clam.Timeout, "timeout = 30 means seconds")
-	assert.Equal(t, &clamConfig{Socket: "/var/run/clamav/clamd.ctl", Timeout: Duration(30 * time.Second), Chunk: 8192}, clam.Value,
+	assert.Equal(t, &clamConfig{Socket: "/var/run/clamav/clamd.ctl", Timeout: registry.Duration(30 * time.Second), Chunk: 8192}, clam.Value,
 		"file values override defaults; unset keys keep them")
 	rs, _ := cfg.Settings("rspamd")
 	assert.Equal(t, 10*time.Second, rs.Timeout)
@@ -124,7 +122,7 @@ func TestConfigErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := seedRegistry(t).parseConfig("cfg.toml", []byte(tt.toml))
+			_, err := parseConfig(seedRegistry(t), "cfg.toml", []byte(tt.toml))
 			require.Error(t, err)
 			for _, w := range tt.want {
 				assert.Contains(t, err.Error(), w)
@@ -134,7 +132,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestOtherSectionsBelongToTheHost(t *testing.T) {
-	cfg, err := seedRegistry(t).parseConfig("cfg.toml", []byte("[dns]\nservers = [\"127.0.0.1:5353\"]\n[plugins]\nplugins = [\"spf\"]\n"))
+	cfg, err := parseConfig(seedRegistry(t), "cfg.toml", []byte("[dns]\nservers = [\"127.0.0.1:5353\"]\n[plugins]\nplugins = [\"spf\"]\n"))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"spf"}, cfg.Plugins)
 }
@@ -145,18 +143,18 @@ func TestDurations(t *testing.T) {
 		`"250ms"`: 250 * time.Millisecond, `'2s'`: 2 * time.Second, `1_000`: 1000 * time.Second,
 	}
 	for in, want := range tests {
-		var d Duration
+		var d registry.Duration
 		require.NoError(t, d.UnmarshalTOML([]byte(in)), in)
 		assert.Equal(t, want, d.D(), in)
 	}
 	for _, bad := range []string{`-1`, `"-5s"`, `"soon"`, `true`, `[1]`} {
-		var d Duration
+		var d registry.Duration
 		assert.Error(t, d.UnmarshalTOML([]byte(bad)), bad)
 	}
 }
 
 func TestDisabledPluginsLoadNothing(t *testing.T) {
-	cfg, err := seedRegistry(t).parseConfig("cfg.toml", []byte("[plugins]\nenabled = false\nplugins = [\"spf\"]\n"))
+	cfg, err := parseConfig(seedRegistry(t), "cfg.toml", []byte("[plugins]\nenabled = false\nplugins = [\"spf\"]\n"))
 	require.NoError(t, err)
 	m := NewManager(cfg)
 	require.NoError(t, m.LoadPlugins(t.Context()))
@@ -169,7 +167,7 @@ func TestKnownKeysIncludeEmbeddedStructs(t *testing.T) {
 	}
 	type cfg struct {
 		Store
-		Delay  Duration `toml:"delay"`
+		Delay  registry.Duration `toml:"delay"`
 		hidden int
 	}
 	assert.Equal(t, []string{"delay", "on_error", "redis_addr", "stages", "timeout"}, knownKeys(&cfg{}))
