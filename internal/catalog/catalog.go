@@ -7,6 +7,7 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -120,8 +121,11 @@ var Reserved = pluginname.Reserved()
 // one name rule, shared with plugins.yaml and the scaffold). The name of an
 // instance ("contentfilter/strict") follows it too.
 func CheckName(s string) error {
-	if err := pluginname.Check(s); err != nil {
-		return fmt.Errorf("name %q: %w", s, err)
+	switch err := pluginname.Check(s); {
+	case errors.Is(err, pluginname.ErrReserved):
+		return fmt.Errorf("name %q is reserved for a key of the [plugins] table", s)
+	case err != nil:
+		return fmt.Errorf("invalid name %q: use lowercase letters, digits, '-' and '_', starting with a letter", s)
 	}
 	return nil
 }
