@@ -122,7 +122,7 @@ variants:
 	}{
 		{name: "pinned", coreVersion: "v1.0.0", want: []string{"good"}},
 		{name: "core moved by a plugin", variant: "bump", coreVersion: "v1.0.0", errs: []string{
-			"core module github.com/elemta/elemta: asked for v1.0.0, but the plugin modules move it to v1.1.0",
+			"core module github.com/elemta/elemta (from -core-version): asked for v1.0.0, but the plugin modules move it to v1.1.0",
 			`example.com/bumper@v1.0.0 requires github.com/elemta/elemta@v1.1.0 (plugin "bumper", `,
 			"build with -core-version v1.1.0",
 		}},
@@ -143,7 +143,7 @@ variants:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var log bytes.Buffer
-			out := filepath.Join(t.TempDir(), BinaryName(tt.variant))
+			out := filepath.Join(t.TempDir(), BinaryName("", tt.variant))
 			res, err := build(context.Background(), options{
 				config: cfg, variant: tt.variant, output: out,
 				coreVersion: tt.coreVersion, coreDir: tt.coreDir,
@@ -244,20 +244,23 @@ func TestRunUsage(t *testing.T) {
 func TestOutputPath(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
-		out, variant string
-		all          bool
-		want         string
+		out, distOut, name string
+		dirMode            bool
+		want               string
 	}{
-		{"", "", false, filepath.Join("bin", "elemta")},
-		{"", "minimal", false, filepath.Join("bin", "elemta-minimal")},
-		{"bin/elemta-x", "minimal", false, "bin/elemta-x"},
-		{"bin/", "minimal", false, filepath.Join("bin", "elemta-minimal")},
-		{"bin", "full", true, filepath.Join("bin", "elemta-full")},
-		{dir, "full", false, filepath.Join(dir, "elemta-full")},
+		{"", "", "elemta", false, filepath.Join("bin", "elemta")},
+		{"", "", "elemta-minimal", false, filepath.Join("bin", "elemta-minimal")},
+		{"", "dist", "acme-minimal", false, filepath.Join("dist", "acme-minimal")},
+		{"bin/elemta-x", "dist", "elemta-minimal", false, "bin/elemta-x"},
+		{"bin/", "", "elemta-minimal", false, filepath.Join("bin", "elemta-minimal")},
+		{"bin", "", "elemta-full", true, filepath.Join("bin", "elemta-full")},
+		{dir, "", "elemta-full", false, filepath.Join(dir, "elemta-full")},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, outputPath(tt.out, tt.variant, tt.all), "%+v", tt)
+		assert.Equal(t, tt.want, outputPath(tt.out, tt.distOut, tt.name, tt.dirMode), "%+v", tt)
 	}
+	assert.Equal(t, "elemta", BinaryName("", "default"))
+	assert.Equal(t, "acme-full", BinaryName("acme", "full"))
 }
 
 func TestParsePluginList(t *testing.T) {
@@ -284,8 +287,8 @@ func TestParsePluginList(t *testing.T) {
 }
 
 func TestBuildEnv(t *testing.T) {
-	env := buildEnv([]string{"HOME=/h", "GOWORK=/w/go.work", "GOFLAGS=-buildvcs=false -mod=vendor", "GOPROXY=off"})
-	assert.Equal(t, []string{"HOME=/h", "GOPROXY=off", "GOWORK=off", "GOFLAGS=-buildvcs=false -mod=mod"}, env)
+	env := buildEnv([]string{"HOME=/h", "GOWORK=/w/go.work", "GOFLAGS=-buildvcs=true -mod=vendor -modcacherw", "GOPROXY=off", "GOOS=plan9", "GOARCH=arm", "CGO_ENABLED=1"})
+	assert.Equal(t, []string{"HOME=/h", "GOPROXY=off", "GOWORK=off", "GOFLAGS=-modcacherw -mod=mod -buildvcs=false"}, env)
 }
 
 func TestRunKeep(t *testing.T) {
