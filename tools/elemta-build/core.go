@@ -219,8 +219,15 @@ func sumDBHint(path, msg string) string {
 		path, firstLines(msg, 2), path, path)
 }
 
+// firstLines shortens the go command's stderr to its first n lines that
+// are not progress ("go: downloading ...").
 func firstLines(s string, n int) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(s), "\n") {
+		if !strings.HasPrefix(l, "go: downloading ") && !strings.HasPrefix(l, "go: finding module for package ") {
+			lines = append(lines, l)
+		}
+	}
 	if len(lines) > n {
 		lines = append(lines[:n], fmt.Sprintf("... (%d more lines; -v shows the go commands)", len(lines)-n))
 	}

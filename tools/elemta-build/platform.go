@@ -102,7 +102,11 @@ func (p *plan) targets(o options) ([]target, error) {
 		if pf.OS == "windows" {
 			name += ".exe"
 		}
-		out = append(out, target{platform: pf, output: outputPath(o.output, dist.Output, name, dirMode)})
+		abs, err := filepath.Abs(outputPath(o.output, dist.Output, name, dirMode))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, target{platform: pf, output: abs})
 	}
 	return out, nil
 }
