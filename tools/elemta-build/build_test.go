@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
+
+	"github.com/elemta/elemta/tools/internal/pluginsfile"
 )
 
 // fakeProxy serves the modules in testdata/modules/<path with _>@<version>
@@ -154,6 +156,7 @@ variants:
 				for _, e := range tt.errs {
 					assert.Contains(t, err.Error(), e)
 				}
+				assert.NoFileExists(t, out, "a binary that fails its check is removed")
 				return
 			}
 			require.NoError(t, err)
@@ -305,4 +308,53 @@ func TestRunKeep(t *testing.T) {
 	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
 		assert.FileExists(t, filepath.Join(kept, f))
 	}
+}
+
+// TestRequirersNamesEveryEntry checks that a module holding several
+// plugins is named with each of its entries when it moves a version.
+func TestRequirersNamesEveryEntry(t *testing.T) {
+	f := &pluginsfile.File{Name: "plugins.yaml"}
+	plugins := []pluginsfile.Plugin{
+		{Name: "a", Module: "example.com/pair", Version: "v1.0.0", Line: 2},
+		{Name: "b", Module: "example.com/pair", Version: "v1.0.0", Line: 5},
+		{Name: "c", Module: "example.com/other", Version: "v1.0.0", Line: 8},
+	}
+	graph := []byte("elemta.build/custom github.com/elemta/elemta@v1.1.0\nexample.com/pair@v1.0.0 github.com/elemta/elemta@v1.1.0\n")
+	got := requirers(graph, "elemta.build/custom", "github.com/elemta/elemta", "v1.1.0", f, plugins)
+	assert.Equal(t, `example.com/pair@v1.0.0 requires github.com/elemta/elemta@v1.1.0 (plugin "a", plugins.yaml:2; plugin "b", plugins.yaml:5)`, got)
+}
+
+func TestRunSubcommandAndDownloadOnly(t *testing.T) {
+	fakeProxy(t)
+	cfg := writeConfig(t, "plugins:\n  - name: good\n    module: example.com/good\n    version: v1.0.0\n")
+
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"run", "-config", cfg, "-core-version", "v1.0.0", "--", "version"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	assert.Equal(t, "core v1.0.0\n", stdout.String(), "the stand-in core's answer to an unknown command")
+
+	stdout.Reset()
+	stderr.Reset()
+	bin := t.TempDir()
+	code = run(context.Background(), []string{"-config", cfg, "-core-version", "v1.0.0", "-download-only", "-o", bin + "/"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	assert.Contains(t, stdout.String(), "variant default: modules downloaded: good")
+	entries, err := os.ReadDir(bin)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "-download-only builds nothing")
+
+	stderr.Reset()
+	assert.Equal(t, 2, run(context.Background(), []string{"run", "-config", cfg, "-platform", "linux/arm64"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "do not apply")
+}
+
+func TestPlatformErrors(t *testing.T) {
+	fakeProxy(t)
+	cfg := writeConfig(t, "platforms: [linux/amd64, plan10/z80]\nplugins: []\n")
+	var stdout, stderr bytes.Buffer
+	assert.Equal(t, 1, run(context.Background(), []string{"-config", cfg, "-core-version", "v1.0.0"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "plugins.yaml:1: platform plan10/z80 is not supported by this Go toolchain")
+	stderr.Reset()
+	assert.Equal(t, 2, run(context.Background(), []string{"-config", cfg, "-platform", "linux"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), `-platform: platform "linux" is not GOOS/GOARCH`)
 }
