@@ -31,6 +31,8 @@ type options struct {
 	platforms    []pluginsfile.Platform // -platform
 	cgo          bool                   // -cgo
 	downloadOnly bool
+	packages     []string // -package
+	noSBOM       bool     // -sbom=false
 	rest         []string // arguments after the flags (run)
 	goCmd        string
 	verbose      bool
@@ -39,9 +41,12 @@ type options struct {
 
 // result describes a finished build.
 type result struct {
-	Outputs []string // one per platform
-	Plugins []string // names, sorted
-	KeptDir string   // the build module, when kept
+	Outputs  []string // one per platform, as named on the command line
+	files    []string // the same, absolute
+	Plugins  []string // names, sorted
+	KeptDir  string   // the build module, when kept
+	SBOMs    []string // one per platform, unless -sbom=false
+	Packages []string // .deb and .rpm files
 }
 
 // plan is what every variant of one invocation shares.
@@ -187,31 +192,86 @@ func (p *plan) build(ctx context.Context, o options) (*result, error) {
 			return nil, err
 		}
 		if err := p.goBuild(ctx, o, dir, t.platform, t.output); err != nil {
+			removeAll(res.files)
 			return nil, fmt.Errorf("variant %s: build for %s: %w", vname, t.platform, err)
 		}
-		res.Outputs = append(res.Outputs, t.output)
+		res.Outputs = append(res.Outputs, t.display)
+		res.files = append(res.files, t.output)
 		if t.platform == hostPlatform() {
 			hostBin = t.output
 		}
 	}
-	if !o.check {
-		return res, nil
+	formats := p.packageFormats(o)
+	if !o.check && len(formats) == 0 {
+		return res, p.sboms(o, targets, plugins, res)
 	}
 	// The registration check runs the binary; for a target this machine
 	// cannot run, the same main package built for the host stands in.
 	if hostBin == "" {
 		hostBin = filepath.Join(dir, "elemta-check")
 		if err := p.goBuild(ctx, o, dir, hostPlatform(), hostBin); err != nil {
-			removeAll(res.Outputs)
+			removeAll(res.files)
 			return nil, fmt.Errorf("variant %s: build for the registration check on %s: %w", vname, hostPlatform(), err)
 		}
 		defer os.Remove(hostBin)
 	}
-	if err := checkBinary(ctx, hostBin, dir, res.Plugins); err != nil {
-		removeAll(res.Outputs)
-		return nil, fmt.Errorf("variant %s: %w (removed %s)", vname, err, strings.Join(res.Outputs, ", "))
+	if o.check {
+		if err := checkBinary(ctx, hostBin, dir, res.Plugins); err != nil {
+			removeAll(res.files)
+			return nil, fmt.Errorf("variant %s: %w (removed %s)", vname, err, strings.Join(res.Outputs, ", "))
+		}
+	}
+	if err := p.sboms(o, targets, plugins, res); err != nil {
+		return nil, fmt.Errorf("variant %s: %w", vname, err)
+	}
+	for i, t := range targets {
+		if len(formats) == 0 {
+			break
+		}
+		made, err := writePackages(ctx, packageInput{
+			name: BinaryName(p.file.Build.Dist.Name, o.variant), version: p.packageVersion(),
+			platform: t.platform, binary: t.output, sbom: res.SBOMs[i], hostBin: hostBin,
+			dir: dir, outDir: filepath.Dir(t.output), formats: formats, plugins: res.Plugins,
+		})
+		res.Packages = append(res.Packages, made...)
+		if err != nil {
+			return nil, fmt.Errorf("variant %s: %w", vname, err)
+		}
 	}
 	return res, nil
+}
+
+// sboms writes the CycloneDX SBOM of every binary (-sbom).
+func (p *plan) sboms(o options, targets []target, plugins []pluginsfile.Plugin, res *result) error {
+	if o.noSBOM {
+		return nil
+	}
+	for _, t := range targets {
+		path, err := writeSBOM(t.output, filepath.Base(t.output), p.packageVersion(), plugins)
+		if err != nil {
+			return err
+		}
+		res.SBOMs = append(res.SBOMs, path)
+	}
+	return nil
+}
+
+// packageVersion is the dist version, else the core's version.
+func (p *plan) packageVersion() string {
+	if v := p.file.Build.Dist.Version; v != "" {
+		return v
+	}
+	if p.core.version != "" {
+		return strings.TrimPrefix(p.core.version, "v")
+	}
+	return ""
+}
+
+func (p *plan) packageFormats(o options) []string {
+	if len(o.packages) > 0 {
+		return o.packages
+	}
+	return p.file.Build.Packages
 }
 
 func removeAll(files []string) {

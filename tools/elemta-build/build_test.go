@@ -358,3 +358,10 @@ func TestPlatformErrors(t *testing.T) {
 	assert.Equal(t, 2, run(context.Background(), []string{"-config", cfg, "-platform", "linux"}, &stdout, &stderr))
 	assert.Contains(t, stderr.String(), `-platform: platform "linux" is not GOOS/GOARCH`)
 }
+
+func TestCompiledInOnly(t *testing.T) {
+	conf := "[plugins]\nenabled = true\nplugins = [\"contentfilter\", \"authres\"]\n\n[plugins.contentfilter]\nplugins = 3\n"
+	got := compiledInOnly([]byte(conf), []string{"contentfilter", "dkim"})
+	assert.Equal(t, "[plugins]\nenabled = true\nplugins = [\"contentfilter\"]\n\n[plugins.contentfilter]\nplugins = 3\n", string(got))
+	assert.Contains(t, string(compiledInOnly([]byte(conf), nil)), "plugins = []\n")
+}

@@ -23,6 +23,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 )
 
@@ -69,6 +70,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		for _, out := range res.Outputs {
 			fmt.Fprintf(stdout, "%s: %s\n", out, strings.Join(res.Plugins, ", "))
 		}
+		for _, pkg := range res.Packages {
+			fmt.Fprintf(stdout, "%s: package\n", pkg)
+		}
 		if res.KeptDir != "" {
 			fmt.Fprintf(stdout, "variant %s: build module kept in %s\n", variantName(v), res.KeptDir)
 		}
@@ -81,7 +85,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func parseFlags(name string, args []string, stderr io.Writer) (o options, all bool, code int) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var platforms string
+	var platforms, packages string
+	sbom := true
 	fs.StringVar(&o.config, "config", "plugins.yaml", "plugins file")
 	fs.StringVar(&o.variant, "variant", "", "variant to build (default: the top-level selection)")
 	fs.BoolVar(&all, "all-variants", false, "build every variant (and not the default selection); -o is a directory")
@@ -91,6 +96,8 @@ func parseFlags(name string, args []string, stderr io.Writer) (o options, all bo
 	fs.StringVar(&o.pluginsDir, "plugins-dir", "", "built-in plugins directory (default: plugins/ of the core built against)")
 	fs.StringVar(&platforms, "platform", "", "GOOS/GOARCH list to build for, e.g. linux/amd64,linux/arm64 (default: platforms: of the plugins file, else $GOOS/$GOARCH, else the host)")
 	fs.BoolVar(&o.cgo, "cgo", false, "build with CGO_ENABLED=1 (default static, like cgo: true in the plugins file)")
+	fs.StringVar(&packages, "package", "", "also make these packages of each linux binary: deb, rpm or deb,rpm (default: packages: of the plugins file)")
+	fs.BoolVar(&sbom, "sbom", true, "write a CycloneDX SBOM beside each binary (BINARY.cdx.json)")
 	fs.BoolVar(&o.downloadOnly, "download-only", false, "resolve and download the modules, check versions, build nothing")
 	fs.StringVar(&o.workDir, "workdir", "", "build in this directory and keep it (go.mod, go.sum, main.go); default: a temporary directory, removed")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temporary build module and print its path")
@@ -116,6 +123,16 @@ func parseFlags(name string, args []string, stderr io.Writer) (o options, all bo
 		}
 		o.platforms = list
 	}
+	if packages != "" {
+		for _, f := range strings.Split(packages, ",") {
+			if !slices.Contains(packageFormats, f) {
+				fmt.Fprintf(stderr, "elemta-build: -package %q: formats are %s\n", f, strings.Join(packageFormats, ", "))
+				return o, all, 2
+			}
+			o.packages = append(o.packages, f)
+		}
+	}
+	o.noSBOM = !sbom
 	o.log = stderr
 	o.rest = fs.Args()
 	return o, all, -1

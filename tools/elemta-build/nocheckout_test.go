@@ -150,6 +150,8 @@ plugins:
     module: example.com/elemta-headerlist
     version: v1.0.0
     import: example.com/elemta-headerlist/headerlist
+variants:
+  standard: [contentfilter, dkim, headerlist]
 `
 
 func sha(t *testing.T, file string) string {
@@ -171,13 +173,42 @@ func TestNoCheckout(t *testing.T) {
 	}
 	work := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(work, "plugins.yaml"), []byte(noCheckoutPlugins), 0o644))
-	cmd := exec.Command("go", "run", "github.com/elemta/elemta/tools/elemta-build@"+servedCore, "-o", "out/")
+	cmd := exec.Command("go", "run", "github.com/elemta/elemta/tools/elemta-build@"+servedCore, "-variant", "standard", "-package", "deb,rpm", "-o", "out/")
 	cmd.Dir = work
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	amd64 := filepath.Join(work, "out", "acme-linux-amd64")
-	arm64 := filepath.Join(work, "out", "acme-linux-arm64")
-	assert.Contains(t, string(out), "out/acme-linux-arm64: contentfilter, dkim, headerlist")
+	amd64 := filepath.Join(work, "out", "acme-standard-linux-amd64")
+	arm64 := filepath.Join(work, "out", "acme-standard-linux-arm64")
+	deb := filepath.Join(work, "out", "acme-standard_2.1.0_amd64.deb")
+	assert.Contains(t, string(out), "out/acme-standard-linux-arm64: contentfilter, dkim, headerlist")
+	for _, f := range []string{deb, filepath.Join(work, "out", "acme-standard_2.1.0_arm64.deb"),
+		filepath.Join(work, "out", "acme-standard-2.1.0-1.x86_64.rpm"), filepath.Join(work, "out", "acme-standard-2.1.0-1.aarch64.rpm")} {
+		assert.FileExists(t, f)
+	}
+
+	t.Run("sbom names every plugin module", func(t *testing.T) {
+		for _, bin := range []string{amd64, arm64} {
+			data, err := os.ReadFile(bin + ".cdx.json")
+			require.NoError(t, err)
+			var bom cdxBOM
+			require.NoError(t, json.Unmarshal(data, &bom))
+			assert.Equal(t, "CycloneDX", bom.BOMFormat)
+			assert.Equal(t, sha(t, bin), bom.Metadata.Component.Hashes[0].Content)
+			plugins := map[string]string{}
+			for _, c := range bom.Components {
+				for _, p := range c.Properties {
+					if p.Name == "elemta:plugins" {
+						plugins[c.Name+"@"+c.Version] = p.Value
+					}
+				}
+			}
+			assert.Equal(t, map[string]string{
+				"github.com/elemta/elemta@" + servedCore: "contentfilter,dkim",
+				"example.com/elemta-headerlist@v1.0.0":   "headerlist",
+			}, plugins, bin)
+		}
+	})
+	t.Run("deb installs", func(t *testing.T) { installDeb(t, deb) })
 
 	t.Run("arm64 is an arm64 ELF", func(t *testing.T) {
 		f, err := elf.Open(arm64)
@@ -230,10 +261,67 @@ func TestNoCheckout(t *testing.T) {
 		cfg := filepath.Join(other, "plugins.yaml")
 		require.NoError(t, os.WriteFile(cfg, []byte(noCheckoutPlugins), 0o644))
 		var stdout, stderr bytes.Buffer
-		code := run(context.Background(), []string{"-config", cfg, "-core-version", servedCore, "-platform", "linux/amd64", "-o", other + "/"}, &stdout, &stderr)
+		code := run(context.Background(), []string{"-config", cfg, "-core-version", servedCore, "-variant", "standard", "-platform", "linux/amd64", "-package", "deb", "-o", other + "/"}, &stdout, &stderr)
 		require.Equal(t, 0, code, stderr.String())
-		assert.Equal(t, sha(t, amd64), sha(t, filepath.Join(other, "acme-linux-amd64")))
+		if !assert.Equal(t, sha(t, amd64), sha(t, filepath.Join(other, "acme-standard-linux-amd64"))) {
+			a, _ := exec.Command("go", "version", "-m", amd64).Output()
+			b, _ := exec.Command("go", "version", "-m", filepath.Join(other, "acme-standard-linux-amd64")).Output()
+			t.Logf("go run builder:\n%s\nin-process builder:\n%s", a, b)
+		}
+		// The SBOM names the builder's version, so the same builder again
+		// for the SBOM and the package.
+		third := t.TempDir()
+		require.NoError(t, os.WriteFile(filepath.Join(third, "plugins.yaml"), []byte(noCheckoutPlugins), 0o644))
+		cmd := exec.Command("go", "run", "github.com/elemta/elemta/tools/elemta-build@"+servedCore, "-variant", "standard", "-platform", "linux/amd64", "-package", "deb")
+		cmd.Dir = third
+		out, err := cmd.CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Equal(t, sha(t, amd64), sha(t, filepath.Join(third, "bin", "acme-standard-linux-amd64")))
+		assert.Equal(t, sha(t, amd64+".cdx.json"), sha(t, filepath.Join(third, "bin", "acme-standard-linux-amd64.cdx.json")))
+		assert.Equal(t, sha(t, deb), sha(t, filepath.Join(third, "bin", "acme-standard_2.1.0_amd64.deb")))
 	})
+}
+
+// installDeb installs the package with dpkg, runs the binary from
+// /usr/bin as the package's user, and purges it. It needs root, dpkg and
+// a machine without an elemta package or /usr/bin/elemta already.
+func installDeb(t *testing.T, deb string) {
+	if os.Geteuid() != 0 {
+		t.Skip("dpkg -i needs root")
+	}
+	if _, err := exec.LookPath("dpkg"); err != nil {
+		t.Skip("no dpkg")
+	}
+	if _, err := os.Stat("/usr/bin/elemta"); err == nil {
+		t.Skip("/usr/bin/elemta exists: not touching this machine's install")
+	}
+	if out, err := exec.Command("dpkg-query", "-W", "acme-standard").CombinedOutput(); err == nil {
+		t.Skipf("acme-standard is installed already: %s", out)
+	}
+	t.Cleanup(func() {
+		out, err := exec.Command("dpkg", "--purge", "acme-standard").CombinedOutput()
+		assert.NoError(t, err, "%s", out)
+		assert.NoFileExists(t, "/usr/bin/elemta")
+		assert.NoFileExists(t, "/etc/elemta/elemta.toml")
+		_, err = exec.Command("getent", "passwd", "elemta").Output()
+		assert.Error(t, err, "purge removes the elemta user")
+	})
+	out, err := exec.Command("dpkg", "-i", deb).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	v, err := exec.Command("/usr/bin/elemta", "version").CombinedOutput()
+	require.NoError(t, err, "%s", v)
+	assert.Contains(t, string(v), "acme 2.1.0 (elemta "+servedCore)
+	assert.Contains(t, string(v), "example.com/elemta-headerlist v1.0.0")
+	assert.FileExists(t, "/lib/systemd/system/elemta.service")
+	assert.FileExists(t, "/usr/share/doc/acme-standard/sbom.cdx.json")
+	st, err := os.Stat("/var/lib/elemta")
+	require.NoError(t, err)
+	assert.True(t, st.IsDir())
+	// The service's own first step, as its user.
+	check, err := exec.Command("runuser", "-u", "elemta", "--", "/usr/bin/elemta", "config", "check", "/etc/elemta/elemta.toml").CombinedOutput()
+	require.NoError(t, err, "%s", check)
+	assert.Contains(t, string(check), "/etc/elemta/elemta.toml: OK")
 }
 
 type pluginJSONLine struct {

@@ -81,7 +81,8 @@ func (o options) knownPlatforms(ctx context.Context) ([]string, error) {
 
 type target struct {
 	platform pluginsfile.Platform
-	output   string
+	output   string // absolute: go build runs in the build module
+	display  string // as the user wrote it
 }
 
 // targets names the binary of each platform.
@@ -102,11 +103,12 @@ func (p *plan) targets(o options) ([]target, error) {
 		if pf.OS == "windows" {
 			name += ".exe"
 		}
-		abs, err := filepath.Abs(outputPath(o.output, dist.Output, name, dirMode))
+		display := outputPath(o.output, dist.Output, name, dirMode)
+		abs, err := filepath.Abs(display)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, target{platform: pf, output: abs})
+		out = append(out, target{platform: pf, output: abs, display: display})
 	}
 	return out, nil
 }

@@ -29,6 +29,9 @@ type Build struct {
 	LDFlags string
 	// Tags are build tags (tags: [netgo]).
 	Tags []string
+	// Packages are the package formats made of each linux binary
+	// (packages: [deb, rpm]).
+	Packages []string
 	// Line records where each key was written, for messages.
 	Line map[string]int
 }
@@ -69,7 +72,7 @@ type Exclude struct {
 }
 
 var (
-	buildKeys  = []string{"platforms", "cgo", "dist", "replaces", "excludes", "ldflags", "tags"}
+	buildKeys  = []string{"platforms", "cgo", "dist", "replaces", "excludes", "ldflags", "tags", "packages"}
 	distKeys   = []string{"name", "version", "module", "output"}
 	platformRE = regexp.MustCompile(`^[a-z0-9]+/[a-z0-9]+$`)
 	// tokenRE is what a dist name or version may hold: it ends up in a file
@@ -173,6 +176,16 @@ func (p *parser) buildKey(b *Build, k, v *yaml.Node) bool {
 		}
 	case "ldflags":
 		b.LDFlags, _ = p.str(v, "", "ldflags")
+	case "packages":
+		for _, s := range p.strList(v, k.Value) {
+			if s.val != "deb" && s.val != "rpm" {
+				p.errorf(s.line, "", "package format %q: want deb or rpm", s.val)
+				continue
+			}
+			if !slices.Contains(b.Packages, s.val) {
+				b.Packages = append(b.Packages, s.val)
+			}
+		}
 	case "tags":
 		for _, s := range p.strList(v, k.Value) {
 			if !tagRE.MatchString(s.val) {
