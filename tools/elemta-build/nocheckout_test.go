@@ -381,3 +381,45 @@ func sumDB(t *testing.T) {
 	t.Setenv("GONOSUMDB", "github.com,golang.org,go.etcd.io,go.uber.org,go.yaml.in,blitiri.com.ar,go4.org,gopkg.in")
 	t.Setenv("GOMODCACHE", t.TempDir())
 }
+
+// TestCheckoutReproducible builds the minimal selection from two copies of
+// this checkout at different paths: the replace directive points at a
+// relative link inside the build module, so the binaries are the same
+// bytes and name neither copy.
+func TestCheckoutReproducible(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two Elemta binaries")
+	}
+	t.Setenv("GOPROXY", "off") // everything the minimal build needs is in the module cache
+	t.Setenv("GOFLAGS", "")
+	root, err := filepath.Abs("../..")
+	require.NoError(t, err)
+	files := gitFiles(t, root, ".")
+	var bins []string
+	for _, sub := range []string{"a", filepath.Join("deeper", "b")} {
+		clone := filepath.Join(t.TempDir(), sub)
+		for _, f := range files {
+			if strings.HasPrefix(f.rel, "tools/elemta-build/testdata/") || strings.HasPrefix(f.rel, "examples/") {
+				continue
+			}
+			data, err := os.ReadFile(f.abs)
+			require.NoError(t, err)
+			dst := filepath.Join(clone, filepath.FromSlash(f.rel))
+			require.NoError(t, os.MkdirAll(filepath.Dir(dst), 0o755))
+			require.NoError(t, os.WriteFile(dst, data, 0o644))
+		}
+		cfg := filepath.Join(clone, "my.yaml")
+		require.NoError(t, os.WriteFile(cfg, []byte("plugins:\n  - name: contentfilter\n"), 0o644))
+		out := filepath.Join(clone, "bin", "elemta")
+		_, err := build(context.Background(), options{config: cfg, output: out, check: true, noSBOM: true})
+		require.NoError(t, err)
+		data, err := os.ReadFile(out)
+		require.NoError(t, err)
+		assert.False(t, bytes.Contains(data, []byte(clone)), "the binary names its checkout %s", clone)
+		bins = append(bins, out)
+	}
+	assert.Equal(t, sha(t, bins[0]), sha(t, bins[1]))
+	info, err := exec.Command("go", "version", "-m", bins[0]).Output()
+	require.NoError(t, err)
+	assert.Contains(t, string(info), "=>\t./core\t(devel)")
+}
