@@ -37,7 +37,8 @@ func toolVersion() string {
 	if !ok || bi.Main.Path != pluginsfile.CorePath {
 		return ""
 	}
-	if v := bi.Main.Version; semver.IsValid(v) && !module.IsPseudoVersion(v) {
+	// A checkout's stamp (v1.4.1-0.2026...-abcdef+dirty) is no release.
+	if v := bi.Main.Version; semver.IsValid(v) && !module.IsPseudoVersion(v) && semver.Build(v) == "" {
 		return v
 	}
 	return ""
