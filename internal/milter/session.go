@@ -92,6 +92,7 @@ func (s *session) Helo(name string, m milter.Modifier) (resp *milter.Response, e
 func (s *session) MailFrom(from, _ string, m milter.Modifier) (resp *milter.Response, err error) {
 	defer s.guard("mail", &resp)
 	s.resetTx()
+	from = milter.RemoveAngle(from)
 	if hasControl(from) {
 		return mustReply(553, "5.1.7 Bad sender address syntax"), nil
 	}
@@ -112,6 +113,7 @@ func (s *session) MailFrom(from, _ string, m milter.Modifier) (resp *milter.Resp
 // recipient only (the MTA keeps the others).
 func (s *session) RcptTo(rcpt, _ string, m milter.Modifier) (resp *milter.Response, err error) {
 	defer s.guard("rcpt", &resp)
+	rcpt = milter.RemoveAngle(rcpt)
 	if s.pc == nil {
 		return milter.RespContinue, nil // an MTA that sent no MAIL: nothing to decide on
 	}

@@ -21,6 +21,20 @@ if [ "$cmd" = stop ]; then
 fi
 
 PORT=$3 MILTER_PORT=$4
+if ! command -v postfix >/dev/null || ! command -v saslpasswd2 >/dev/null; then
+  echo "[testenv] postfix-milter: installing postfix sasl2-bin libsasl2-modules"
+  # debconf "No configuration": the package writes no /etc/postfix/main.cf; a temporary policy-rc.d
+  # keeps its scripts from starting the system instance on port 25
+  own_policy=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\n# temporary, from elemta tools/testenv/postfix-milter.sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d; own_policy=1; trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postfix sasl2-bin libsasl2-modules \
+    > "$2/logs/apt-postfix-milter.log" 2>&1 || { tail -20 "$2/logs/apt-postfix-milter.log"; exit 1; }
+  if [ $own_policy = 1 ]; then rm -f /usr/sbin/policy-rc.d; trap - EXIT; fi
+fi
 mkdir -p "$PFM/etc/sasl" "$PFM/spool" "$PFM/data" "$PFM/vmail"
 chown postfix "$PFM/data"; chown 65534:65534 "$PFM/vmail"
 cp /usr/share/postfix/master.cf.dist "$PFM/etc/master.cf"
