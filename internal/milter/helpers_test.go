@@ -64,8 +64,16 @@ func (testPlugin) HandleStage(ctx context.Context, stage registry.Stage, pc *reg
 // releases it (the executor abandons it at its timeout).
 type boom struct{}
 
-// released unblocks every hung boom call when the test ends.
-var released = make(chan struct{})
+// released unblocks the hung boom calls; a test that hangs one makes a
+// new channel before it starts its milter and closes it at its end.
+var released chan struct{}
+
+// hangUntilCleanup arms released for one test.
+func hangUntilCleanup(t *testing.T) {
+	ch := make(chan struct{})
+	released = ch
+	t.Cleanup(func() { close(ch) })
+}
 
 func (boom) HandleStage(ctx context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
 	switch pc.Message.Header.Get("X-Boom") {

@@ -199,7 +199,7 @@ func postfixApply(t *testing.T, fields [][2]string, mods []milter.ModifyAction) 
 // timeout gets its on_error verdict (here tempfail: 451 4.3.0), the
 // connection and the server go on, and the next message is accepted.
 func TestPluginFailureAppliesOnError(t *testing.T) {
-	t.Cleanup(func() { close(released) })
+	hangUntilCleanup(t)
 	h := startTOML(t, `
 [plugins]
 plugins = ["milterboom"]
