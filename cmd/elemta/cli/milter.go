@@ -21,8 +21,8 @@ func (a *app) milter(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.errorf("milter: %v", err)
 	}
-	for _, w := range milter.StageWarnings(cfg.Plugins) {
-		if !cfg.HasMilter { // loadConfig logged them already when the file has a [milter] table
+	if !cfg.HasMilter { // with a [milter] table they are among the warnings loadConfig logged
+		for _, w := range milter.StageWarnings(cfg.Plugins) {
 			a.log.Warn(w)
 		}
 	}
