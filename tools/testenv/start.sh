@@ -6,6 +6,7 @@
 #   redis    127.0.0.1:16379
 #   clamd    127.0.0.1:3310 and a unix socket in the state dir (EICAR + clam.exe test signatures only)
 #   rspamd   127.0.0.1:11333 normal worker, 127.0.0.1:11334 controller, 127.0.0.1:11332 proxy
+#   postfix  127.0.0.1:10026, its milter at 127.0.0.1:18891 (postfix-milter.sh; internal/milter's tests)
 #
 # Everything lives in a state directory ($ELEMTA_TESTENV_DIR, default <repo>/.testenv): configs,
 # DKIM test keys, logs, pid files, rspamd's database (kept, so later starts take about a second), and
@@ -25,6 +26,10 @@ CLAMD_PORT=${ELEMTA_TESTENV_CLAMD_PORT:-3310}
 RSPAMD_PORT=${ELEMTA_TESTENV_RSPAMD_PORT:-11333}
 RSPAMD_CONTROLLER_PORT=${ELEMTA_TESTENV_RSPAMD_CONTROLLER_PORT:-11334}
 RSPAMD_PROXY_PORT=${ELEMTA_TESTENV_RSPAMD_PROXY_PORT:-11332}
+# Postfix in front of `elemta milter` (section 6b, tools/testenv/postfix-milter.sh): its SMTP port, and
+# the port its smtpd_milters points at, where internal/milter's tests listen
+POSTFIX_MILTER_PORT=${ELEMTA_TESTENV_POSTFIX_MILTER_PORT:-10026}
+MILTER_PORT=${ELEMTA_TESTENV_MILTER_PORT:-18891}
 START_TIMEOUT=${ELEMTA_TESTENV_START_TIMEOUT:-180}   # seconds, per service
 PKGS=(clamav-daemon clamav-testfiles rspamd redis-server unbound python3-dkim python3-spf
       opendkim-tools bind9-dnsutils curl swaks openssl iproute2)
@@ -330,6 +335,13 @@ start rspamd "rspamd: main process" probe_rspamd "$RSPAMD_PORT" "$LOGS/rspamd.ou
   rspamd -f -u _rspamd -g _rspamd -c /etc/rspamd/rspamd.conf \
     "--var=LOCAL_CONFDIR=$R" "--var=DBDIR=$R/db" "--var=RUNDIR=$R/run" "--var=LOGDIR=$R/log"
 
+# ---------------------------------------------------------------- 6b. Postfix + milter (internal/milter)
+# A private Postfix on 127.0.0.1:$POSTFIX_MILTER_PORT whose smtpd_milters is inet:127.0.0.1:$MILTER_PORT.
+# Kept apart from any other Postfix instance of this script: own directory ($STATE/postfix-milter),
+# own ports, own script.
+"$HERE/postfix-milter.sh" start "$STATE" "$POSTFIX_MILTER_PORT" "$MILTER_PORT" 9>&-
+# ---------------------------------------------------------------- 6b. end
+
 # ---------------------------------------------------------------- 7. env file for the Go tests
 cat > "$STATE/env.sh.tmp" <<EOF
 # Written by tools/testenv/start.sh; removed by stop.sh. Source it: . $STATE/env.sh
@@ -343,6 +355,10 @@ export ELEMTA_TEST_RSPAMD_CONTROLLER=http://127.0.0.1:$RSPAMD_CONTROLLER_PORT
 export ELEMTA_TEST_RSPAMD_PROXY=127.0.0.1:$RSPAMD_PROXY_PORT
 export ELEMTA_TEST_REDIS=127.0.0.1:$REDIS_PORT
 export ELEMTA_TEST_KEYS='$KEYS'
+# 6b. Postfix + milter: Postfix's SMTP address, where the milter must listen, the Maildir it delivers to
+export ELEMTA_TEST_POSTFIX_MILTER=127.0.0.1:$POSTFIX_MILTER_PORT
+export ELEMTA_TEST_POSTFIX_MILTER_LISTEN=127.0.0.1:$MILTER_PORT
+export ELEMTA_TEST_POSTFIX_MILTER_MAILDIR='$STATE/postfix-milter/vmail/example.test/postmaster'
 EOF
 mv "$STATE/env.sh.tmp" "$STATE/env.sh"
 log "all services up in $(ms_since "$T_ALL") ms; environment: . $STATE/env.sh"

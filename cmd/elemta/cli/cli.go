@@ -1,5 +1,5 @@
 // Package cli is the elemta command line: `elemta scan`, `elemta plugins
-// list|test|metrics`, `elemta config check`, `elemta serve`, `elemta send`,
+// list|test|metrics`, `elemta config check`, `elemta serve`, `elemta milter`, `elemta send`,
 // `elemta version`. It holds no
 // plugin imports: the binary's main package links the plugins (gen/, or
 // the package tools/elemta-build generates) and passes their manifest.
@@ -48,6 +48,8 @@ Commands:
         print the embedded default config
   serve [--config F]
         run the SMTP server ([server] table): receive, run the stages, spool, deliver
+  milter [--config F]
+        run the plugin stages for Postfix or Sendmail over the milter protocol ([milter] table)
   send [--server HOST:PORT] [--helo NAME] [--from ADDR] --rcpt ADDR... FILE...
         submit each file over SMTP and print the server's reply
         (exit 0 accepted, 2 refused with 5xx, 3 refused with 4xx)
@@ -114,6 +116,8 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 		return ExitAccept
 	case cmd == "serve":
 		return a.serve(ctx, rest)
+	case cmd == "milter":
+		return a.milter(ctx, rest)
 	case cmd == "send":
 		return a.send(ctx, rest)
 	case cmd == "version":
