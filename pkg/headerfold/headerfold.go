@@ -188,3 +188,25 @@ func firstText(line string) int {
 }
 
 func isWSP(c byte) bool { return c == ' ' || c == '\t' }
+
+// Unfold undoes folding (RFC 5322 §2.2.3): it removes every CRLF or LF
+// that is followed by white space.
+func Unfold(value string) string {
+	if !strings.ContainsAny(value, "\r\n") {
+		return value
+	}
+	var b strings.Builder
+	b.Grow(len(value))
+	for i := 0; i < len(value); i++ {
+		c := value[i]
+		if c == '\r' && i+2 < len(value) && value[i+1] == '\n' && isWSP(value[i+2]) {
+			i++
+			continue
+		}
+		if c == '\n' && i+1 < len(value) && isWSP(value[i+1]) {
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

@@ -9,10 +9,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// unfold is RFC 5322 §2.2.3's: remove every CRLF (or LF) before white space.
-func unfold(s string) string {
-	s = strings.ReplaceAll(s, "\r\n", "")
-	return strings.ReplaceAll(s, "\n", "")
+func unfold(s string) string { return Unfold(s) }
+
+func TestUnfold(t *testing.T) {
+	assert.Equal(t, "a b\tc", Unfold("a\r\n b\n\tc"))
+	assert.Equal(t, "a\r\nb\nc\r\n", Unfold("a\r\nb\nc\r\n"), "a line end before text is no fold")
+	assert.Equal(t, "x", Unfold("x"))
 }
 
 // checkFolded asserts the rules Value promises for the field name: value.

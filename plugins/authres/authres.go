@@ -14,6 +14,7 @@ import (
 
 	msgauthres "github.com/emersion/go-msgauth/authres"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -48,7 +49,7 @@ func (w *Writer) HandleStage(_ context.Context, _ registry.Stage, pc *registry.P
 		details += ", removed " + strconv.Itoa(len(removals)) + " forged " + HeaderName
 	}
 	return &registry.Result{
-		AddHeaders:    []registry.Field{{Name: HeaderName, Value: value}},
+		AddHeaders:    []registry.Field{{Name: HeaderName, Value: headerfold.Value(HeaderName, value, headerfold.EOL(pc.Message.Raw))}},
 		RemoveHeaders: removals,
 		Details:       details,
 	}, nil

@@ -8,6 +8,7 @@ import (
 	msgauthres "github.com/emersion/go-msgauth/authres"
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -84,7 +85,8 @@ func TestHeader(t *testing.T) {
 			var got []string
 			for _, f := range sr.AddHeaders {
 				require.Equal(t, HeaderName, f.Name)
-				got = append(got, f.Value)
+				checkFolded(t, f)
+				got = append(got, headerfold.Unfold(f.Value))
 			}
 			require.Equal(t, []string{tc.want}, got, "exactly one Authentication-Results")
 			// The header parses back with go-msgauth.
@@ -125,7 +127,7 @@ func TestForgedHeadersRemoved(t *testing.T) {
 		"body",
 		"",
 	}, "\r\n")
-	require.Equal(t, want, out)
+	require.Equal(t, want, headerfold.Unfold(string(out)))
 }
 
 func TestAuthservID(t *testing.T) {
@@ -188,7 +190,18 @@ func TestHeaderEscaping(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			sr, _ := run(t, all, plain, tc.env, tc.data)
 			require.Len(t, sr.AddHeaders, 1)
-			require.Equal(t, tc.want, sr.AddHeaders[0].Value)
+			checkFolded(t, sr.AddHeaders[0])
+			require.Equal(t, tc.want, headerfold.Unfold(sr.AddHeaders[0].Value))
 		})
+	}
+}
+
+// checkFolded checks that f is folded (pkg/headerfold): no line over 78
+// characters that white space could have shortened, none over 998.
+func checkFolded(t *testing.T, f registry.Field) {
+	t.Helper()
+	require.Equal(t, headerfold.Value(f.Name, headerfold.Unfold(f.Value), headerfold.CRLF), f.Value, "folded")
+	for _, line := range strings.Split(f.Name+": "+f.Value, "\r\n") {
+		require.LessOrEqual(t, len(line), headerfold.MaxLine)
 	}
 }
