@@ -311,7 +311,8 @@ func TestMailbox(t *testing.T) {
 		{"user@Example.ORG", "/r/example.org/user", false},
 		{"user@example.org.", "/r/example.org/user", false},
 		{"PostMaster@example.org", "/r/example.org/postmaster", false}, // RFC 5321 §4.5.1
-		{"User@example.org", "/r/example.org/User", false},             // other local parts keep their case
+		{"User@example.org", "/r/example.org/user", false},             // ASCII case folded (internal/mailbox)
+		{"Jürgen@example.org", "/r/example.org/jürgen", false},
 		{"a@.", "", true},
 		{"a@...", "", true},
 		{"first.last+tag@x.test", "/r/x.test/first.last+tag", false},
