@@ -20,6 +20,7 @@ import (
 	"github.com/elemta/elemta/internal/config"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
+	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
 )
@@ -179,8 +180,9 @@ func (s *server) send(helo string, auth smtp.Auth, from string, to []string, msg
 // not exist yet).
 func (s *server) mailbox(addr string) []string {
 	s.t.Helper()
-	local, domain, _ := strings.Cut(addr, "@")
-	dir := filepath.Join(s.mail, domain, local, "new")
+	box, err := mbox.Path(s.mail, addr) // the delivery's rules
+	require.NoError(s.t, err)
+	dir := filepath.Join(box, "new")
 	ents, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return nil

@@ -99,6 +99,10 @@ type Config struct {
 	// (a development box); otherwise no domain is, which Validate refuses
 	// without a Relay (the server could accept nothing).
 	LocalDomains []string `toml:"local_domains"`
+	// AddDateMessageID adds Date and Message-ID to an authenticated
+	// client's message that lacks them (RFC 6409 §8), before the plugins
+	// run, so a DKIM signature covers them (default on).
+	AddDateMessageID bool `toml:"add_date_message_id"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -130,6 +134,7 @@ func DefaultConfig() Config {
 		RelayDataInitTimeout:  registry.Duration(2 * time.Minute),
 		RelayDataBlockTimeout: registry.Duration(3 * time.Minute),
 		RelayDataTermTimeout:  registry.Duration(10 * time.Minute),
+		AddDateMessageID:      true,
 	}
 }
 
@@ -277,7 +282,7 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 		MaxHeaderBytes: cfg.MaxHeaderSize, MaxBytesInFlight: cfg.MaxBytesInFlight,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
-		RelayAuthenticated: cfg.Relay != ""}
+		RelayAuthenticated: cfg.Relay != "", AddDateMessageID: cfg.AddDateMessageID}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
