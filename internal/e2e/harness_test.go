@@ -18,9 +18,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/elemta/elemta/internal/config"
+	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
-	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/registry"
 )
