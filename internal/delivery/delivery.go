@@ -225,7 +225,7 @@ func (w *Worker) relayPhase(ctx context.Context, a *attempt) error {
 	if ctx.Err() != nil {
 		return w.release(a.e)
 	}
-	if err := w.relay(ctx, a.e.Envelope.MailFrom, a.remote, a.data, a.out); err != nil {
+	if err := w.relay(ctx, a.e, a.remote, a.data, a.out); err != nil {
 		return w.release(a.e)
 	}
 	return w.finish(ctx, a)
@@ -396,7 +396,7 @@ func (w *Worker) bounce(e *spool.Entry, failed []Failure) error {
 		id = spool.NewID(now)
 	}
 	_, err := w.spool.Put(&spool.Entry{ID: id, ReceivedAt: now,
-		Envelope: spool.Envelope{MailFrom: "", RcptTo: []string{e.Envelope.MailFrom}}, Message: dsn}, false)
+		Envelope: spool.Envelope{MailFrom: "", RcptTo: []string{e.Envelope.MailFrom}, SMTPUTF8: globalDSN(e, failed)}, Message: dsn}, false)
 	if err != nil {
 		return fmt.Errorf("bounce %s: %w", e.ID, err)
 	}
