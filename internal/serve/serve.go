@@ -103,6 +103,9 @@ type Config struct {
 	// client's message that lacks them (RFC 6409 §8), before the plugins
 	// run, so a DKIM signature covers them (default on).
 	AddDateMessageID bool `toml:"add_date_message_id"`
+	// RelayDowngrade8Bit converts 8-bit messages for the smarthost to
+	// 7-bit at reception, before the plugins sign them (default on).
+	RelayDowngrade8Bit bool `toml:"relay_downgrade_8bit"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -135,6 +138,7 @@ func DefaultConfig() Config {
 		RelayDataBlockTimeout: registry.Duration(3 * time.Minute),
 		RelayDataTermTimeout:  registry.Duration(10 * time.Minute),
 		AddDateMessageID:      true,
+		RelayDowngrade8Bit:    true,
 	}
 }
 
@@ -282,7 +286,8 @@ func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.
 		MaxHeaderBytes: cfg.MaxHeaderSize, MaxBytesInFlight: cfg.MaxBytesInFlight,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
-		RelayAuthenticated: cfg.Relay != "", AddDateMessageID: cfg.AddDateMessageID}
+		RelayAuthenticated: cfg.Relay != "", AddDateMessageID: cfg.AddDateMessageID,
+		Downgrade8Bit: cfg.RelayDowngrade8Bit}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {

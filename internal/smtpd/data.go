@@ -110,6 +110,13 @@ func (s *session) data(r io.Reader) error {
 		}
 		raw = fixed
 	}
+	if conv := s.downgrade(raw, env); conv != nil {
+		if msg, err = registry.ParseMessage(conv, env); err != nil {
+			s.be.rejected.Add(1)
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
+		}
+		raw, tx.body = conv, smtp.Body7Bit
+	}
 	pc.Message = msg
 	pc.Phase = registry.PhaseMessage
 	for _, stage := range []registry.Stage{registry.PostReception, registry.PreQueue} {

@@ -79,6 +79,11 @@ type Config struct {
 	// client's message that lacks them (RFC 6409 §8), before the
 	// post-reception stage, so DKIM signing covers them.
 	AddDateMessageID bool
+	// Downgrade8Bit converts a message with 8-bit content for the
+	// smarthost (a recipient outside LocalDomains, with
+	// RelayAuthenticated) to 7-bit before the post-reception stage, so
+	// what DKIM signs is what any smarthost gets (downgrade.go).
+	Downgrade8Bit bool
 }
 
 // Server is an SMTP receiver.

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/internal/mime7bit"
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/pkg/headerfold"
 )
@@ -169,4 +170,37 @@ func TestSubmissionDateMessageID(t *testing.T) {
 
 	assert.NotContains(t, send(t, true, false, bare), "Date:", "only submissions")
 	assert.NotContains(t, send(t, false, true, bare), "Message-ID:", "the key off")
+}
+
+// TestDowngradeForSmarthost: with a smarthost, an 8-bit message with a
+// recipient for it is spooled as 7-bit (before the stages run, so a
+// signature covers what is sent); one for local recipients only, or with
+// the key off, is spooled as it came.
+func TestDowngradeForSmarthost(t *testing.T) {
+	auth := base64.StdEncoding.EncodeToString([]byte("\x00alice\x00s3cret"))
+	body := "From: alice@example.org\r\nSubject: 8bit\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nGrüße\r\n"
+	for _, tt := range []struct {
+		name     string
+		rcpt     string
+		on       bool
+		want7Bit bool
+	}{
+		{"for the smarthost", "b@remote.test", true, true},
+		{"local only", "b@example.org", true, false},
+		{"key off", "b@remote.test", false, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			h := start(t, Config{Credentials: creds(t), AllowPlaintextAuth: true, LocalDomains: []string{"example.org"},
+				RelayAuthenticated: true, Downgrade8Bit: tt.on})
+			converse(t, h.addr, []step{{send: "EHLO client.test", code: 250}, {send: "AUTH PLAIN " + auth, code: 235},
+				{send: "MAIL FROM:<alice@example.org> BODY=8BITMIME", code: 250}, {send: "RCPT TO:<" + tt.rcpt + ">", code: 250},
+				{send: "DATA", code: 354}, {send: body + ".\r\n", raw: true, code: 250}})
+			e := onlyEntry(t, h)
+			assert.Equal(t, tt.want7Bit, !mime7bit.Needs(e.Message), string(e.Message))
+			if tt.want7Bit {
+				assert.Contains(t, string(e.Message), "Content-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r\n")
+				assert.Equal(t, "7BIT", e.Envelope.Body)
+			}
+		})
+	}
 }
