@@ -39,6 +39,7 @@ stop_one() { # name cmdline-pattern
 }
 
 rm -f "$STATE/env.sh"
+"$HERE/postfix.sh" "$STATE" stop || status=1
 stop_one rspamd "rspamd"
 stop_one clamd "clamd -c"
 stop_one redis "redis-server"
