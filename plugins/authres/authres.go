@@ -121,11 +121,11 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 // Format will quote the value (always for a reason: '\' is a tspecial; for
 // a pvalue unless it is address-like and left bare).
 func reason(s string) string {
-	return strings.ReplaceAll(noCTL(s), `\`, `\\`)
+	return strings.ReplaceAll(noCTL(asciiReason(s)), `\`, `\\`)
 }
 
 func pvalue(s string) string {
-	s = noCTL(s)
+	s = noCTL(asciiPValue(s))
 	for _, ch := range s {
 		if !unicode.IsLetter(ch) && !unicode.IsDigit(ch) && !strings.ContainsRune("#$%&'*+,./-@[]\\^_`{|}~", ch) {
 			return strings.ReplaceAll(s, `\`, `\\`)
