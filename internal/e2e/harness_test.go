@@ -65,10 +65,16 @@ type server struct {
 // may be nil (the system clock).
 func start(t testing.TB, toml string, clock registry.Clock) *server {
 	t.Helper()
+	return startOn(t, toml, clock, "127.0.0.1:0")
+}
+
+// startOn is start listening on listen.
+func startOn(t testing.TB, toml string, clock registry.Clock, listen string) *server {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse("e2e.toml", []byte(toml))
 	require.NoError(t, err)
-	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Server.Listen = listen
 	cfg.Server.Hostname = hostname
 	cfg.Server.SpoolDir = filepath.Join(dir, "spool")
 	cfg.Server.MaildirRoot = filepath.Join(dir, "mail")
