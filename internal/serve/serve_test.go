@@ -178,6 +178,10 @@ func TestConfigDecode(t *testing.T) {
 			c.Listen = "0.0.0.0:25"
 			c.MaxRecipients = 500
 		}, ""},
+		{"mail standards keys default on, off when set", "add_date_message_id = false\nrelay_downgrade_8bit = false", func(c *Config) {
+			require.True(t, c.AddDateMessageID && c.RelayDowngrade8Bit, "defaults")
+			c.AddDateMessageID, c.RelayDowngrade8Bit = false, false
+		}, ""},
 		{"unknown key", "listen_addr = \"x\"", nil, "listen_addr"},
 		{"bad duration", `shutdown_timeout = "soon"`, nil, "invalid duration"},
 	}
