@@ -136,3 +136,19 @@ func FuzzConvert(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkConvert measures the conversion of a 1 MiB multipart message:
+// a UTF-8 text part and an 8-bit attachment.
+func BenchmarkConvert(b *testing.B) {
+	text := strings.Repeat("Grüße aus Köln, schöne Straße. ", 16384)
+	bin := strings.Repeat("\xc3\xa9\xff\x00\x10 binary\r\n", 32768)
+	msg := []byte("From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n" +
+		"--b\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + text + "\r\n" +
+		"--b\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + bin + "\r\n--b--\r\n")
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		if _, err := Convert(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
