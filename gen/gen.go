@@ -3,7 +3,7 @@
 // ../plugins.yaml and blank-imports every selected plugin package, so that
 // each package's init() calls registry.Register, and lists the names those
 // packages must register in Manifest. The binary passes Manifest to
-// registry.CheckManifest at startup, which catches a plugin package that
+// pluginhost.CheckManifest at startup, which catches a plugin package that
 // forgot to register or registers under another name.
 //
 // Regenerate after editing plugins.yaml with

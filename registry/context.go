@@ -1,9 +1,13 @@
 package registry
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 	"time"
+
+	"github.com/elemta/elemta/internal/catalog"
 )
 
 // Phase says how far an SMTP session has got when pre-reception runs. The
@@ -60,7 +64,16 @@ type ProcessingContext struct {
 
 	mu      sync.RWMutex
 	results []*Result
+	orders  []int // orders[i]: config position of the instance of results[i]
 	values  map[string]any
+}
+
+// notOrdered is the config position of results added with AddResult: after
+// every result the executor recorded.
+const notOrdered = int(^uint(0) >> 1)
+
+func init() {
+	catalog.RecordResult = func(pc, res any, order int) { pc.(*ProcessingContext).record(res.(*Result), order) }
 }
 
 // NewProcessingContext returns a context for msg in session s (s may be nil).
@@ -93,27 +106,59 @@ func (pc *ProcessingContext) Result(plugin string) (*Result, bool) {
 
 // AddResult records a result as if a plugin had returned it: for hosts
 // that call capability methods directly, and for tests.
-func (pc *ProcessingContext) AddResult(r *Result) { pc.record(r) }
+func (pc *ProcessingContext) AddResult(r *Result) { pc.record(r, notOrdered) }
 
-func (pc *ProcessingContext) record(r *Result) {
+func (pc *ProcessingContext) record(r *Result, order int) {
 	pc.mu.Lock()
 	pc.results = append(pc.results, r)
+	pc.orders = append(pc.orders, order)
 	pc.mu.Unlock()
 }
 
-// Find returns the Data of the most recent result whose Data has type T,
-// for example Find[*registry.SPFResult](pc). This is how plugins read each
-// other's outcomes without importing each other.
+// Find returns the first of FindAll: the Data of type T published by the
+// plugin instance that comes first in config order, for example
+// Find[*registry.SPFResult](pc). This is how plugins read each other's
+// outcomes without importing each other. Declare the type in
+// Module.Consumes so that its producers run first.
 func Find[T any](pc *ProcessingContext) (T, bool) {
+	all := FindAll[T](pc)
+	if len(all) == 0 {
+		var zero T
+		return zero, false
+	}
+	return all[0], true
+}
+
+// FindAll returns the Data of type T published by each plugin instance:
+// its latest one, instances in config order (results added with AddResult
+// come last, in the order they were added, the latest one for each
+// Result.Plugin). Use it for a type several plugins publish, such as
+// *ScanResult from both clamav and rspamd. The order never depends on
+// which plugin finished first.
+func FindAll[T any](pc *ProcessingContext) []T {
 	pc.mu.RLock()
 	defer pc.mu.RUnlock()
-	for i := len(pc.results) - 1; i >= 0; i-- {
-		if v, ok := pc.results[i].Data.(T); ok {
-			return v, true
-		}
+	type found struct {
+		v          T
+		order, seq int
 	}
-	var zero T
-	return zero, false
+	var all []found
+	seen := map[string]bool{}
+	for i := len(pc.results) - 1; i >= 0; i-- {
+		r := pc.results[i]
+		v, ok := r.Data.(T)
+		if !ok || seen[r.Plugin] {
+			continue
+		}
+		seen[r.Plugin] = true
+		all = append(all, found{v, pc.orders[i], i})
+	}
+	slices.SortFunc(all, func(a, b found) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.seq, b.seq)) })
+	out := make([]T, len(all))
+	for i, f := range all {
+		out[i] = f.v
+	}
+	return out
 }
 
 // Set stores a session value under key (for host code and plugins that

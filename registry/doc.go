@@ -1,5 +1,9 @@
-// Package registry is Elemta's plugin API: plugins compiled into the
-// binary register here, and the host builds, runs and closes them.
+// Package registry is the package an Elemta plugin is written against: it
+// registers the plugin, and holds the types a plugin sees at work (the
+// message, the processing context, results and verdicts, the Host it gets
+// its resolver, clock and logger from) and the original module's
+// capability interfaces. The host side, which builds, runs and closes
+// plugins, is github.com/elemta/elemta/pluginhost; a plugin never needs it.
 //
 // A plugin package calls Register from init() with a Module: its name,
 // declared types, stages, ordering constraints, typed config with defaults
@@ -7,22 +11,6 @@
 // invalid name, a nil constructor, or a declared type the plugin does not
 // implement panics, naming the packages), so mistakes show at the first
 // `go test`.
-//
-// The host parses the [plugins] part of its TOML config with ParseConfig
-// (each [plugins.<name>] table is decoded strictly into the plugin's config
-// type), builds the enabled plugins with NewManager and LoadPlugins, and
-// runs each processing stage with ExecuteStage:
-//
-//	cfg, err := registry.ParseConfig("elemta.toml", data)
-//	mgr := registry.NewManager(cfg, registry.WithHost(host))
-//	err = mgr.LoadPlugins(ctx)
-//	defer mgr.Close()
-//	res, err := mgr.ExecuteStage(ctx, registry.PostReception, registry.NewProcessingContext(msg, session))
-//
-// ExecuteStage runs a stage's plugins concurrently in dependency waves,
-// each under its own timeout, turns errors, timeouts and panics into the
-// plugin's on_error verdict, and merges verdicts, scores and header changes
-// deterministically (see StageResult).
 //
 // Plugins never import each other: they read earlier results with Find,
 // and take what they need from outside (resolver, clock, logger) from Host.

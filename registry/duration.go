@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/elemta/elemta/internal/catalog"
 )
 
 // Duration is a time.Duration in config files. It accepts a number of
@@ -22,7 +24,7 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // TOML value.
 func (d *Duration) UnmarshalTOML(data []byte) error {
 	if err := d.unmarshalTOML(data); err != nil {
-		return &valueError{raw: string(data), err: err}
+		return &catalog.ValueError{Raw: string(data), Err: err}
 	}
 	return nil
 }
@@ -67,13 +69,3 @@ func (d *Duration) set(v time.Duration) error {
 	*d = Duration(v)
 	return nil
 }
-
-// valueError is an error of a custom decoder, which go-toml reports
-// without a position; raw lets ParseConfig find the key it came from.
-type valueError struct {
-	raw string
-	err error
-}
-
-func (e *valueError) Error() string { return e.err.Error() }
-func (e *valueError) Unwrap() error { return e.err }

@@ -11,6 +11,31 @@ import (
 // lookup methods of *net.Resolver and blitiri.com.ar/go/spf's DNSResolver, so
 // either can be used directly. Every call takes a context: a slow DNS server
 // must never outlive the deadline of the plugin that asked.
+//
+// The error contract, which every Resolver (the host's, *net.Resolver, a
+// test's) keeps: a failed lookup returns a bare *net.DNSError, never
+// wrapped (libraries such as blitiri.com.ar/go/spf test it with a type
+// assertion), and a plugin tells the cases apart by its flags:
+//
+//   - the name or the record type does not exist (NXDOMAIN, NODATA):
+//     IsNotFound, Err "no such host". This is an answer, not a failure:
+//     SPF "none", DMARC "no policy", a DKIM key that is gone;
+//   - the lookup failed and may work later (SERVFAIL, REFUSED, an
+//     unreachable or silent server): IsTemporary, and IsTimeout as well
+//     when it timed out. Map it to temperror or a tempfail, never to a
+//     pass or "none": an attacker who can break DNS must not turn a fail
+//     into an accept;
+//   - the plugin's context ended: IsTimeout and IsTemporary for its
+//     deadline, Err "operation was canceled" for a cancel; errors.Is(err,
+//     context.DeadlineExceeded) (or context.Canceled) also holds, through
+//     UnwrapErr.
+//
+// Any other error is a temporary failure too. A lookup that succeeds with
+// no records returns an empty answer and a nil error only where
+// *net.Resolver does; treat an empty answer like IsNotFound.
+//
+// registrytest.Resolver answers from a zone text with these errors and
+// injects the failures (registrytest.EachDNSFailure).
 type Resolver interface {
 	LookupTXT(ctx context.Context, name string) ([]string, error)
 	LookupMX(ctx context.Context, name string) ([]*net.MX, error)
@@ -36,7 +61,9 @@ func (SystemClock) Now() time.Time { return time.Now() }
 type Host struct {
 	// Logger is already scoped to the plugin (attribute "plugin").
 	Logger *slog.Logger
-	// Resolver answers DNS queries through the process-wide cache.
+	// Resolver answers DNS queries through the process-wide cache. Unset,
+	// the Manager uses net.DefaultResolver (the system's DNS);
+	// registrytest's Run and Load use an empty registrytest.Resolver.
 	Resolver Resolver
 	// Clock is the wall clock, injectable in tests.
 	Clock Clock
@@ -47,29 +74,8 @@ type Host struct {
 	// or trusts those fields uses the same one. Default: Hostname.
 	AuthservID string
 	// DataDir is where plugins may keep state on disk (one subdirectory per
-	// plugin is theirs to create).
+	// plugin is theirs to create). A named instance ("greylist/eu") gets
+	// a directory of its own (<data dir>/instances/eu), so two instances
+	// never share files.
 	DataDir string
-}
-
-// withDefaults returns h with every nil field set to its production default.
-func (h Host) withDefaults() Host {
-	if h.Logger == nil {
-		h.Logger = slog.Default()
-	}
-	if h.Resolver == nil {
-		h.Resolver = net.DefaultResolver
-	}
-	if h.Clock == nil {
-		h.Clock = SystemClock{}
-	}
-	if h.Hostname == "" {
-		h.Hostname = "localhost"
-	}
-	if h.AuthservID == "" {
-		h.AuthservID = h.Hostname
-	}
-	if h.DataDir == "" {
-		h.DataDir = "var"
-	}
-	return h
 }

@@ -4,12 +4,11 @@ import (
 	"context"
 	"fmt"
 	"reflect"
-	"regexp"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
+
+	"github.com/elemta/elemta/internal/catalog"
 )
 
 // Module describes a plugin to the registry. C is its config type (a struct
@@ -38,8 +37,18 @@ type Module[C any, P any] struct {
 	// plugin with stages implements StageHandler (antivirus and antispam
 	// plugins may rely on the built-in adapter instead).
 	Stages []Stage
+	// Produces and Consumes declare the result types (the Data of a
+	// Result) the plugin publishes and reads with Find or FindAll, each
+	// as a typed nil: Produces: []any{(*registry.SPFResult)(nil)}. In a
+	// stage, a plugin runs after every plugin that produces what it
+	// consumes, whatever their names (DMARC consumes *SPFResult and
+	// *DKIMResult).
+	Produces []any
+	Consumes []any
 	// After and Before name plugins this one must run after or before when
-	// both run in the same stage (DMARC runs after SPF and DKIM).
+	// both run in the same stage. A plugin's name holds for every instance
+	// of it; "name/instance" for one. Prefer Consumes: it also orders
+	// plugins under other names.
 	After  []string
 	Before []string
 	// Config returns the default configuration; nil means the zero C.
@@ -81,55 +90,18 @@ type (
 	}
 )
 
-// ModuleInfo is what the registry knows about a compiled-in plugin.
-type ModuleInfo struct {
-	Name        string
-	Version     string
-	Description string
-	Types       []PluginType
-	Stages      []Stage
-	After       []string
-	Before      []string
-	// Package is the Go import path of the package that registered it.
-	Package string
+var capabilities = map[PluginType]reflect.Type{
+	PluginTypeAntivirus: reflect.TypeFor[AntivirusPlugin](),
+	PluginTypeAntispam:  reflect.TypeFor[AntispamPlugin](),
+	PluginTypeDKIM:      reflect.TypeFor[DKIMPlugin](),
+	PluginTypeSPF:       reflect.TypeFor[SPFPlugin](),
+	PluginTypeDMARC:     reflect.TypeFor[DMARCPlugin](),
+	PluginTypeARC:       reflect.TypeFor[ARCPlugin](),
+	PluginTypeGreylist:  reflect.TypeFor[StageHandler](),
+	PluginTypeRateLimit: reflect.TypeFor[StageHandler](),
+	PluginTypeFilter:    reflect.TypeFor[StageHandler](),
+	PluginTypeCustom:    reflect.TypeFor[StageHandler](),
 }
-
-// module is a registered Module with its type parameters erased.
-type module struct {
-	ModuleInfo
-	newConfig func() any // returns *C holding the defaults
-	build     func(cfg any, host Host) (any, error)
-}
-
-var (
-	namePattern = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
-	// Keys of the [plugins] table itself, which no plugin may take as name.
-	reservedNames = []string{"enabled", "directory", "plugins", "max_concurrency", "default_timeout"}
-
-	capabilities = map[PluginType]reflect.Type{
-		PluginTypeAntivirus: reflect.TypeFor[AntivirusPlugin](),
-		PluginTypeAntispam:  reflect.TypeFor[AntispamPlugin](),
-		PluginTypeDKIM:      reflect.TypeFor[DKIMPlugin](),
-		PluginTypeSPF:       reflect.TypeFor[SPFPlugin](),
-		PluginTypeDMARC:     reflect.TypeFor[DMARCPlugin](),
-		PluginTypeARC:       reflect.TypeFor[ARCPlugin](),
-		PluginTypeGreylist:  reflect.TypeFor[StageHandler](),
-		PluginTypeRateLimit: reflect.TypeFor[StageHandler](),
-		PluginTypeFilter:    reflect.TypeFor[StageHandler](),
-		PluginTypeCustom:    reflect.TypeFor[StageHandler](),
-	}
-)
-
-// registry holds registered modules. The package-level one is filled by
-// init functions; tests build their own.
-type registry struct {
-	mu      sync.RWMutex
-	modules map[string]*module
-}
-
-func newRegistry() *registry { return &registry{modules: map[string]*module{}} }
-
-var global = newRegistry()
 
 // Register adds a plugin to the registry. It is meant to be called from the
 // plugin package's init function and panics, naming the plugin and the
@@ -138,9 +110,9 @@ var global = newRegistry()
 // interfaces its declared types require: mistakes show at the first
 // `go test`, never in production.
 func Register[C any, P any](m Module[C, P]) {
-	mod, err := erase(m, callerPackage(2))
+	e, err := erase(m, callerPackage(2))
 	if err == nil {
-		err = global.add(mod)
+		err = catalog.Target().Add(e)
 	}
 	if err != nil {
 		panic(err)
@@ -148,15 +120,12 @@ func Register[C any, P any](m Module[C, P]) {
 }
 
 // erase checks m and turns it into a module.
-func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
-	fail := func(format string, args ...any) (*module, error) {
+func erase[C any, P any](m Module[C, P], pkg string) (*catalog.Entry, error) {
+	fail := func(format string, args ...any) (*catalog.Entry, error) {
 		return nil, fmt.Errorf("registry: plugin %q registered by %s: %s", m.Name, pkg, fmt.Sprintf(format, args...))
 	}
-	if !namePattern.MatchString(m.Name) {
-		return fail("invalid name: use lowercase letters, digits, '-' and '_', starting with a letter")
-	}
-	if slices.Contains(reservedNames, m.Name) {
-		return fail("name is reserved for a key of the [plugins] table")
+	if err := catalog.CheckName(m.Name); err != nil {
+		return fail("%v", err)
 	}
 	if m.New == nil {
 		return fail("nil constructor (Module.New)")
@@ -174,7 +143,7 @@ func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
 			return fail("declares type %q but %v does not implement registry.%s", t, impl, iface.Name())
 		}
 	}
-	if len(m.Stages) > 0 && !impl.Implements(reflect.TypeFor[StageHandler]()) && adapterFor(m.Types) == nil {
+	if len(m.Stages) > 0 && !impl.Implements(reflect.TypeFor[StageHandler]()) && !slices.Contains(m.Types, PluginTypeAntivirus) && !slices.Contains(m.Types, PluginTypeAntispam) {
 		return fail("runs in stages %v but %v implements neither registry.StageHandler nor AntivirusPlugin/AntispamPlugin", m.Stages, impl)
 	}
 	for i, s := range m.Stages {
@@ -186,9 +155,17 @@ func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
 		}
 	}
 	for _, dep := range append(slices.Clone(m.After), m.Before...) {
-		if !namePattern.MatchString(dep) || dep == m.Name {
+		if _, _, err := catalog.ParseID(dep); err != nil || dep == m.Name {
 			return fail("invalid ordering constraint %q", dep)
 		}
+	}
+	produces, err := resultTypes(m.Produces)
+	if err != nil {
+		return fail("Produces: %v", err)
+	}
+	consumes, err := resultTypes(m.Consumes)
+	if err != nil {
+		return fail("Consumes: %v", err)
 	}
 	if t := reflect.TypeFor[C](); t.Kind() != reflect.Struct {
 		return fail("config type %v is not a struct", t)
@@ -200,8 +177,8 @@ func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
 		}
 		return c
 	}
-	build := func(cfg any, host Host) (any, error) {
-		p, err := m.New(*cfg.(*C), host)
+	build := func(cfg any, host any) (any, error) {
+		p, err := m.New(*cfg.(*C), host.(Host))
 		if err != nil {
 			return nil, err
 		}
@@ -210,93 +187,38 @@ func erase[C any, P any](m Module[C, P], pkg string) (*module, error) {
 		}
 		return p, nil
 	}
-	return &module{
-		ModuleInfo: ModuleInfo{
-			Name: m.Name, Version: m.Version, Description: m.Description,
-			Types: slices.Clone(m.Types), Stages: slices.Clone(m.Stages),
-			After: slices.Clone(m.After), Before: slices.Clone(m.Before),
-			Package: pkg,
-		},
-		newConfig: newConfig,
-		build:     build,
+	types := make([]string, len(m.Types))
+	for i, t := range m.Types {
+		types[i] = string(t)
+	}
+	stages := make([]int, len(m.Stages))
+	for i, st := range m.Stages {
+		stages[i] = int(st)
+	}
+	return &catalog.Entry{
+		Name: m.Name, Version: m.Version, Description: m.Description, Package: pkg,
+		Types: types, Stages: stages,
+		After: slices.Clone(m.After), Before: slices.Clone(m.Before),
+		Produces: produces, Consumes: consumes,
+		NewConfig: newConfig,
+		Build:     build,
 	}, nil
 }
 
-func (r *registry) add(m *module) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if prev, ok := r.modules[m.Name]; ok {
-		return fmt.Errorf("registry: plugin %q registered by %s: already registered by %s", m.Name, m.Package, prev.Package)
-	}
-	r.modules[m.Name] = m
-	return nil
-}
-
-func (r *registry) lookup(name string) (*module, bool) {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	m, ok := r.modules[name]
-	return m, ok
-}
-
-// names returns the registered plugin names, sorted.
-func (r *registry) names() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	names := make([]string, 0, len(r.modules))
-	for n := range r.modules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
-// Modules lists every compiled-in plugin, sorted by name.
-func Modules() []ModuleInfo {
-	var infos []ModuleInfo
-	for _, n := range global.names() {
-		m, _ := global.lookup(n)
-		infos = append(infos, m.ModuleInfo)
-	}
-	return infos
-}
-
-// Lookup returns what the registry knows about the plugin called name.
-func Lookup(name string) (ModuleInfo, bool) {
-	m, ok := global.lookup(name)
-	if !ok {
-		return ModuleInfo{}, false
-	}
-	return m.ModuleInfo, true
-}
-
-// DefaultConfig returns a pointer to a fresh copy of the named plugin's
-// default config (the *C of its Module), for tools and tests.
-func DefaultConfig(name string) (any, bool) {
-	m, ok := global.lookup(name)
-	if !ok {
-		return nil, false
-	}
-	return m.newConfig(), true
-}
-
-// CheckManifest reports plugins that the build expected (the generated
-// manifest in gen/) but that did not register: a package that forgot to
-// call Register, or registered under another name.
-func CheckManifest(expected []string) error { return global.checkManifest(expected) }
-
-func (r *registry) checkManifest(expected []string) error {
-	var missing []string
-	for _, n := range expected {
-		if _, ok := r.lookup(n); !ok {
-			missing = append(missing, n)
+// resultTypes returns the types of the typed nils in vs.
+func resultTypes(vs []any) ([]reflect.Type, error) {
+	var types []reflect.Type
+	for i, v := range vs {
+		t := reflect.TypeOf(v)
+		if t == nil {
+			return nil, fmt.Errorf("entry %d is an untyped nil: write (*T)(nil)", i)
 		}
+		if slices.Contains(types, t) {
+			return nil, fmt.Errorf("%v listed twice", t)
+		}
+		types = append(types, t)
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("registry: plugins.yaml selects %s but no package registered that name (registered: %s); check the plugin's init calls registry.Register with the name plugins.yaml gives",
-			strings.Join(missing, ", "), strings.Join(r.names(), ", "))
-	}
-	return nil
+	return types, nil
 }
 
 // callerPackage returns the import path of the function skip frames up.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/elemta/elemta/internal/catalog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -42,6 +43,8 @@ func TestRegisterRefusesBadModules(t *testing.T) {
 		{"stage twice", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{PreQueue, PreQueue}, New: newScanner}), "listed twice"},
 		{"bad stage", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{Stage(9)}, New: newScanner}), "unknown stage"},
 		{"after itself", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, After: []string{"x"}, New: newScanner}), "invalid ordering constraint"},
+		{"untyped nil product", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Produces: []any{nil}, New: newScanner}), "Produces: entry 0 is an untyped nil"},
+		{"consumed twice", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Consumes: []any{(*SPFResult)(nil), (*SPFResult)(nil)}, New: newScanner}), "*registry.SPFResult listed twice"},
 		{"config not a struct", eraseErr(Module[int, scanner]{Name: "x", Types: av, New: func(int, Host) (scanner, error) { return scanner{}, nil }}), "is not a struct"},
 	}
 	for _, tt := range tests {
@@ -67,43 +70,35 @@ func TestAntivirusWithoutStageHandlerIsAdapted(t *testing.T) {
 func TestRegisterPanicsOnDuplicateNamingBothPackages(t *testing.T) {
 	m := Module[struct{}, scanner]{Name: "duplicate-test", Types: []PluginType{PluginTypeAntivirus},
 		New: func(struct{}, Host) (scanner, error) { return scanner{}, nil }}
-	Register(m)
-	t.Cleanup(func() { global.mu.Lock(); delete(global.modules, "duplicate-test"); global.mu.Unlock() })
-	info, ok := Lookup("duplicate-test")
+	c := catalog.Capture(func() { Register(m) })
+	e, ok := c.Lookup("duplicate-test")
 	require.True(t, ok)
-	assert.Equal(t, "github.com/elemta/elemta/registry", info.Package)
+	assert.Equal(t, "github.com/elemta/elemta/registry", e.Package)
+	_, ok = catalog.Global().Lookup("duplicate-test")
+	assert.False(t, ok, "Capture must keep the global catalog untouched")
 
-	r := newRegistry()
+	r := catalog.New()
 	first, err := erase(m, "example.com/first")
 	require.NoError(t, err)
-	require.NoError(t, r.add(first))
+	require.NoError(t, r.Add(first))
 	second, err := erase(m, "example.com/second")
 	require.NoError(t, err)
-	assert.EqualError(t, r.add(second),
+	assert.EqualError(t, r.Add(second),
 		`registry: plugin "duplicate-test" registered by example.com/second: already registered by example.com/first`)
 
-	assert.PanicsWithError(t,
-		`registry: plugin "duplicate-test" registered by github.com/elemta/elemta/registry: already registered by github.com/elemta/elemta/registry`,
-		func() { Register(m) })
-	assert.Panics(t, func() { Register(Module[struct{}, scanner]{Name: "Bad Name"}) })
-}
-
-func TestCheckManifest(t *testing.T) {
-	r := newRegistry()
-	mod, err := erase(Module[struct{}, scanner]{Name: "clamav", Types: []PluginType{PluginTypeAntivirus},
-		New: func(struct{}, Host) (scanner, error) { return scanner{}, nil }}, "p")
-	require.NoError(t, err)
-	require.NoError(t, r.add(mod))
-	assert.NoError(t, r.checkManifest([]string{"clamav"}))
-	err = r.checkManifest([]string{"clamav", "rspamd"})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "plugins.yaml selects rspamd but no package registered that name (registered: clamav)")
+	catalog.Capture(func() {
+		Register(m)
+		assert.PanicsWithError(t,
+			`registry: plugin "duplicate-test" registered by github.com/elemta/elemta/registry: already registered by github.com/elemta/elemta/registry`,
+			func() { Register(m) })
+		assert.Panics(t, func() { Register(Module[struct{}, scanner]{Name: "Bad Name"}) })
+	})
 }
 
 func TestNilPluginFromConstructorIsAnError(t *testing.T) {
-	mod, err := erase(Module[struct{}, *scanner]{Name: "x", Types: []PluginType{PluginTypeAntivirus},
+	e, err := erase(Module[struct{}, *scanner]{Name: "x", Types: []PluginType{PluginTypeAntivirus},
 		New: func(struct{}, Host) (*scanner, error) { return nil, nil }}, "p")
 	require.NoError(t, err)
-	_, err = mod.build(mod.newConfig(), Host{})
+	_, err = e.Build(e.NewConfig(), Host{})
 	assert.EqualError(t, err, "constructor returned nil without an error")
 }

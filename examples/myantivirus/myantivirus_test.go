@@ -4,17 +4,18 @@ import (
 	"context"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
 // TestUnderManager loads the plugin from config and runs it through the
 // stage executor, as the server does.
 func TestUnderManager(t *testing.T) {
-	cfg, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"myantivirus\"]\n[plugins.myantivirus]\ntimeout = 5\n"))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"myantivirus\"]\n[plugins.myantivirus]\ntimeout = 5\n"))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
-	mgr := registry.NewManager(cfg)
+	mgr := pluginhost.NewManager(cfg)
 	if err := mgr.LoadPlugins(context.Background()); err != nil {
 		t.Fatalf("load plugins: %v", err)
 	}

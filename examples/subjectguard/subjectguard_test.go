@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
 )
@@ -28,11 +29,11 @@ func TestReadmeShowsThisPlugin(t *testing.T) {
 }
 
 func TestSubjectGuard(t *testing.T) {
-	cfg, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"subjectguard\"]\n[plugins.subjectguard]\nforbidden = \"win big\"\n"))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"subjectguard\"]\n[plugins.subjectguard]\nforbidden = \"win big\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := registry.NewManager(cfg)
+	m := pluginhost.NewManager(cfg)
 	if err := m.LoadPlugins(context.Background()); err != nil {
 		t.Fatal(err)
 	}

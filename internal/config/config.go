@@ -1,5 +1,5 @@
 // Package config loads Elemta's TOML config file: the [plugins] part through
-// registry.ParseConfig, every other top-level table strictly into the
+// pluginhost.ParseConfig, every other top-level table strictly into the
 // host's own structs. Errors name the file, line and key, all at once.
 package config
 
@@ -16,7 +16,7 @@ import (
 
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
-	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/pluginhost"
 )
 
 // DefaultFile is the config file looked for in the working directory when
@@ -33,7 +33,7 @@ var defaultTOML []byte
 type Config struct {
 	// File is the path it was read from, or EmbeddedName.
 	File    string
-	Plugins *registry.Config
+	Plugins *pluginhost.Config
 	// DNS is the [dns] table: the resolver every plugin shares.
 	DNS resolver.Config
 	// Server is the [server] table: `elemta serve`.
@@ -102,13 +102,13 @@ func compiledInOnly(data []byte) ([]byte, error) {
 	if list, ok := plugins["plugins"].([]any); ok {
 		plugins["plugins"] = slices.DeleteFunc(list, func(v any) bool {
 			name, _ := v.(string)
-			_, ok := registry.Lookup(name)
+			_, ok := pluginhost.Lookup(name)
 			return !ok
 		})
 	}
 	for k, v := range plugins {
 		if _, isTable := v.(map[string]any); isTable {
-			if _, ok := registry.Lookup(k); !ok {
+			if _, ok := pluginhost.Lookup(k); !ok {
 				delete(plugins, k)
 			}
 		}
@@ -123,7 +123,7 @@ func compiledInOnly(data []byte) ([]byte, error) {
 // Parse parses a config document; file names it in errors.
 func Parse(file string, data []byte) (*Config, error) {
 	var errs []error
-	pcfg, err := registry.ParseConfig(file, data)
+	pcfg, err := pluginhost.ParseConfig(file, data)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -146,7 +146,7 @@ func Parse(file string, data []byte) (*Config, error) {
 				file, line, col, strings.Join(e.Key(), "."), strings.Join(hostTables, "], [")))
 		}
 	case err != nil && pcfg != nil: // the registry reported syntax errors already
-		errs = append(errs, registry.TOMLError(file, data, err))
+		errs = append(errs, pluginhost.TOMLError(file, data, err))
 	}
 	serverWarnings := host.Server.ApplyDeprecated()
 	if err := host.Server.Validate(); err != nil {

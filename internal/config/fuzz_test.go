@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -69,7 +70,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("enabled plugin %s has no settings: %v", name, err)
 			}
 		}
-		m := registry.NewManager(cfg.Plugins, registry.WithHost(registry.Host{Hostname: "mx.test"}))
+		m := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(registry.Host{Hostname: "mx.test"}))
 		if err := m.LoadPlugins(context.Background()); err != nil {
 			t.Fatalf("config check passes but the plugins do not load: %v\n%s", err, data)
 		}

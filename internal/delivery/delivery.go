@@ -16,6 +16,7 @@ import (
 	"github.com/elemta/elemta/internal/domains"
 	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -54,7 +55,7 @@ type Config struct {
 type Worker struct {
 	cfg   Config
 	local domains.Set
-	mgr   *registry.Manager
+	mgr   *pluginhost.Manager
 	spool *spool.Spool
 	log   *slog.Logger
 
@@ -70,7 +71,7 @@ type Worker struct {
 }
 
 // New returns a worker over sp running mgr's delivery stages.
-func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger) *Worker {
+func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logger) *Worker {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
@@ -285,7 +286,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt) error {
 	return w.spool.Defer(e, w.cfg.Now().Add(spool.Backoff(e.Attempts, w.cfg.RetryBase, w.cfg.RetryMax)))
 }
 
-func (w *Worker) stage(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext) (*registry.StageResult, error) {
+func (w *Worker) stage(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext) (*pluginhost.StageResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.StageTimeout)
 	defer cancel()
 	return w.mgr.ExecuteStage(ctx, stage, pc)

@@ -17,6 +17,7 @@ import (
 
 	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -85,9 +86,9 @@ func setup(t testing.TB) *env {
 	t.Helper()
 	clk := &clock{}
 	clk.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
-	pcfg, err := registry.NewConfig("deliverytest")
+	pcfg, err := pluginhost.NewConfig("deliverytest")
 	require.NoError(t, err)
-	mgr := registry.NewManager(pcfg)
+	mgr := pluginhost.NewManager(pcfg)
 	require.NoError(t, mgr.LoadPlugins(context.Background()))
 	t.Cleanup(func() { mgr.Close() })
 	sp, _, err := spool.Open(filepath.Join(t.TempDir(), "spool"), spool.WithClock(clk.now))

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	_ "github.com/elemta/elemta/plugins/authres"
 	_ "github.com/elemta/elemta/plugins/dkim"
 	_ "github.com/elemta/elemta/plugins/dmarc"

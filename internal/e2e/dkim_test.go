@@ -20,7 +20,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/elemta/elemta/internal/resolver"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pluginhost"
 	_ "github.com/elemta/elemta/plugins/dkim"
 	"github.com/elemta/elemta/registry"
 )
@@ -109,11 +110,11 @@ allow_plaintext_auth = true
 // Manager and the test unbound.
 func dkimVerifier(t *testing.T, dns string) func(msg string) registry.AuthResult {
 	t.Helper()
-	cfg, err := registry.ParseConfig("verify.toml", []byte("[plugins]\nplugins = [\"dkim\"]\n[plugins.dkim]\nsign = false\ntimeout = \"5s\"\n"))
+	cfg, err := pluginhost.ParseConfig("verify.toml", []byte("[plugins]\nplugins = [\"dkim\"]\n[plugins.dkim]\nsign = false\ntimeout = \"5s\"\n"))
 	require.NoError(t, err)
 	res, err := resolver.New(resolver.Config{Servers: []string{dns}}, resolver.Options{})
 	require.NoError(t, err)
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: res, Hostname: "verifier.test"}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: res, Hostname: "verifier.test"}))
 	require.NoError(t, m.LoadPlugins(context.Background()))
 	t.Cleanup(func() { m.Close() })
 	return func(msg string) registry.AuthResult {

@@ -19,8 +19,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pkg/testenv"
 	_ "github.com/elemta/elemta/plugins/arc"
 )
 

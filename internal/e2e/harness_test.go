@@ -21,7 +21,8 @@ import (
 	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -83,7 +84,7 @@ func startOn(t testing.TB, toml string, clock registry.Clock, listen string) *se
 	require.NoError(t, err)
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	host := registry.Host{Logger: logger, Resolver: res, Clock: clock, Hostname: hostname, DataDir: filepath.Join(dir, "data")}
-	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(host))
+	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	require.NoError(t, mgr.LoadPlugins(context.Background()))
 	s, err := serve.Start(context.Background(), cfg.Server, mgr, logger)
 	if err != nil {

@@ -19,8 +19,8 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/elemta/elemta/internal/mime7bit"
-	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pkg/testenv"
 )
 
 // smtplib sends msg with Python's smtplib (Debian's python3): EHLO, MAIL

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -87,7 +86,11 @@ func ioError(ctx context.Context, op, network, server string, err error) error {
 	return fmt.Errorf("%s %s %s: %w", op, network, server, err)
 }
 
-// matches checks that resp answers q: same id, a response, same question.
+// matches checks that resp answers q: same id, a response, same question
+// (type, class, and the name compared in its canonical form: same wire
+// labels, ASCII case-insensitive). A name with a byte that presentation
+// format escapes (a space, `;`, non-ASCII) prints differently in the reply
+// than it may have been written in the query; it is the same name.
 func matches(q, resp *dns.Msg) error {
 	if resp.Id != q.Id || !resp.Response {
 		return errMismatch
@@ -100,7 +103,12 @@ func matches(q, resp *dns.Msg) error {
 		return errMismatch
 	}
 	a, b := resp.Question[0], q.Question[0]
-	if a.Qtype != b.Qtype || a.Qclass != b.Qclass || !strings.EqualFold(a.Name, b.Name) {
+	if a.Qtype != b.Qtype || a.Qclass != b.Qclass {
+		return errMismatch
+	}
+	an, aok := canonicalName(a.Name)
+	bn, bok := canonicalName(b.Name)
+	if !aok || !bok || an != bn {
 		return errMismatch
 	}
 	return nil

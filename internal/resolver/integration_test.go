@@ -2,7 +2,7 @@ package resolver
 
 // Integration tests against the real authoritative DNS (unbound) of the
 // project's test environment: tools/testenv/start.sh. Skipped when it is not
-// running (failed under CI=true); see internal/testenv.
+// running (failed under CI=true); see pkg/testenv.
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"blitiri.com.ar/go/spf"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/miekg/dns"
 )
 

@@ -266,16 +266,17 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) ([]dns
 }
 
 // lookup resolves name/qtype through the static zone, the cache and the
-// network, following CNAMEs across all three (at most maxCNAMEHops). The records returned are shared with the cache: read them, never
-// modify them.
+// network, following CNAMEs across all three (at most maxCNAMEHops). name
+// is in presentation format (see canonicalName). The records returned are
+// shared with the cache: read them, never modify them.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, contextError(name, err)
 	}
-	if _, ok := dns.IsDomainName(name); !ok || name == "" || len(dns.Fqdn(name)) > 254 {
+	qname, ok := canonicalName(name)
+	if !ok {
 		return nil, notFoundError(name, "") // net.Resolver: an invalid name is "no such host"
 	}
-	qname := dns.CanonicalName(name)
 	for hop := 0; hop <= maxCNAMEHops; hop++ {
 		if res, cname, ok := r.static.lookup(qname, qtype); ok {
 			r.staticHits.Add(1)
@@ -423,7 +424,7 @@ func (r *Resolver) interpret(resp *dns.Msg, key cacheKey, server string) (*resul
 		next := ""
 		for _, rr := range resp.Answer {
 			h := rr.Header()
-			if h.Class != dns.ClassINET || !strings.EqualFold(h.Name, name) {
+			if h.Class != dns.ClassINET || !sameName(h.Name, name) {
 				continue
 			}
 			switch h.Rrtype {
@@ -435,7 +436,7 @@ func (r *Resolver) interpret(resp *dns.Msg, key cacheKey, server string) (*resul
 				ttl = min(ttl, h.Ttl)
 			}
 		}
-		if len(res.rrs) > 0 || next == "" || strings.EqualFold(next, name) {
+		if len(res.rrs) > 0 || next == "" || sameName(next, name) {
 			break
 		}
 		name = next

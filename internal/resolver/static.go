@@ -1,6 +1,7 @@
 package resolver
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -25,8 +26,8 @@ type staticZone struct {
 }
 
 // loadStatic parses an RFC 1035 master file. Relative names are relative to
-// the root unless the file sets $ORIGIN; $INCLUDE is refused. Parse errors
-// name the file and line.
+// the root unless the file sets $ORIGIN; $INCLUDE and $GENERATE are refused.
+// Parse errors name the file and line.
 func loadStatic(path string) (*staticZone, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -42,19 +43,44 @@ func loadStatic(path string) (*staticZone, error) {
 
 func parseStatic(r io.Reader, filename string) (*staticZone, error) {
 	z := &staticZone{rrs: map[string][]dns.RR{}, empty: map[string]bool{}}
-	zp := dns.NewZoneParser(r, ".", filename)
+	lr := &lineReader{br: bufio.NewReader(r), line: 1}
+	zp := dns.NewZoneParser(lr, ".", filename)
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
+		if lr.generate {
+			return nil, errGenerate(filename, lr.line)
+		}
 		h := rr.Header()
+		if emptyRdata(rr) {
+			// miekg/dns accepts a record without data (RFC 2136's dynamic
+			// update form: "x IN A \# 0", "x IN TXT ( )", "x IN A " at the
+			// end of the file); in a zone it is a typo that would serve
+			// an empty answer.
+			return nil, fmt.Errorf("%s: line %d: %s %s record without data", filename, lr.line,
+				h.Name, dns.Type(h.Rrtype))
+		}
 		if h.Class != dns.ClassINET {
 			continue
 		}
-		h.Name = dns.CanonicalName(h.Name)
+		name, ok := canonicalName(h.Name)
+		if !ok {
+			return nil, fmt.Errorf("%s: line %d: bad owner name %q", filename, lr.line, h.Name)
+		}
+		h.Name = name
+		if c, ok := rr.(*dns.CNAME); ok {
+			if c.Target, ok = canonicalName(c.Target); !ok {
+				return nil, fmt.Errorf("%s: line %d: %s CNAME: bad target", filename, lr.line, h.Name)
+			}
+		}
 		z.rrs[h.Name] = append(z.rrs[h.Name], rr)
 		if h.Rrtype == dns.TypeSOA {
 			z.apex = append(z.apex, h.Name)
 		}
 	}
 	if err := zp.Err(); err != nil {
+		if lr.generate {
+			// miekg/dns's error would name a line of the generated text
+			return nil, errGenerate(filename, lr.line)
+		}
 		return nil, err // *dns.ParseError: "file: dns: bad ...: "token" at line: L:C"
 	}
 	for name := range z.rrs {
@@ -105,7 +131,7 @@ func (z *staticZone) lookup(name string, qtype uint16) (res *result, cname strin
 		case qtype:
 			match = append(match, rr)
 		case dns.TypeCNAME:
-			cname = dns.CanonicalName(rr.(*dns.CNAME).Target)
+			cname = rr.(*dns.CNAME).Target // canonical since parseStatic
 		}
 	}
 	if len(match) > 0 || qtype == dns.TypeCNAME || cname == "" {
@@ -121,3 +147,77 @@ func (z *staticZone) String() string {
 	}
 	return fmt.Sprintf("%d names, authoritative for [%s]", len(z.rrs), strings.Join(z.apex, " "))
 }
+
+// emptyRdata reports whether rr carries no data at all: every field after
+// the header is its type's zero value.
+func emptyRdata(rr dns.RR) bool {
+	var zero dns.RR
+	if newRR, ok := dns.TypeToRR[rr.Header().Rrtype]; ok {
+		zero = newRR()
+	} else {
+		zero = new(dns.RFC3597)
+	}
+	*zero.Header() = *rr.Header()
+	return dns.IsDuplicate(rr, zero)
+}
+
+// errGenerate refuses $GENERATE: up to 65536 records a line, in a file that
+// overrides a few names; and miekg/dns's errors inside it name a line of the
+// generated text, not of the file.
+const generateDirective = "$GENERATE"
+
+func errGenerate(filename string, line int) error {
+	return fmt.Errorf("%s: line %d: $GENERATE is not supported in the static zone", filename, line)
+}
+
+// lineReader feeds the zone parser byte by byte (it uses io.ByteReader when
+// the reader has it, and reads no further ahead than the token it needs) and
+// knows the line of the last byte read: when the parser returns a record,
+// the line where that record ends. It also knows whether that line is a
+// $GENERATE directive: the parser reads the whole directive, then makes
+// its records without reading on.
+type lineReader struct {
+	br       *bufio.Reader
+	line     int    // line of the last byte read, from 1
+	eol      bool   // the last byte read was a newline
+	start    []byte // the first bytes of the line, up to len("$GENERATE")
+	generate bool   // the line starts with $GENERATE (any case)
+}
+
+func (l *lineReader) ReadByte() (byte, error) {
+	c, err := l.br.ReadByte()
+	if err != nil {
+		return c, err
+	}
+	if l.eol {
+		l.line++
+		l.start, l.generate = l.start[:0], false
+	}
+	l.eol = c == '\n'
+	if len(l.start) < len(generateDirective) {
+		l.start = append(l.start, c)
+		l.generate = len(l.start) == len(generateDirective) && strings.EqualFold(string(l.start), generateDirective)
+	}
+	return c, nil
+}
+
+func (l *lineReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c, err := l.ReadByte()
+		if err != nil {
+			if n > 0 {
+				return n, nil
+			}
+			return 0, err
+		}
+		p[n] = c
+		n++
+		if l.br.Buffered() == 0 {
+			break // never block for more than the caller needs
+		}
+	}
+	return n, nil
+}
+
+var _ io.ByteReader = (*lineReader)(nil)

@@ -123,3 +123,83 @@ func TestStaticCNAMELoop(t *testing.T) {
 		t.Fatalf("CNAME loop: %v", err)
 	}
 }
+
+// TestStaticEmptyRdata: miekg/dns takes a record without data (RFC 2136's
+// form for dynamic updates); in the static file it is a typo, refused with
+// the file and the line where the record ends.
+func TestStaticEmptyRdata(t *testing.T) {
+	const head = "$ORIGIN demo.test.\n@ 300 IN SOA ns hostmaster 1 3600 600 86400 60\n"
+	tests := []struct {
+		name, zone, want string
+	}{
+		{"A at the end of the file", head + "mail 300 IN A ", "empty.zone: line 3: mail.demo.test. A record without data"},
+		{"A in RFC 3597 form", head + "mail IN A \\# 0\nwww IN A 192.0.2.1\n", "empty.zone: line 3: mail.demo.test. A record without data"},
+		{"TXT in parentheses", head + "\n; comment\n_spf IN TXT (\n)\nwww IN A 192.0.2.1\n", "empty.zone: line 6: _spf.demo.test. TXT record without data"},
+		{"SOA in RFC 3597 form", "x.test. IN SOA \\# 0\n", "empty.zone: line 1: x.test. SOA record without data"},
+		{"unknown type", "x.test. IN TYPE65000 \\# 0\n", "empty.zone: line 1: x.test. TYPE65000 record without data"},
+		{"other class", "x.test. CH TXT ( )\n", "empty.zone: line 1: x.test. TXT record without data"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseStatic(strings.NewReader(tc.zone), "empty.zone")
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	// records whose data is present but empty-looking are kept
+	z, err := parseStatic(strings.NewReader(head+"a IN TXT \"\"\nb IN A 0.0.0.0\nc IN MX 0 .\n"), "ok.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a.demo.test.", "b.demo.test.", "c.demo.test."} {
+		if len(z.rrs[name]) != 1 {
+			t.Errorf("%s: %v", name, z.rrs[name])
+		}
+	}
+}
+
+// TestStaticOddNames: owner names and CNAME targets are kept in the
+// resolver's canonical form, so a name written with escapes in the file is
+// found however the caller writes it.
+func TestStaticOddNames(t *testing.T) {
+	z, err := parseStatic(strings.NewReader(`$ORIGIN demo.test.
+@ 300 IN SOA ns hostmaster 1 3600 600 86400 60
+A\032B IN TXT "spaced"
+alias IN CNAME x\ Y
+x\ y IN TXT "target"
+\195\169 IN TXT "non-ascii"
+`), "odd.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Resolver{static: z, offline: true, cache: newCache(1), now: time.Now}
+	tests := []struct{ name, want string }{
+		{"a b.demo.test", "spaced"},
+		{`a\ B.demo.test.`, "spaced"},
+		{"alias.demo.test", "target"},
+		{"\u00e9.demo.test", "non-ascii"},
+	}
+	for _, tc := range tests {
+		got, err := r.LookupTXT(context.Background(), tc.name)
+		if err != nil || !slices.Equal(got, []string{tc.want}) {
+			t.Errorf("LookupTXT(%q) = %q, %v; want %q", tc.name, got, err, tc.want)
+		}
+	}
+}
+
+// TestStaticGenerateRefused: $GENERATE would make up to 65536 records a
+// line, and miekg/dns's errors inside it name a line of the generated text
+// (line 26 of a one-line file); it is refused, naming the file's line.
+func TestStaticGenerateRefused(t *testing.T) {
+	tests := []struct{ zone, want string }{
+		{"$GENERATE 1-700 00000 A 100.0.0.$0", "gen.zone: line 1: $GENERATE is not supported in the static zone"},
+		{"a.test. IN A 192.0.2.1\n$generate 1-10 host$.test. A 192.0.2.$\n", "gen.zone: line 2: $GENERATE is not supported in the static zone"},
+	}
+	for _, tc := range tests {
+		_, err := parseStatic(strings.NewReader(tc.zone), "gen.zone")
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("error %v, want %q", err, tc.want)
+		}
+	}
+}

@@ -16,8 +16,8 @@ import (
 	"github.com/elemta/elemta/internal/config"
 	"github.com/elemta/elemta/internal/smtpd"
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	_ "github.com/elemta/elemta/plugins/contentfilter" // the default config's plugin set
-	"github.com/elemta/elemta/registry"
 )
 
 var benchMessage = "From: a@example.org\r\nTo: b@example.net\r\nSubject: benchmark\r\nMessage-ID: <bench@example.org>\r\n" +
@@ -35,7 +35,7 @@ func BenchmarkAccept(b *testing.B) {
 	for _, plugins := range []string{"none", "default"} {
 		for _, clients := range []int{1, 10, 50} {
 			b.Run(fmt.Sprintf("plugins=%s/clients=%d", plugins, clients), func(b *testing.B) {
-				var pcfg *registry.Config
+				var pcfg *pluginhost.Config
 				if plugins == "default" {
 					c, err := config.Default()
 					if err != nil {
@@ -44,11 +44,11 @@ func BenchmarkAccept(b *testing.B) {
 					pcfg = c.Plugins
 				} else {
 					var err error
-					if pcfg, err = registry.NewConfig(); err != nil {
+					if pcfg, err = pluginhost.NewConfig(); err != nil {
 						b.Fatal(err)
 					}
 				}
-				mgr := registry.NewManager(pcfg)
+				mgr := pluginhost.NewManager(pcfg)
 				if err := mgr.LoadPlugins(context.Background()); err != nil {
 					b.Fatal(err)
 				}

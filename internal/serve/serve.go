@@ -26,6 +26,7 @@ import (
 	"github.com/elemta/elemta/internal/delivery"
 	"github.com/elemta/elemta/internal/smtpd"
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -278,7 +279,7 @@ type Server struct {
 
 // Start opens the spool, starts delivery and listens. The caller must
 // call Shutdown.
-func Start(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.Logger) (*Server, error) {
+func Start(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -381,7 +382,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // Run serves until ctx is cancelled (SIGTERM in the binary), then shuts
 // down within cfg.ShutdownTimeout.
-func Run(ctx context.Context, cfg Config, mgr *registry.Manager, logger *slog.Logger) error {
+func Run(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slog.Logger) error {
 	s, err := Start(ctx, cfg, mgr, logger)
 	if err != nil {
 		return err

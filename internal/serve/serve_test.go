@@ -24,8 +24,9 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	mbox "github.com/elemta/elemta/internal/mailbox"
-	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -99,12 +100,12 @@ func runChild() int {
 	return 0
 }
 
-func manager(plugins ...string) (*registry.Manager, error) {
-	pcfg, err := registry.NewConfig(plugins...)
+func manager(plugins ...string) (*pluginhost.Manager, error) {
+	pcfg, err := pluginhost.NewConfig(plugins...)
 	if err != nil {
 		return nil, err
 	}
-	mgr := registry.NewManager(pcfg)
+	mgr := pluginhost.NewManager(pcfg)
 	return mgr, mgr.LoadPlugins(context.Background())
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -67,9 +68,9 @@ func init() {
 // startHold is start with the hold plugin instead of the test plugin.
 func startHold(t *testing.T, cfg Config) *harness {
 	t.Helper()
-	pcfg, err := registry.NewConfig("smtpdhold")
+	pcfg, err := pluginhost.NewConfig("smtpdhold")
 	require.NoError(t, err)
-	mgr := registry.NewManager(pcfg)
+	mgr := pluginhost.NewManager(pcfg)
 	require.NoError(t, mgr.LoadPlugins(context.Background()))
 	sp, _, err := spool.Open(t.TempDir())
 	require.NoError(t, err)

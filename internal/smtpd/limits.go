@@ -3,6 +3,7 @@ package smtpd
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	"github.com/elemta/elemta/registry"
@@ -91,39 +92,19 @@ func DefaultLimits() Limits {
 }
 
 // withDefaults returns l with every zero field set to its default, so a
-// Config that names only some limits gets the others.
+// Config that names only some limits gets the others. The delays are the
+// exception: zero is a valid setting there (no delay), so it stays.
 func (l Limits) withDefaults() Limits {
-	d := DefaultLimits()
-	setInt := func(v *int, def int) {
-		if *v == 0 {
-			*v = def
+	v, def := reflect.ValueOf(&l).Elem(), reflect.ValueOf(DefaultLimits())
+	for i := range v.NumField() {
+		switch v.Type().Field(i).Name {
+		case "ErrorDelay", "AuthFailureDelay":
+			continue
+		}
+		if v.Field(i).IsZero() {
+			v.Field(i).Set(def.Field(i))
 		}
 	}
-	setDur := func(v *registry.Duration, def registry.Duration) {
-		if *v == 0 {
-			*v = def
-		}
-	}
-	setInt(&l.MaxConnections, d.MaxConnections)
-	setInt(&l.MaxConnectionsPerClient, d.MaxConnectionsPerClient)
-	setInt(&l.ReservedFiles, d.ReservedFiles)
-	setDur(&l.HeloTimeout, d.HeloTimeout)
-	setInt(&l.MaxCommandsBeforeHelo, d.MaxCommandsBeforeHelo)
-	setDur(&l.CommandTimeout, d.CommandTimeout)
-	setDur(&l.SessionTimeout, d.SessionTimeout)
-	setDur(&l.DataTimeout, d.DataTimeout)
-	if l.MinDataRate == 0 {
-		l.MinDataRate = d.MinDataRate
-	}
-	setInt(&l.MaxErrors, d.MaxErrors)
-	setInt(&l.SoftErrorLimit, d.SoftErrorLimit)
-	setDur(&l.ErrorDelay, d.ErrorDelay)
-	setInt(&l.MaxAuthFailures, d.MaxAuthFailures)
-	setInt(&l.AuthFailuresPerClient, d.AuthFailuresPerClient)
-	setInt(&l.AuthFailuresPerUser, d.AuthFailuresPerUser)
-	setDur(&l.AuthFailureWindow, d.AuthFailureWindow)
-	setDur(&l.AuthFailureDelay, d.AuthFailureDelay)
-	setDur(&l.AuthFailureDelayMax, d.AuthFailureDelayMax)
 	return l
 }
 

@@ -258,7 +258,9 @@ func TestDataRate(t *testing.T) {
 	t.Run("stall", func(t *testing.T) {
 		c, _ := dialFrom(t, h.addr, "127.0.0.1")
 		converseOn(t, c, append(hello("a@example.org", "b@example.net"), step{send: "DATA", code: 354}))
-		require.NoError(t, c.PrintfLine("Subject: stalls"))
+		// 5 KB at once earn 100 ms of credit at min_data_rate, so the idle
+		// deadline (data_timeout after the last read) comes first.
+		require.NoError(t, c.PrintfLine("Subject: stalls\r\n\r\n%s", strings.Repeat(strings.Repeat("s", 98)+"\r\n", 50)))
 		expectCut(t, c, "data_timeout")
 	})
 }
@@ -452,4 +454,42 @@ func TestRepliesCarryNoControlCharacters(t *testing.T) {
 	line, err := c.R.ReadString('\n')
 	require.NoError(t, err)
 	assert.Equal(t, "500 5.5.2 Syntax errors, A?B? command unrecognized\r\n", line)
+}
+
+// TestLimitsDefaults: a Config naming some limits gets the defaults for the
+// others; a zero delay stays zero (no delay), so `error_delay = 0` in the
+// [server] table means what it says.
+func TestLimitsDefaults(t *testing.T) {
+	l := Limits{MaxConnections: 7}.withDefaults()
+	d := DefaultLimits()
+	assert.Equal(t, 7, l.MaxConnections)
+	assert.Equal(t, d.CommandTimeout, l.CommandTimeout)
+	assert.Equal(t, d.AuthFailureDelayMax, l.AuthFailureDelayMax)
+	assert.Zero(t, l.ErrorDelay)
+	assert.Zero(t, l.AuthFailureDelay)
+	assert.Equal(t, d, d.withDefaults(), "the defaults are a fixed point")
+	require.NoError(t, d.Validate())
+}
+
+func TestLimitsValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(*Limits)
+		want string
+	}{
+		{"zero connections", func(l *Limits) { l.MaxConnections = 0 }, "max_connections must be positive"},
+		{"per client over total", func(l *Limits) { l.MaxConnectionsPerClient = 2000 }, "max_connections_per_client (2000) is more than max_connections (1000)"},
+		{"negative rate", func(l *Limits) { l.MinDataRate = -1 }, "min_data_rate must be positive"},
+		{"soft over hard", func(l *Limits) { l.SoftErrorLimit = 30 }, "soft_error_limit (30) is more than max_errors (20)"},
+		{"delay over max", func(l *Limits) { l.AuthFailureDelay = registry.Duration(time.Minute) }, "auth_failure_delay (1m0s) must be between 0"},
+		{"negative error delay", func(l *Limits) { l.ErrorDelay = -1 }, "error_delay must not be negative"},
+		{"zero timeout", func(l *Limits) { l.CommandTimeout = 0 }, "command_timeout must be positive"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := DefaultLimits()
+			tt.edit(&l)
+			assert.ErrorContains(t, l.Validate(), tt.want)
+		})
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"sync"
 
 	"github.com/elemta/elemta/internal/mailbox"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 	"github.com/emersion/go-smtp"
 )
@@ -100,7 +101,7 @@ func (s *session) preReception(phase registry.Phase, pc *registry.ProcessingCont
 	return nil
 }
 
-func (s *session) run(stage registry.Stage, pc *registry.ProcessingContext) (*registry.StageResult, error) {
+func (s *session) run(stage registry.Stage, pc *registry.ProcessingContext) (*pluginhost.StageResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.be.cfg.StageTimeout)
 	defer cancel()
 	sr, err := s.be.mgr.ExecuteStage(ctx, stage, pc)
@@ -115,7 +116,7 @@ func (s *session) run(stage registry.Stage, pc *registry.ProcessingContext) (*re
 // verdictError turns a stage's verdict into the SMTP error that refuses
 // the command, or nil to continue. quarantine is accepted: the caller
 // checks the verdict itself where it matters (DATA).
-func (s *session) verdictError(sr *registry.StageResult, atData bool) error {
+func (s *session) verdictError(sr *pluginhost.StageResult, atData bool) error {
 	v := sr.Verdict
 	switch v.Action {
 	case registry.Reject:

@@ -33,6 +33,7 @@ import (
 
 	"github.com/elemta/elemta/internal/domains"
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -61,7 +62,7 @@ type Config struct {
 	// WriteTimeout bounds each reply's write. Reads are bounded by Limits.
 	WriteTimeout time.Duration
 	// Limits bound each client and all of them; zero fields get
-	// DefaultLimits' values.
+	// DefaultLimits' values, but for the two delays (zero: none).
 	Limits Limits
 	// StageTimeout bounds one stage's run (default 2 minutes).
 	StageTimeout time.Duration
@@ -122,7 +123,7 @@ type Stats struct {
 }
 
 // New returns a receiver that runs mgr's stages and queues into sp.
-func New(cfg Config, mgr *registry.Manager, sp *spool.Spool, logger *slog.Logger) *Server {
+func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logger) *Server {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
@@ -225,7 +226,7 @@ func (a slogAdapter) Println(v ...any)               { a.l.Warn("smtp: " + strin
 type backend struct {
 	srv   *Server
 	cfg   Config
-	mgr   *registry.Manager
+	mgr   *pluginhost.Manager
 	spool *spool.Spool
 	log   *slog.Logger
 	// local is the set of Config.LocalDomains.

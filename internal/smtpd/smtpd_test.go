@@ -28,6 +28,7 @@ import (
 
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -110,9 +111,9 @@ func start(t *testing.T, cfg Config) *harness {
 // startOn starts a server on a loopback listener, wrapped by wrap if set.
 func startOn(t *testing.T, cfg Config, wrap func(net.Listener) net.Listener) *harness {
 	t.Helper()
-	pcfg, err := registry.NewConfig("smtpdtest")
+	pcfg, err := pluginhost.NewConfig("smtpdtest")
 	require.NoError(t, err)
-	mgr := registry.NewManager(pcfg)
+	mgr := pluginhost.NewManager(pcfg)
 	require.NoError(t, mgr.LoadPlugins(context.Background()))
 	sp, _, err := spool.Open(t.TempDir())
 	require.NoError(t, err)

@@ -1,6 +1,6 @@
 // Package arc verifies and seals Authenticated Received Chains (RFC 8617):
 // verification at post-reception, sealing at pre-queue. Canonicalization
-// comes from internal/canon, keys from internal/dkimkey. See README.md.
+// comes from pkg/canon, keys from pkg/dkimkey. See README.md.
 package arc
 
 import (
@@ -15,7 +15,8 @@ import (
 
 	"github.com/emersion/go-msgauth/authres"
 
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/arfield"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -30,8 +31,13 @@ type Plugin struct {
 	sealer     *sealer // nil when sealing is off or Start did not run
 }
 
-// New builds the plugin; the sealing key is loaded by Start.
+// New builds the plugin; the sealing key is loaded by Start. It refuses
+// only what Config.Validate refuses (which parsing the config has run
+// already): it checks again for callers that build a Config in Go.
 func New(cfg Config, host registry.Host) (*Plugin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	p := &Plugin{cfg: cfg, resolver: host.Resolver, clock: host.Clock, log: host.Logger, authservID: cfg.AuthservID}
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
@@ -51,9 +57,6 @@ func New(cfg Config, host registry.Host) (*Plugin, error) {
 	return p, nil
 }
 
-// Validate checks the config (registry.Validator).
-func (p *Plugin) Validate() error { return p.cfg.validate() }
-
 // Start loads the sealing key: a missing, malformed or short key stops
 // startup; a world-readable one is logged.
 func (p *Plugin) Start(ctx context.Context) error {
@@ -65,7 +68,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 		return fmt.Errorf("private_key: %w", err)
 	}
 	for _, w := range k.Warnings {
-		p.log.Warn("arc: " + w)
+		p.log.Warn(w)
 	}
 	headers := make([]string, len(p.cfg.Headers))
 	for i, h := range p.cfg.Headers {
@@ -120,7 +123,7 @@ func (p *Plugin) HandleStage(ctx context.Context, stage registry.Stage, pc *regi
 func (p *Plugin) VerifyChain(ctx context.Context, message *registry.Message) (*registry.ARCResult, error) {
 	r := validate(ctx, p.resolver, message, p.cfg.MaxInstances)
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("arc: verify: %w", err)
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	return r, nil
 }
@@ -131,7 +134,7 @@ func (p *Plugin) VerifyChain(ctx context.Context, message *registry.Message) (*r
 // one it carries only arc=.
 func (p *Plugin) SealMessage(ctx context.Context, message *registry.Message) error {
 	if p.sealer == nil {
-		return errors.New("arc: seal: no sealing key (domain, selector, private_key) configured, or Start not called")
+		return errors.New("seal: no sealing key (domain, selector, private_key) configured, or Start not called")
 	}
 	aar := ""
 	if pc, ok := registry.ProcessingContextFrom(ctx); ok {
@@ -142,7 +145,7 @@ func (p *Plugin) SealMessage(ctx context.Context, message *registry.Message) err
 		return err
 	}
 	if fields == nil {
-		return fmt.Errorf("arc: not sealed: %s", why)
+		return fmt.Errorf("not sealed: %s", why)
 	}
 	for _, f := range fields {
 		message.AddHeader(f.Name, f.Value)
@@ -180,17 +183,20 @@ func (p *Plugin) authresFor(pc *registry.ProcessingContext) string {
 	if merged := mergeAuthres(p.authservID, values); merged != "" {
 		return merged
 	}
+	// The values come from the sender (the DKIM d= and i= tags, the From
+	// domain): written as authres writes them (arfield), never quoted, so
+	// no reader can see a result in them that nobody wrote.
 	var rs []authres.Result
 	if spf, ok := registry.Find[*registry.SPFResult](pc); ok {
-		rs = append(rs, &authres.SPFResult{Value: authres.ResultValue(spf.Result), From: spf.Domain})
+		rs = append(rs, &authres.SPFResult{Value: authres.ResultValue(spf.Result), From: arfield.ASCIIToken(spf.Domain)})
 	}
 	if dk, ok := registry.Find[*registry.DKIMResult](pc); ok {
 		for _, s := range dk.Signatures {
-			rs = append(rs, &authres.DKIMResult{Value: authres.ResultValue(s.Result), Domain: s.Domain, Identifier: s.Identity})
+			rs = append(rs, &authres.DKIMResult{Value: authres.ResultValue(s.Result), Domain: arfield.ASCIIToken(s.Domain), Identifier: arfield.ASCIIPValue(s.Identity)})
 		}
 	}
 	if dm, ok := registry.Find[*registry.DMARCResult](pc); ok {
-		rs = append(rs, &authres.DMARCResult{Value: authres.ResultValue(dm.Result), From: dm.Domain})
+		rs = append(rs, &authres.DMARCResult{Value: authres.ResultValue(dm.Result), From: arfield.ASCIIToken(dm.Domain)})
 	}
 	return strings.Join(strings.Fields(authres.Format(p.authservID, rs)), " ")
 }
@@ -198,12 +204,17 @@ func (p *Plugin) authresFor(pc *registry.ProcessingContext) string {
 // mergeAuthres merges the Authentication-Results values that carry
 // authservID into one "authserv-id; result; result" value, as an
 // ARC-Authentication-Results must hold them (RFC 8617 §4.1.1); "" when none.
+// The authserv-id is read as authres reads it (arfield.Split: after
+// comments, a token or quoted-string, an optional version; compared
+// case-insensitively, a trailing root dot ignored); the results after it
+// are kept as they are, white space collapsed. A value whose id is followed
+// by anything but a version and ';' is not ours to copy.
 func mergeAuthres(authservID string, values []string) string {
 	var parts []string
 	found := false
 	for _, v := range values {
-		id, rest, _ := strings.Cut(strings.Join(strings.Fields(v), " "), ";")
-		if !strings.EqualFold(strings.TrimSpace(id), authservID) {
+		id, rest, ok := arfield.Split(strings.Join(strings.Fields(v), " "))
+		if !ok || !arfield.SameAuthservID(id, authservID) {
 			continue
 		}
 		found = true
@@ -233,7 +244,7 @@ func sealMessage(ctx context.Context, s *sealer, r registry.Resolver, msg *regis
 	}
 	v := validate(ctx, r, msg, maxInstances)
 	if err := ctx.Err(); err != nil {
-		return nil, "", fmt.Errorf("arc: seal: %w", err)
+		return nil, "", fmt.Errorf("seal: %w", err)
 	}
 	var cv string
 	switch v.Result {

@@ -16,8 +16,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -84,12 +85,12 @@ func parse(t testing.TB, raw []byte, env registry.Envelope) *registry.Message {
 func TestStages(t *testing.T) {
 	key, txt := writeKey(t, 0o600)
 	toml := fmt.Sprintf("[plugins]\nplugins = [\"arctest-authres\", \"arc\"]\n[plugins.arc]\ndomain = \"example.org\"\nselector = \"arc\"\nprivate_key = %q\nauthserv_id = \"mx.example.org\"\n", key)
-	cfg, err := registry.ParseConfig("t.toml", []byte(toml))
+	cfg, err := pluginhost.ParseConfig("t.toml", []byte(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := &fakeResolver{txt: map[string]string{"arc._domainkey.example.org": txt}}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: res, Hostname: "mx.example.org"}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: res, Hostname: "mx.example.org"}))
 	if err := m.LoadPlugins(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -173,9 +174,6 @@ func newPlugin(t testing.TB, c Config, res registry.Resolver) *Plugin {
 	t.Helper()
 	p, err := New(c, registry.Host{Resolver: res, Hostname: "mx.example.org"})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(context.Background()); err != nil {
@@ -281,9 +279,9 @@ func TestValidateConfig(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
 			tc.edit(&c)
-			err := c.validate()
+			err := c.Validate()
 			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Fatalf("validate() = %v, want %q", err, tc.want)
+				t.Fatalf("Validate() = %v, want %q", err, tc.want)
 			}
 		})
 	}

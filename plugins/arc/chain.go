@@ -10,8 +10,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/elemta/elemta/internal/canon"
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/canon"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 

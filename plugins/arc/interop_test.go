@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/dkimkey"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/dkimkey"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 )
 

@@ -16,6 +16,9 @@ func init() {
 		Description: "ARC chain validation (RFC 8617) at post-reception and sealing at pre-queue",
 		Types:       []registry.PluginType{registry.PluginTypeARC},
 		Stages:      []registry.Stage{registry.PostReception, registry.PreQueue},
+		Produces:    []any{(*registry.ARCResult)(nil)},
+		// The seal's ARC-Authentication-Results falls back to these.
+		Consumes: []any{(*registry.SPFResult)(nil), (*registry.DKIMResult)(nil), (*registry.DMARCResult)(nil)},
 		// At pre-queue, seal after DKIM signing. (authres runs after us at
 		// post-reception, to write arc=; naming it here would be a cycle.)
 		After:  []string{"dkim"},
@@ -55,7 +58,13 @@ func DefaultConfig() Config {
 
 func (c *Config) sealing() bool { return c.PrivateKey != "" }
 
-func (c *Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports every value New would
+// refuse. Every problem is reported, each naming its key; the registry adds
+// the file and table. It does not read private_key: the key file is loaded
+// by Start (`elemta plugins test arc` runs it), so a config can be checked
+// on a machine that does not hold the key.
+func (c *Config) Validate() error {
 	var errs []error
 	if c.MaxInstances < 1 || c.MaxInstances > MaxInstances {
 		errs = append(errs, fmt.Errorf("max_instances = %d: must be between 1 and %d (RFC 8617 §4.2.1)", c.MaxInstances, MaxInstances))
@@ -68,6 +77,15 @@ func (c *Config) validate() error {
 	}
 	if set != 0 && set != 3 {
 		errs = append(errs, errors.New("domain, selector and private_key go together: set all three to seal, or none"))
+	}
+	if c.Domain != "" && !validName(c.Domain) {
+		errs = append(errs, fmt.Errorf("domain = %q: not a domain name (letters, digits, '-' and '_' in dot-separated labels)", c.Domain))
+	}
+	if c.Selector != "" && !validName(c.Selector) {
+		errs = append(errs, fmt.Errorf("selector = %q: not a selector (letters, digits, '-' and '_' in dot-separated labels)", c.Selector))
+	}
+	if strings.ContainsAny(c.AuthservID, " \t\r\n;()\"\\") {
+		errs = append(errs, fmt.Errorf("authserv_id = %q: must be a single token (no spaces, ';', parentheses, quotes or backslashes)", c.AuthservID))
 	}
 	switch c.SealFor {
 	case SealAll, SealChained, SealUnauthenticated:
@@ -83,4 +101,24 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validName reports whether s is a dot-separated sequence of labels of
+// letters, digits, '-' and '_' (RFC 6376 §3.1 selectors and d= domains,
+// A-labels for internationalized names), at most 253 bytes.
+func validName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }

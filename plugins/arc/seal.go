@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elemta/elemta/internal/canon"
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/canon"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
@@ -28,7 +28,7 @@ type sealer struct {
 func (s *sealer) seal(msg *registry.Message, sets []*arcSet, cv string, authres string, now time.Time) ([]registry.Field, error) {
 	n := len(sets) + 1
 	if n > MaxInstances {
-		return nil, fmt.Errorf("arc: seal: the chain already has %d sets", len(sets))
+		return nil, fmt.Errorf("seal: the chain already has %d sets", len(sets))
 	}
 	eol := "\r\n"
 	if len(msg.Header) > 0 && !strings.HasSuffix(string(msg.Header[0].Raw), "\r\n") {
@@ -65,7 +65,7 @@ func (s *sealer) seal(msg *registry.Message, sets []*arcSet, cv string, authres 
 	data = append(data, strings.TrimSuffix(string(amsNoB), "\r\n")...)
 	amsSig, err := s.key.Sign(dkimkey.SHA256(data))
 	if err != nil {
-		return nil, fmt.Errorf("arc: sign ARC-Message-Signature: %w", err)
+		return nil, fmt.Errorf("sign ARC-Message-Signature: %w", err)
 	}
 	amsValue := amsTags(fold(base64.StdEncoding.EncodeToString(amsSig), eol))
 	amsRaw := []byte(hdrAMS + ": " + amsValue + "\r\n")
@@ -80,7 +80,7 @@ func (s *sealer) seal(msg *registry.Message, sets []*arcSet, cv string, authres 
 	}
 	sealSig, err := s.key.Sign(dkimkey.SHA256(sealData(covered, aarRaw, amsRaw, []byte(hdrSeal+": "+sealTags("")))))
 	if err != nil {
-		return nil, fmt.Errorf("arc: sign ARC-Seal: %w", err)
+		return nil, fmt.Errorf("sign ARC-Seal: %w", err)
 	}
 	sealValue := sealTags(fold(base64.StdEncoding.EncodeToString(sealSig), eol))
 	// Folding the signed fields now only moves white space: both are

@@ -7,8 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elemta/elemta/internal/testenv"
-	"github.com/elemta/elemta/internal/testenv/dnstest"
+	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pkg/testenv/dnstest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -31,11 +32,11 @@ func TestRealDNS(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			toml := fmt.Sprintf("[plugins]\nplugins = [\"arc\"]\n[plugins.arc]\ntimeout = \"5s\"\ndomain = \"example.test\"\nselector = %q\nprivate_key = %q\n",
 				tc.selector, filepath.Join(keys, tc.key))
-			cfg, err := registry.ParseConfig("t.toml", []byte(toml))
+			cfg, err := pluginhost.ParseConfig("t.toml", []byte(toml))
 			if err != nil {
 				t.Fatal(err)
 			}
-			m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: resolver, Hostname: "mx.example.test"}))
+			m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: resolver, Hostname: "mx.example.test"}))
 			if err := m.LoadPlugins(context.Background()); err != nil {
 				t.Fatal(err)
 			}

@@ -10,10 +10,10 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"unicode"
 
 	msgauthres "github.com/emersion/go-msgauth/authres"
 
+	"github.com/elemta/elemta/pkg/arfield"
 	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
@@ -28,7 +28,7 @@ type Writer struct {
 
 // New builds the plugin; the authserv-id defaults to host.Hostname.
 func New(cfg Config, host registry.Host) (*Writer, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	id := cfg.AuthservID
@@ -63,15 +63,15 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 	if spf, ok := registry.Find[*registry.SPFResult](pc); ok {
 		r := &msgauthres.SPFResult{Value: msgauthres.ResultValue(spf.Result)}
 		if spf.Identity == "helo" {
-			r.Helo = pvalue(spf.Domain)
+			r.Helo = token(spf.Domain)
 		} else {
-			r.From = pvalue(spf.Domain)
+			r.From = token(spf.Domain)
 			if mf := pc.Message.Envelope.MailFrom; mf != "" {
 				r.From = pvalue(mf)
 			}
 		}
 		if spf.Result == registry.AuthTempError || spf.Result == registry.AuthPermError {
-			r.Reason = reason(spf.Explanation)
+			r.Reason = token(spf.Explanation)
 		}
 		out = append(out, r)
 	}
@@ -81,21 +81,21 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 		}
 		for _, s := range dkim.Signatures {
 			// GenericResult: go-msgauth's DKIMResult has no header.s or header.a.
-			params := map[string]string{"header.d": pvalue(s.Domain), "header.i": pvalue(s.Identity), "header.s": pvalue(s.Selector), "header.a": pvalue(s.Algorithm)}
+			params := map[string]string{"header.d": token(s.Domain), "header.i": pvalue(s.Identity), "header.s": token(s.Selector), "header.a": token(s.Algorithm)}
 			if s.Result != registry.AuthPass {
-				params["reason"] = reason(s.Reason)
+				params["reason"] = token(s.Reason)
 			}
 			out = append(out, &msgauthres.GenericResult{Method: "dkim", Value: msgauthres.ResultValue(s.Result), Params: params})
 		}
 	}
 	if dmarc, ok := registry.Find[*registry.DMARCResult](pc); ok {
-		r := &msgauthres.DMARCResult{Value: msgauthres.ResultValue(dmarc.Result), From: pvalue(dmarc.Domain)}
+		r := &msgauthres.DMARCResult{Value: msgauthres.ResultValue(dmarc.Result), From: token(dmarc.Domain)}
 		if dmarc.Result != registry.AuthPass && dmarc.Result != registry.AuthNone {
 			r.Reason = dmarc.Reason
 			if dmarc.Policy != "" {
 				r.Reason = strings.TrimPrefix(r.Reason+"; p="+dmarc.Policy, "; ")
 			}
-			r.Reason = reason(r.Reason)
+			r.Reason = token(r.Reason)
 		}
 		out = append(out, r)
 	}
@@ -106,46 +106,29 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 			params["header.oldest-pass"] = strconv.Itoa(arc.OldestPass)
 		}
 		if arc.Result != registry.AuthPass {
-			params["reason"] = reason(arc.Reason)
+			params["reason"] = token(arc.Reason)
 		}
 		out = append(out, &msgauthres.GenericResult{Method: "arc", Value: msgauthres.ResultValue(arc.Result), Params: params})
 	}
 	return out
 }
 
-// go-msgauth's Format quotes a value that needs it but neither escapes a
-// backslash inside the quotes nor drops line breaks, so a MAIL FROM such as
-// "x\"; dkim=pass ..."@evil.example or a DNS record holding CR LF could
-// add results or fields of its own. reason and pvalue prepare values for
-// it: control characters become spaces, and a backslash is doubled when
-// Format will quote the value (always for a reason: '\' is a tspecial; for
-// a pvalue unless it is address-like and left bare).
-func reason(s string) string {
-	return strings.ReplaceAll(noCTL(asciiReason(s)), `\`, `\\`)
-}
-
-func pvalue(s string) string {
-	s = noCTL(asciiPValue(s))
-	for _, ch := range s {
-		if !unicode.IsLetter(ch) && !unicode.IsDigit(ch) && !strings.ContainsRune("#$%&'*+,./-@[]\\^_`{|}~", ch) {
-			return strings.ReplaceAll(s, `\`, `\\`)
-		}
-	}
-	return s
-}
-
-func noCTL(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r < ' ' || r == 0x7f {
-			return ' '
-		}
-		return r
-	}, s)
-}
+// Values go out through arfield: a token (percent-encoded where needed) or
+// an address, never a quoted-string, so go-msgauth's Format has nothing to
+// quote and every reader, RFC 8601's grammar or a naive split on ';' and
+// white space, sees the same results with the same values.
+//
+// Both are ASCII (arfield.ASCIIPValue, ASCIIToken): RFC 8601 parsers
+// reject UTF-8 even where RFC 6532 would allow it.
+var (
+	pvalue = arfield.ASCIIPValue // addresses: smtp.mailfrom, header.i
+	token  = arfield.ASCIIToken  // everything else, reasons included
+)
 
 // Forged returns a removal for every Authentication-Results field of h
-// whose authserv-id is ours (compared case-insensitively): no one upstream
-// may speak for this server (RFC 8601 §5).
+// whose authserv-id is ours (compared case-insensitively, a trailing root
+// dot ignored: arfield.SameAuthservID): no one upstream may speak for this
+// server (RFC 8601 §5).
 func (w *Writer) Forged(h registry.Header) []registry.Removal {
 	var out []registry.Removal
 	n := 0
@@ -153,61 +136,10 @@ func (w *Writer) Forged(h registry.Header) []registry.Removal {
 		if !strings.EqualFold(f.Name, HeaderName) {
 			continue
 		}
-		if id, ok := AuthservID(f.Value); ok && strings.EqualFold(id, w.authservID) {
+		if id, ok := arfield.AuthservID(f.Value); ok && arfield.SameAuthservID(id, w.authservID) {
 			out = append(out, registry.Removal{Name: HeaderName, Index: n})
 		}
 		n++
 	}
 	return out
-}
-
-// AuthservID returns the authserv-id at the start of an
-// Authentication-Results value: after any comments and white space, a
-// token or a quoted-string (RFC 8601 §2.2).
-func AuthservID(v string) (string, bool) {
-	i := skipCFWS(v, 0)
-	if i >= len(v) {
-		return "", false
-	}
-	if v[i] == '"' {
-		var b strings.Builder
-		for j := i + 1; j < len(v); j++ {
-			switch v[j] {
-			case '\\':
-				if j+1 < len(v) {
-					j++
-					b.WriteByte(v[j])
-				}
-			case '"':
-				return b.String(), b.Len() > 0
-			default:
-				b.WriteByte(v[j])
-			}
-		}
-		return "", false
-	}
-	j := i
-	for j < len(v) && !strings.ContainsRune(" \t\r\n;()", rune(v[j])) {
-		j++
-	}
-	return v[i:j], j > i
-}
-
-// skipCFWS skips white space and (nested) comments from i.
-func skipCFWS(v string, i int) int {
-	depth := 0
-	for ; i < len(v); i++ {
-		switch c := v[i]; {
-		case c == '(':
-			depth++
-		case c == ')' && depth > 0:
-			depth--
-		case c == '\\' && depth > 0:
-			i++
-		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
-		default:
-			return i
-		}
-	}
-	return i
 }

@@ -3,11 +3,14 @@ package authres
 import (
 	"context"
 	"fmt"
+	"maps"
+	"strconv"
 	"strings"
 	"testing"
 
 	msgauthres "github.com/emersion/go-msgauth/authres"
 
+	"github.com/elemta/elemta/pkg/arfield"
 	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
@@ -16,8 +19,8 @@ const fuzzID = "mx.example.org"
 
 // FuzzAuthservID checks the property the forged-field filter rests on:
 // whenever go-msgauth's parser (what a downstream reader of the field
-// sees) reads our authserv-id from a value, AuthservID reads it too, so
-// Forged removes the field. An id AuthservID returns is never empty, and a
+// sees) reads our authserv-id from a value (in any case, with or without a
+// trailing root dot), AuthservID reads it too, so Forged removes the field. An id AuthservID returns is never empty, and a
 // bare one holds no white space, comment or ';'.
 func FuzzAuthservID(f *testing.F) {
 	for _, s := range []string{
@@ -31,11 +34,15 @@ func FuzzAuthservID(f *testing.F) {
 		"mx.example.org\r\n ; arc=pass",
 		"\"\"; none",
 		"other.example; dkim=pass header.d=mx.example.org",
+		"mx.example.org.; dmarc=pass",
+		"MX.Example.ORG. 1; dkim=pass",
+		"\"mx.example.org.\"; spf=pass",
+		"mx.example.org..; none",
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		id, ok := AuthservID(v)
+		id, ok := arfield.AuthservID(v)
 		if ok && id == "" {
 			t.Fatalf("ok with an empty id for %q", v)
 		}
@@ -46,13 +53,13 @@ func FuzzAuthservID(f *testing.F) {
 			t.Fatalf("bare id %q holds a delimiter (value %q)", id, v)
 		}
 		theirs, _, err := msgauthres.Parse(v)
-		if err == nil && strings.EqualFold(theirs, fuzzID) && !(ok && strings.EqualFold(id, fuzzID)) {
+		if err == nil && arfield.SameAuthservID(theirs, fuzzID) && !(ok && arfield.SameAuthservID(id, fuzzID)) {
 			t.Fatalf("go-msgauth reads authserv-id %q from %q, AuthservID reads %q (%v): the forged field would stay", theirs, v, id, ok)
 		}
 		w := &Writer{authservID: fuzzID}
 		h := registry.Header{{Name: "Authentication-Results", Value: v}, {Name: "authentication-results", Value: v}}
 		rm := w.Forged(h)
-		if want := ok && strings.EqualFold(id, fuzzID); (len(rm) == 2) != want || len(rm) != 0 && len(rm) != 2 {
+		if want := ok && arfield.SameAuthservID(id, fuzzID); (len(rm) == 2) != want || len(rm) != 0 && len(rm) != 2 {
 			t.Fatalf("Forged removed %d of 2 identical fields (AuthservID %q, %v)", len(rm), id, ok)
 		}
 		for i, r := range rm {
@@ -104,12 +111,13 @@ func FuzzHeader(f *testing.F) {
 		if strings.ContainsFunc(value, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 			t.Fatalf("control character in %q", value)
 		}
-		if id, ok := AuthservID(value); !ok || id != fuzzID {
+		if id, ok := arfield.AuthservID(value); !ok || id != fuzzID {
 			t.Fatalf("AuthservID of our own field is %q, %v: %q", id, ok, value)
 		}
-		// go-msgauth's Parse splits on every ';' and space, quoted or not,
-		// so it cannot be the reader here; rfcResults follows RFC 8601's
-		// quoted-strings and comments.
+		// RFC 8601's grammar (quoted-strings, comments) and a naive
+		// split on ';' and white space (go-msgauth's Parse, many others)
+		// must see the same thing: exactly the results written, each with
+		// exactly the values written.
 		parts, err := rfcResults(value)
 		if err != nil {
 			t.Fatalf("%v:\n%s", err, value)
@@ -117,15 +125,31 @@ func FuzzHeader(f *testing.F) {
 		if len(parts) != written+1 || parts[0] != fuzzID {
 			t.Fatalf("reader sees %d parts (authserv-id %q), %d results written:\n%s", len(parts), parts[0], written, value)
 		}
-		methods := []string{"spf", "dkim", "dkim", "dmarc", "arc"}
-		for i, p := range parts[1:] {
-			if m, _, _ := strings.Cut(strings.TrimSpace(p), "="); m != methods[i] {
-				t.Fatalf("result %d is %q, want %s:\n%s", i, m, methods[i], value)
+		want := intended(t, w.Results(pc))
+		if len(want) != written {
+			t.Fatalf("%d results intended, %d written", len(want), written)
+		}
+		naive := naiveResults(value)
+		if len(naive) != len(want) {
+			t.Fatalf("naive split sees %d results, %d written:\n%s", len(naive), len(want), value)
+		}
+		for i := range want {
+			if fmt.Sprint(naive[i]) != fmt.Sprint(want[i]) {
+				t.Fatalf("result %d reads\n%v\nwritten\n%v\nin %s", i, naive[i], want[i], value)
+			}
+		}
+		id, got, err := msgauthres.Parse(value)
+		if err != nil || id != fuzzID || len(got) != len(want) {
+			t.Fatalf("go-msgauth: %q, %d results, %v; %d written:\n%s", id, len(got), err, len(want), value)
+		}
+		for i, r := range got {
+			if g := fromMsgauth(r); fmt.Sprint(g) != fmt.Sprint(want[i].subset(g)) {
+				t.Fatalf("go-msgauth reads result %d as\n%v\nwritten\n%v\nin %s", i, g, want[i], value)
 			}
 		}
 		// A plain domain goes out as it is (go-msgauth reads it back too).
-		if pvalueOK(domain) {
-			_, got, err := msgauthres.Parse("x; dkim=pass header.d=" + pvalue(domain))
+		if plainOK(domain) {
+			_, got, err := msgauthres.Parse("x; dkim=pass header.d=" + token(domain))
 			if err != nil || got[0].(*msgauthres.DKIMResult).Domain != domain {
 				t.Fatalf("header.d=%s does not read back: %v", domain, err)
 			}
@@ -169,10 +193,96 @@ func rfcResults(v string) ([]string, error) {
 	return append(parts, strings.TrimSpace(v[start:])), nil
 }
 
-// pvalueOK reports whether s goes out unchanged and unquoted: its value
+// plainOK reports whether s goes out unchanged and unquoted: its value
 // as read must then be s itself.
-func pvalueOK(s string) bool {
-	return s != "" && pvalue(s) == s && !strings.ContainsFunc(s, func(r rune) bool {
+func plainOK(s string) bool {
+	return s != "" && token(s) == s && !strings.ContainsFunc(s, func(r rune) bool {
 		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune(".-_@", r))
 	})
+}
+
+// result is one method=value with its properties, as a reader sees it.
+type result struct {
+	method, value string
+	params        map[string]string // only the non-empty ones
+}
+
+// subset keeps the properties of r that g has a field for.
+func (r result) subset(g result) result {
+	out := result{method: r.method, value: r.value, params: map[string]string{}}
+	for k := range g.params {
+		out.params[k] = r.params[k]
+	}
+	return out
+}
+
+// intended describes the results the plugin passes to go-msgauth's Format.
+func intended(t *testing.T, rs []msgauthres.Result) []result {
+	var out []result
+	for _, r := range rs {
+		var x result
+		switch r := r.(type) {
+		case *msgauthres.SPFResult:
+			x = result{"spf", string(r.Value), map[string]string{"reason": r.Reason, "smtp.mailfrom": r.From, "smtp.helo": r.Helo}}
+		case *msgauthres.DKIMResult:
+			x = result{"dkim", string(r.Value), map[string]string{"reason": r.Reason, "header.d": r.Domain, "header.i": r.Identifier}}
+		case *msgauthres.DMARCResult:
+			x = result{"dmarc", string(r.Value), map[string]string{"reason": r.Reason, "header.from": r.From}}
+		case *msgauthres.GenericResult:
+			x = result{r.Method, string(r.Value), maps.Clone(r.Params)}
+		default:
+			t.Fatalf("unexpected result type %T", r)
+		}
+		maps.DeleteFunc(x.params, func(_, v string) bool { return v == "" })
+		out = append(out, x)
+	}
+	return out
+}
+
+// fromMsgauth describes a result as go-msgauth's Parse returns it: only
+// the properties its types keep, the non-empty ones.
+func fromMsgauth(r msgauthres.Result) result {
+	var x result
+	switch r := r.(type) {
+	case *msgauthres.SPFResult:
+		x = result{"spf", string(r.Value), map[string]string{"reason": r.Reason, "smtp.mailfrom": r.From, "smtp.helo": r.Helo}}
+	case *msgauthres.DKIMResult:
+		x = result{"dkim", string(r.Value), map[string]string{"reason": r.Reason, "header.d": r.Domain, "header.i": r.Identifier}}
+	case *msgauthres.DMARCResult:
+		x = result{"dmarc", string(r.Value), map[string]string{"reason": r.Reason, "header.from": r.From}}
+	case *msgauthres.ARCResult:
+		x = result{"arc", string(r.Value), map[string]string{}}
+		if r.OldestPass > 0 {
+			x.params["header.oldest-pass"] = strconv.Itoa(r.OldestPass)
+		}
+	case *msgauthres.GenericResult:
+		x = result{r.Method, string(r.Value), maps.Clone(r.Params)}
+	default:
+		x = result{method: fmt.Sprintf("%T", r)}
+	}
+	maps.DeleteFunc(x.params, func(_, v string) bool { return v == "" })
+	return x
+}
+
+// naiveResults reads a field the naive way: split on every ';', then on
+// white space, then each word at its first '='.
+func naiveResults(v string) []result {
+	var out []result
+	for _, part := range strings.Split(v, ";")[1:] {
+		words := strings.Fields(part)
+		if len(words) == 0 {
+			continue
+		}
+		m, val, _ := strings.Cut(words[0], "=")
+		x := result{m, val, map[string]string{}}
+		for _, w := range words[1:] {
+			k, v, ok := strings.Cut(w, "=")
+			if _, dup := x.params[k]; dup || !ok {
+				v = "<a word of its own or twice: " + w + ">" // never equal to a value written
+			}
+			x.params[k] = v
+		}
+		out = append(out, x)
+	}
+	return out
 }

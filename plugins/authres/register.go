@@ -14,9 +14,10 @@ func init() {
 		Description: "one Authentication-Results header (RFC 8601) from the SPF, DKIM, DMARC and ARC results; removes forged ones claiming our authserv-id",
 		Types:       []registry.PluginType{registry.PluginTypeCustom},
 		Stages:      []registry.Stage{registry.PostReception},
-		After:       []string{"spf", "dkim", "dmarc", "arc"},
-		Config:      func() Config { return Config{} },
-		New:         New,
+		Consumes: []any{(*registry.SPFResult)(nil), (*registry.DKIMResult)(nil),
+			(*registry.DMARCResult)(nil), (*registry.ARCResult)(nil)},
+		Config: func() Config { return Config{} },
+		New:    New,
 	})
 }
 
@@ -27,9 +28,11 @@ type Config struct {
 	AuthservID string `toml:"authserv_id"`
 }
 
-func (c Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports what New would refuse.
+func (c *Config) Validate() error {
 	if strings.ContainsAny(c.AuthservID, " \t\r\n;()\"\\") {
-		return fmt.Errorf("authres: authserv_id = %q: must be a single token (no spaces, ';', parentheses, quotes or backslashes)", c.AuthservID)
+		return fmt.Errorf("authserv_id = %q: must be a single token (no spaces, ';', parentheses, quotes or backslashes)", c.AuthservID)
 	}
 	return nil
 }

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 )
 
 // clamdLimits are the scan limits of the test clamd, read from the

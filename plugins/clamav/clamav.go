@@ -24,7 +24,7 @@ type Scanner struct {
 
 // New builds the plugin from its config. It does no I/O.
 func New(cfg Config, host registry.Host) (*Scanner, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	servers, _ := cfg.servers()
@@ -68,10 +68,10 @@ func (s *Scanner) ScanMessage(ctx context.Context, msg *registry.Message) (*regi
 // scan returns the result and whether it came from the cache.
 func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.ScanResult, bool, error) {
 	if msg == nil {
-		return nil, false, errors.New("clamav: scan: no message")
+		return nil, false, errors.New("scan: no message")
 	}
 	if int64(len(msg.Raw)) > s.cfg.MaxSize {
-		return nil, false, fmt.Errorf("clamav: scan %d-byte message: %w: max_size is %d bytes", len(msg.Raw), ErrSizeLimit, s.cfg.MaxSize)
+		return nil, false, fmt.Errorf("scan %d-byte message: %w: max_size is %d bytes", len(msg.Raw), ErrSizeLimit, s.cfg.MaxSize)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -87,12 +87,12 @@ func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.Sc
 	}
 	rep, err := s.client.Scan(ctx, msg.Raw)
 	if err != nil {
-		return nil, false, fmt.Errorf("clamav: scan %d-byte message: %w", len(msg.Raw), err)
+		return nil, false, fmt.Errorf("scan %d-byte message: %w", len(msg.Raw), err)
 	}
 	if rep.Exceeded {
 		// Not cached: clamd does not cache such results either, and a raised
 		// limit must take effect at once.
-		return nil, false, fmt.Errorf("clamav: scan %d-byte message: %w", len(msg.Raw), &LimitError{Name: rep.Viruses[0], Server: rep.Server})
+		return nil, false, fmt.Errorf("scan %d-byte message: %w", len(msg.Raw), &LimitError{Name: rep.Viruses[0], Server: rep.Server})
 	}
 	sr := &registry.ScanResult{Status: registry.StatusClean, Details: "clean (" + rep.Server + ")"}
 	if rep.Infected {
@@ -153,7 +153,7 @@ func (s *Scanner) handle(ctx context.Context, pc *registry.ProcessingContext) (*
 		res.Verdict = s.verdict(s.cfg.InfectedAction, 554, "5.7.1", "Virus found: "+names)
 		s.headers(res, "Infected ("+names+")")
 	default:
-		return nil, fmt.Errorf("clamav: unexpected scan status %q", sr.Status)
+		return nil, fmt.Errorf("unexpected scan status %q", sr.Status)
 	}
 	return res, nil
 }
@@ -204,7 +204,7 @@ func (s *Scanner) HealthCheck(ctx context.Context) error {
 		}
 	}
 	if ok == 0 {
-		return fmt.Errorf("clamav: health check: %w", errors.Join(errs...))
+		return fmt.Errorf("health check: %w", errors.Join(errs...))
 	}
 	return nil
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
 )

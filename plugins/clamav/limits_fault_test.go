@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
 )
@@ -113,7 +114,7 @@ func TestLimitsKeepSession(t *testing.T) {
 // TestLimitsConfig: config check reports a bad on_limits_exceeded with the
 // file, the key and the valid values; on_size_limit follows it by default.
 func TestLimitsConfig(t *testing.T) {
-	_, err := registry.ParseConfig("elemta.toml", []byte("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\non_limits_exceeded = \"drop\"\n"))
+	_, err := pluginhost.ParseConfig("elemta.toml", []byte("[plugins]\nplugins = [\"clamav\"]\n[plugins.clamav]\non_limits_exceeded = \"drop\"\n"))
 	for _, want := range []string{"elemta.toml", "on_limits_exceeded", `unknown action "drop"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("ParseConfig error %v, want one naming %s", err, want)

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
 )

@@ -18,6 +18,7 @@ func init() {
 		Description: "scans messages for malware with clamd (INSTREAM over a unix socket or TCP)",
 		Types:       []registry.PluginType{registry.PluginTypeAntivirus},
 		Stages:      []registry.Stage{registry.PostReception},
+		Produces:    []any{(*registry.ScanResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})
@@ -132,12 +133,22 @@ func (c Config) sizeLimitAction() (registry.Action, bool, error) {
 	return a, true, nil
 }
 
-// validate checks every value; all problems are reported at once.
-func (c Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports every value New would
+// refuse. All problems are reported at once, each naming its key; the
+// registry adds the file and table.
+func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, err := c.servers(); err != nil {
-		errs = append(errs, err)
+	if c.Socket != "" {
+		if _, err := parseServer(c.Socket); err != nil {
+			bad("socket: %w", err)
+		}
+	}
+	for i, a := range c.Servers {
+		if _, err := parseServer(a); err != nil {
+			bad("servers[%d]: %w", i, err)
+		}
 	}
 	if c.Timeout <= 0 {
 		bad("timeout must be positive")
@@ -172,8 +183,5 @@ func (c Config) validate() error {
 	if c.OnLimitsExceeded < registry.Accept || c.OnLimitsExceeded > registry.Reject {
 		bad("on_limits_exceeded: unknown action %d", int(c.OnLimitsExceeded))
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("clamav: %w", errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@
 package contentfilter
 
 import (
+	"archive/zip"
 	"bufio"
 	"bytes"
 	"context"
@@ -19,6 +20,7 @@ import (
 	"net/textproto"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -82,6 +84,11 @@ type policy struct {
 	maxParts, maxDepth                       int
 	maxDecoded                               int64
 	sizeAction, limitAction, malformedAction action
+	maxArchiveDepth, maxArchiveMembers       int
+	maxArchiveBytes                          int64
+	maxArchiveRatio                          int
+	archiveLimitAction                       action
+	encryptedAction, uninspectableAction     action
 	headerName                               string
 	rules                                    [numKinds][]*rule
 }
@@ -94,18 +101,34 @@ type Filter struct {
 
 // Match is one thing the filter found.
 type Match struct {
-	// Rule is the rule's name, or "max_message_size", "limit" or "malformed".
+	// Rule is the rule's name, or "max_message_size", "limit",
+	// "malformed", "archive_limit", "encrypted" or "uninspectable".
 	Rule   string
-	Kind   string // header, body, attachment, size, limit, malformed
+	Kind   string // header, body, attachment, size, limit, malformed, archive
 	Action string
 	// What describes the match: `Subject "..."`, `attachment "a.exe" (application/octet-stream)`.
 	What string
 }
 
-// Attachment is a part with a file name or an attachment disposition.
+// Attachment is a part with a file name, an attachment disposition, a
+// type other than text or a type detected from its bytes, or a member of
+// an archive.
 type Attachment struct {
-	Filename string
-	Type     string
+	// Path says where it is: "part 2", `part 2 > "a.zip" > "b.exe"`.
+	Path string `json:"path"`
+	// Filename is the first of Names, every name a mail client or
+	// archiver might show for it (they disagree only in hostile mail).
+	Filename string   `json:"filename,omitempty"`
+	Names    []string `json:"names,omitempty"`
+	// Type is the declared media type (none for archive members);
+	// Detected the types read from the bytes, most specific first.
+	Type     string   `json:"type,omitempty"`
+	Detected []string `json:"detected,omitempty"`
+	// Archive is the container format when it is one that was opened.
+	Archive   string `json:"archive,omitempty"`
+	Encrypted bool   `json:"encrypted,omitempty"`
+	// Rules are the attachment rules it matched.
+	Rules []string `json:"rules,omitempty"`
 }
 
 // Report is the filter's result, the Data of its registry.Result.
@@ -117,8 +140,16 @@ type Report struct {
 	DecodedBytes int64 // decoded text bytes scanned by body rules
 	// Limit describes the MIME limit that stopped the walk, if any.
 	Limit string
-	// Malformed lists MIME problems found; the walk goes on past most.
+	// Malformed lists MIME problems found, ambiguous names among them;
+	// the walk goes on past most.
 	Malformed []string
+	// ArchiveLimit describes the archive limit that stopped the
+	// inspection of archives, if any.
+	ArchiveLimit string
+	// Encrypted lists archive members whose content is encrypted;
+	// Uninspectable the archives or members that could not be opened.
+	Encrypted     []string
+	Uninspectable []string
 }
 
 // HandleStage inspects the message and turns the matches into a verdict.
@@ -165,7 +196,7 @@ func (f *Filter) Inspect(ctx context.Context, msg *registry.Message) (*Report, e
 	w := &walker{ctx: ctx, p: p, rep: rep, matched: map[*rule]bool{}}
 	err := w.entity(msg.Header.Get, bytes.NewReader(msg.Body()), 0)
 	if err != nil && !errors.Is(err, errStop) {
-		return nil, fmt.Errorf("contentfilter: inspect message: %w", err)
+		return nil, fmt.Errorf("inspect message: %w", err)
 	}
 	if rep.Limit != "" {
 		rep.Matches = append(rep.Matches, Match{Rule: "limit", Kind: "limit", Action: p.limitAction.String(),
@@ -174,6 +205,18 @@ func (f *Filter) Inspect(ctx context.Context, msg *registry.Message) (*Report, e
 	if len(rep.Malformed) > 0 {
 		rep.Matches = append(rep.Matches, Match{Rule: "malformed", Kind: "malformed", Action: p.malformedAction.String(),
 			What: "malformed MIME: " + strings.Join(rep.Malformed, "; ")})
+	}
+	if rep.ArchiveLimit != "" {
+		rep.Matches = append(rep.Matches, Match{Rule: "archive_limit", Kind: "archive", Action: p.archiveLimitAction.String(),
+			What: rep.ArchiveLimit + "; the rest of the archives was not inspected"})
+	}
+	if len(rep.Encrypted) > 0 {
+		rep.Matches = append(rep.Matches, Match{Rule: "encrypted", Kind: "archive", Action: p.encryptedAction.String(),
+			What: strings.Join(rep.Encrypted, "; ")})
+	}
+	if len(rep.Uninspectable) > 0 {
+		rep.Matches = append(rep.Matches, Match{Rule: "uninspectable", Kind: "archive", Action: p.uninspectableAction.String(),
+			What: "could not inspect: " + strings.Join(rep.Uninspectable, "; ")})
 	}
 	return rep, nil
 }
@@ -356,6 +399,10 @@ type walker struct {
 	rep     *Report
 	decoded int64
 	matched map[*rule]bool // a rule reports its first match only
+	// Archive budgets, summed over the message.
+	archMembers     int
+	archBytes       int64
+	archivesStopped bool // an archive limit was reached
 }
 
 // entity inspects one MIME entity at depth (0 for the message itself).
@@ -384,27 +431,8 @@ func (w *walker) entity(get func(string) string, body io.Reader, depth int) erro
 			w.malformed("%s: Content-Type %s: %v (treated as text/plain)", where, quote(ct), err)
 		}
 	}
-	filename, disposition := "", ""
-	if cd := get("Content-Disposition"); cd != "" {
-		d, ps, err := parseMediaType(cd)
-		if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
-			w.malformed("%s: Content-Disposition %s: %v", where, quote(cd), err)
-		}
-		disposition, filename = d, ps["filename"]
-	}
-	if filename == "" {
-		filename = params["name"]
-	}
-	if d, err := wordDecoder.DecodeHeader(filename); err == nil {
-		filename = d
-	}
+	names, disposition := w.names(get, where)
 	isMultipart := strings.HasPrefix(mediaType, "multipart/")
-	if !isMultipart && (filename != "" || disposition == "attachment") {
-		w.rep.Attachments = append(w.rep.Attachments, Attachment{Filename: filename, Type: mediaType})
-	}
-	if !isMultipart {
-		w.checkAttachment(filename, mediaType)
-	}
 
 	body, err := w.decoder(get("Content-Transfer-Encoding"), body, where)
 	if err != nil {
@@ -414,6 +442,12 @@ func (w *walker) entity(get func(string) string, body io.Reader, depth int) erro
 	case isMultipart:
 		return w.multipart(params["boundary"], body, depth, where)
 	case mediaType == "message/rfc822" || mediaType == "message/global":
+		att := Attachment{Path: where, Names: names, Type: mediaType}
+		att.Rules = w.checkAttachment(where, names, mediaType, nil)
+		if len(names) > 0 {
+			att.Filename = names[0]
+			w.rep.Attachments = append(w.rep.Attachments, att)
+		}
 		if depth+1 > w.p.maxDepth {
 			return w.limit("%s: attached message would be at depth %d, max_depth is %d", where, depth+1, w.p.maxDepth)
 		}
@@ -424,8 +458,106 @@ func (w *walker) entity(get func(string) string, body io.Reader, depth int) erro
 			return nil
 		}
 		return w.entity(h.Get, br, depth+1)
-	case strings.HasPrefix(mediaType, "text/"):
-		return w.text(body, params["charset"], where)
+	}
+	return w.leaf(where, names, disposition, mediaType, params["charset"], body)
+}
+
+// names returns every file name the entity's header gives it, from
+// Content-Disposition's filename and Content-Type's name in all their
+// encodings, and its disposition. Names that disagree, repeated or broken
+// name parameters and hidden characters in a name are malformed.
+func (w *walker) names(get func(string) string, where string) ([]string, string) {
+	var names []string
+	disposition := ""
+	for _, f := range []struct{ field, param string }{{"Content-Disposition", "filename"}, {"Content-Type", "name"}} {
+		v := get(f.field)
+		if v == "" {
+			continue
+		}
+		if f.field == "Content-Disposition" {
+			d, _, err := parseMediaType(v)
+			if err != nil && !errors.Is(err, mime.ErrInvalidMediaParameter) {
+				w.malformed("%s: Content-Disposition %s: %v", where, quote(v), err)
+			}
+			disposition = d
+		}
+		ns, problems := nameParams(v, f.param)
+		for _, p := range problems {
+			w.malformed("%s: %s: %s", where, f.field, p)
+		}
+		for _, n := range ns {
+			names = appendNew(names, n)
+		}
+	}
+	if distinct(names) {
+		qs := make([]string, len(names))
+		for i, n := range names {
+			qs[i] = quote(n)
+		}
+		w.malformed("%s: its names disagree (%s); every one was checked", where, strings.Join(qs, ", "))
+	}
+	for _, n := range names {
+		if h := hiddenChars(n); h != "" {
+			w.malformed("%s: name %s has control or bidirectional characters %s", where, quote(n), h)
+		}
+	}
+	return names, disposition
+}
+
+// leaf inspects a part that is neither a multipart nor a message: its
+// names, declared type and the types of its bytes go through the
+// attachment rules, an archive is looked into, and text goes through the
+// body rules.
+func (w *walker) leaf(where string, names []string, disposition, mediaType, charset string, body io.Reader) error {
+	isText := strings.HasPrefix(mediaType, "text/")
+	att := Attachment{Path: where, Names: names, Type: mediaType}
+	if len(names) > 0 {
+		att.Filename = names[0]
+	}
+	listed := len(names) > 0 || disposition == "attachment" || !isText
+	if len(w.p.rules[attachmentRule]) == 0 {
+		// Nothing looks at the bytes: read only what body rules want.
+		if listed {
+			w.rep.Attachments = append(w.rep.Attachments, att)
+		}
+		if isText {
+			return w.text(body, charset, where)
+		}
+		return nil
+	}
+	// The decoded part is at most as large as the message already in
+	// memory: base64 and quoted-printable only shrink.
+	b, err := io.ReadAll(body)
+	if err != nil {
+		w.malformed("%s: decoding: %v (the bytes up to the error were inspected)", where, err)
+	}
+	att.Detected = detectTypes(b)
+	format := archiveFormat(att.Detected)
+	if format == "" && !isText && len(b) > 0 {
+		// A zip is found from its end: data before it (a self-extractor,
+		// an image) does not stop archivers from opening it.
+		if zr, zerr := zip.NewReader(bytes.NewReader(b), int64(len(b))); zerr == nil && len(zr.File) > 0 {
+			format = "zip"
+			att.Detected = append(att.Detected, "application/zip")
+		}
+	}
+	att.Rules = w.checkAttachment(where, names, mediaType, att.Detected)
+	if format != "" && !w.archivesStopped {
+		att.Archive = format
+	}
+	if listed || slices.ContainsFunc(att.Detected, func(t string) bool { return !strings.HasPrefix(t, "text/") }) {
+		w.rep.Attachments = append(w.rep.Attachments, att)
+	}
+	if att.Archive != "" {
+		if err := w.archive(where, format, names, b, 1); err != nil {
+			if !errors.Is(err, errArchiveStop) {
+				return err
+			}
+			w.archivesStopped = true
+		}
+	}
+	if isText {
+		return w.textBytes(b, charset, where)
 	}
 	return nil
 }
@@ -484,17 +616,23 @@ func (w *walker) decoder(cte string, body io.Reader, where string) (io.Reader, e
 // text reads a decoded text part within the decoded-bytes budget and runs
 // the body rules over it.
 func (w *walker) text(body io.Reader, charset, where string) error {
+	b, err := io.ReadAll(io.LimitReader(body, w.p.maxDecoded-w.decoded+1))
+	if err != nil {
+		w.malformed("%s: decoding: %v (text up to the error was inspected)", where, err)
+	}
+	return w.textBytes(b, charset, where)
+}
+
+// textBytes runs the body rules over the decoded text b within the
+// decoded-bytes budget.
+func (w *walker) textBytes(b []byte, charset, where string) error {
 	budget := w.p.maxDecoded - w.decoded
-	b, err := io.ReadAll(io.LimitReader(body, budget+1))
 	over := int64(len(b)) > budget
 	if over {
 		b = b[:budget]
 	}
 	w.decoded += int64(len(b))
 	w.rep.DecodedBytes = w.decoded
-	if err != nil {
-		w.malformed("%s: decoding: %v (text up to the error was inspected)", where, err)
-	}
 	s := string(b)
 	if isLatin1(charset) {
 		s = latin1ToUTF8(b)
@@ -515,32 +653,57 @@ func (w *walker) text(body io.Reader, charset, where string) error {
 	return nil
 }
 
-func (w *walker) checkAttachment(filename, mediaType string) {
-	ext := ""
-	if filename != "" {
-		// Windows ignores trailing dots and spaces: "a.exe. " runs as a.exe.
-		ext = strings.ToLower(path.Ext(strings.TrimRight(filename, ". ")))
+func typeList(types []string) string {
+	if len(types) == 0 {
+		return "type unknown"
+	}
+	return strings.Join(types, ", ")
+}
+
+// checkAttachment runs the attachment rules over a part's or member's
+// names, declared type and detected types, and returns the rules that
+// matched. A rule reports its first match only.
+func (w *walker) checkAttachment(where string, names []string, declared string, detected []string) []string {
+	var fired []string
+	types := detected
+	if declared != "" {
+		types = append([]string{strings.ToLower(declared)}, detected...)
 	}
 	for _, r := range w.p.rules[attachmentRule] {
-		if w.matched[r] {
+		what := ""
+	exts:
+		for _, n := range names {
+			ext := extOf(n)
+			for _, e := range r.extensions {
+				if ext != "" && ext == e {
+					what = fmt.Sprintf("%s: attachment %s (%s) has extension %s", where, quote(n), typeList(types), e)
+					break exts
+				}
+			}
+		}
+	types:
+		for i, t := range types {
+			for _, p := range r.mimeTypes {
+				if ok, _ := path.Match(p, t); ok && what == "" {
+					how := "declared"
+					if i > 0 || declared == "" {
+						how = "detected"
+					}
+					what = fmt.Sprintf("%s has %s type %s", where, how, t)
+					break types
+				}
+			}
+		}
+		if what == "" {
 			continue
 		}
-		what := ""
-		for _, e := range r.extensions {
-			if ext != "" && ext == e {
-				what = fmt.Sprintf("attachment %s (%s) has extension %s", quote(filename), mediaType, e)
-			}
-		}
-		for _, t := range r.mimeTypes {
-			if ok, _ := path.Match(t, strings.ToLower(mediaType)); ok && what == "" {
-				what = fmt.Sprintf("part %s has MIME type %s", quote(filename), mediaType)
-			}
-		}
-		if what != "" {
+		fired = append(fired, r.name)
+		if !w.matched[r] {
 			w.matched[r] = true
 			w.rep.Matches = append(w.rep.Matches, Match{Rule: r.name, Kind: "attachment", Action: r.action.String(), What: what})
 		}
 	}
+	return fired
 }
 
 func (w *walker) malformed(format string, args ...any) {

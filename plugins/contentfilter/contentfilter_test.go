@@ -9,6 +9,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -57,7 +58,7 @@ mime_types = ["application/x-msdownload", "application/x-ms*"]
 // newFilter builds the filter from a TOML document the way the host does.
 func newFilter(t *testing.T, doc string) *Filter {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(doc))
 	if err != nil {
 		t.Fatalf("parse config: %v", err)
 	}
@@ -134,7 +135,7 @@ func TestVerdicts(t *testing.T) {
 			action: registry.Accept, attachments: 1},
 		{name: "exe attachment", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, "invoice.exe")),
 			action: registry.Reject, code: 550, text: "Message rejected by content policy",
-			details: []string{`attachment executables: attachment "invoice.exe" (application/octet-stream) has extension .exe`}, attachments: 1},
+			details: []string{`attachment executables: part 2: attachment "invoice.exe" (application/octet-stream, application/vnd.microsoft.portable-executable) has extension .exe`}, attachments: 1},
 		{name: "extension case and trailing dots", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, `"PHOTO.JPG.Scr. "`)), action: registry.Reject},
 		{name: "RFC 2231 file name", raw: multipartMsg("b1", textPart,
 			"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.exe\r\n\r\nx\r\n"),
@@ -142,7 +143,7 @@ func TestVerdicts(t *testing.T) {
 		{name: "file name from Content-Type name", raw: multipartMsg("b1", textPart, "Content-Type: application/octet-stream; name=\"setup.exe\"\r\n\r\nx\r\n"),
 			action: registry.Reject},
 		{name: "MIME type pattern", raw: multipartMsg("b1", textPart, "Content-Type: application/x-msi\r\n\r\nx\r\n"),
-			action: registry.Reject, details: []string{"has MIME type application/x-msi"}},
+			action: registry.Reject, details: []string{"part 2 has declared type application/x-msi"}},
 		{name: "harmless attachment", raw: multipartMsg("b1", textPart, fmt.Sprintf(exe, "report.exe.pdf")),
 			action: registry.Accept, attachments: 1},
 		{name: "exe in an attached message", raw: multipartMsg("outer", textPart,
@@ -257,8 +258,8 @@ action = "add_header"
 }
 
 func TestMalformedMIME(t *testing.T) {
-	f := newFilter(t, strings.Replace(rulesTOML, "max_message_size = 4000", "max_message_size = 4000\nmalformed_action = \"quarantine\"", 1))
-	g := newFilter(t, rulesTOML) // malformed_action defaults to accept
+	f := newFilter(t, rulesTOML) // malformed_action defaults to quarantine
+	g := newFilter(t, strings.Replace(rulesTOML, "max_message_size = 4000", "max_message_size = 4000\nmalformed_action = \"accept\"", 1))
 	tests := []struct {
 		name      string
 		raw       string
@@ -367,12 +368,25 @@ max_message_size = -5
 limit_action = "nope"
 max_message_size_action = "accept"
 header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "max_depth = -1", "max_decoded_bytes = 0", "max_message_size = -5",
-			`limit_action: unknown action "nope"`, `max_message_size_action: unknown action "accept"`, `header_name: "Bad Name" is not a header field name`}},
+			`limit_action: unknown action "nope"`, `max_message_size_action: unknown action "accept"`, `header_name: "Bad Name" is not a header field name`}}, {name: "archive limits and actions", toml: `
+[plugins.contentfilter]
+max_archive_depth = 0
+max_archive_members = 0
+max_archive_bytes = 0
+max_archive_ratio = 1048577
+archive_limit_action = "drop"
+encrypted_action = ""
+uninspectable_action = "bounce"`, want: []string{"max_archive_depth = 0: must be at least 1", "max_archive_members = 0: must be at least 1",
+			"max_archive_bytes = 0: must be at least 1", "max_archive_ratio = 1048577: must be from 1 to 1048576",
+			`archive_limit_action: unknown action "drop"`, `encrypted_action: unknown action ""`, `uninspectable_action: unknown action "bounce"`}},
+		{name: "ratio of zero", toml: `
+[plugins.contentfilter]
+max_archive_ratio = 0`, want: []string{"max_archive_ratio = 0: must be from 1 to 1048576"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// ParseConfig validates the config (what `elemta config check` shows)...
-			_, verr := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
+			_, verr := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n"+tt.toml))
 			// ...and New refuses the same config when handed it directly.
 			var doc struct {
 				Plugins struct {
@@ -392,15 +406,19 @@ header_name = "Bad Name"`, want: []string{"max_parts = 0: must be at least 1", "
 					t.Errorf("error %q\nlacks %q", verr, w)
 				}
 			}
-			if !strings.HasPrefix(nerr.Error(), "contentfilter: ") {
-				t.Errorf("New error %q does not name the plugin", nerr)
+			// The registry names the plugin; New's error is Validate's.
+			if cfg := doc.Plugins.Contentfilter; nerr.Error() != cfg.Validate().Error() {
+				t.Errorf("New error %q\nis not Validate's %q", nerr, cfg.Validate())
+			}
+			if strings.HasPrefix(nerr.Error(), "contentfilter: ") {
+				t.Errorf("New error %q names the plugin, which the registry does", nerr)
 			}
 		})
 	}
 }
 
 func TestUnknownRuleKey(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "test.toml:5:1") || !strings.Contains(err.Error(), `unknown key "patern"`) {
 		t.Fatalf("error %v, want one naming test.toml:5:1 and the key patern", err)
 	}
@@ -420,7 +438,12 @@ func FuzzInspect(f *testing.F) {
 	f.Add([]byte(multipartMsg("b", textPart, "Content-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\nhi")))
 	f.Add([]byte("Content-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\nContent-Type: multipart/mixed; boundary=a\r\n\r\n--a\r\n"))
 	f.Add([]byte("Content-Transfer-Encoding: base64\r\nContent-Type: text/plain; charset=latin1\r\n\r\n////\r\n"))
-	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
+	// Archives, sent 8bit so that the fuzzer mutates their bytes directly.
+	for _, a := range [][]byte{zipOf(f, file{"a.exe", peBytes}, file{"b.zip", zipOf(f, file{"c.txt", []byte("c")})}),
+		gzipOf(f, "x.tar", tarOf(f, file{"run.sh", scriptSh})), encryptedZip(f, "e.pdf")} {
+		f.Add([]byte(multipartMsg("b", textPart, "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename*0=a; filename*1=.zip\r\n\r\n"+string(a))))
+	}
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(rulesTOML))
 	if err != nil {
 		f.Fatalf("parse config: %v", err)
 	}
@@ -441,11 +464,17 @@ func FuzzInspect(f *testing.F) {
 		if rep.DecodedBytes > DefaultMaxDecodedBytes || rep.Depth > DefaultMaxDepth {
 			t.Fatalf("limits exceeded: %+v", rep)
 		}
+		// An archive that was not fully read is never silently accepted.
+		for _, a := range rep.Attachments {
+			if a.Encrypted && len(rep.Encrypted) == 0 {
+				t.Fatalf("encrypted member %q not reported", a.Path)
+			}
+		}
 	})
 }
 
 func BenchmarkInspect(b *testing.B) {
-	cfg, err := registry.ParseConfig("test.toml", []byte(rulesTOML))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(rulesTOML))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -479,8 +508,8 @@ func BenchmarkInspect(b *testing.B) {
 
 // TestLenientParameters: one malformed or repeated parameter must not hide
 // the boundary or the file name that mail clients still use, so the
-// attachment rules see the attachment (malformed_action = accept, the
-// default).
+// attachment rules see the attachment (a reject, which outranks the
+// malformed_action quarantine).
 func TestLenientParameters(t *testing.T) {
 	f := newFilter(t, rulesTOML)
 	exePart := "Content-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=invoice.exe\r\n\r\nMZ\r\n"

@@ -28,6 +28,14 @@ const (
 	DefaultMaxDepth        = 10
 	DefaultMaxDecodedBytes = 10 << 20
 	DefaultHeaderName      = "X-Elemta-Content-Filter"
+	// Archives: nesting, members and uncompressed bytes over the whole
+	// message, and the expansion of one archive over its own size.
+	DefaultMaxArchiveDepth   = 3
+	DefaultMaxArchiveMembers = 4096
+	DefaultMaxArchiveBytes   = 128 << 20
+	DefaultMaxArchiveRatio   = 100
+	// maxArchiveRatioLimit keeps size*ratio within int64 for any message.
+	maxArchiveRatioLimit = 1 << 20
 )
 
 // Config is the [plugins.contentfilter] table.
@@ -42,8 +50,21 @@ type Config struct {
 	MaxDepth        int    `toml:"max_depth"`
 	MaxDecodedBytes int64  `toml:"max_decoded_bytes"`
 	LimitAction     string `toml:"limit_action"`
-	// MalformedAction applies when the MIME structure cannot be fully parsed.
+	// MalformedAction applies when the MIME structure cannot be fully
+	// parsed or is ambiguous (names that disagree, repeated parameters).
 	MalformedAction string `toml:"malformed_action"`
+	// MaxArchiveDepth, MaxArchiveMembers, MaxArchiveBytes and
+	// MaxArchiveRatio bound the inspection of archives; exceeding one ends
+	// it with ArchiveLimitAction.
+	MaxArchiveDepth    int    `toml:"max_archive_depth"`
+	MaxArchiveMembers  int    `toml:"max_archive_members"`
+	MaxArchiveBytes    int64  `toml:"max_archive_bytes"`
+	MaxArchiveRatio    int    `toml:"max_archive_ratio"`
+	ArchiveLimitAction string `toml:"archive_limit_action"`
+	// EncryptedAction applies to archive members whose content is
+	// encrypted; UninspectableAction to archives the filter cannot open.
+	EncryptedAction     string `toml:"encrypted_action"`
+	UninspectableAction string `toml:"uninspectable_action"`
 	// HeaderName is the field add_header rules add unless they name their own.
 	HeaderName      string `toml:"header_name"`
 	HeaderRules     []Rule `toml:"header_rules"`
@@ -78,14 +99,23 @@ func DefaultConfig() Config {
 		MaxDepth:             DefaultMaxDepth,
 		MaxDecodedBytes:      DefaultMaxDecodedBytes,
 		LimitAction:          "quarantine",
-		MalformedAction:      "accept",
+		MalformedAction:      "quarantine",
 		HeaderName:           DefaultHeaderName,
+		MaxArchiveDepth:      DefaultMaxArchiveDepth,
+		MaxArchiveMembers:    DefaultMaxArchiveMembers,
+		MaxArchiveBytes:      DefaultMaxArchiveBytes,
+		MaxArchiveRatio:      DefaultMaxArchiveRatio,
+		ArchiveLimitAction:   "quarantine",
+		EncryptedAction:      "quarantine",
+		UninspectableAction:  "quarantine",
 	}
 }
 
-// Validate checks what decoding cannot: actions, patterns, rule names and
-// limits. Every problem is reported, each naming the key or rule. The host
-// calls it on the decoded config (`elemta config check`) and New calls it.
+// Validate implements registry.Validator. It checks what decoding cannot:
+// actions, patterns, rule names and limits. Every problem is reported, each
+// naming the key or rule; the registry adds the file and table. The
+// registry calls it when the config is parsed (`elemta config check`), and
+// New runs the same checks.
 func (c *Config) Validate() error {
 	_, err := c.compile()
 	return err
@@ -95,7 +125,9 @@ func (c *Config) Validate() error {
 func (c *Config) compile() (*policy, error) {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	p := &policy{maxSize: c.MaxMessageSize, maxParts: c.MaxParts, maxDepth: c.MaxDepth, maxDecoded: c.MaxDecodedBytes}
+	p := &policy{maxSize: c.MaxMessageSize, maxParts: c.MaxParts, maxDepth: c.MaxDepth, maxDecoded: c.MaxDecodedBytes,
+		maxArchiveDepth: c.MaxArchiveDepth, maxArchiveMembers: c.MaxArchiveMembers,
+		maxArchiveBytes: c.MaxArchiveBytes, maxArchiveRatio: c.MaxArchiveRatio}
 
 	if c.MaxMessageSize < 0 {
 		fail("max_message_size = %d: must be 0 (no limit) or a size in bytes", c.MaxMessageSize)
@@ -109,6 +141,18 @@ func (c *Config) compile() (*policy, error) {
 	if c.MaxDecodedBytes < 1 {
 		fail("max_decoded_bytes = %d: must be at least 1", c.MaxDecodedBytes)
 	}
+	if c.MaxArchiveDepth < 1 {
+		fail("max_archive_depth = %d: must be at least 1", c.MaxArchiveDepth)
+	}
+	if c.MaxArchiveMembers < 1 {
+		fail("max_archive_members = %d: must be at least 1", c.MaxArchiveMembers)
+	}
+	if c.MaxArchiveBytes < 1 {
+		fail("max_archive_bytes = %d: must be at least 1", c.MaxArchiveBytes)
+	}
+	if c.MaxArchiveRatio < 1 || c.MaxArchiveRatio > maxArchiveRatioLimit {
+		fail("max_archive_ratio = %d: must be from 1 to %d", c.MaxArchiveRatio, maxArchiveRatioLimit)
+	}
 	if err := checkFieldName(c.HeaderName); err != nil {
 		fail("header_name: %w", err)
 	}
@@ -121,6 +165,9 @@ func (c *Config) compile() (*policy, error) {
 		{"max_message_size_action", c.MaxMessageSizeAction, false, &p.sizeAction},
 		{"limit_action", c.LimitAction, true, &p.limitAction},
 		{"malformed_action", c.MalformedAction, true, &p.malformedAction},
+		{"archive_limit_action", c.ArchiveLimitAction, true, &p.archiveLimitAction},
+		{"encrypted_action", c.EncryptedAction, true, &p.encryptedAction},
+		{"uninspectable_action", c.UninspectableAction, true, &p.uninspectableAction},
 	}
 	for _, k := range actionKeys {
 		if *k.dst, err = parseAction(k.value, k.allowAccept); err != nil {
@@ -267,11 +314,13 @@ func normalizeExt(e string) string {
 	return e
 }
 
-// New builds the filter from its config.
+// New builds the filter from its config. It refuses only what Validate
+// refuses (parsing the config has run it already): the same compile step
+// checks and builds.
 func New(cfg Config, host registry.Host) (*Filter, error) {
 	p, err := cfg.compile()
 	if err != nil {
-		return nil, fmt.Errorf("contentfilter: %w", err)
+		return nil, err
 	}
 	return &Filter{policy: p, log: host.Logger}, nil
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 

@@ -17,7 +17,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -42,8 +42,13 @@ type signingKey struct {
 	signUnauthenticated bool
 }
 
-// New builds the plugin; keys are loaded by Start.
+// New builds the plugin; keys are loaded by Start. It refuses only what
+// Config.Validate refuses (which parsing the config has run already): it
+// checks again for callers that build a Config in Go.
 func New(cfg Config, host registry.Host) (*Plugin, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	p := &Plugin{cfg: cfg, resolver: host.Resolver, clock: host.Clock, log: host.Logger}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -54,7 +59,7 @@ func New(cfg Config, host registry.Host) (*Plugin, error) {
 	if p.resolver == nil {
 		p.resolver = net.DefaultResolver
 	}
-	h, b, _ := parseCanonicalization(cfg.Canonicalization) // Validate reports errors
+	h, b, _ := parseCanonicalization(cfg.Canonicalization) // Validate refused the others
 	p.headerCan, p.bodyCan = dkim.Canonicalization(h), dkim.Canonicalization(b)
 	for _, n := range cfg.TrustedNetworks {
 		if pfx, err := netip.ParsePrefix(n); err == nil {
@@ -63,9 +68,6 @@ func New(cfg Config, host registry.Host) (*Plugin, error) {
 	}
 	return p, nil
 }
-
-// Validate checks the config (registry.Validator).
-func (p *Plugin) Validate() error { return p.cfg.validate() }
 
 // Start loads every signing key, so a missing, malformed or too short key
 // stops startup; world-readable key files are logged as warnings.
@@ -81,7 +83,7 @@ func (p *Plugin) Start(ctx context.Context) error {
 			return nil
 		}
 		for _, w := range k.Warnings {
-			p.log.Warn("dkim: "+w, "key", what)
+			p.log.Warn(w, "key", what)
 		}
 		return &signingKey{selector: selector, key: k, signUnauthenticated: signUnauth}
 	}
@@ -162,10 +164,10 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 		MaxVerifications: p.cfg.MaxSignatures,
 	})
 	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
-		return nil, fmt.Errorf("dkim: verify: %w", err)
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("dkim: verify: %w", err)
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	res.Signatures = signatureResults(fields, verifs, p.cfg.MaxSignatures)
 	return res, nil
@@ -320,7 +322,7 @@ func (p *Plugin) SignMessage(ctx context.Context, message *registry.Message, dom
 	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
 	d, sk := p.keyFor(domain)
 	if sk == nil {
-		return fmt.Errorf("dkim: sign for %s: no signing key configured (or Start not called)", domain)
+		return fmt.Errorf("sign for %s: no signing key configured (or Start not called)", domain)
 	}
 	if sk == p.defaultKey {
 		d = domain
@@ -360,7 +362,7 @@ func (p *Plugin) trustedClient(ip netip.Addr) bool {
 // sign computes the DKIM-Signature field for message.
 func (p *Plugin) sign(ctx context.Context, message *registry.Message, domain string, sk *signingKey) (registry.Field, error) {
 	if err := ctx.Err(); err != nil {
-		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
+		return registry.Field{}, fmt.Errorf("sign for %s: %w", domain, err)
 	}
 	opts := &dkim.SignOptions{
 		Domain:                 domain,
@@ -375,15 +377,15 @@ func (p *Plugin) sign(ctx context.Context, message *registry.Message, domain str
 	}
 	s, err := dkim.NewSigner(opts)
 	if err != nil {
-		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
+		return registry.Field{}, fmt.Errorf("sign for %s: %w", domain, err)
 	}
 	raw := withSeparator(message) // see VerifySignature
 	if _, err := s.Write(raw); err != nil {
 		s.Close()
-		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
+		return registry.Field{}, fmt.Errorf("sign for %s: %w", domain, err)
 	}
 	if err := s.Close(); err != nil {
-		return registry.Field{}, fmt.Errorf("dkim: sign for %s: %w", domain, err)
+		return registry.Field{}, fmt.Errorf("sign for %s: %w", domain, err)
 	}
 	name, value, _ := strings.Cut(s.Signature(), ":")
 	value = strings.TrimSuffix(strings.TrimLeft(value, " "), "\r\n")

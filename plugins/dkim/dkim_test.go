@@ -316,9 +316,9 @@ func TestValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
 			tc.edit(&c)
-			err := c.validate()
+			err := c.Validate()
 			if (tc.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.want)) {
-				t.Fatalf("validate() = %v, want %q", err, tc.want)
+				t.Fatalf("Validate() = %v, want %q", err, tc.want)
 			}
 		})
 	}

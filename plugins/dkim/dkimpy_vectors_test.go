@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elemta/elemta/internal/dkimkey"
+	"github.com/elemta/elemta/pkg/dkimkey"
 	"github.com/elemta/elemta/registry"
 )
 

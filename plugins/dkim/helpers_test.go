@@ -87,7 +87,7 @@ func parse(t testing.TB, raw []byte, env registry.Envelope) *registry.Message {
 	return m
 }
 
-// newPlugin builds, validates and starts a plugin like the Manager does.
+// newPlugin builds (New validates) and starts a plugin like the Manager does.
 func newPlugin(t testing.TB, cfg Config, res registry.Resolver, logs *bytes.Buffer) *Plugin {
 	t.Helper()
 	if logs == nil {
@@ -95,9 +95,6 @@ func newPlugin(t testing.TB, cfg Config, res registry.Resolver, logs *bytes.Buff
 	}
 	p, err := New(cfg, registry.Host{Resolver: res, Logger: slog.New(slog.NewTextHandler(logs, nil)), Clock: registry.SystemClock{}})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Start(context.Background()); err != nil {

@@ -17,6 +17,7 @@ func init() {
 		Description: "DKIM verification (RFC 6376, RFC 8301, RFC 8463) at post-reception and signing at pre-queue",
 		Types:       []registry.PluginType{registry.PluginTypeDKIM},
 		Stages:      []registry.Stage{registry.PostReception, registry.PreQueue},
+		Produces:    []any{(*registry.DKIMResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})
@@ -94,8 +95,13 @@ func DefaultConfig() Config {
 	}
 }
 
-// validate checks the config without touching the file system.
-func (c *Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports every value New would
+// refuse. Every problem is reported, each naming its key; the registry adds
+// the file and table. It does not read the key files: Start loads them
+// (`elemta plugins test dkim` runs it), so a config can be checked on a
+// machine that does not hold the keys.
+func (c *Config) Validate() error {
 	var errs []error
 	if c.MaxSignatures < 1 || c.MaxSignatures > maxMaxSignatures {
 		errs = append(errs, fmt.Errorf("max_signatures = %d: must be between 1 and %d", c.MaxSignatures, maxMaxSignatures))
@@ -106,9 +112,14 @@ func (c *Config) validate() error {
 	if !slices.ContainsFunc(c.Headers, func(h string) bool { return strings.EqualFold(h, "from") }) {
 		errs = append(errs, errors.New("headers must include \"from\" (RFC 6376 §5.4)"))
 	}
-	for _, h := range append(slices.Clone(c.Headers), c.OversignHeaders...) {
-		if h == "" || strings.ContainsAny(h, ": \t\r\n") {
-			errs = append(errs, fmt.Errorf("headers: %q is not a header field name", h))
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"headers", c.Headers}, {"oversign_headers", c.OversignHeaders}} {
+		for _, h := range l.list {
+			if h == "" || strings.ContainsAny(h, ": \t\r\n") {
+				errs = append(errs, fmt.Errorf("%s: %q is not a header field name", l.key, h))
+			}
 		}
 	}
 	if (c.Selector == "") != (c.PrivateKey == "") {
@@ -117,12 +128,21 @@ func (c *Config) validate() error {
 	if c.Domain != "" && c.Selector == "" {
 		errs = append(errs, errors.New("domain is set but there is no default key (selector, private_key)"))
 	}
-	for name, d := range c.Domains {
-		if name == "" || strings.ContainsAny(name, " @\t") || name != strings.ToLower(name) {
+	if c.Domain != "" && !validName(c.Domain) {
+		errs = append(errs, fmt.Errorf("domain = %q: not a domain name (letters, digits, '-' and '_' in dot-separated labels)", c.Domain))
+	}
+	if c.Selector != "" && !validName(c.Selector) {
+		errs = append(errs, fmt.Errorf("selector = %q: not a selector (letters, digits, '-' and '_' in dot-separated labels)", c.Selector))
+	}
+	for _, name := range sortedKeys(c.Domains) {
+		d := c.Domains[name]
+		if !validName(name) || name != strings.ToLower(name) {
 			errs = append(errs, fmt.Errorf("domains.%q: not a lowercase domain name", name))
 		}
 		if d.Selector == "" || d.PrivateKey == "" {
 			errs = append(errs, fmt.Errorf("domains.%q: selector and private_key are required", name))
+		} else if !validName(d.Selector) {
+			errs = append(errs, fmt.Errorf("domains.%q.selector = %q: not a selector (letters, digits, '-' and '_' in dot-separated labels)", name, d.Selector))
 		}
 	}
 	for _, n := range c.TrustedNetworks {
@@ -131,6 +151,26 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validName reports whether s is a dot-separated sequence of labels of
+// letters, digits, '-' and '_' (RFC 6376 §3.1 selectors and d= domains,
+// A-labels for internationalized names), at most 253 bytes.
+func validName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func parseCanonicalization(s string) (header, body string, err error) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -24,7 +25,7 @@ private_key = "/app/keys/dkim.key"
 `
 
 func TestSeedConfig(t *testing.T) {
-	cfg, err := registry.ParseConfig("elemta.toml", []byte(seedConfig))
+	cfg, err := pluginhost.ParseConfig("elemta.toml", []byte(seedConfig))
 	if err != nil {
 		t.Fatalf("config check: %v", err)
 	}
@@ -36,7 +37,7 @@ func TestSeedConfig(t *testing.T) {
 	if c.Selector != "default" || c.PrivateKey != "/app/keys/dkim.key" || !c.Verify || c.Canonicalization != "relaxed/relaxed" {
 		t.Fatalf("decoded %+v", c)
 	}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: &fakeResolver{}}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: &fakeResolver{}}))
 	err = m.LoadPlugins(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "plugin dkim: start") || !strings.Contains(err.Error(), "/app/keys/dkim.key") {
 		t.Fatalf("LoadPlugins() = %v, want a start error naming the key file", err)
@@ -60,7 +61,7 @@ sign_unauthenticated = true
 		{"wrong type", "[plugins.dkim]\nmax_signatures = \"ten\"\n", "max_signatures"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := registry.ParseConfig("t.toml", []byte("[plugins]\nplugins = [\"dkim\"]\n"+tc.toml))
+			cfg, err := pluginhost.ParseConfig("t.toml", []byte("[plugins]\nplugins = [\"dkim\"]\n"+tc.toml))
 			if tc.want != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("ParseConfig() = %v, want %q", err, tc.want)
@@ -84,12 +85,12 @@ sign_unauthenticated = true
 func TestStages(t *testing.T) {
 	key := privateCopy(t, filepath.Join("testdata", "dkimpy", "ed25519test.key"))
 	toml := fmt.Sprintf("[plugins]\nplugins = [\"dkim\"]\n[plugins.dkim.domains.\"example.com\"]\nselector = \"ed\"\nprivate_key = %q\n", key)
-	cfg, err := registry.ParseConfig("t.toml", []byte(toml))
+	cfg, err := pluginhost.ParseConfig("t.toml", []byte(toml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	res := &fakeResolver{txt: map[string]string{"ed._domainkey.example.com": record(t, "ed25519test.dns")}}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: res}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: res}))
 	if err := m.LoadPlugins(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -10,18 +10,18 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/elemta/elemta/internal/resolver"
-	"github.com/elemta/elemta/internal/testenv/dnstest"
+	"github.com/elemta/elemta/pkg/testenv/dnstest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
 // runStage runs post-reception with dmarc (and the spf and dkim stand-ins
 // of stage_test.go) loaded from toml, for a message with the given header.
-func runStage(t *testing.T, toml string, r registry.Resolver, header string, spf *registry.SPFResult) (*registry.StageResult, *registry.DMARCResult) {
+func runStage(t *testing.T, toml string, r registry.Resolver, header string, spf *registry.SPFResult) (*pluginhost.StageResult, *registry.DMARCResult) {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(toml))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(toml))
 	require.NoError(t, err)
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: r, Logger: slog.New(slog.DiscardHandler)}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: r, Logger: slog.New(slog.DiscardHandler)}))
 	require.NoError(t, m.LoadPlugins(context.Background()))
 	t.Cleanup(func() { require.NoError(t, m.Close()) })
 	msg, err := registry.ParseMessage([]byte(header+"Subject: wire transfer\r\n\r\nbody\r\n"), registry.Envelope{})
@@ -131,8 +131,7 @@ func silentDNS(t *testing.T) string {
 // resolver Elemta runs with, pointed at a server that never answers), the
 // spoof is tempfailed, not delivered; on_temperror = "accept" delivers it.
 func TestTempErrorRealResolver(t *testing.T) {
-	r, err := resolver.New(resolver.Config{Servers: []string{silentDNS(t)}, Timeout: registry.Duration(100 * time.Millisecond), Attempts: 1}, resolver.Options{})
-	require.NoError(t, err)
+	r := dnstest.ResolverFor(t, []string{silentDNS(t)}, 100*time.Millisecond)
 	for _, tc := range []struct {
 		toml   string
 		action registry.Action

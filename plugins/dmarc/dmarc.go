@@ -21,10 +21,6 @@ import (
 	"github.com/elemta/elemta/registry"
 )
 
-func errorf(format string, args ...any) error {
-	return fmt.Errorf("dmarc: "+format, args...)
-}
-
 // Checker is the loaded dmarc plugin.
 type Checker struct {
 	cfg      Config
@@ -36,7 +32,7 @@ type Checker struct {
 
 // New builds the plugin from its validated config. It does no I/O.
 func New(cfg Config, host registry.Host) (*Checker, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &Checker{cfg: cfg, resolver: host.Resolver, log: host.Logger, sample: func() int { return rand.IntN(100) }}, nil
@@ -99,7 +95,7 @@ func (c *Checker) verdict(o outcome) registry.Verdict {
 // nothing can align, and a domain with a policy gives fail.
 func (c *Checker) CheckDMARC(ctx context.Context, message *registry.Message) (*registry.DMARCResult, error) {
 	if message == nil {
-		return nil, errorf("check: no message")
+		return nil, errors.New("check: no message")
 	}
 	var spf *registry.SPFResult
 	var dkim *registry.DKIMResult

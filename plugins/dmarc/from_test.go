@@ -4,9 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/stretchr/testify/require"
-
-	"github.com/elemta/elemta/registry"
 )
 
 func TestAuthorDomains(t *testing.T) {
@@ -77,7 +76,7 @@ func TestConfigCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.body, func(t *testing.T) {
-			_, err := registry.ParseConfig("test.toml", []byte(head+tc.body))
+			_, err := pluginhost.ParseConfig("test.toml", []byte(head+tc.body))
 			if tc.err == "" {
 				require.NoError(t, err)
 			} else {

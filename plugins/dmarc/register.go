@@ -2,6 +2,7 @@ package dmarc
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/elemta/elemta/registry"
 )
@@ -13,7 +14,8 @@ func init() {
 		Description: "DMARC (RFC 7489) policy of the From domain, from the SPF and DKIM results of the same message",
 		Types:       []registry.PluginType{registry.PluginTypeDMARC},
 		Stages:      []registry.Stage{registry.PostReception},
-		After:       []string{"spf", "dkim"},
+		Produces:    []any{(*registry.DMARCResult)(nil)},
+		Consumes:    []any{(*registry.SPFResult)(nil), (*registry.DKIMResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})
@@ -63,25 +65,25 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate implements registry.Validator, so `elemta config check`
-// reports what New would refuse.
-func (c *Config) Validate() error { return c.validate() }
-
-func (c Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports what New would refuse.
+// Every problem is reported, each naming its key; the registry adds the
+// file and table.
+func (c *Config) Validate() error {
 	var errs []error
 	if c.MaxFromDomains < 1 || c.MaxFromDomains > 100 {
-		errs = append(errs, errorf("max_from_domains = %d: must be between 1 and 100", c.MaxFromDomains))
+		errs = append(errs, fmt.Errorf("max_from_domains = %d: must be between 1 and 100", c.MaxFromDomains))
 	}
 	if c.OnTempError != registry.Accept && c.OnTempError != registry.TempFail {
-		errs = append(errs, errorf("on_temperror = %q: must be accept or tempfail", c.OnTempError))
+		errs = append(errs, fmt.Errorf("on_temperror = %q: must be accept or tempfail", c.OnTempError))
 	}
 	if c.OnUnparseableFrom == registry.TempFail {
-		errs = append(errs, errorf("on_unparseable_from = %q: must be accept, quarantine or reject (the From will not parse later either)", c.OnUnparseableFrom))
+		errs = append(errs, fmt.Errorf("on_unparseable_from = %q: must be accept, quarantine or reject (the From will not parse later either)", c.OnUnparseableFrom))
 	}
 	switch c.OnMultipleFrom {
 	case MultipleFromStrictest, "quarantine", "reject":
 	default:
-		errs = append(errs, errorf("on_multiple_from = %q: must be strictest, quarantine or reject", c.OnMultipleFrom))
+		errs = append(errs, fmt.Errorf("on_multiple_from = %q: must be strictest, quarantine or reject", c.OnMultipleFrom))
 	}
 	return errors.Join(errs...)
 }

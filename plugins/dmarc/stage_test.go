@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -32,14 +33,16 @@ func (testSPF) HandleStage(_ context.Context, _ registry.Stage, pc *registry.Pro
 }
 
 func init() {
-	// Named spf and dkim so dmarc's After ordering applies to them.
+	// They declare what they produce, so dmarc's Consumes orders them first.
 	registry.Register(registry.Module[struct{}, testSPF]{
 		Name: "spf", Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: []registry.Stage{registry.PostReception},
-		New: func(struct{}, registry.Host) (testSPF, error) { return testSPF{}, nil },
+		Produces: []any{(*registry.SPFResult)(nil)},
+		New:      func(struct{}, registry.Host) (testSPF, error) { return testSPF{}, nil },
 	})
 	registry.Register(registry.Module[struct{}, testAuth]{
 		Name: "dkim", Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: []registry.Stage{registry.PostReception},
-		New: func(struct{}, registry.Host) (testAuth, error) { return testAuth{}, nil },
+		Produces: []any{(*registry.DKIMResult)(nil)},
+		New:      func(struct{}, registry.Host) (testAuth, error) { return testAuth{}, nil },
 	})
 }
 
@@ -76,9 +79,9 @@ func TestStage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := registry.ParseConfig("test.toml", []byte(tc.toml))
+			cfg, err := pluginhost.ParseConfig("test.toml", []byte(tc.toml))
 			require.NoError(t, err)
-			m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: testZone(), Logger: slog.New(slog.DiscardHandler)}))
+			m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: testZone(), Logger: slog.New(slog.DiscardHandler)}))
 			require.NoError(t, m.LoadPlugins(context.Background()))
 			defer m.Close()
 			require.Equal(t, [][]string{{"spf", "dkim"}, {"dmarc"}}, m.Waves(registry.PostReception), "dmarc runs after spf and dkim")

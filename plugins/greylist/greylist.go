@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elemta/elemta/internal/clientnet"
-	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/pkg/clientnet"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -26,7 +26,9 @@ type Greylist struct {
 	st *store.Handle
 }
 
-// New builds the plugin from its config; the store is opened by Start.
+// New builds the plugin from its config; the store is opened by Start. It
+// refuses only what Config.Validate refuses (which parsing the config has
+// run already): it checks again for callers that build a Config in Go.
 func New(cfg Config, host registry.Host) (*Greylist, error) {
 	nets, err := cfg.validate()
 	if err != nil {

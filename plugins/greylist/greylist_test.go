@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -345,16 +346,30 @@ func TestConfigValidation(t *testing.T) {
 	} {
 		t.Run(tc.settings, func(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\n" + tc.settings + "\n"
-			err := storetest.LoadError(t, doc)
-			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
-				t.Fatalf("LoadPlugins: %v, want error containing %q", err, tc.err)
+			// Every invalid value is refused when the config is parsed
+			// (`elemta config check`); a valid config also loads.
+			_, err := pluginhost.ParseConfig("test.toml", []byte(doc))
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("ParseConfig: %v", err)
+				}
+				if err := storetest.LoadError(t, doc); err != nil {
+					t.Fatalf("LoadPlugins: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("ParseConfig: %v, want error containing %q", err, tc.err)
+			}
+			if strings.Contains(err.Error(), "greylist: ") {
+				t.Errorf("error %q names the plugin, which the registry does", err)
 			}
 		})
 	}
 }
 
 func TestUnknownKeyRejected(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[plugins.greylist]\ndelay_seconds = 3\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[plugins.greylist]\ndelay_seconds = 3\n"))
 	if err == nil || !strings.Contains(err.Error(), "delay_seconds") {
 		t.Fatalf("unknown key: %v", err)
 	}
@@ -404,7 +419,7 @@ func TestREADMEExamples(t *testing.T) {
 		if !strings.Contains(doc, "[plugins]") {
 			doc = "[plugins]\nplugins = [\"greylist\"]\n" + doc
 		}
-		cfg, err := registry.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
+		cfg, err := pluginhost.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
 		if err != nil {
 			t.Fatalf("example %d:\n%s\n%v", i+1, doc, err)
 		}
@@ -424,11 +439,11 @@ func TestBoltLockTimeout(t *testing.T) {
 	dir := t.TempDir()
 	clock := storetest.NewClock(epoch)
 	a := newNode(t, "bolt_lock_timeout = \"100ms\"\n", dir, clock)
-	cfg, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\nbolt_lock_timeout = \"100ms\"\n"))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\nbolt_lock_timeout = \"100ms\"\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{DataDir: dir, Clock: clock}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{DataDir: dir, Clock: clock}))
 	err = m.LoadPlugins(context.Background())
 	m.Close()
 	if err == nil || !strings.Contains(err.Error(), "greylist.db") || !strings.Contains(err.Error(), "timeout") {

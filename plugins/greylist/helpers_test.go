@@ -9,18 +9,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/store"
-	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/pkg/store"
+	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// node is one Elemta "node": a registry.Manager with the greylist plugin
+// node is one Elemta "node": a pluginhost.Manager with the greylist plugin
 // loaded from a TOML config, on a store, with a hand-moved clock.
 type node struct {
 	t     testing.TB
-	m     *registry.Manager
+	m     *pluginhost.Manager
 	clock *storetest.Clock
 	logs  *storetest.LogRecorder
 }
@@ -41,17 +42,17 @@ func newNodeWith(t testing.TB, plugins []string, settings, dir string, clock *st
 }
 
 // rcpt runs pre-reception at RCPT for the last of rcpts.
-func (n *node) rcpt(ip, from string, rcpts ...string) *registry.StageResult {
+func (n *node) rcpt(ip, from string, rcpts ...string) *pluginhost.StageResult {
 	n.t.Helper()
 	return n.run(registry.PhaseRcpt, registry.Envelope{ClientIP: netip.MustParseAddr(ip), MailFrom: from, RcptTo: rcpts})
 }
 
-func (n *node) run(phase registry.Phase, env registry.Envelope) *registry.StageResult {
+func (n *node) run(phase registry.Phase, env registry.Envelope) *pluginhost.StageResult {
 	n.t.Helper()
 	return n.runPC(newPC(n.t, phase, env))
 }
 
-func (n *node) runPC(pc *registry.ProcessingContext) *registry.StageResult {
+func (n *node) runPC(pc *registry.ProcessingContext) *pluginhost.StageResult {
 	n.t.Helper()
 	sr, err := n.m.ExecuteStage(context.Background(), registry.PreReception, pc)
 	if err != nil {
@@ -94,7 +95,7 @@ func init() {
 }
 
 // reply formats a stage verdict as "451 4.7.1 text" ("250 ..." for accept).
-func reply(sr *registry.StageResult) string {
+func reply(sr *pluginhost.StageResult) string {
 	code, enh, text := sr.Verdict.Reply()
 	return fmt.Sprintf("%d %s %s", code, enh, text)
 }

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elemta/elemta/internal/clientnet"
-	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/pkg/clientnet"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -84,12 +84,20 @@ func DefaultConfig() Config {
 	}
 }
 
-// validate checks cfg and returns the parsed exempt networks. Errors name
-// the key.
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports every value New would
+// refuse. Every problem is reported, each naming its key; the registry adds
+// the file and table. (It hides the store's Validate, which it runs.)
+func (cfg *Config) Validate() error {
+	_, err := cfg.validate()
+	return err
+}
+
+// validate checks cfg and returns the parsed exempt networks.
 func (cfg Config) validate() (clientnet.List, error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("greylist: %s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	if cfg.Delay <= 0 {
 		bad("delay", "must be positive")
@@ -126,6 +134,6 @@ func (cfg Config) validate() (clientnet.List, error) {
 			bad("exempt_recipient_domains", "%q is not a domain", d)
 		}
 	}
-	errs = append(errs, cfg.Config.Validate("greylist"))
+	errs = append(errs, cfg.Config.Validate("store"))
 	return nets, errors.Join(errs...)
 }

@@ -6,17 +6,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
 var epoch = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-// node is one Elemta "node": a registry.Manager with the ratelimit plugin
+// node is one Elemta "node": a pluginhost.Manager with the ratelimit plugin
 // loaded from a TOML config, on a store, with a hand-moved clock.
 type node struct {
 	t     testing.TB
-	m     *registry.Manager
+	m     *pluginhost.Manager
 	clock *storetest.Clock
 	logs  *storetest.LogRecorder
 }
@@ -38,7 +39,7 @@ func (n *node) plugin() *RateLimit {
 	return p.(*RateLimit)
 }
 
-func (n *node) run(pc *registry.ProcessingContext) *registry.StageResult {
+func (n *node) run(pc *registry.ProcessingContext) *pluginhost.StageResult {
 	n.t.Helper()
 	sr, err := n.m.ExecuteStage(context.Background(), registry.PreReception, pc)
 	if err != nil {
@@ -57,7 +58,7 @@ func newPC(t testing.TB, session string, phase registry.Phase, env registry.Enve
 	return pc
 }
 
-func reply(sr *registry.StageResult) string {
+func reply(sr *pluginhost.StageResult) string {
 	code, enh, text := sr.Verdict.Reply()
 	return fmt.Sprintf("%d %s %s", code, enh, text)
 }

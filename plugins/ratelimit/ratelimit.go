@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elemta/elemta/internal/clientnet"
-	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/pkg/clientnet"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -28,12 +28,15 @@ type RateLimit struct {
 	st *store.Handle
 }
 
-// New builds the plugin from its config; the store is opened by Start.
+// New builds the plugin from its config; the store is opened by Start. It
+// refuses only what Config.Validate refuses (which parsing the config has
+// run already): it checks again for callers that build a Config in Go.
 func New(cfg Config, host registry.Host) (*RateLimit, error) {
-	nets, err := cfg.validate()
+	nets, limits, err := cfg.validate()
 	if err != nil {
 		return nil, err
 	}
+	cfg.Limits = limits
 	r := &RateLimit{cfg: cfg, host: host, exempt: nets}
 	r.st = store.NewHandle(cfg.Config, filepath.Join(host.DataDir, "ratelimit", "ratelimit.db"), host.Logger, host.Clock.Now)
 	return r, nil

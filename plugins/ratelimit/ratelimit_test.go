@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/elemta/elemta/internal/store/storetest"
+	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -320,16 +321,30 @@ func TestConfigValidation(t *testing.T) {
 	} {
 		t.Run(tc.settings, func(t *testing.T) {
 			doc := "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\n" + tc.settings
-			err := storetest.LoadError(t, doc)
-			if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
-				t.Fatalf("LoadPlugins: %v, want error containing %q", err, tc.err)
+			// Every invalid value is refused when the config is parsed
+			// (`elemta config check`); a valid config also loads.
+			_, err := pluginhost.ParseConfig("test.toml", []byte(doc))
+			if tc.err == "" {
+				if err != nil {
+					t.Fatalf("ParseConfig: %v", err)
+				}
+				if err := storetest.LoadError(t, doc); err != nil {
+					t.Fatalf("LoadPlugins: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("ParseConfig: %v, want error containing %q", err, tc.err)
+			}
+			if strings.Contains(err.Error(), "ratelimit: ") {
+				t.Errorf("error %q names the plugin, which the registry does", err)
 			}
 		})
 	}
 }
 
 func TestUnknownLimitKeyRejected(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[[plugins.ratelimit.limits]]\nname = \"x\"\nper = \"1m\"\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[[plugins.ratelimit.limits]]\nname = \"x\"\nper = \"1m\"\n"))
 	if err == nil || !strings.Contains(err.Error(), "per") {
 		t.Fatalf("unknown key in a limit: %v", err)
 	}
@@ -347,7 +362,7 @@ func TestREADMEExamples(t *testing.T) {
 	}
 	for i, b := range blocks {
 		doc := "[plugins]\nplugins = [\"ratelimit\"]\n" + string(b[1])
-		cfg, err := registry.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
+		cfg, err := pluginhost.ParseConfig(fmt.Sprintf("README.md example %d", i+1), []byte(doc))
 		if err != nil {
 			t.Fatalf("example %d:\n%s\n%v", i+1, doc, err)
 		}

@@ -6,8 +6,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/elemta/elemta/internal/clientnet"
-	"github.com/elemta/elemta/internal/store"
+	"github.com/elemta/elemta/pkg/clientnet"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -105,16 +105,26 @@ func DefaultConfig() Config {
 	}
 }
 
-// validate checks cfg, fills each limit's defaults (On, Burst) and returns
-// the parsed exempt networks. Errors name the key.
-func (cfg *Config) validate() (clientnet.List, error) {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports every value New would
+// refuse. Every problem is reported, each naming its key; the registry adds
+// the file and table. (It hides the store's Validate, which it runs.)
+func (cfg *Config) Validate() error {
+	_, _, err := cfg.validate()
+	return err
+}
+
+// validate checks cfg and returns the parsed exempt networks and a copy of
+// the limits with their defaults (On, Burst) filled in; cfg is not changed.
+func (cfg Config) validate() (clientnet.List, []Limit, error) {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("ratelimit: %s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
 	names := map[string]bool{}
-	for i := range cfg.Limits {
-		l := &cfg.Limits[i]
+	limits := slices.Clone(cfg.Limits)
+	for i := range limits {
+		l := &limits[i]
 		key := fmt.Sprintf("limits[%d]", i)
 		if l.Name == "" {
 			bad(key+".name", "empty")
@@ -189,6 +199,9 @@ func (cfg *Config) validate() (clientnet.List, error) {
 		}
 		nets = append(nets, p)
 	}
-	errs = append(errs, cfg.Config.Validate("ratelimit"))
-	return nets, errors.Join(errs...)
+	errs = append(errs, cfg.Config.Validate("store"))
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	return nets, limits, nil
 }

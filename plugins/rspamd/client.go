@@ -18,9 +18,9 @@ import (
 var (
 	// ErrSizeLimit: the message is larger than max_size, or rspamd refused
 	// it as too large.
-	ErrSizeLimit = errors.New("rspamd: message size limit exceeded")
+	ErrSizeLimit = errors.New("message size limit exceeded")
 	// ErrReply: rspamd's reply could not be understood.
-	ErrReply = errors.New("rspamd: unexpected reply")
+	ErrReply = errors.New("unexpected reply from rspamd")
 )
 
 // Request is a message and its envelope as rspamd's protocol carries them.

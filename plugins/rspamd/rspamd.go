@@ -25,7 +25,7 @@ type Scanner struct {
 
 // New builds the plugin from its config. It does no I/O.
 func New(cfg Config, host registry.Host) (*Scanner, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	a, ok, _ := cfg.sizeLimitAction()
@@ -35,10 +35,10 @@ func New(cfg Config, host registry.Host) (*Scanner, error) {
 // Check sends msg and its envelope to rspamd and returns the full reply.
 func (s *Scanner) Check(ctx context.Context, msg *registry.Message, session *registry.Session) (*Reply, error) {
 	if msg == nil {
-		return nil, errors.New("rspamd: check: no message")
+		return nil, errors.New("check: no message")
 	}
 	if int64(len(msg.Raw)) > s.cfg.MaxSize {
-		return nil, fmt.Errorf("rspamd: check %d-byte message: %w: max_size is %d bytes", len(msg.Raw), ErrSizeLimit, s.cfg.MaxSize)
+		return nil, fmt.Errorf("check %d-byte message: %w: max_size is %d bytes", len(msg.Raw), ErrSizeLimit, s.cfg.MaxSize)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -61,7 +61,7 @@ func (s *Scanner) Check(ctx context.Context, msg *registry.Message, session *reg
 	}
 	rep, err := s.http.Check(ctx, req)
 	if err != nil {
-		return nil, fmt.Errorf("rspamd: check %d-byte message: %w", len(msg.Raw), err)
+		return nil, fmt.Errorf("check %d-byte message: %w", len(msg.Raw), err)
 	}
 	return rep, nil
 }
@@ -176,7 +176,7 @@ func (s *Scanner) milter(res *registry.Result, rep *Reply, msg *registry.Message
 	}
 	add, err := rep.Milter.addHeaders()
 	if err != nil {
-		return fmt.Errorf("rspamd: %w", err)
+		return err
 	}
 	for _, h := range add {
 		if !validFieldName(h.Name) {
@@ -228,7 +228,7 @@ func verdict(a registry.Action, text string) registry.Verdict {
 // HealthCheck asks rspamd's /ping.
 func (s *Scanner) HealthCheck(ctx context.Context) error {
 	if err := s.http.Ping(ctx); err != nil {
-		return fmt.Errorf("rspamd: health check: %w", err)
+		return fmt.Errorf("health check: %w", err)
 	}
 	return nil
 }

@@ -3,7 +3,7 @@ package spf
 import (
 	"testing"
 
-	"github.com/elemta/elemta/internal/testenv/dnstest"
+	"github.com/elemta/elemta/pkg/testenv/dnstest"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
 )

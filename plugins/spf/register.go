@@ -1,6 +1,7 @@
 package spf
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/elemta/elemta/registry"
@@ -13,6 +14,7 @@ func init() {
 		Description: "SPF (RFC 7208) check of the MAIL FROM and HELO identities, Received-SPF header",
 		Types:       []registry.PluginType{registry.PluginTypeSPF},
 		Stages:      []registry.Stage{registry.PreReception},
+		Produces:    []any{(*registry.SPFResult)(nil)},
 		Config:      DefaultConfig,
 		New:         New,
 	})
@@ -80,12 +82,17 @@ func DefaultConfig() Config {
 	}
 }
 
-func (c Config) validate() error {
+// Validate implements registry.Validator: the registry runs it when the
+// config is parsed, so `elemta config check` reports every value New would
+// refuse. Every problem is reported, each naming its key; the registry adds
+// the file and table.
+func (c *Config) Validate() error {
+	var errs []error
 	if c.LookupLimit < 1 || c.LookupLimit > MaxLookupLimit {
-		return fmt.Errorf("spf: lookup_limit = %d: must be between 1 and %d (RFC 7208 §4.6.4)", c.LookupLimit, MaxLookupLimit)
+		errs = append(errs, fmt.Errorf("lookup_limit = %d: must be between 1 and %d (RFC 7208 §4.6.4)", c.LookupLimit, MaxLookupLimit))
 	}
 	if c.VoidLookupLimit < 0 || c.VoidLookupLimit > MaxLookupLimit {
-		return fmt.Errorf("spf: void_lookup_limit = %d: must be between 0 and %d", c.VoidLookupLimit, MaxLookupLimit)
+		errs = append(errs, fmt.Errorf("void_lookup_limit = %d: must be between 0 and %d", c.VoidLookupLimit, MaxLookupLimit))
 	}
-	return nil
+	return errors.Join(errs...)
 }

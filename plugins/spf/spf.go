@@ -27,9 +27,11 @@ type Checker struct {
 	log      *slog.Logger
 }
 
-// New builds the plugin from its validated config. It does no I/O.
+// New builds the plugin from its config. It does no I/O and refuses only
+// what Config.Validate refuses (which parsing the config has run already):
+// it checks again for callers that build a Config in Go.
 func New(cfg Config, host registry.Host) (*Checker, error) {
-	if err := cfg.validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &Checker{cfg: cfg, resolver: host.Resolver, hostname: host.Hostname, log: host.Logger}, nil
@@ -42,7 +44,7 @@ func New(cfg Config, host registry.Host) (*Checker, error) {
 func (c *Checker) CheckSPF(ctx context.Context, ip string, domain string) (*registry.SPFResult, error) {
 	addr, err := netip.ParseAddr(ip)
 	if err != nil {
-		return nil, fmt.Errorf("spf: check %s: client address: %w", domain, err)
+		return nil, fmt.Errorf("check %s: client address: %w", domain, err)
 	}
 	if strings.Contains(domain, "@") {
 		_, d := splitAddress(domain)
@@ -68,7 +70,7 @@ func (c *Checker) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 	}
 	env := pc.Message.Envelope
 	if !env.ClientIP.IsValid() {
-		return nil, errors.New("spf: no client IP address in the envelope")
+		return nil, errors.New("no client IP address in the envelope")
 	}
 	res := c.Evaluate(ctx, env.ClientIP, env.HELO, env.MailFrom)
 	out := &registry.Result{

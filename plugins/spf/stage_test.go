@@ -9,18 +9,19 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/elemta/elemta/internal/testenv"
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pkg/testenv"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
 // stage loads the spf plugin from toml through the registry's config and
 // Manager, the way the host does.
-func stage(t *testing.T, toml string, r registry.Resolver) *registry.Manager {
+func stage(t *testing.T, toml string, r registry.Resolver) *pluginhost.Manager {
 	t.Helper()
-	cfg, err := registry.ParseConfig("test.toml", []byte(toml))
+	cfg, err := pluginhost.ParseConfig("test.toml", []byte(toml))
 	require.NoError(t, err)
-	m := registry.NewManager(cfg, registry.WithHost(registry.Host{Resolver: r, Hostname: "mx.example.org", Logger: slog.New(slog.DiscardHandler)}))
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(registry.Host{Resolver: r, Hostname: "mx.example.org", Logger: slog.New(slog.DiscardHandler)}))
 	require.NoError(t, m.LoadPlugins(context.Background()))
 	t.Cleanup(func() { require.NoError(t, m.Close()) })
 	return m
@@ -117,9 +118,9 @@ func TestStageOncePerTransaction(t *testing.T) {
 }
 
 func TestStageUnknownActionKey(t *testing.T) {
-	_, err := registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"spf\"]\n[plugins.spf]\non_fial = \"reject\"\n"))
+	_, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"spf\"]\n[plugins.spf]\non_fial = \"reject\"\n"))
 	require.ErrorContains(t, err, "on_fial")
-	_, err = registry.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"spf\"]\n[plugins.spf]\non_fail = \"bounce\"\n"))
+	_, err = pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"spf\"]\n[plugins.spf]\non_fail = \"bounce\"\n"))
 	require.ErrorContains(t, err, "bounce")
 }
 

@@ -15,6 +15,12 @@
 //     Validate (if implemented) accepts it;
 //   - unknown-key: a [plugins.<name>] table with an unknown key is rejected
 //     with an error naming the key;
+//   - parse-then-new: every config parsing accepts, New builds: the
+//     defaults, Options.Config, Options.SlowConfig and each of
+//     Options.Configs is parsed as `elemta config check` does, and when
+//     parsing accepts it New (and the plugin's Validate, if any) must too.
+//     A check of the config belongs in the config type's Validate, which
+//     runs at parse time, so that `config check` is the whole truth;
 //   - close-without-start: Close (if implemented) is safe on a plugin that
 //     was built but never started, and safe to call twice;
 //   - lifecycle: loaded through a Manager (New, Validate, Start), its health
@@ -34,7 +40,10 @@
 // The package also holds what a plugin's own tests keep needing: Settings
 // decodes a config document as Elemta does, Server stands in for a daemon
 // (Blackhole for one that never answers, ClosedAddr for one that is down),
-// and CheckLeaks fails a test that leaves goroutines running.
+// CheckLeaks fails a test that leaves goroutines running, and Resolver
+// answers DNS from a zone text with the production resolver's errors
+// (Fail injects SERVFAIL, timeouts and hangs; EachDNSFailure and
+// RequireDNSError test a plugin's handling of them).
 package registrytest
 
 import (
@@ -55,6 +64,7 @@ import (
 	"golang.org/x/mod/semver"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -70,7 +80,10 @@ type Options struct {
 	// is cancelled instead of waiting for its own timeouts.
 	SlowConfig string
 	// Host is handed to the plugin; unset fields get the registry's
-	// defaults, and the logger writes to t.Log.
+	// defaults, except that the logger writes to t.Log and the resolver
+	// is an empty Resolver (every name NXDOMAIN): a plugin under test
+	// never asks the system's DNS. Set it to NewResolver(t, zone) to
+	// give the plugin records.
 	Host registry.Host
 	// Messages are raw RFC 5322 messages for the concurrency check;
 	// default: SampleMessages.
@@ -89,6 +102,12 @@ type Options struct {
 	// LeakWait is how long goroutines get to end after Close before the
 	// plugin is said to leak them (default 5s).
 	LeakWait time.Duration
+	// Configs are more bodies of the [plugins.<name>] table for the
+	// parse-then-new check: the plugin's documented examples and the
+	// invalid values its README lists. Each must be rejected by parsing
+	// or built by New; a config that parses and then fails in New is a
+	// check `elemta config check` misses.
+	Configs []string
 	// Offline skips the checks that start the plugin (lifecycle,
 	// concurrent-messages, cancellation): for plugins whose service is not
 	// available to this test.
@@ -124,6 +143,7 @@ func Run[C any, P any](t *testing.T, name string, newFn func(C, registry.Host) (
 	t.Run("metadata", k.metadata)
 	t.Run("default-config", k.defaultConfig)
 	t.Run("unknown-key", k.unknownKey)
+	t.Run("parse-then-new", k.parseThenNew)
 	t.Run("close-without-start", k.closeWithoutStart)
 	if opts.Offline {
 		t.Log("registrytest: Offline: lifecycle, concurrent-messages and cancellation skipped")
@@ -141,7 +161,7 @@ type kit[C any, P any] struct {
 }
 
 func (k *kit[C, P]) metadata(t *testing.T) {
-	info, ok := registry.Lookup(k.name)
+	info, ok := pluginhost.Lookup(k.name)
 	require.True(t, ok, "no plugin %q registered: does the package's init call registry.Register with that name? registered: %v", k.name, names())
 	assert.Equal(t, k.name, info.Name)
 	assert.NotEmpty(t, info.Description, "Module.Description: say in one line what the plugin does")
@@ -179,7 +199,7 @@ func funcPackage(fn any) string {
 // defaults returns a fresh copy of the registered default config.
 func (k *kit[C, P]) defaults(t *testing.T) C {
 	t.Helper()
-	v, ok := registry.DefaultConfig(k.name)
+	v, ok := pluginhost.DefaultConfig(k.name)
 	require.True(t, ok, "no plugin %q registered", k.name)
 	c, ok := v.(*C)
 	require.Truef(t, ok, "the registered config type is %T, but the constructor under test takes %T", v, new(C))
@@ -190,6 +210,9 @@ func (k *kit[C, P]) host(t *testing.T) registry.Host {
 	h := k.opts.Host
 	if h.Logger == nil {
 		h.Logger = testLogger(t)
+	}
+	if h.Resolver == nil {
+		h.Resolver = NewResolver(t, "") // never the system's DNS
 	}
 	return h
 }
@@ -216,10 +239,40 @@ func (k *kit[C, P]) unknownKey(t *testing.T) {
 	// The key goes first: Options.Config may end inside a sub-table
 	// ([[plugins.<name>.rules]]) where it would land otherwise.
 	doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s = 1\n%s\n", k.name, k.name, key, k.opts.Config)
-	_, err := registry.ParseConfig("registrytest.toml", []byte(doc))
+	_, err := pluginhost.ParseConfig("registrytest.toml", []byte(doc))
 	require.Error(t, err, "an unknown key in [plugins.%s] must be an error (is the config type a map, or has it an inline catch-all?)", k.name)
 	assert.Contains(t, err.Error(), key, "the error must name the unknown key")
 	assert.Contains(t, err.Error(), "registrytest.toml:", "the error must name the file and line")
+}
+
+func (k *kit[C, P]) parseThenNew(t *testing.T) {
+	bodies := append([]string{"", k.opts.Config, k.opts.SlowConfig}, k.opts.Configs...)
+	for i, body := range bodies {
+		if i > 0 && i < 3 && body == "" {
+			continue // Config or SlowConfig unset
+		}
+		doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s\n", k.name, k.name, body)
+		cfg, err := pluginhost.ParseConfig("registrytest.toml", []byte(doc))
+		if err != nil {
+			t.Logf("config %d rejected at parse time (fine): %v", i, err)
+			continue
+		}
+		pc, err := cfg.Settings(k.name)
+		require.NoError(t, err)
+		c, ok := pc.Value.(*C)
+		require.Truef(t, ok, "the registered config type is %T, but the constructor under test takes %T", pc.Value, new(C))
+		p, err := k.newFn(*c, k.host(t))
+		if err != nil {
+			t.Errorf("New rejects a config that parsing (and so `elemta config check`) accepts; move the check into the config type's Validate:\n[plugins.%s]\n%s\nerror: %v", k.name, body, err)
+			continue
+		}
+		if v, ok := any(p).(registry.Validator); ok {
+			if err := v.Validate(); err != nil {
+				t.Errorf("the plugin's Validate rejects a config that parsing accepts; move the check into the config type's Validate:\n[plugins.%s]\n%s\nerror: %v", k.name, body, err)
+			}
+		}
+		closeChecked(t, p, "Close without Start")
+	}
 }
 
 func (k *kit[C, P]) closeWithoutStart(t *testing.T) {
@@ -236,18 +289,18 @@ func (k *kit[C, P]) closeWithoutStart(t *testing.T) {
 }
 
 // config parses the [plugins] document for the plugin with table body.
-func (k *kit[C, P]) config(t *testing.T, body string) *registry.Config {
+func (k *kit[C, P]) config(t *testing.T, body string) *pluginhost.Config {
 	t.Helper()
 	doc := fmt.Sprintf("[plugins]\nplugins = [%q]\n\n[plugins.%s]\n%s\n", k.name, k.name, body)
-	cfg, err := registry.ParseConfig("registrytest.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("registrytest.toml", []byte(doc))
 	require.NoError(t, err, "config:\n%s", doc)
 	return cfg
 }
 
 // load builds, validates and starts the plugin through a Manager.
-func (k *kit[C, P]) load(t *testing.T, body string) *registry.Manager {
+func (k *kit[C, P]) load(t *testing.T, body string) *pluginhost.Manager {
 	t.Helper()
-	m := registry.NewManager(k.config(t, body), registry.WithHost(k.host(t)))
+	m := pluginhost.NewManager(k.config(t, body), pluginhost.WithHost(k.host(t)))
 	require.NoError(t, m.LoadPlugins(context.Background()), "load %s (a plugin that needs a service gets a test double through Options.Config, or Options.Offline)", k.name)
 	return m
 }
@@ -268,7 +321,7 @@ func (k *kit[C, P]) lifecycle(t *testing.T) {
 }
 
 func (k *kit[C, P]) concurrentMessages(t *testing.T) {
-	info, _ := registry.Lookup(k.name)
+	info, _ := pluginhost.Lookup(k.name)
 	if len(info.Stages) == 0 {
 		t.Skip("the plugin runs in no stage")
 	}
@@ -348,7 +401,7 @@ func call(impl any, ctx context.Context, stage registry.Stage, pc *registry.Proc
 }
 
 func (k *kit[C, P]) cancellation(t *testing.T) {
-	info, _ := registry.Lookup(k.name)
+	info, _ := pluginhost.Lookup(k.name)
 	stage := registry.PostReception
 	if len(info.Stages) > 0 {
 		stage = info.Stages[0]
@@ -436,7 +489,7 @@ func isNil(p any) bool {
 
 func names() []string {
 	var out []string
-	for _, m := range registry.Modules() {
+	for _, m := range pluginhost.Modules() {
 		out = append(out, m.Name)
 	}
 	return out
@@ -444,12 +497,16 @@ func names() []string {
 
 // Load parses the config document doc as Elemta does, builds and starts its
 // plugins through a Manager with host, and closes them when the test ends
-// (a Close error fails the test).
-func Load(tb testing.TB, doc string, host registry.Host) *registry.Manager {
+// (a Close error fails the test). An unset host.Resolver is an empty
+// Resolver (every name NXDOMAIN), never the system's DNS.
+func Load(tb testing.TB, doc string, host registry.Host) *pluginhost.Manager {
 	tb.Helper()
-	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("elemta.toml", []byte(doc))
 	require.NoError(tb, err, "config:\n%s", doc)
-	m := registry.NewManager(cfg, registry.WithHost(host))
+	if host.Resolver == nil {
+		host.Resolver = NewResolver(tb, "") // never the system's DNS
+	}
+	m := pluginhost.NewManager(cfg, pluginhost.WithHost(host))
 	require.NoError(tb, m.LoadPlugins(context.Background()))
 	tb.Cleanup(func() { assert.NoError(tb, m.Close(), "Close") })
 	return m
@@ -458,9 +515,9 @@ func Load(tb testing.TB, doc string, host registry.Host) *registry.Manager {
 // Settings parses the config document doc as Elemta does and returns the
 // settings of plugin name with its own table decoded into C (the Config
 // type it registered).
-func Settings[C any](t testing.TB, doc, name string) (*C, *registry.PluginConfig) {
+func Settings[C any](t testing.TB, doc, name string) (*C, *pluginhost.PluginConfig) {
 	t.Helper()
-	cfg, err := registry.ParseConfig("elemta.toml", []byte(doc))
+	cfg, err := pluginhost.ParseConfig("elemta.toml", []byte(doc))
 	require.NoError(t, err)
 	pc, err := cfg.Settings(name)
 	require.NoError(t, err)

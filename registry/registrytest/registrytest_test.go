@@ -106,6 +106,13 @@ var fixtures = map[string]func(Config, registry.Host) (*fixture, error){
 	"failing": func(c Config, _ registry.Host) (*fixture, error) { return &fixture{cfg: c, fail: true}, nil },
 	"strict":  func(c Config, _ registry.Host) (*fixture, error) { return &fixture{cfg: c, strict: true}, nil },
 	"nodesc":  func(c Config, _ registry.Host) (*fixture, error) { return &fixture{cfg: c}, nil },
+	// newrejects checks its config in New, which `config check` never runs.
+	"newrejects": func(c Config, _ registry.Host) (*fixture, error) {
+		if c.Word == "forbidden" {
+			return nil, errors.New("word must not be forbidden")
+		}
+		return &fixture{cfg: c}, nil
+	},
 }
 
 func init() {
@@ -137,7 +144,9 @@ func TestFixture(t *testing.T) {
 		t.Skip("run by TestKit")
 	}
 	registrytest.Run(t, "kit-"+name, fixtures[name], registrytest.Options{
-		Config:       "word = \"hello\"\ntimeout = \"300ms\"",
+		Config: "word = \"hello\"\ntimeout = \"300ms\"",
+		// The second is rejected at parse time (a string is wanted), which is fine.
+		Configs:      []string{`word = "forbidden"`, `word = 5`},
 		CancelWithin: time.Second,
 		LeakWait:     time.Second,
 	})
@@ -160,6 +169,7 @@ func TestKit(t *testing.T) {
 		{fixture: "failing", want: []string{"--- FAIL: TestFixture/concurrent-messages", "refused (set Options.AllowErrors"}},
 		{fixture: "strict", want: []string{"--- FAIL: TestFixture/default-config", "Validate rejects the plugin's own default config", "word is required"}},
 		{fixture: "nodesc", want: []string{"--- FAIL: TestFixture/metadata", "Module.Description"}},
+		{fixture: "newrejects", want: []string{"--- FAIL: TestFixture/parse-then-new", "New rejects a config that parsing", `word = "forbidden"`, "word must not be forbidden"}},
 		{fixture: "racy", race: true, want: []string{"WARNING: DATA RACE"}},
 	}
 	for _, tt := range tests {
@@ -172,7 +182,7 @@ func TestKit(t *testing.T) {
 			out, err := cmd.CombinedOutput()
 			if tt.pass {
 				require.NoError(t, err, "%s", out)
-				for _, sub := range []string{"metadata", "default-config", "unknown-key", "close-without-start", "lifecycle", "concurrent-messages", "cancellation"} {
+				for _, sub := range []string{"metadata", "default-config", "unknown-key", "parse-then-new", "close-without-start", "lifecycle", "concurrent-messages", "cancellation"} {
 					assert.Contains(t, string(out), "--- PASS: TestFixture/"+sub)
 				}
 				return

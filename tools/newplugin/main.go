@@ -1,12 +1,25 @@
-// Command newplugin starts a built-in plugin: it writes plugins/NAME/ with a
-// config struct, registration, the stage handler, a README and tests that
-// call the contract kit (registry/registrytest), adds `- name: NAME` to
-// plugins.yaml and regenerates gen/plugins_gen.go.
+// Command newplugin starts a plugin.
+//
+// A built-in plugin: it writes plugins/NAME/ with a config struct,
+// registration, the stage handler, a README and tests that call the
+// contract kit (registry/registrytest), adds `- name: NAME` to plugins.yaml
+// and regenerates gen/plugins_gen.go.
 //
 //	go run ./tools/newplugin -name greylist [-type greylist] [-stage pre-reception] [-default=false]
 //
-// The result builds and passes its tests as written; replace the example
-// logic (it adds a header field) with the plugin's own.
+// A third-party plugin, with -module: it writes a Go module of its own in
+// -dir (default: the last element of the module path) with a go.mod that
+// requires the core, the same plugin files at the module root, and
+// plugins.yaml.snippet, the entry that links it into a custom binary.
+//
+//	go run github.com/elemta/elemta/tools/newplugin@v1.4.0 -module example.com/you/elemta-greet -name greet
+//	go run ./tools/newplugin -module example.com/you/elemta-greet -name greet -core-dir .   # next to a checkout
+//
+// The core version required is -core-version, else the version newplugin
+// itself was built from (go run ...@v1.4.0); -core-dir adds a replace to a
+// local checkout. Either way the result builds and passes its tests as
+// written (after `go mod tidy`); replace the example logic (it adds a
+// header field) with the plugin's own.
 package main
 
 import (
@@ -18,13 +31,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"text/template"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/elemta/elemta/pkg/pluginname"
 	"github.com/elemta/elemta/tools/internal/pluginsfile"
 )
 
@@ -41,6 +54,12 @@ type options struct {
 	inc     bool // in the default binary
 	gen     bool // regenerate gen/
 	summary string
+
+	// third-party module mode (module != "")
+	module      string
+	dir         string
+	coreVersion string
+	coreDir     string
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -54,12 +73,29 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.inc, "default", true, "link the plugin into the default binary (false: declare it with default: false)")
 	fs.BoolVar(&o.gen, "generate", true, "regenerate gen/plugins_gen.go")
 	fs.StringVar(&o.summary, "description", "", "one-line description (default: a placeholder to replace)")
+	fs.StringVar(&o.module, "module", "", "write a third-party plugin module with this path (example.com/you/elemta-greet) instead of a built-in plugin")
+	fs.StringVar(&o.dir, "dir", "", "with -module: the directory to create (default: the module path's last element)")
+	fs.StringVar(&o.coreVersion, "core-version", "", "with -module: the core version to require (default: the version newplugin was built from)")
+	fs.StringVar(&o.coreDir, "core-dir", "", "with -module: an Elemta checkout to use through a replace directive")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if fs.NArg() > 0 || o.name == "" {
-		fmt.Fprintln(stderr, "usage: newplugin -name NAME [-type filter] [-stage post-reception] [-default=false] [-root .]")
+		fmt.Fprintln(stderr, "usage: newplugin -name NAME [-type filter] [-stage post-reception] [-default=false] [-root .]\n"+
+			"       newplugin -module PATH -name NAME [-dir DIR] [-core-version vX.Y.Z] [-core-dir CHECKOUT] [-type filter] [-stage post-reception]")
 		return 2
+	}
+	if o.module != "" {
+		files, err := scaffoldModule(o)
+		if err != nil {
+			fmt.Fprintf(stderr, "newplugin: %v\n", err)
+			return 1
+		}
+		for _, f := range files {
+			fmt.Fprintf(stdout, "wrote %s\n", f)
+		}
+		fmt.Fprintf(stdout, "next: cd %s && go mod tidy && go test -race ./...; then add plugins.yaml.snippet to a plugins.yaml\n", o.moduleDir())
+		return 0
 	}
 	files, err := scaffold(o)
 	if err != nil {
@@ -74,9 +110,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 var (
-	nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
-	// reserved are keys of the [plugins] config table.
-	reserved = []string{"enabled", "directory", "plugins", "max_concurrency", "default_timeout"}
 	// types a generated stage handler may declare, with their registry constant.
 	types = map[string]string{
 		"filter":    "PluginTypeFilter",
@@ -97,14 +130,15 @@ var (
 // data fills the templates.
 type data struct {
 	Name, Package, Type, TypeConst, Stage, StageConst, Header, Description string
+	// TestCmd runs the plugin's tests (README).
+	TestCmd string
+	// Module mode: the module path, the core version and replace target.
+	Module, CoreVersion, CoreDir, GoVersion string
 }
 
 func (o options) data() (data, error) {
-	if !nameRE.MatchString(o.name) {
-		return data{}, fmt.Errorf("invalid name %q: use lowercase letters, digits, '-' and '_', starting with a letter", o.name)
-	}
-	if slices.Contains(reserved, o.name) {
-		return data{}, fmt.Errorf("name %q is a key of the [plugins] config table: choose another", o.name)
+	if err := pluginname.Check(o.name); err != nil {
+		return data{}, fmt.Errorf("plugin name %q: %w", o.name, err)
 	}
 	pkg := strings.NewReplacer("-", "", "_", "").Replace(o.name)
 	if !token.IsIdentifier(pkg) || token.IsKeyword(pkg) {
@@ -125,6 +159,7 @@ func (o options) data() (data, error) {
 	return data{
 		Name: o.name, Package: pkg, Type: o.typ, TypeConst: tc, Stage: o.stage, StageConst: sc,
 		Header: "X-Elemta-" + headerWord(o.name), Description: desc,
+		TestCmd: "go test -race ./plugins/" + o.name + "/",
 	}, nil
 }
 
@@ -185,39 +220,13 @@ func scaffold(o options) ([]string, error) {
 		}
 	}
 
-	files := map[string]string{
-		"README.md":            readmeTmpl,
-		"register.go":          registerTmpl,
-		d.Package + ".go":      pluginTmpl,
-		d.Package + "_test.go": testTmpl,
-		"testdata/message.eml": messageTmpl,
-		"testdata/README.md":   testdataTmpl,
-	}
-	rendered := map[string][]byte{}
-	for name, text := range files {
-		var b bytes.Buffer
-		if err := template.Must(template.New(name).Parse(text)).Execute(&b, d); err != nil {
-			return nil, err
-		}
-		out := b.Bytes()
-		if strings.HasSuffix(name, ".go") {
-			if out, err = format.Source(out); err != nil {
-				return nil, fmt.Errorf("format %s: %w", name, err)
-			}
-		}
-		rendered[name] = out
-	}
-
-	if err := os.MkdirAll(filepath.Join(dir, "testdata"), 0o755); err != nil {
+	rendered, err := render(pluginFiles(d), d)
+	if err != nil {
 		return nil, err
 	}
-	var written []string
-	for _, name := range sortedFiles(rendered) {
-		p := filepath.Join(dir, filepath.FromSlash(name))
-		if err := os.WriteFile(p, rendered[name], 0o644); err != nil {
-			return written, err
-		}
-		written = append(written, p)
+	written, err := writeFiles(dir, rendered)
+	if err != nil {
+		return written, err
 	}
 	if err := os.WriteFile(cfgPath, updated, 0o644); err != nil {
 		return written, err
@@ -229,6 +238,55 @@ func scaffold(o options) ([]string, error) {
 			return written, err
 		}
 		if err := os.WriteFile(p, gen, 0o644); err != nil {
+			return written, err
+		}
+		written = append(written, p)
+	}
+	return written, nil
+}
+
+// pluginFiles are the templates of a plugin package by file name.
+func pluginFiles(d data) map[string]string {
+	return map[string]string{
+		"README.md":            readmeTmpl,
+		"register.go":          registerTmpl,
+		d.Package + ".go":      pluginTmpl,
+		d.Package + "_test.go": testTmpl,
+		"testdata/message.eml": messageTmpl,
+		"testdata/README.md":   testdataTmpl,
+	}
+}
+
+// render executes the templates with d; Go files come out gofmt-clean.
+func render(files map[string]string, d data) (map[string][]byte, error) {
+	rendered := map[string][]byte{}
+	for name, text := range files {
+		var b bytes.Buffer
+		if err := template.Must(template.New(name).Parse(text)).Execute(&b, d); err != nil {
+			return nil, err
+		}
+		out := b.Bytes()
+		if strings.HasSuffix(name, ".go") {
+			var err error
+			if out, err = format.Source(out); err != nil {
+				return nil, fmt.Errorf("format %s: %w", name, err)
+			}
+		}
+		rendered[name] = out
+	}
+	return rendered, nil
+}
+
+// writeFiles writes the rendered files under dir, creating directories,
+// and returns the paths written, in name order.
+func writeFiles(dir string, rendered map[string][]byte) ([]string, error) {
+	var written []string
+	for _, name := range sortedFiles(rendered) {
+		p := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return written, err
+		}
+		if err := os.WriteFile(p, rendered[name], 0o644); err != nil {
 			return written, err
 		}
 		written = append(written, p)

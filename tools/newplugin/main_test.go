@@ -65,7 +65,8 @@ func TestBadNames(t *testing.T) {
 	tests := []struct{ name, typ, stage, err string }{
 		{"Grey", "filter", "post-reception", "invalid name"},
 		{"1x", "filter", "post-reception", "invalid name"},
-		{"enabled", "filter", "post-reception", "key of the [plugins] config table"},
+		{"enabled", "filter", "post-reception", "name is reserved: a key of the [plugins] table"},
+		{"9x", "filter", "post-reception", "starting with a letter"},
 		{"go-to", "filter", "post-reception", "not a Go identifier"},
 		{"ok", "antivirus", "post-reception", `-type "antivirus"`},
 		{"ok", "filter", "pre-data", `-stage "pre-data"`},

@@ -191,7 +191,7 @@ None yet.
 ## Tests
 
 ` + "```sh" + `
-go test -race ./plugins/{{.Name}}/
+{{.TestCmd}}
 ` + "```" + `
 
 ` + "`TestContract`" + ` runs the registry's contract kit (` + "`registry/registrytest`" + `).

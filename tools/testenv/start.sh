@@ -10,7 +10,7 @@
 #
 # Everything lives in a state directory ($ELEMTA_TESTENV_DIR, default <repo>/.testenv): configs,
 # DKIM test keys, logs, pid files, rspamd's database (kept, so later starts take about a second), and
-# env.sh, which exports the ELEMTA_TEST_* variables the Go tests read (internal/testenv).
+# env.sh, which exports the ELEMTA_TEST_* variables the Go tests read (pkg/testenv).
 #
 # Idempotent: a service that already runs from our pid file and answers is left alone. Safe to call
 # from several shells at once (a lock in the state dir serialises them). Stop with stop.sh.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/elemta/elemta/internal/config"
 	"github.com/elemta/elemta/internal/resolver"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -50,8 +51,9 @@ Commands:
   send [--server HOST:PORT] [--helo NAME] [--from ADDR] --rcpt ADDR... FILE...
         submit each file over SMTP and print the server's reply
         (exit 0 accepted, 2 refused with 5xx, 3 refused with 4xx)
-  version
-        print the versions of Elemta, Go and the compiled-in plugins
+  version [--json]
+        print the versions of Elemta (core, VCS revision, distribution), Go
+        and each compiled-in plugin (module, version, registered version)
 
 Config: --config F, else ./elemta.toml, else the embedded default config.
 Exit status of scan: 0 accept, 2 reject, 3 tempfail, 4 quarantine (the most
@@ -82,7 +84,7 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 	}
 	a.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
-	if err := registry.CheckManifest(manifest); err != nil {
+	if err := pluginhost.CheckManifest(manifest); err != nil {
 		fmt.Fprintf(stderr, "elemta: %v\n", err)
 		return ExitError
 	}
@@ -115,7 +117,7 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 	case cmd == "send":
 		return a.send(ctx, rest)
 	case cmd == "version":
-		return a.version()
+		return a.version(rest)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
 		fmt.Fprint(stdout, usage)
 		return ExitAccept

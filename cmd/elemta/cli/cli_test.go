@@ -12,6 +12,7 @@ import (
 
 	"github.com/elemta/elemta/cmd/elemta/cli"
 	"github.com/elemta/elemta/gen"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 
 	_ "github.com/elemta/elemta/plugins/contentfilter"
@@ -250,7 +251,7 @@ func TestConfigCheck(t *testing.T) {
 func TestSeedConfig(t *testing.T) {
 	var missing []string
 	for _, name := range []string{"clamav", "rspamd", "dkim", "spf", "dmarc"} {
-		if _, ok := registry.Lookup(name); !ok {
+		if _, ok := pluginhost.Lookup(name); !ok {
 			missing = append(missing, name)
 		}
 	}
@@ -282,7 +283,7 @@ func TestPlugins(t *testing.T) {
 			stderr: []string{`no plugin "nosuch" is compiled into this binary (compiled in: `, "contentfilter"}},
 		{name: "test of a plugin with invalid config", args: []string{"plugins", "test", "--config", "testdata/bad-regexp.toml", "contentfilter"}, code: cli.ExitError,
 			stderr: []string{`rule "casino"`}},
-		{name: "version", args: []string{"version"}, code: cli.ExitAccept, stdout: []string{"elemta ", "plugin contentfilter 1.0.0"}},
+		{name: "version", args: []string{"version"}, code: cli.ExitAccept, stdout: []string{"elemta ", "plugin contentfilter  1.0.0  github.com/elemta/elemta"}},
 		{name: "unknown command", args: []string{"plugins", "frobnicate"}, code: cli.ExitError, stderr: []string{`unknown command "plugins frobnicate"`, "usage:"}},
 		{name: "no command", args: nil, code: cli.ExitError, stderr: []string{"usage:"}},
 	}

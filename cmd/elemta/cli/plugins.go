@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/elemta/elemta/internal/buildinfo"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -19,10 +19,15 @@ type pluginJSON struct {
 	Description   string   `json:"description,omitempty"`
 	Types         []string `json:"types"`
 	Stages        []string `json:"stages"`
+	Produces      []string `json:"produces,omitempty"`
+	Consumes      []string `json:"consumes,omitempty"`
 	Package       string   `json:"package"`
 	Module        string   `json:"module,omitempty"`
 	ModuleVersion string   `json:"module_version,omitempty"`
 	Enabled       bool     `json:"enabled"`
+	// Instances are the enabled instances of the plugin, in config order:
+	// "contentfilter", "contentfilter/strict".
+	Instances []string `json:"instances,omitempty"`
 }
 
 func (a *app) pluginsList(args []string) int {
@@ -43,9 +48,10 @@ func (a *app) pluginsList(args []string) int {
 	}
 	info, haveInfo := buildinfo.Read()
 	list := []pluginJSON{}
-	for _, m := range registry.Modules() {
+	for _, m := range pluginhost.Modules() {
 		p := pluginJSON{Name: m.Name, Version: m.Version, Description: m.Description, Package: m.Package,
-			Enabled: cfg.Plugins.Enabled && slices.Contains(cfg.Plugins.Plugins, m.Name)}
+			Produces: m.Produces, Consumes: m.Consumes, Instances: cfg.Plugins.Instances(m.Name)}
+		p.Enabled = len(p.Instances) > 0
 		for _, t := range m.Types {
 			p.Types = append(p.Types, string(t))
 		}
@@ -67,14 +73,15 @@ func (a *app) pluginsList(args []string) int {
 	}
 	fmt.Fprintf(a.stdout, "config: %s\n", cfg.File)
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tENABLED\tTYPES\tSTAGES\tVERSION\tPACKAGE\tMODULE")
+	fmt.Fprintln(tw, "NAME\tENABLED\tTYPES\tSTAGES\tVERSION\tPACKAGE\tMODULE\tINSTANCES")
 	for _, p := range list {
 		enabled := "no"
 		if p.Enabled {
 			enabled = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, enabled, strings.Join(p.Types, ","),
-			strings.Join(p.Stages, ","), orDash(p.Version), p.Package, orDash(strings.TrimSpace(p.Module+" "+p.ModuleVersion)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, enabled, strings.Join(p.Types, ","),
+			strings.Join(p.Stages, ","), orDash(p.Version), p.Package, orDash(strings.TrimSpace(p.Module+" "+p.ModuleVersion)),
+			orDash(strings.Join(p.Instances, ",")))
 	}
 	_ = tw.Flush()
 	return ExitAccept
@@ -111,12 +118,13 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 		return ExitError
 	}
 	name := rest[0]
-	if _, ok := registry.Lookup(name); !ok {
+	typ, _, _ := strings.Cut(name, "/") // an instance ID: "contentfilter/strict"
+	if _, ok := pluginhost.Lookup(typ); !ok {
 		var names []string
-		for _, m := range registry.Modules() {
+		for _, m := range pluginhost.Modules() {
 			names = append(names, m.Name)
 		}
-		return a.errorf("plugins test: no plugin %q is compiled into this binary (compiled in: %s)", name, strings.Join(names, ", "))
+		return a.errorf("plugins test: no plugin %q is compiled into this binary (compiled in: %s)", typ, strings.Join(names, ", "))
 	}
 	cfg, err := a.loadConfig(*cfgPath)
 	if err != nil {
@@ -130,7 +138,7 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.errorf("%s: %v", "plugins test", err)
 	}
-	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(host))
+	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	defer func() {
 		if err := mgr.Close(); err != nil {
 			a.log.Error("close plugins", "err", err)
@@ -189,7 +197,7 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 	return ExitAccept
 }
 
-func (a *app) printMetrics(stats []registry.PluginStats, asJSON bool) {
+func (a *app) printMetrics(stats []pluginhost.PluginStats, asJSON bool) {
 	if asJSON {
 		type statJSON struct {
 			Plugin   string  `json:"plugin"`

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -118,7 +119,7 @@ func (a *app) scan(ctx context.Context, args []string, metrics bool) int {
 	if err != nil {
 		return a.errorf("%s: %v", "scan", err)
 	}
-	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(host))
+	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	if err := mgr.LoadPlugins(ctx); err != nil {
 		return a.errorf("%s: load plugins from %s: %v", name, cfg.File, err)
 	}
@@ -184,7 +185,7 @@ func exitStatus(a registry.Action) int {
 
 // scanFile runs the scan stages on one file. A reject or tempfail ends the
 // scan as it would end the SMTP transaction.
-func (a *app) scanFile(ctx context.Context, mgr *registry.Manager, file string, env registry.Envelope, s *registry.Session) *fileReport {
+func (a *app) scanFile(ctx context.Context, mgr *pluginhost.Manager, file string, env registry.Envelope, s *registry.Session) *fileReport {
 	rep := &fileReport{File: file}
 	raw, err := os.ReadFile(file)
 	if err != nil {
@@ -224,7 +225,7 @@ func (a *app) scanFile(ctx context.Context, mgr *registry.Manager, file string, 
 	return rep
 }
 
-func stageToJSON(sr *registry.StageResult) stageJSON {
+func stageToJSON(sr *pluginhost.StageResult) stageJSON {
 	st := stageJSON{Stage: sr.Stage.String(), Verdict: toVerdictJSON(sr.Verdict), DecidedBy: sr.DecidedBy,
 		Score: sr.Score, Skipped: sr.Skipped, Results: []pluginResultJSON{}}
 	for _, r := range sr.Results {

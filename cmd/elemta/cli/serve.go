@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"github.com/elemta/elemta/internal/serve"
-	"github.com/elemta/elemta/registry"
+	"github.com/elemta/elemta/pluginhost"
 )
 
 // serve runs `elemta serve` until ctx is cancelled (SIGTERM, SIGINT).
@@ -23,7 +23,7 @@ func (a *app) serve(ctx context.Context, args []string) int {
 		return a.errorf("serve: %v", err)
 	}
 	host.Hostname = cfg.Server.Hostname
-	mgr := registry.NewManager(cfg.Plugins, registry.WithHost(host))
+	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	if err := mgr.LoadPlugins(ctx); err != nil {
 		return a.errorf("serve: load plugins from %s: %v", cfg.File, err)
 	}

@@ -19,6 +19,9 @@ type List struct {
 	deny         registry.Action
 	reply        string
 	resultHeader string
+
+	requireFromDomain bool
+	resolver          registry.Resolver
 }
 
 type rule struct {
@@ -65,6 +68,11 @@ func (l *List) HandleStage(ctx context.Context, stage registry.Stage, pc *regist
 	}
 	r, value, ok := l.Match(pc.Message.Header)
 	if !ok {
+		if l.requireFromDomain {
+			if res, decided, err := l.checkFromDomain(ctx, pc.Message.Header); err != nil || decided {
+				return res, err
+			}
+		}
 		return &registry.Result{Verdict: registry.AcceptVerdict(), Details: "no rule matched"}, nil
 	}
 	list := "deny"

@@ -33,6 +33,9 @@ type Config struct {
 	Reply string `toml:"reply"`
 	// ResultHeader is the field that records which rule matched; "" adds none.
 	ResultHeader string `toml:"result_header"`
+	// RequireFromDomain, when no rule matched, denies a message whose From
+	// domain does not exist in DNS and tempfails it when DNS fails.
+	RequireFromDomain bool `toml:"require_from_domain"`
 }
 
 // Rule is one [[plugins.headerlist.rules]] entry.
@@ -65,7 +68,10 @@ func New(cfg Config, host registry.Host) (*List, error) {
 	default:
 		return nil, fmt.Errorf("headerlist: deny_action %q: want reject, tempfail or quarantine", cfg.DenyAction)
 	}
-	l := &List{deny: deny, reply: cfg.Reply, resultHeader: cfg.ResultHeader}
+	l := &List{deny: deny, reply: cfg.Reply, resultHeader: cfg.ResultHeader, requireFromDomain: cfg.RequireFromDomain, resolver: host.Resolver}
+	if l.requireFromDomain && l.resolver == nil {
+		return nil, fmt.Errorf("headerlist: require_from_domain: the host gave no DNS resolver")
+	}
 	for i, r := range cfg.Rules {
 		if r.Header == "" {
 			return nil, fmt.Errorf("headerlist: rules[%d]: header is empty", i)

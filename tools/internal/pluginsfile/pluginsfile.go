@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/elemta/elemta/pkg/pluginname"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -52,6 +53,9 @@ type Plugin struct {
 	Import string
 	// Default reports whether the plugin is linked into the default binary.
 	Default bool
+	// ReplaceBuiltin lets a third-party entry take the name of a built-in
+	// plugin (replace_builtin: true); without it such an entry is refused.
+	ReplaceBuiltin bool
 	// Line is the line of the entry in the file.
 	Line int
 }
@@ -74,6 +78,9 @@ type File struct {
 	Plugins []Plugin
 	// Variants holds the named variants, sorted by name.
 	Variants []Variant
+	// Build holds the keys only tools/elemta-build reads (platforms, dist,
+	// replaces, ...).
+	Build Build
 }
 
 // Error is one problem found in a plugins file.
@@ -99,14 +106,14 @@ func (e *Error) Error() string {
 }
 
 var (
-	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	// yamlLineRE matches the position yaml.v3 puts in its syntax errors.
 	yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 )
 
-// ValidName reports whether s is a valid plugin or variant name: lowercase
-// letters, digits, '-' and '_', starting with a letter or digit.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// ValidName reports whether s is a valid plugin or variant name: the
+// registry's rule (pkg/pluginname), so a file that parses never names a
+// plugin that Register would refuse.
+func ValidName(s string) bool { return pluginname.Valid(s) }
 
 // BuiltinImport returns the package path of the built-in plugin name.
 func BuiltinImport(name string) string { return CorePath + "/plugins/" + name }
@@ -159,9 +166,8 @@ func Load(name, builtinsDir string) (*File, error) {
 
 // parser collects every problem of a file instead of stopping at the first.
 type parser struct {
-	name     string
-	builtins []string
-	errs     []error // all *Error
+	name string
+	errs []error // all *Error
 }
 
 func (p *parser) errorf(line int, plugin, format string, args ...any) {
@@ -172,15 +178,60 @@ func (p *parser) errorf(line int, plugin, format string, args ...any) {
 // valid built-in plugin names. Every problem found is reported; the returned
 // error joins *Error values in file order.
 func Parse(name string, data []byte, builtins []string) (*File, error) {
-	p := &parser{name: name, builtins: builtins}
-	f := p.parse(data)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b error) int {
-			return a.(*Error).Line - b.(*Error).Line
-		})
-		return nil, errors.Join(p.errs...)
+	f, err := ParseUnchecked(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.CheckBuiltins(builtins); err != nil {
+		return nil, err
 	}
 	return f, nil
+}
+
+// ParseUnchecked decodes a plugins file without knowing which built-in
+// plugins exist: a caller that learns them later (elemta-build, from the
+// core module it builds against) calls CheckBuiltins before using f.
+func ParseUnchecked(name string, data []byte) (*File, error) {
+	p := &parser{name: name}
+	f := p.parse(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// err joins the collected errors in line order.
+func (p *parser) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(p.errs, func(a, b error) int {
+		return a.(*Error).Line - b.(*Error).Line
+	})
+	return errors.Join(p.errs...)
+}
+
+// CheckBuiltins checks the entries of f against the built-in plugins of the
+// core: a built-in entry must name one, and a third-party entry may take a
+// built-in's name only with replace_builtin: true.
+func (f *File) CheckBuiltins(builtins []string) error {
+	p := &parser{name: f.Name}
+	valid := "none yet"
+	if len(builtins) > 0 {
+		valid = strings.Join(builtins, ", ")
+	}
+	for _, pl := range f.Plugins {
+		isBuiltin := slices.Contains(builtins, pl.Name)
+		switch {
+		case pl.Builtin() && !isBuiltin:
+			p.errorf(pl.Line, pl.Name, "no built-in plugin of that name (no Go files in plugins/%s); built-in plugins: %s; for a third-party plugin set \"module\" and \"version\"", pl.Name, valid)
+		case !pl.Builtin() && isBuiltin && !pl.ReplaceBuiltin:
+			p.errorf(pl.Line, pl.Name, "module %s would replace the built-in plugin of that name; rename the entry, or set \"replace_builtin: true\" to build this module in place of the built-in", pl.Module)
+		case !pl.Builtin() && !isBuiltin && pl.ReplaceBuiltin:
+			p.errorf(pl.Line, pl.Name, "\"replace_builtin: true\" but there is no built-in plugin of that name (built-in plugins: %s)", valid)
+		}
+	}
+	return p.err()
 }
 
 func (p *parser) parse(data []byte) *File {
@@ -223,7 +274,9 @@ func (p *parser) parse(data []byte) *File {
 		case "variants":
 			variantsNode = v
 		default:
-			p.errorf(k.Line, "", "unknown key %q; valid keys: plugins, variants", k.Value)
+			if !p.buildKey(&f.Build, k, v) {
+				p.errorf(k.Line, "", "unknown key %q; valid keys: plugins, variants, %s", k.Value, strings.Join(buildKeys, ", "))
+			}
 		}
 	}
 	if pluginsNode == nil {
@@ -263,7 +316,7 @@ func resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-var pluginKeys = []string{"name", "module", "version", "path", "import", "default"}
+var pluginKeys = []string{"name", "module", "version", "path", "import", "default", "replace_builtin"}
 
 func (p *parser) plugins(list *yaml.Node) []Plugin {
 	if list.Kind != yaml.SequenceNode {
@@ -349,8 +402,8 @@ func (p *parser) plugin(n *yaml.Node) (pl Plugin, ok bool) {
 		p.errorf(n.Line, "", "plugin entry has no \"name\"")
 		return pl, false
 	}
-	if !ValidName(pl.Name) {
-		p.errorf(vals["name"].Line, pl.Name, "invalid name: use lowercase letters, digits, '-' and '_', starting with a letter or digit")
+	if err := pluginname.Check(pl.Name); err != nil {
+		p.errorf(vals["name"].Line, pl.Name, "%v", err)
 		return pl, false
 	}
 	get := func(key string) (string, int) {
@@ -367,31 +420,22 @@ func (p *parser) plugin(n *yaml.Node) (pl Plugin, ok bool) {
 	pl.Path, lines["path"] = get("path")
 	pl.Import, lines["import"] = get("import")
 	if v, ok := vals["default"]; ok {
-		if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
-			p.errorf(v.Line, pl.Name, "\"default\" must be true or false")
-		} else {
-			pl.Default = v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
-		}
+		pl.Default, _ = p.boolean(v, pl.Name, "default")
+	}
+	if v, ok := vals["replace_builtin"]; ok {
+		pl.ReplaceBuiltin, _ = p.boolean(v, pl.Name, "replace_builtin")
 	}
 	if len(p.errs) > nerr {
 		return pl, false
 	}
 
 	if pl.Module == "" {
-		for _, key := range []string{"version", "path", "import"} {
+		for _, key := range []string{"version", "path", "import", "replace_builtin"} {
 			if _, ok := vals[key]; ok {
 				p.errorf(lines[key], pl.Name, "%q needs \"module\": a built-in plugin is part of %s and has no %s of its own", key, CorePath, key)
 			}
 		}
 		if len(p.errs) > nerr {
-			return pl, false
-		}
-		if !slices.Contains(p.builtins, pl.Name) {
-			valid := "none yet"
-			if len(p.builtins) > 0 {
-				valid = strings.Join(p.builtins, ", ")
-			}
-			p.errorf(pl.Line, pl.Name, "no built-in plugin of that name (no Go files in plugins/%s); built-in plugins: %s; for a third-party plugin set \"module\" and \"version\"", pl.Name, valid)
 			return pl, false
 		}
 		pl.Import = BuiltinImport(pl.Name)
@@ -460,6 +504,15 @@ func unwrapVersionErr(err error) error {
 	return err
 }
 
+// boolean returns the value of a true/false node, reporting anything else.
+func (p *parser) boolean(v *yaml.Node, plugin, key string) (bool, bool) {
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
+		p.errorf(v.Line, plugin, "%q must be true or false", key)
+		return false, false
+	}
+	return v.Value == "true" || v.Value == "True" || v.Value == "TRUE", true
+}
+
 // str returns the string value of a scalar node, reporting anything else.
 func (p *parser) str(v *yaml.Node, plugin, key string) (string, bool) {
 	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!str" {
@@ -507,8 +560,8 @@ func (p *parser) variants(n *yaml.Node, plugins []Plugin) []Variant {
 			continue
 		}
 		seen[name] = k.Line
-		if !ValidName(name) {
-			p.errorf(k.Line, "", "variant %q: invalid name: use lowercase letters, digits, '-' and '_'", name)
+		if err := pluginname.Check(name); err != nil {
+			p.errorf(k.Line, "", "variant %q: %v", name, err)
 			continue
 		}
 		if name == DefaultVariant {

@@ -1,0 +1,24 @@
+// Package pluginhost runs Elemta's compiled-in plugins: it parses the
+// [plugins] part of the config, builds the enabled plugins, runs each
+// processing stage and closes them. Plugin authors never import it; they
+// write against github.com/elemta/elemta/registry.
+//
+// The host parses the [plugins] part of its TOML config with ParseConfig
+// (each [plugins.<name>] table is decoded strictly into the plugin's config
+// type), builds the enabled plugins with NewManager and LoadPlugins, and
+// runs each processing stage with ExecuteStage:
+//
+//	cfg, err := pluginhost.ParseConfig("elemta.toml", data)
+//	mgr := pluginhost.NewManager(cfg, pluginhost.WithHost(host))
+//	err = mgr.LoadPlugins(ctx)
+//	defer mgr.Close()
+//	res, err := mgr.ExecuteStage(ctx, registry.PostReception, registry.NewProcessingContext(msg, session))
+//
+// ExecuteStage runs a stage's plugins concurrently in dependency waves,
+// each under its own timeout, turns errors, timeouts and panics into the
+// plugin's on_error verdict, and merges verdicts, scores and header changes
+// deterministically (see StageResult).
+//
+// Modules, Lookup and DefaultConfig describe the compiled-in plugins;
+// CheckManifest compares them with the list the build selected.
+package pluginhost
