@@ -156,8 +156,13 @@ func convert(entity []byte, depth int, top bool) ([]byte, error) {
 	if newCTE != "" {
 		extra = append(extra, "Content-Transfer-Encoding: "+newCTE)
 	}
+	headerEnd, bodyStart := len(m.HeaderBytes()), len(entity)-len(body)
+	size := headerEnd + (bodyStart - headerEnd) + len(eol) + len(newBody)
+	for _, f := range extra {
+		size += len(f) + len(eol)
+	}
 	var out bytes.Buffer
-	out.Grow(len(entity) + len(entity)/3 + 128)
+	out.Grow(size) // one allocation: the parts are converted already
 	for _, f := range m.Header {
 		if newCTE != "" && strings.EqualFold(f.Name, "Content-Transfer-Encoding") {
 			continue
@@ -167,7 +172,6 @@ func convert(entity []byte, depth int, top bool) ([]byte, error) {
 	for _, f := range extra {
 		out.WriteString(f + eol)
 	}
-	headerEnd, bodyStart := len(m.HeaderBytes()), len(entity)-len(body)
 	out.Write(entity[headerEnd:bodyStart]) // the blank line, as it was
 	if bodyStart == headerEnd && len(newBody) > 0 {
 		out.WriteString(eol) // a message that was all header gets its blank line
@@ -180,8 +184,6 @@ func convert(entity []byte, depth int, top bool) ([]byte, error) {
 // delimiter lines, the preamble and the epilogue as they are.
 func convertMultipart(body []byte, boundary string, depth int, eol string) ([]byte, error) {
 	dash := []byte("--" + boundary)
-	var out bytes.Buffer
-	out.Grow(len(body) + len(body)/3)
 	// Find the delimiter lines.
 	type span struct{ start, end int } // a delimiter line, its line end included
 	var delims []span
@@ -217,9 +219,9 @@ func convertMultipart(body []byte, boundary string, depth int, eol string) ([]by
 	if !is8BitFree(preamble) || !is8BitFree(epilogue) {
 		return nil, impossible("8-bit multipart preamble or epilogue")
 	}
-	out.Write(preamble)
+	pieces := [][]byte{preamble}
 	for i, d := range delims {
-		out.Write(body[d.start:d.end])
+		pieces = append(pieces, body[d.start:d.end])
 		if i == len(delims)-1 && closed {
 			break
 		}
@@ -242,21 +244,27 @@ func convertMultipart(body []byte, boundary string, depth int, eol string) ([]by
 		if err != nil {
 			return nil, err
 		}
-		out.Write(conv)
+		pieces = append(pieces, conv)
 		if tail > 0 {
-			out.Write(part[len(part)-tail:])
+			pieces = append(pieces, part[len(part)-tail:])
 		} else if i+1 < len(delims) && len(conv) > 0 {
-			out.WriteString(eol)
+			pieces = append(pieces, []byte(eol))
 		}
 	}
-	out.Write(epilogue)
-	return out.Bytes(), nil
+	pieces = append(pieces, epilogue)
+	return bytes.Join(pieces, nil), nil
 }
 
 // encodeQP encodes body as quoted-printable with CRLF line ends.
 func encodeQP(body []byte) []byte {
+	encoded := 0 // bytes written =XX
+	for _, c := range body {
+		if c >= 0x80 || c == '=' {
+			encoded++
+		}
+	}
 	var b bytes.Buffer
-	b.Grow(len(body) + len(body)/2)
+	b.Grow(len(body) + 2*encoded + 3*(len(body)+2*encoded)/75 + 4) // with a soft line break every 76
 	w := quotedprintable.NewWriter(&b)
 	_, _ = w.Write(body) // a bytes.Buffer does not fail
 	_ = w.Close()
@@ -268,17 +276,15 @@ func encodeQP(body []byte) []byte {
 
 // encodeBase64 encodes body as base64 in lines of 76 characters.
 func encodeBase64(body []byte) []byte {
-	enc := base64.StdEncoding.EncodeToString(body)
-	var b bytes.Buffer
-	b.Grow(len(enc) + len(enc)/76*2 + 2)
-	for len(enc) > 76 {
-		b.WriteString(enc[:76])
-		b.WriteString("\r\n")
-		enc = enc[76:]
+	const line = 57 // bytes per 76-character line
+	out := make([]byte, 0, base64.StdEncoding.EncodedLen(len(body))+(len(body)/line+1)*2)
+	for len(body) > 0 {
+		n := min(len(body), line)
+		out = base64.StdEncoding.AppendEncode(out, body[:n])
+		out = append(out, '\r', '\n')
+		body = body[n:]
 	}
-	b.WriteString(enc)
-	b.WriteString("\r\n")
-	return b.Bytes()
+	return out
 }
 
 // is7Bit reports whether p has no byte over 127 and no line over MaxLine
