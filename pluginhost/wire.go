@@ -59,16 +59,16 @@ type frame struct {
 type frameKind uint8
 
 const (
-	kindInit    frameKind = iota + 1 // host → worker: build the plugin
-	kindReady                        // worker → host: built and started (Err on failure)
-	kindCall                         // host → worker: call a method
-	kindReply                        // worker → host: its outcome
-	kindCancel                       // host → worker: the call's context ended
-	kindClose                        // host → worker: close the plugin and exit
-	kindClosed                       // worker → host: closed (Err from Close)
-	kindLog                          // worker → host: a log record
-	kindDNS                          // worker → host: a lookup; host → worker: its answer
-	kindClock                        // worker → host: what time is it; host → worker: the time
+	kindInit   frameKind = iota + 1 // host → worker: build the plugin
+	kindReady                       // worker → host: built and started (Err on failure)
+	kindCall                        // host → worker: call a method
+	kindReply                       // worker → host: its outcome
+	kindCancel                      // host → worker: the call's context ended
+	kindClose                       // host → worker: close the plugin and exit
+	kindClosed                      // worker → host: closed (Err from Close)
+	kindLog                         // worker → host: a log record
+	kindDNS                         // worker → host: a lookup; host → worker: its answer
+	kindClock                       // worker → host: what time is it; host → worker: the time
 )
 
 // initFrame tells a worker what to build.

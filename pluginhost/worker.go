@@ -51,18 +51,18 @@ const (
 )
 
 type worker struct {
-	k        *conn
-	impl     any
-	handler  registry.StageHandler
-	init     initFrame
-	mu       sync.Mutex
-	cancels  map[uint64]context.CancelFunc // calls in progress
-	waits    map[uint64]chan *frame        // DNS and clock requests to the host
-	nextID   uint64
-	hostGone chan struct{} // closed when readLoop ends
-	closeAsked bool // the host asked to close
+	k          *conn
+	impl       any
+	handler    registry.StageHandler
+	init       initFrame
+	mu         sync.Mutex
+	cancels    map[uint64]context.CancelFunc // calls in progress
+	waits      map[uint64]chan *frame        // DNS and clock requests to the host
+	nextID     uint64
+	hostGone   chan struct{} // closed when readLoop ends
+	closeAsked bool          // the host asked to close
 	readErr    error
-	calls    sync.WaitGroup
+	calls      sync.WaitGroup
 }
 
 func serveWorker() int {
