@@ -2,8 +2,8 @@ package isolationtest
 
 import (
 	"bytes"
-	"fmt"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
