@@ -59,6 +59,7 @@ type slot struct {
 	p        *process // nil while the worker is being replaced
 	calls    int64    // calls given to p
 	retiring bool     // p reached max_requests: no new calls
+	active   int      // calls given to p not yet returned
 	retire   chan struct{}
 	failures int       // deaths in a row
 	until    time.Time // no worker before this time (backoff)
@@ -155,7 +156,7 @@ func (s *isolated) supervise(sl *slot) {
 			}
 		}
 		s.mu.Lock()
-		sl.p, sl.calls, sl.retiring = nil, 0, false
+		sl.p, sl.calls, sl.active, sl.retiring = nil, 0, 0, false
 		if !clean {
 			s.crashes.Add(1)
 			if time.Since(p.started) > stableAfter {
@@ -236,16 +237,16 @@ func (s *isolated) restart(sl *slot) bool {
 
 // pick returns the least busy live worker, waiting for one being started;
 // while every worker is backing off after deaths it fails at once.
-func (s *isolated) pick(ctx context.Context) (*process, error) {
+func (s *isolated) pick(ctx context.Context) (*process, *slot, error) {
 	for {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
-			return nil, ErrClosed
+			return nil, nil, ErrClosed
 		}
 		if !s.started {
 			s.mu.Unlock()
-			return nil, errors.New("isolated plugin not started")
+			return nil, nil, errors.New("isolated plugin not started")
 		}
 		var best *slot
 		for _, sl := range s.slots {
@@ -258,13 +259,13 @@ func (s *isolated) pick(ctx context.Context) (*process, error) {
 		}
 		if best != nil {
 			best.calls++
+			best.active++
 			if s.iso.MaxRequests > 0 && best.calls >= s.iso.MaxRequests {
-				best.retiring = true
-				best.retire <- struct{}{}
+				best.retiring = true // retired by done when its last call returns
 			}
 			p := best.p
 			s.mu.Unlock()
-			return p, nil
+			return p, best, nil
 		}
 		backingOff, soonest := true, time.Time{}
 		for _, sl := range s.slots {
@@ -277,12 +278,30 @@ func (s *isolated) pick(ctx context.Context) (*process, error) {
 		wake := s.wake
 		s.mu.Unlock()
 		if backingOff {
-			return nil, fmt.Errorf("no plugin worker: restarting after %d crashes (next start in %v)", s.crashes.Load(), time.Until(soonest).Round(time.Millisecond))
+			return nil, nil, fmt.Errorf("no plugin worker: restarting after %d crashes (next start in %v)", s.crashes.Load(), time.Until(soonest).Round(time.Millisecond))
 		}
 		select {
 		case <-wake:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("waiting for a plugin worker: %w", ctx.Err())
+			return nil, nil, fmt.Errorf("waiting for a plugin worker: %w", ctx.Err())
+		}
+	}
+}
+
+// done ends a call picked for p: the last call of a worker at
+// max_requests hands it to its supervisor to retire (after the call, so
+// the close frame never overtakes it).
+func (s *isolated) done(p *process, sl *slot) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sl.p != p {
+		return
+	}
+	sl.active--
+	if sl.retiring && sl.active == 0 {
+		select {
+		case sl.retire <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -295,11 +314,12 @@ func (p *process) load() int {
 
 // do runs one call on a worker.
 func (s *isolated) do(ctx context.Context, cf *callFrame) (*replyFrame, error) {
-	p, err := s.pick(ctx)
+	p, sl, err := s.pick(ctx)
 	if err != nil {
 		return nil, err
 	}
 	reply, err := p.call(ctx, cf)
+	s.done(p, sl)
 	if err != nil {
 		return nil, err
 	}

@@ -71,6 +71,9 @@ func (c commonSettings) isolation(prefix string, value any) (Isolation, error) {
 	}
 	if c.Isolation != nil {
 		iso.Mode = *c.Isolation
+		if err := new(IsolationMode).UnmarshalText([]byte(iso.Mode)); err != nil {
+			bad("isolation: %v", err)
+		}
 	}
 	if c.MemoryLimit != nil {
 		iso.MemoryLimit = int64(*c.MemoryLimit)
