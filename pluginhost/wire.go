@@ -283,11 +283,14 @@ func (k *conn) send(f *frame) error {
 
 // recv reads one frame.
 func (k *conn) recv() (*frame, error) {
+	if err := k.fr.next(); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, io.EOF // between frames: the peer closed
+		}
+		return nil, fmt.Errorf("%w: %w", errConn, err)
+	}
 	var f frame
 	if err := k.dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) && k.fr.clean() {
-			return nil, io.EOF
-		}
 		return nil, fmt.Errorf("%w: %w", errConn, err)
 	}
 	if !k.fr.clean() {
@@ -296,9 +299,11 @@ func (k *conn) recv() (*frame, error) {
 	return &f, nil
 }
 
-// frameReader hands the gob decoder the bytes of one frame after another,
-// refusing a length above maxFrame. It is an io.ByteReader, so the
-// decoder reads no further ahead than it needs.
+// frameReader hands the gob decoder the bytes of one frame (recv reads
+// each frame's length first), refusing a length above maxFrame and a gob
+// value that runs past its frame's end: garbage fails at once instead of
+// waiting for bytes that belong to the next frame. It is an
+// io.ByteReader, so the decoder reads no further ahead than it needs.
 type frameReader struct {
 	r    *bufio.Reader
 	left int // bytes of the current frame not yet read
@@ -319,11 +324,11 @@ func (fr *frameReader) next() error {
 	return nil
 }
 
+var errPastFrame = errors.New("gob value runs past the end of its frame")
+
 func (fr *frameReader) Read(p []byte) (int, error) {
 	if fr.left == 0 {
-		if err := fr.next(); err != nil {
-			return 0, err
-		}
+		return 0, errPastFrame
 	}
 	n, err := fr.r.Read(p[:min(len(p), fr.left)])
 	fr.left -= n
@@ -335,9 +340,7 @@ func (fr *frameReader) Read(p []byte) (int, error) {
 
 func (fr *frameReader) ReadByte() (byte, error) {
 	if fr.left == 0 {
-		if err := fr.next(); err != nil {
-			return 0, err
-		}
+		return 0, errPastFrame
 	}
 	b, err := fr.r.ReadByte()
 	if err == nil {

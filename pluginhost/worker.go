@@ -71,8 +71,7 @@ func serveWorker() int {
 	// tells it to, or dies (the parent-death signal).
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE)
 	f := os.NewFile(workerFD, "plugin-host")
-	c, err := net.FileConn(f)
-	_ = f.Close()
+	c, err := net.FileConn(f) // a dup: fd 3 stays open for the life of the worker
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "elemta plugin worker: fd %d is not the host's socket: %v\n", workerFD, err)
 		return workerExitSetup

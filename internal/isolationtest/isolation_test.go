@@ -70,6 +70,12 @@ func TestIsolatedServerKeepsServing(t *testing.T) {
 				assert.Contains(t, out, "message "+string(rune('0'+i))+": tempfail by "+plugin+", score 1.5")
 			}
 			assert.Contains(t, out, "served")
+			if plugin != "isopanic" { // a plain panic is recovered in the worker, which lives on
+				assert.Regexp(t, "stats "+plugin+": crashes [1-9]", out, "the worker's death is counted")
+			} else {
+				assert.Contains(t, out, "stats isopanic: crashes 0")
+			}
+			assert.Contains(t, out, "stats isotrivial: crashes 0, restarts 0")
 			t.Logf("isolated %s:\n%s", plugin, out)
 		})
 	}

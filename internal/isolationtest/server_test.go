@@ -66,6 +66,9 @@ func runServer(mode string) int {
 		}
 		fmt.Printf("message %d: %s by %s, score %v\n", i, sr.Verdict.Action, sr.DecidedBy, sr.Score)
 	}
+	for _, ws := range m.WorkerStats() {
+		fmt.Printf("stats %s: crashes %d, restarts %d\n", ws.Name, ws.Crashes, ws.Restarts)
+	}
 	if os.Getenv("ISOLATIONTEST_WAIT") == "1" {
 		fmt.Println("waiting")
 		select {} // until killed
