@@ -25,6 +25,10 @@ const cancelGrace = time.Second
 // the host shuts it down before it is killed.
 const closeGrace = 5 * time.Second
 
+// socketBuffer is the send and receive buffer asked for each end of the
+// socketpair.
+const socketBuffer = 4 << 20
+
 // stderrTail is how much of a worker's stderr the host keeps, to log when
 // it dies (a Go fatal error's first lines say why).
 const stderrTail = 4 << 10
@@ -77,6 +81,12 @@ func startProcess(ctx context.Context, init initFrame, host registry.Host, log *
 	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("socketpair: %w", err)
+	}
+	for _, fd := range fds {
+		// Room for a large message in one write: fewer wake-ups of the
+		// other process per call. The kernel caps it at net.core.wmem_max.
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_SNDBUF, socketBuffer)
+		_ = syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_RCVBUF, socketBuffer)
 	}
 	hostEnd, workerEnd := os.NewFile(uintptr(fds[0]), "plugin-worker"), os.NewFile(uintptr(fds[1]), "plugin-host")
 	defer workerEnd.Close()
