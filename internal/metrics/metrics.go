@@ -1,0 +1,207 @@
+// Package metrics is the host's Prometheus metrics: the executor's
+// observer (per plugin instance and stage), the metrics plugins make
+// through registry.Host.Metrics, elemta_build_info, elemta_plugin_info,
+// and the SMTP, spool, delivery and resolver counters read at each scrape.
+// docs/metrics.md tables every metric.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/elemta/elemta/pluginhost"
+	"github.com/elemta/elemta/registry"
+)
+
+// DefaultMaxSeries bounds the label value sets one plugin-made metric keeps.
+const DefaultMaxSeries = 1000
+
+// DurationBuckets are the buckets of the plugin and stage duration
+// histograms, in seconds: 100 µs to 60 s.
+var DurationBuckets = []float64{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+
+// Metrics is one process's metrics registry.
+type Metrics struct {
+	reg       *prometheus.Registry
+	maxSeries int
+
+	calls, errors, timeouts, panics *prometheus.CounterVec
+	verdicts                        *prometheus.CounterVec
+	duration                        *prometheus.HistogramVec
+	stageDuration                   *prometheus.HistogramVec
+	stageVerdicts                   *prometheus.CounterVec
+	pluginInfo                      *prometheus.GaugeVec
+
+	mu      sync.RWMutex
+	handles map[callKey]*callHandles
+	stages  map[registry.Stage]*stageHandles
+	last    map[string]LastError
+
+	customMu sync.Mutex
+	custom   map[string]*custom
+}
+
+type callKey struct {
+	plugin string
+	stage  registry.Stage
+}
+
+// callHandles are the series of one (instance, stage), looked up once.
+type callHandles struct {
+	calls, errors, timeouts, panics prometheus.Counter
+	verdicts                        [numActions]prometheus.Counter
+	duration                        prometheus.Observer
+}
+
+type stageHandles struct {
+	duration prometheus.Observer
+	verdicts [numActions]prometheus.Counter
+}
+
+// LastError is a plugin instance's most recent failure.
+type LastError struct {
+	At    time.Time `json:"at"`
+	Stage string    `json:"stage"`
+	Error string    `json:"error"`
+}
+
+const numActions = int(registry.Reject) + 1
+
+// Option configures New.
+type Option func(*Metrics)
+
+// WithMaxSeries bounds the label value sets of each plugin-made metric
+// ([admin] max_plugin_series).
+func WithMaxSeries(n int) Option { return func(m *Metrics) { m.maxSeries = n } }
+
+// New returns a registry with the executor's metrics, elemta_build_info
+// and the Go and process collectors.
+func New(build BuildInfo, opts ...Option) *Metrics {
+	m := &Metrics{reg: prometheus.NewRegistry(), maxSeries: DefaultMaxSeries,
+		handles: map[callKey]*callHandles{}, stages: map[registry.Stage]*stageHandles{},
+		last: map[string]LastError{}, custom: map[string]*custom{}}
+	for _, o := range opts {
+		o(m)
+	}
+	pl := []string{"plugin", "stage"}
+	m.calls = m.counterVec("elemta_plugin_calls_total", "Plugin calls, by plugin instance and stage.", pl...)
+	m.errors = m.counterVec("elemta_plugin_errors_total", "Plugin calls that failed (errors, timeouts and panics), by plugin instance and stage.", pl...)
+	m.timeouts = m.counterVec("elemta_plugin_timeouts_total", "Plugin calls cut off at their timeout.", pl...)
+	m.panics = m.counterVec("elemta_plugin_panics_total", "Plugin calls that panicked.", pl...)
+	m.verdicts = m.counterVec("elemta_plugin_verdicts_total", "Plugin verdicts by action (after on_error), by plugin instance and stage.", "plugin", "stage", "action")
+	m.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "elemta_plugin_duration_seconds",
+		Help: "Time of each plugin call, by plugin instance and stage.", Buckets: DurationBuckets}, pl)
+	m.stageDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "elemta_stage_duration_seconds",
+		Help: "Time of each stage run, all its plugins together.", Buckets: DurationBuckets}, []string{"stage"})
+	m.stageVerdicts = m.counterVec("elemta_stage_verdicts_total", "Merged stage verdicts by action.", "stage", "action")
+	m.pluginInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elemta_plugin_info",
+		Help: "Always 1: a loaded plugin instance, the plugin's Go module and version."}, []string{"plugin", "module", "version"})
+	m.reg.MustRegister(m.duration, m.stageDuration, m.pluginInfo, buildInfoGauge(build),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *Metrics) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+	m.reg.MustRegister(v)
+	return v
+}
+
+// Registry is the underlying Prometheus registry.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+// PluginInfo records a loaded plugin instance.
+func (m *Metrics) PluginInfo(instance, module, version string) {
+	m.pluginInfo.WithLabelValues(instance, module, version).Set(1)
+}
+
+// ObserveCall implements pluginhost.Observer.
+func (m *Metrics) ObserveCall(r *registry.Result) {
+	k := callKey{r.Plugin, r.Stage}
+	m.mu.RLock()
+	h := m.handles[k]
+	m.mu.RUnlock()
+	if h == nil {
+		h = m.newHandles(k)
+	}
+	h.calls.Inc()
+	h.duration.Observe(r.Duration.Seconds())
+	if a := int(r.Verdict.Action); a >= 0 && a < numActions {
+		h.verdicts[a].Inc()
+	}
+	if r.Err != nil {
+		h.errors.Inc()
+		if r.TimedOut {
+			h.timeouts.Inc()
+		}
+		if r.Panicked {
+			h.panics.Inc()
+		}
+		m.mu.Lock()
+		m.last[r.Plugin] = LastError{At: time.Now().UTC(), Stage: r.Stage.String(), Error: r.Err.Error()}
+		m.mu.Unlock()
+	}
+}
+
+func (m *Metrics) newHandles(k callKey) *callHandles {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if h := m.handles[k]; h != nil {
+		return h
+	}
+	st := k.stage.String()
+	h := &callHandles{calls: m.calls.WithLabelValues(k.plugin, st), errors: m.errors.WithLabelValues(k.plugin, st),
+		timeouts: m.timeouts.WithLabelValues(k.plugin, st), panics: m.panics.WithLabelValues(k.plugin, st),
+		duration: m.duration.WithLabelValues(k.plugin, st)}
+	for a := range h.verdicts {
+		h.verdicts[a] = m.verdicts.WithLabelValues(k.plugin, st, registry.Action(a).String())
+	}
+	m.handles[k] = h
+	return h
+}
+
+// ObserveStage implements pluginhost.Observer.
+func (m *Metrics) ObserveStage(sr *pluginhost.StageResult, d time.Duration) {
+	m.mu.RLock()
+	h := m.stages[sr.Stage]
+	m.mu.RUnlock()
+	if h == nil {
+		m.mu.Lock()
+		if h = m.stages[sr.Stage]; h == nil {
+			st := sr.Stage.String()
+			h = &stageHandles{duration: m.stageDuration.WithLabelValues(st)}
+			for a := range h.verdicts {
+				h.verdicts[a] = m.stageVerdicts.WithLabelValues(st, registry.Action(a).String())
+			}
+			m.stages[sr.Stage] = h
+		}
+		m.mu.Unlock()
+	}
+	h.duration.Observe(d.Seconds())
+	if a := int(sr.Verdict.Action); a >= 0 && a < numActions {
+		h.verdicts[a].Inc()
+	}
+}
+
+// LastErrors returns each plugin instance's most recent failure.
+func (m *Metrics) LastErrors() map[string]LastError {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]LastError, len(m.last))
+	for k, v := range m.last {
+		out[k] = v
+	}
+	return out
+}
+
+var _ pluginhost.Observer = (*Metrics)(nil)
