@@ -8,6 +8,7 @@ package metrics
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +62,36 @@ type callHandles struct {
 type stageHandles struct {
 	duration prometheus.Observer
 	verdicts [numActions]prometheus.Counter
+	// for the admin API, without going through the Prometheus registry
+	runs, nanos atomic.Int64
+	byAction    [numActions]atomic.Int64
+}
+
+// StageStats counts one stage's runs since start.
+type StageStats struct {
+	Stage    string           `json:"stage"`
+	Runs     int64            `json:"runs"`
+	TotalMS  float64          `json:"total_ms"`
+	Verdicts map[string]int64 `json:"verdicts"`
+}
+
+// StageStats returns the stages that ran, in stage order.
+func (m *Metrics) StageStats() []StageStats {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []StageStats
+	for _, st := range registry.Stages() {
+		h := m.stages[st]
+		if h == nil {
+			continue
+		}
+		s := StageStats{Stage: st.String(), Runs: h.runs.Load(), TotalMS: float64(h.nanos.Load()) / 1e6, Verdicts: map[string]int64{}}
+		for a := range h.byAction {
+			s.Verdicts[registry.Action(a).String()] = h.byAction[a].Load()
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // LastError is a plugin instance's most recent failure.
@@ -188,8 +219,11 @@ func (m *Metrics) ObserveStage(sr *pluginhost.StageResult, d time.Duration) {
 		m.mu.Unlock()
 	}
 	h.duration.Observe(d.Seconds())
+	h.runs.Add(1)
+	h.nanos.Add(int64(d))
 	if a := int(sr.Verdict.Action); a >= 0 && a < numActions {
 		h.verdicts[a].Inc()
+		h.byAction[a].Add(1)
 	}
 }
 
