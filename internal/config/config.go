@@ -8,12 +8,15 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/internal/admin"
+	"github.com/elemta/elemta/internal/obslog"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/pluginhost"
@@ -38,6 +41,10 @@ type Config struct {
 	DNS resolver.Config
 	// Server is the [server] table: `elemta serve`.
 	Server serve.Config
+	// Admin is the [admin] table: metrics, health and the admin API.
+	Admin admin.Config
+	// Log is the [log] table.
+	Log obslog.Config
 	// Warnings are problems that do not stop startup.
 	Warnings []string
 }
@@ -49,10 +56,12 @@ type hostDoc struct {
 	Plugins any             `toml:"plugins"`
 	DNS     resolver.Config `toml:"dns"`
 	Server  serve.Config    `toml:"server"`
+	Admin   admin.Config    `toml:"admin"`
+	Log     obslog.Config   `toml:"log"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins", "dns", "server"}
+var hostTables = []string{"plugins", "dns", "server", "admin", "log"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -128,7 +137,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	host := hostDoc{Server: serve.DefaultConfig()}
+	host := hostDoc{Server: serve.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
@@ -155,9 +164,26 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := host.DNS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
 	}
+	if err := host.Admin.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [admin]: %w", file, err))
+	}
+	if err := host.Log.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [log]: %w", file, err))
+	}
+	if pcfg != nil {
+		for _, name := range slices.Sorted(maps.Keys(host.Log.PluginLevels)) {
+			enabled := slices.Contains(pcfg.Plugins, name) // an instance ID
+			if !strings.Contains(name, "/") {
+				enabled = len(pcfg.Instances(name)) > 0 // a plugin's name: all its instances
+			}
+			if !enabled {
+				errs = append(errs, fmt.Errorf("%s: [log]: plugin_levels.%s: no such plugin instance is enabled (enabled: %s)", file, name, strings.Join(pcfg.Plugins, ", ")))
+			}
+		}
+	}
 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Warnings: append(pcfg.Warnings, serverWarnings...)}, nil
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Admin: host.Admin, Log: host.Log, Warnings: append(pcfg.Warnings, serverWarnings...)}, nil
 }
