@@ -131,7 +131,7 @@ func New(build BuildInfo, opts ...Option) *Metrics {
 		Help: "Time of each stage run, all its plugins together.", Buckets: DurationBuckets}, []string{"stage"})
 	m.stageVerdicts = m.counterVec("elemta_stage_verdicts_total", "Merged stage verdicts by action.", "stage", "action")
 	m.pluginInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elemta_plugin_info",
-		Help: "Always 1: a loaded plugin instance, the plugin's Go module and version."}, []string{"plugin", "module", "version"})
+		Help: "Always 1: a loaded plugin instance, its plugin's name and version, and the Go module it comes from."}, []string{"plugin", "name", "version", "module", "module_version"})
 	m.reg.MustRegister(m.duration, m.stageDuration, m.pluginInfo, buildInfoGauge(build),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -151,9 +151,10 @@ func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 
-// PluginInfo records a loaded plugin instance.
-func (m *Metrics) PluginInfo(instance, module, version string) {
-	m.pluginInfo.WithLabelValues(instance, module, version).Set(1)
+// PluginInfo records a loaded plugin instance: its plugin's name and
+// declared version, its Go module and that module's version.
+func (m *Metrics) PluginInfo(instance, name, version, module, moduleVersion string) {
+	m.pluginInfo.WithLabelValues(instance, name, orUnknown(version), orUnknown(module), orUnknown(moduleVersion)).Set(1)
 }
 
 // ObserveCall implements pluginhost.Observer.
