@@ -27,7 +27,7 @@ RSPAMD_CONTROLLER_PORT=${ELEMTA_TESTENV_RSPAMD_CONTROLLER_PORT:-11334}
 RSPAMD_PROXY_PORT=${ELEMTA_TESTENV_RSPAMD_PROXY_PORT:-11332}
 START_TIMEOUT=${ELEMTA_TESTENV_START_TIMEOUT:-180}   # seconds, per service
 PKGS=(clamav-daemon clamav-testfiles rspamd redis-server unbound python3-dkim python3-spf
-      opendkim-tools bind9-dnsutils curl swaks openssl iproute2)
+      opendkim-tools bind9-dnsutils curl swaks openssl iproute2 prometheus)
 
 log() { printf '[testenv] %s\n' "$*"; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
