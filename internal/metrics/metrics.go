@@ -7,6 +7,8 @@ package metrics
 
 import (
 	"net/http"
+	"regexp"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +47,9 @@ type Metrics struct {
 
 	customMu sync.Mutex
 	custom   map[string]*custom
+
+	collectorsMu sync.Mutex
+	collectors   []prometheus.Collector
 }
 
 type callKey struct {
@@ -132,15 +137,54 @@ func New(build BuildInfo, opts ...Option) *Metrics {
 	m.stageVerdicts = m.counterVec("elemta_stage_verdicts_total", "Merged stage verdicts by action.", "stage", "action")
 	m.pluginInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "elemta_plugin_info",
 		Help: "Always 1: a loaded plugin instance, its plugin's name and version, and the Go module it comes from."}, []string{"plugin", "name", "version", "module", "module_version"})
-	m.reg.MustRegister(m.duration, m.stageDuration, m.pluginInfo, buildInfoGauge(build),
+	m.register(m.duration, m.stageDuration, m.pluginInfo, buildInfoGauge(build),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
 func (m *Metrics) counterVec(name, help string, labels ...string) *prometheus.CounterVec {
 	v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
-	m.reg.MustRegister(v)
+	m.register(v)
 	return v
+}
+
+// register registers the host's collectors and keeps them for Names.
+func (m *Metrics) register(cs ...prometheus.Collector) {
+	m.reg.MustRegister(cs...)
+	m.collectorsMu.Lock()
+	m.collectors = append(m.collectors, cs...)
+	m.collectorsMu.Unlock()
+}
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+// Names lists every metric name the registry can export, series or not
+// (the host's, and those plugins made): what docs/metrics.md tables and
+// the alert rules may name.
+func (m *Metrics) Names() []string {
+	m.collectorsMu.Lock()
+	cs := slices.Clone(m.collectors)
+	m.collectorsMu.Unlock()
+	m.customMu.Lock()
+	for name := range m.custom {
+		cs = append(cs, prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: "-"}))
+	}
+	m.customMu.Unlock()
+	ch := make(chan *prometheus.Desc, 64)
+	go func() {
+		for _, c := range cs {
+			c.Describe(ch)
+		}
+		close(ch)
+	}()
+	var names []string
+	for d := range ch {
+		if sm := fqName.FindStringSubmatch(d.String()); sm != nil {
+			names = append(names, sm[1])
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // Registry is the underlying Prometheus registry.

@@ -26,7 +26,7 @@ func (m *Metrics) Server(src Sources) {
 	if src.Now == nil {
 		src.Now = time.Now
 	}
-	m.reg.MustRegister(&serverCollector{src: src})
+	m.register(&serverCollector{src: src})
 }
 
 type serverCollector struct{ src Sources }
