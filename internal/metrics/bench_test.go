@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -42,4 +43,24 @@ func BenchmarkExecutorMetrics(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkObserve is the observer's own cost: what metrics add to one
+// plugin call (ObserveCall) and to one stage (ObserveStage), known series.
+func BenchmarkObserve(b *testing.B) {
+	m := New(BuildInfo{})
+	r := &registry.Result{Plugin: "p0", Stage: registry.PostReception, Duration: 1500}
+	sr := &pluginhost.StageResult{Stage: registry.PostReception}
+	b.Run("call", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m.ObserveCall(r)
+		}
+	})
+	b.Run("stage", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			m.ObserveStage(sr, 1500)
+		}
+	})
 }

@@ -40,8 +40,9 @@ type Metrics struct {
 	stageVerdicts                   *prometheus.CounterVec
 	pluginInfo                      *prometheus.GaugeVec
 
-	mu      sync.RWMutex
-	handles map[callKey]*callHandles
+	// handles is copied on write: the executor's lookups take no lock.
+	handles atomic.Pointer[map[callKey]*callHandles]
+	mu      sync.RWMutex // guards stages, last and writes of handles
 	stages  map[registry.Stage]*stageHandles
 	last    map[string]LastError
 
@@ -119,8 +120,8 @@ func WithMaxSeries(n int) Option { return func(m *Metrics) { m.maxSeries = n } }
 // and the Go and process collectors.
 func New(build BuildInfo, opts ...Option) *Metrics {
 	m := &Metrics{reg: prometheus.NewRegistry(), maxSeries: DefaultMaxSeries,
-		handles: map[callKey]*callHandles{}, stages: map[registry.Stage]*stageHandles{},
-		last: map[string]LastError{}, custom: map[string]*custom{}}
+		stages: map[registry.Stage]*stageHandles{}, last: map[string]LastError{}, custom: map[string]*custom{}}
+	m.handles.Store(&map[callKey]*callHandles{})
 	for _, o := range opts {
 		o(m)
 	}
@@ -204,9 +205,7 @@ func (m *Metrics) PluginInfo(instance, name, version, module, moduleVersion stri
 // ObserveCall implements pluginhost.Observer.
 func (m *Metrics) ObserveCall(r *registry.Result) {
 	k := callKey{r.Plugin, r.Stage}
-	m.mu.RLock()
-	h := m.handles[k]
-	m.mu.RUnlock()
+	h := (*m.handles.Load())[k]
 	if h == nil {
 		h = m.newHandles(k)
 	}
@@ -232,7 +231,8 @@ func (m *Metrics) ObserveCall(r *registry.Result) {
 func (m *Metrics) newHandles(k callKey) *callHandles {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if h := m.handles[k]; h != nil {
+	old := *m.handles.Load()
+	if h := old[k]; h != nil {
 		return h
 	}
 	st := k.stage.String()
@@ -242,7 +242,12 @@ func (m *Metrics) newHandles(k callKey) *callHandles {
 	for a := range h.verdicts {
 		h.verdicts[a] = m.verdicts.WithLabelValues(k.plugin, st, registry.Action(a).String())
 	}
-	m.handles[k] = h
+	next := make(map[callKey]*callHandles, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[k] = h
+	m.handles.Store(&next)
 	return h
 }
 
