@@ -1,7 +1,7 @@
 // Package admin is the admin listener of `elemta serve` ([admin]):
 // Prometheus metrics at /metrics, /healthz and /readyz, and a JSON API
-// over the running server's plugins, stages, queue and config. See
-// README.md.
+// over the running server's plugins, stages, queue and config. Keys,
+// endpoints and access rules: docs/metrics.md.
 package admin
 
 import (

@@ -87,7 +87,7 @@ func (l *Logs) Plugin(instance string) *slog.Logger {
 			w = f
 		}
 	}
-	return slog.New(l.handler(w, level)).With("plugin", instance)
+	return slog.New(sessionHandler{l.handler(w, level)}).With("plugin", instance)
 }
 
 func (l *Logs) file(instance string) (*file, error) {

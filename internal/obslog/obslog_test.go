@@ -2,6 +2,7 @@ package obslog
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"log/slog"
 	"os"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/elemta/elemta/registry"
 )
 
 func read(t *testing.T, path string) string {
@@ -93,4 +96,21 @@ func TestUnwritableDir(t *testing.T) {
 	l, err := New(Config{Format: "text", PluginDir: filepath.Join(f, "sub")}, &bytes.Buffer{}, slog.LevelInfo)
 	require.NoError(t, err)
 	assert.ErrorContains(t, l.Open([]string{"clamav"}), "plugin_dir")
+}
+
+func TestSessionFromContext(t *testing.T) {
+	var out bytes.Buffer
+	l, err := New(Config{Format: "text"}, &out, slog.LevelInfo)
+	require.NoError(t, err)
+	msg, err := registry.ParseMessage([]byte("Subject: x\r\n\r\nbody\r\n"), registry.Envelope{})
+	require.NoError(t, err)
+	pc := registry.NewProcessingContext(msg, &registry.Session{ID: "19a2b3c4d5e6f"})
+	log := l.Plugin("spf").With("k", "v")
+	log.InfoContext(registry.WithProcessingContext(context.Background(), pc), "checked")
+	log.Info("no context")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	require.Len(t, lines, 2)
+	assert.Contains(t, lines[0], "session=19a2b3c4d5e6f")
+	assert.Contains(t, lines[0], "plugin=spf")
+	assert.NotContains(t, lines[1], "session=")
 }
