@@ -64,8 +64,9 @@ var (
 	resolverQueries    = counter("elemta_resolver_exchanges_total", "DNS queries sent to a server (UDP and TCP each count).")
 	resolverCache      = counter("elemta_resolver_cache_total", "DNS questions by where the answer came from: hit (cache), miss, coalesced (waited for an identical one), static (the static zone).", "result")
 	resolverEvictions  = counter("elemta_resolver_cache_evictions_total", "Live DNS cache entries dropped because the cache was full.")
+	resolverQuestions  = counter("elemta_resolver_questions_total", "DNS lookups (one name and type) by outcome: answered, not_found (NXDOMAIN, NODATA), timeout, failure (SERVFAIL, REFUSED, unreachable, cancelled).", "outcome")
 	resolverCacheSize  = gauge("elemta_resolver_cache_entries", "Entries in the DNS cache now.")
-	serverDescs        = []desc{smtpConnections, smtpOpen, smtpRefused, smtpCut, smtpTransactions, smtpReplies, smtpStartTLS, smtpAuth, spoolQueued, spoolClaimed, spoolOldest, spoolQuarantined, spoolHeld, deliveryAttempts, deliveryRecipients, deliveryDSNs, resolverQueries, resolverCache, resolverEvictions, resolverCacheSize}
+	serverDescs        = []desc{smtpConnections, smtpOpen, smtpRefused, smtpCut, smtpTransactions, smtpReplies, smtpStartTLS, smtpAuth, spoolQueued, spoolClaimed, spoolOldest, spoolQuarantined, spoolHeld, deliveryAttempts, deliveryRecipients, deliveryDSNs, resolverQueries, resolverCache, resolverEvictions, resolverQuestions, resolverCacheSize}
 	replyClasses       = []string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
 )
 
@@ -141,5 +142,10 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, resolverCache, float64(r.Static), "static")
 		emit(ch, resolverEvictions, float64(r.Evictions))
 		emit(ch, resolverCacheSize, float64(r.Entries))
+		answered := r.Questions - r.NotFound - r.Timeouts - r.Failures
+		emit(ch, resolverQuestions, float64(answered), "answered")
+		emit(ch, resolverQuestions, float64(r.NotFound), "not_found")
+		emit(ch, resolverQuestions, float64(r.Timeouts), "timeout")
+		emit(ch, resolverQuestions, float64(r.Failures), "failure")
 	}
 }
