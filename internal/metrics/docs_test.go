@@ -14,6 +14,7 @@ import (
 
 	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/plugins/clamav"
+	"github.com/elemta/elemta/plugins/rspamd"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -30,6 +31,8 @@ func known(t *testing.T) []string {
 	m := New(BuildInfo{})
 	m.Server(Sources{})
 	_, err := clamav.New(clamav.DefaultConfig(), registry.Host{Metrics: m.ForPlugin("clamav", "clamav")})
+	require.NoError(t, err)
+	_, err = rspamd.New(rspamd.DefaultConfig(), registry.Host{Metrics: m.ForPlugin("rspamd", "rspamd")})
 	require.NoError(t, err)
 	return m.Names()
 }
