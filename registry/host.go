@@ -78,4 +78,7 @@ type Host struct {
 	// a directory of its own (<data dir>/instances/eu), so two instances
 	// never share files.
 	DataDir string
+	// Metrics makes the plugin's own metrics, scoped to its instance
+	// (see Metrics). Unset, the Manager uses NopMetrics.
+	Metrics Metrics
 }

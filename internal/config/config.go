@@ -8,13 +8,16 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/internal/admin"
 	"github.com/elemta/elemta/internal/milter"
+	"github.com/elemta/elemta/internal/obslog"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/pluginhost"
@@ -43,6 +46,10 @@ type Config struct {
 	// file has one (then config check reports what milter mode cannot run).
 	Milter    milter.Config
 	HasMilter bool
+	// Admin is the [admin] table: metrics, health and the admin API.
+	Admin admin.Config
+	// Log is the [log] table.
+	Log obslog.Config
 	// Warnings are problems that do not stop startup.
 	Warnings []string
 }
@@ -55,10 +62,12 @@ type hostDoc struct {
 	DNS     resolver.Config `toml:"dns"`
 	Server  serve.Config    `toml:"server"`
 	Milter  milter.Config   `toml:"milter"`
+	Admin   admin.Config    `toml:"admin"`
+	Log     obslog.Config   `toml:"log"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins", "dns", "server", "milter"}
+var hostTables = []string{"plugins", "dns", "server", "milter", "admin", "log"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -134,7 +143,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	host := hostDoc{Server: serve.DefaultConfig(), Milter: milter.DefaultConfig()}
+	host := hostDoc{Server: serve.DefaultConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
@@ -161,6 +170,23 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := host.DNS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
 	}
+	if err := host.Admin.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [admin]: %w", file, err))
+	}
+	if err := host.Log.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [log]: %w", file, err))
+	}
+	if pcfg != nil {
+		for _, name := range slices.Sorted(maps.Keys(host.Log.PluginLevels)) {
+			enabled := slices.Contains(pcfg.Plugins, name) // an instance ID
+			if !strings.Contains(name, "/") {
+				enabled = len(pcfg.Instances(name)) > 0 // a plugin's name: all its instances
+			}
+			if !enabled {
+				errs = append(errs, fmt.Errorf("%s: [log]: plugin_levels.%s: no such plugin instance is enabled (enabled: %s)", file, name, strings.Join(pcfg.Plugins, ", ")))
+			}
+		}
+	}
 	if err := host.Milter.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [milter]: %w", file, err))
 	}
@@ -173,7 +199,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if hasMilter {
 		warnings = append(warnings, milter.StageWarnings(pcfg)...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Milter: host.Milter, HasMilter: hasMilter,
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Milter: host.Milter, HasMilter: hasMilter, Admin: host.Admin, Log: host.Log,
 		Warnings: warnings}, nil
 }
 

@@ -68,6 +68,7 @@ type Worker struct {
 	stopped         bool
 	idle            chan struct{} // closed once stopped with no pass running
 	idleOnce        sync.Once
+	stats           stats
 }
 
 // New returns a worker over sp running mgr's delivery stages.
@@ -277,6 +278,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt) error {
 			return err // the entry stays; the retry bounces again
 		}
 	}
+	w.stats.count(out)
 	w.log.Info("delivery attempt", "id", e.ID, "delivered", len(out.Delivered), "failed", len(out.Failed), "deferred", len(out.Deferred))
 	if len(out.Deferred) == 0 {
 		return w.spool.Complete(e.ID)
@@ -401,6 +403,7 @@ func (w *Worker) bounce(e *spool.Entry, failed []Failure) error {
 	if err != nil {
 		return fmt.Errorf("bounce %s: %w", e.ID, err)
 	}
+	w.stats.dsns.Add(1)
 	w.log.Info("bounced", "id", e.ID, "dsn", id, "to", e.Envelope.MailFrom, "rcpts", len(failed))
 	return nil
 }

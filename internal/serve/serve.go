@@ -350,6 +350,15 @@ func localDomains(c smtpd.Config) string {
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Spool is the server's spool (the admin API's queue).
+func (s *Server) Spool() *spool.Spool { return s.spool }
+
+// SMTPStats returns the receiver's counters.
+func (s *Server) SMTPStats() smtpd.Stats { return s.smtp.Stats() }
+
+// DeliveryStats returns the delivery worker's counters.
+func (s *Server) DeliveryStats() delivery.Stats { return s.worker.Stats() }
+
 // Err delivers an error if the listener fails.
 func (s *Server) Err() <-chan error { return s.errc }
 
@@ -387,6 +396,13 @@ func Run(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slog.
 	if err != nil {
 		return err
 	}
+	return s.Wait(ctx)
+}
+
+// Wait serves until ctx is cancelled or the listener fails, then shuts
+// down within the config's shutdown_timeout.
+func (s *Server) Wait(ctx context.Context) error {
+	cfg, logger := s.cfg, s.log
 	var serveErr error
 	select {
 	case <-ctx.Done():

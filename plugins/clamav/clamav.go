@@ -20,6 +20,9 @@ type Scanner struct {
 	cache      *cache
 	sizeAction registry.Action
 	sizeIsErr  bool
+	// infections counts infected messages by signature
+	// (elemta_plugin_clamav_infections_total).
+	infections registry.Counter
 }
 
 // New builds the plugin from its config. It does no I/O.
@@ -32,7 +35,14 @@ func New(cfg Config, host registry.Host) (*Scanner, error) {
 	if host.Clock == nil {
 		host.Clock = registry.SystemClock{}
 	}
-	s := &Scanner{cfg: cfg, host: host, sizeAction: action, sizeIsErr: !ok}
+	if host.Metrics == nil {
+		host.Metrics = registry.NopMetrics{}
+	}
+	infections, err := host.Metrics.Counter("infections_total", "Messages found infected, by signature (clamd's name of the threat).", "signature")
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	s := &Scanner{cfg: cfg, host: host, sizeAction: action, sizeIsErr: !ok, infections: infections}
 	s.client = newClient(servers, clientOptions{
 		ConnectTimeout: cfg.ConnectTimeout.D(),
 		IOTimeout:      cfg.Timeout.D(),
@@ -150,6 +160,9 @@ func (s *Scanner) handle(ctx context.Context, pc *registry.ProcessingContext) (*
 		s.headers(res, "Clean")
 	case registry.StatusInfected:
 		names := strings.Join(sr.Threats, ", ")
+		for _, t := range sr.Threats {
+			s.infections.Add(1, t)
+		}
 		res.Verdict = s.verdict(s.cfg.InfectedAction, 554, "5.7.1", "Virus found: "+names)
 		s.headers(res, "Infected ("+names+")")
 	default:

@@ -222,6 +222,9 @@ func (k *kit[C, P]) host(t *testing.T) registry.Host {
 	if h.Resolver == nil {
 		h.Resolver = NewResolver(t, "") // never the system's DNS
 	}
+	if h.Metrics == nil {
+		h.Metrics = registry.NopMetrics{}
+	}
 	return h
 }
 

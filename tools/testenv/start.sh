@@ -38,7 +38,7 @@ POSTFIX_NEXTHOP_PORT=${ELEMTA_TESTENV_POSTFIX_NEXTHOP_PORT:-12526}
 export ELEMTA_TESTENV_POSTFIX_PORT=$POSTFIX_PORT ELEMTA_TESTENV_POSTFIX_7BIT_PORT=$POSTFIX_7BIT_PORT \
   ELEMTA_TESTENV_POSTFIX_NEXTHOP_PORT=$POSTFIX_NEXTHOP_PORT
 PKGS=(clamav-daemon clamav-testfiles rspamd redis-server unbound python3-dkim python3-spf python3-authres
-      opendkim-tools bind9-dnsutils curl swaks openssl iproute2 postfix)
+      opendkim-tools bind9-dnsutils curl swaks openssl iproute2 postfix prometheus)
 
 log() { printf '[testenv] %s\n' "$*"; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }

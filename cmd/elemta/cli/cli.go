@@ -42,6 +42,13 @@ Commands:
         build a plugin from config, run its health check and a self-test message
   plugins metrics [--config F] [--json] FILE...
         scan the files and print each plugin's counters
+  plugins list|metrics --server ADDR [--token-file F] [--json]
+        a running server's plugin instances: live counters and last error
+  plugins test --server ADDR [--token-file F] NAME
+        run the instance's health check in a running server
+  queue list|show ID|hold ID...|release ID...|retry ID...|flush|delete ID... --yes
+        [--server ADDR] [--token-file F] [--config F] [--json]
+        a running server's queue (default ADDR: the config's [admin] listen)
   config check [F]
         validate a config file (default: ./elemta.toml, else the embedded default)
   config default
@@ -87,6 +94,7 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 		fmt.Fprintf(stderr, "elemta: -log-level: %v\n", err)
 		return ExitError
 	}
+	a.level = lv
 	a.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
 
 	if err := pluginhost.CheckManifest(manifest); err != nil {
@@ -103,7 +111,19 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 	if len(rest) > 0 {
 		sub = rest[0]
 	}
+	if cmd == "plugins" && len(rest) > 0 {
+		if server, tokenFile, args := takeServer(rest[1:]); server != "" {
+			switch sub {
+			case "list", "metrics":
+				return a.remotePlugins(ctx, sub, server, tokenFile, args)
+			case "test":
+				return a.remoteTest(ctx, server, tokenFile, args)
+			}
+		}
+	}
 	switch {
+	case cmd == "queue":
+		return a.queue(ctx, rest)
 	case cmd == "scan":
 		return a.scan(ctx, rest, false)
 	case cmd == "plugins" && sub == "list":
@@ -136,6 +156,7 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 type app struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
+	level          slog.Level // -log-level
 }
 
 func (a *app) errorf(format string, args ...any) int {
