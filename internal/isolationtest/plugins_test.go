@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/elemta/elemta/pluginhost"
@@ -37,7 +38,10 @@ func register(name string, h handler) {
 	})
 }
 
-var retained [][]byte
+var (
+	retained   [][]byte
+	retainedMu sync.Mutex
+)
 
 func init() {
 	register("isotrivial", func(_ context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
@@ -65,7 +69,9 @@ func init() {
 			for i := 0; i < len(b); i += 4096 {
 				b[i] = 1
 			}
+			retainedMu.Lock() // abandoned calls go on allocating side by side
 			retained = append(retained, b)
+			retainedMu.Unlock()
 		}
 	})
 	// (c) os.Exit.
