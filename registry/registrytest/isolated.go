@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -99,11 +100,58 @@ func (k *kit[C, P]) sameResults(t *testing.T) {
 			assert.Equal(t, a.Score, b.Score, where)
 			assert.Equal(t, a.AddHeaders, b.AddHeaders, where)
 			assert.Equal(t, a.RemoveHeaders, b.RemoveHeaders, where)
-			assert.Equal(t, a.Data, b.Data, where)
+			assert.Equal(t, emptyAsNil(a.Data), emptyAsNil(b.Data), where)
 			assert.Equal(t, a.Details, b.Details, where)
 			assert.Equal(t, a.Err != nil, b.Err != nil, "%s: in-process error %v, isolated %v", where, a.Err, b.Err)
 			assert.Equal(t, a.TimedOut, b.TimedOut, where)
 			assert.Equal(t, a.Panicked, b.Panicked, where)
 		}
 	}
+}
+
+// emptyAsNil returns a copy of v in which every empty slice and map is nil.
+// Across the isolation boundary gob sends an empty slice as nothing, so a
+// plugin's []T{} arrives as nil; the two mean the same to a consumer
+// (len, range), and the contract compares them as equal.
+func emptyAsNil(v any) any {
+	if v == nil {
+		return nil
+	}
+	return normalize(reflect.ValueOf(v)).Interface()
+}
+
+func normalize(v reflect.Value) reflect.Value {
+	switch v.Kind() {
+	case reflect.Pointer:
+		if v.IsNil() {
+			return v
+		}
+		p := reflect.New(v.Elem().Type())
+		p.Elem().Set(normalize(v.Elem()))
+		return p
+	case reflect.Struct:
+		out := reflect.New(v.Type()).Elem()
+		out.Set(v)
+		for i := range v.NumField() {
+			if out.Field(i).CanSet() {
+				out.Field(i).Set(normalize(v.Field(i)))
+			}
+		}
+		return out
+	case reflect.Slice:
+		if v.Len() == 0 {
+			return reflect.Zero(v.Type())
+		}
+		out := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := range v.Len() {
+			out.Index(i).Set(normalize(v.Index(i)))
+		}
+		return out
+	case reflect.Map:
+		if v.Len() == 0 {
+			return reflect.Zero(v.Type())
+		}
+		return v
+	}
+	return v
 }
