@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 	"github.com/emersion/go-smtp"
 )
@@ -42,7 +43,12 @@ func (s *session) data(r io.Reader) error {
 	pc, env, quarantine := s.pc, s.envelope(), s.quarantine // quarantine: from pre-reception, if any
 	adds := append([]registry.Field(nil), s.adds...)
 	removes := append([]registry.Removal(nil), s.removes...)
+	var tx *pluginhost.Lease
+	if pc != nil {
+		tx = s.tx.Retain() // the transfer may outlive the transaction (an aborted BDAT)
+	}
 	s.mu.Unlock()
+	defer tx.Release()
 	if pc == nil || len(env.RcptTo) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
@@ -83,7 +89,7 @@ func (s *session) data(r io.Reader) error {
 	pc.Message = msg
 	pc.Phase = registry.PhaseMessage
 	for _, stage := range []registry.Stage{registry.PostReception, registry.PreQueue} {
-		sr, err := s.run(stage, pc)
+		sr, err := s.run(tx.Manager(), stage, pc)
 		if err != nil {
 			return err
 		}
