@@ -1,5 +1,6 @@
 // Package cli is the elemta command line: `elemta scan`, `elemta plugins
-// list|test|metrics`, `elemta config check`, `elemta serve`, `elemta send`,
+// list|test|metrics`, `elemta config check`, `elemta serve`, `elemta reload`,
+// `elemta upgrade`, `elemta send`,
 // `elemta version`. It holds no
 // plugin imports: the binary's main package links the plugins (gen/, or
 // the package tools/elemta-build generates) and passes their manifest.
@@ -47,7 +48,14 @@ Commands:
   config default
         print the embedded default config
   serve [--config F]
-        run the SMTP server ([server] table): receive, run the stages, spool, deliver
+        run the SMTP server ([server] table): receive, run the stages, spool, deliver;
+        SIGHUP reloads the config, SIGUSR2 upgrades the binary
+  reload [--config F] [--pid-file P] [--timeout D]
+        make the running server (found by its pid file) reload its config
+        and print the outcome; a config that fails leaves the old one serving
+  upgrade [--config F] [--pid-file P] [--timeout D]
+        make the running server hand its socket and spool to the binary now
+        at its path, and print the outcome
   send [--server HOST:PORT] [--helo NAME] [--from ADDR] --rcpt ADDR... FILE...
         submit each file over SMTP and print the server's reply
         (exit 0 accepted, 2 refused with 5xx, 3 refused with 4xx)
@@ -116,6 +124,8 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 		return a.serve(ctx, rest)
 	case cmd == "send":
 		return a.send(ctx, rest)
+	case cmd == "reload" || cmd == "upgrade":
+		return a.control(ctx, cmd, rest)
 	case cmd == "version":
 		return a.version(rest)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
