@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cloudflare/tableflip"
+	"github.com/elemta/elemta/pluginhost"
 )
 
 // DaemonOptions configure Daemon.
@@ -105,7 +106,7 @@ func Daemon(ctx context.Context, o DaemonOptions) error {
 	}
 	if upg != nil && upg.HasParent() {
 		o.Log.Info("upgrade complete: serving", "pid", os.Getpid())
-		writeStatus(cfg.PIDPath(), "upgrade", UpgradeReport{OK: true, PID: os.Getpid(), At: time.Now()}, o.Log)
+		writeStatus(cfg.PIDPath(), "upgrade", upgradeReport(srv, nil), o.Log)
 	}
 	if o.Ready != nil {
 		o.Ready(srv)
@@ -128,7 +129,7 @@ func Daemon(ctx context.Context, o DaemonOptions) error {
 				writeStatus(cfg.PIDPath(), "reload", rep, o.Log)
 			case syscall.SIGUSR2:
 				if upg == nil {
-					writeStatus(cfg.PIDPath(), "upgrade", UpgradeReport{PID: os.Getpid(), Error: "binary upgrades unavailable in this process", At: time.Now()}, o.Log)
+					writeStatus(cfg.PIDPath(), "upgrade", upgradeReport(srv, errors.New("binary upgrades unavailable in this process")), o.Log)
 					continue
 				}
 				next, done, err := o.upgrade(ctx, upg, srv)
@@ -138,7 +139,7 @@ func Daemon(ctx context.Context, o DaemonOptions) error {
 				if next != nil {
 					srv = next
 				}
-				writeStatus(cfg.PIDPath(), "upgrade", UpgradeReport{PID: os.Getpid(), Error: err.Error(), At: time.Now()}, o.Log)
+				writeStatus(cfg.PIDPath(), "upgrade", upgradeReport(srv, err), o.Log)
 			}
 		}
 	}
@@ -163,6 +164,22 @@ type UpgradeReport struct {
 	PID   int       `json:"pid"`
 	Error string    `json:"error,omitempty"`
 	At    time.Time `json:"at"`
+	// Compiled lists the plugins compiled into the binary now serving,
+	// "name@version"; Enabled the instances its config runs.
+	Compiled []string `json:"compiled"`
+	Enabled  []string `json:"enabled"`
+}
+
+// upgradeReport describes this process serving srv.
+func upgradeReport(srv *Server, err error) UpgradeReport {
+	rep := UpgradeReport{OK: err == nil, PID: os.Getpid(), At: time.Now(), Enabled: srv.Plugins().Loaded()}
+	if err != nil {
+		rep.Error = err.Error()
+	}
+	for _, m := range pluginhost.Modules() {
+		rep.Compiled = append(rep.Compiled, m.Name+"@"+m.Version)
+	}
+	return rep
 }
 
 // upgrade starts the executable again as a new process holding the

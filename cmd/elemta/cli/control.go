@@ -103,6 +103,6 @@ func (a *app) printOutcome(action string, st serve.Status) int {
 	if !rep.OK {
 		return a.errorf("upgrade failed; pid %d serves on: %s", rep.PID, rep.Error)
 	}
-	fmt.Fprintf(a.stdout, "upgraded: pid %d serves\n", rep.PID)
+	fmt.Fprintf(a.stdout, "upgraded: pid %d serves\ncompiled in: %s\nenabled: %s\n", rep.PID, strings.Join(rep.Compiled, ", "), strings.Join(rep.Enabled, ", "))
 	return ExitAccept
 }
