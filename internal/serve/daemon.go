@@ -192,7 +192,13 @@ func (o DaemonOptions) upgrade(ctx context.Context, upg *tableflip.Upgrader, srv
 	if err != nil {
 		return nil, false, fmt.Errorf("upgrade: socketpair: %w", err)
 	}
-	ours, theirs := os.NewFile(uintptr(fds[0]), "handover"), os.NewFile(uintptr(fds[1]), "handover-child")
+	ourFile, theirs := os.NewFile(uintptr(fds[0]), "handover"), os.NewFile(uintptr(fds[1]), "handover-child")
+	ours, err := net.FileConn(ourFile) // pollable: deadlines work
+	ourFile.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, false, fmt.Errorf("upgrade: handover socket: %w", err)
+	}
 	defer ours.Close()
 	err = upg.AddFile(handoverFile, theirs)
 	theirs.Close() // the upgrader holds its own copy
@@ -210,17 +216,36 @@ func (o DaemonOptions) upgrade(ctx context.Context, upg *tableflip.Upgrader, srv
 	o.Log.Info("upgrade: starting the new binary", "timeout", cfg.UpgradeTimeout.String())
 	result := make(chan error, 1)
 	go func() { result <- upg.Upgrade() }()
-	_ = ours.SetDeadline(time.Now().Add(cfg.UpgradeTimeout.D()))
 	deadline := time.Now().Add(cfg.handoverTimeout())
+	_ = ours.SetDeadline(time.Now().Add(cfg.UpgradeTimeout.D()))
+	type reply struct {
+		line string
+		err  error
+	}
+	prepared := make(chan reply, 1)
 	r := bufio.NewReader(ours)
-	line, rerr := r.ReadString('\n')
-	if strings.TrimSpace(line) != msgPrepared {
-		// The new process died or hung before taking anything: this one
-		// never stopped. Wait for tableflip's verdict (it kills a child
-		// that is not ready by upgrade_timeout).
-		uerr := <-result
-		o.Log.Error("upgrade failed: the new binary did not start; serving on", "err", errors.Join(uerr, rerr))
-		return nil, false, fmt.Errorf("upgrade: the new binary did not start: %w", errors.Join(uerr, rerr))
+	go func() {
+		line, err := r.ReadString('\n')
+		prepared <- reply{strings.TrimSpace(line), err}
+	}()
+	var failed error
+	select {
+	case uerr := <-result:
+		// Upgrade returns before the handover only when the new process
+		// exited or was killed at the timeout.
+		failed = uerr
+		if failed == nil {
+			failed = errors.New("the new process reported ready without the handover")
+		}
+	case rep := <-prepared:
+		if rep.line != msgPrepared {
+			failed = fmt.Errorf("handover: %q %w", rep.line, errors.Join(rep.err, <-result))
+		}
+	}
+	if failed != nil {
+		// The new process took nothing: this one never stopped.
+		o.Log.Error("upgrade failed: the new binary did not start; serving on", "err", failed)
+		return nil, false, fmt.Errorf("upgrade: the new binary did not start: %w", failed)
 	}
 	o.Log.Info("upgrade: new binary prepared; draining and handing over the spool")
 	sctx, cancel := context.WithTimeout(ctx, cfg.ShutdownTimeout.D())
@@ -280,12 +305,17 @@ func (o DaemonOptions) restart(ctx context.Context, ln net.Listener, deadline ti
 // takeOver is the new process's side of the handover: say "prepared" and
 // wait for "released" before anything takes the spool or a plugin's file.
 func takeOver(upg *tableflip.Upgrader, cfg Config, log *slog.Logger) error {
-	f, err := upg.File(handoverFile)
+	file, err := upg.File(handoverFile)
 	if err != nil {
 		return fmt.Errorf("handover socket: %w", err)
 	}
-	if f == nil {
+	if file == nil {
 		return errors.New("started by an upgrade without a handover socket (an old binary?)")
+	}
+	f, err := net.FileConn(file) // pollable: deadlines work
+	file.Close()
+	if err != nil {
+		return fmt.Errorf("handover socket: %w", err)
 	}
 	defer f.Close()
 	_ = f.SetDeadline(time.Now().Add(cfg.handoverTimeout()))
