@@ -62,7 +62,7 @@ var listeningAddr = regexp.MustCompile(`msg=listening addr=(\S+)`)
 
 // startDaemon runs bin (copied to dir/elemta, the path upgrades replace)
 // with its log in dir/log, and stops whatever process serves at the end.
-func startDaemon(t *testing.T, bin string) *daemon {
+func startDaemon(t *testing.T, bin string, env ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	d := &daemon{dir: dir, bin: filepath.Join(dir, "elemta"), cfg: filepath.Join(dir, "elemta.toml"),
@@ -74,6 +74,7 @@ func startDaemon(t *testing.T, bin string) *daemon {
 	defer logf.Close()
 	cmd := exec.Command(d.bin, "-log-level", "info", "serve", "--config", d.cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf // inherited by the processes of upgrades
+	cmd.Env = append(os.Environ(), env...)
 	require.NoError(t, cmd.Start())
 	go func() { _ = cmd.Wait() }()
 	t.Cleanup(func() {
@@ -151,11 +152,23 @@ type traffic struct {
 	accepted []string // Message-IDs answered 250
 	refused  []string // connections refused or cut
 	failed   []string // transactions not answered 250
+	maxWait  time.Duration // longest wait from connect to the greeting
 	stop     chan struct{}
 	wg       sync.WaitGroup
 }
 
 func sendMessage(addr, id string) (dialErr, txErr error) {
+	_, dialErr, txErr = sendTimed(addr, id)
+	return dialErr, txErr
+}
+
+func sendTimed(addr, id string) (greeting time.Duration, dialErr, txErr error) {
+	start := time.Now()
+	dialErr, txErr = sendOne(addr, id, func() { greeting = time.Since(start) })
+	return greeting, dialErr, txErr
+}
+
+func sendOne(addr, id string, greeted func()) (dialErr, txErr error) {
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
 		return err, nil
@@ -168,6 +181,7 @@ func sendMessage(addr, id string) (dialErr, txErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("greeting: %w", err)
 	}
+	greeted()
 	defer cl.Close()
 	if err := cl.Mail("sender@client.test"); err != nil {
 		return nil, err
@@ -199,8 +213,9 @@ func startTraffic(addr string, clients int) *traffic {
 				default:
 				}
 				id := fmt.Sprintf("c%d-%d@hot.test", c, i)
-				dialErr, txErr := sendMessage(addr, id)
+				wait, dialErr, txErr := sendTimed(addr, id)
 				tr.mu.Lock()
+				tr.maxWait = max(tr.maxWait, wait)
 				switch {
 				case dialErr != nil:
 					tr.refused = append(tr.refused, id+": "+dialErr.Error())
@@ -265,7 +280,8 @@ func (d *daemon) checkExactlyOnce(t *testing.T, tr *traffic, probes []string) {
 		assert.Len(t, got["<"+id+">"], 1, "copies of %s", id)
 	}
 	assert.Len(t, got, len(all), "delivered messages")
-	t.Logf("%d messages from the clients and %d probes, each delivered once", len(tr.accepted), len(probes))
+	t.Logf("%d messages from the clients and %d probes, each delivered once; longest wait for a greeting %s",
+		len(tr.accepted), len(probes), tr.maxWait.Round(time.Millisecond))
 }
 
 // probe sends one message and returns the X-Gen of its delivered copy.
@@ -378,6 +394,39 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	assert.Equal(t, before, after, "the old process serves on")
 	probes = append(probes, "probe-after-broken@hot.test")
 	d.probe(t, "probe-after-broken@hot.test")
+	tr.end()
+	d.checkExactlyOnce(t, tr, probes)
+}
+
+// TestUpgradeRollbackAfterHandover: the new process takes the handover
+// (the old one has drained and released the spool) and dies before it is
+// ready; the old process takes the spool back and serves on, and a later
+// upgrade works.
+func TestUpgradeRollbackAfterHandover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	full := buildElemta(t)
+	self, err := os.Executable()
+	require.NoError(t, err)
+	d := startDaemon(t, full, serve.DieAfterHandoverEnv+"=1")
+	tr := startTraffic(d.addr, 4)
+	before, err := serve.ReadPID(d.pidFile)
+	require.NoError(t, err)
+	install(t, self, d.bin)
+	code, out := d.control(t, full, "upgrade")
+	assert.Equal(t, 1, code, out)
+	assert.Contains(t, out, "failed after the handover (this process serves again)")
+	after, err := serve.ReadPID(d.pidFile)
+	require.NoError(t, err)
+	assert.Equal(t, before, after)
+	probes := []string{"probe-rollback@hot.test"}
+	d.probe(t, probes[0])
+	install(t, full, d.bin)
+	code, out = d.control(t, full, "upgrade")
+	require.Equal(t, 0, code, out)
+	probes = append(probes, "probe-rollback-then-upgrade@hot.test")
+	d.probe(t, probes[1])
 	tr.end()
 	d.checkExactlyOnce(t, tr, probes)
 }

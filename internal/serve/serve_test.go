@@ -58,6 +58,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("ELEMTA_SERVE_CHILD") == "1" {
 		os.Exit(runChild())
 	}
+	if os.Getenv(dieAfterHandover) == "1" {
+		os.Exit(failAfterHandover())
+	}
 	os.Exit(m.Run())
 }
 
