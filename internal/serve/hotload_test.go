@@ -149,9 +149,9 @@ func (d *daemon) control(t *testing.T, ctl, action string) (int, string) {
 // new connection with a unique Message-ID.
 type traffic struct {
 	mu       sync.Mutex
-	accepted []string // Message-IDs answered 250
-	refused  []string // connections refused or cut
-	failed   []string // transactions not answered 250
+	accepted []string      // Message-IDs answered 250
+	refused  []string      // connections refused or cut
+	failed   []string      // transactions not answered 250
 	maxWait  time.Duration // longest wait from connect to the greeting
 	stop     chan struct{}
 	wg       sync.WaitGroup
