@@ -128,8 +128,12 @@ func (m *Manager) load(ctx context.Context, name string) error {
 		// Two instances must not share state on disk (a bbolt file is locked).
 		host.DataDir = filepath.Join(host.DataDir, "instances", inst)
 	}
-	impl, err := mod.Build(settings.Value, host)
-	if err != nil {
+	var impl any
+	if settings.Isolation.Isolated() {
+		// Built, validated and started in worker processes; this stand-in
+		// forwards every call (isolated.go).
+		impl = newIsolated(m.cfg, settings, mod, host)
+	} else if impl, err = mod.Build(settings.Value, host); err != nil {
 		return fmt.Errorf("plugin %s: %w", name, err)
 	}
 	inst := &instance{name: name, typ: settings.Type, mod: mod, settings: settings, impl: impl, order: len(m.loaded)}
@@ -262,6 +266,9 @@ func getAs[T any](m *Manager, name string, iface string) (T, error) {
 		return zero, fmt.Errorf("plugin %s is not loaded (loaded: %s)", name, strings.Join(m.Loaded(), ", "))
 	}
 	v, ok := p.(T)
+	if s, isolated := p.(*isolated); isolated && !s.implements(reflect.TypeFor[T]()) {
+		ok = false // the stand-in has every method; the plugin may not
+	}
 	if !ok {
 		return zero, fmt.Errorf("plugin %s is not a %s", name, iface)
 	}

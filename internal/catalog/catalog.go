@@ -36,6 +36,9 @@ type Entry struct {
 	// Build calls the plugin's New with a *C from NewConfig and a
 	// registry.Host.
 	Build func(cfg any, host any) (any, error)
+	// Impl is the type New returns (the P of the Module): the host's
+	// stand-in for an isolated instance implements what it implements.
+	Impl reflect.Type
 }
 
 // Catalog holds registered plugins by name.
@@ -161,3 +164,9 @@ func (e *ValueError) Unwrap() error { return e.Err }
 // in config order, which registry.Find and FindAll sort by. registry sets
 // it in its init; pluginhost's executor calls it.
 var RecordResult func(pc, res any, order int)
+
+// ResultOrders returns the config positions RecordResult stored with the
+// results of a *registry.ProcessingContext, in the order of its Results
+// (for the host to carry them to an isolated plugin's process). registry
+// sets it in its init.
+var ResultOrders func(pc any) []int

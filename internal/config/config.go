@@ -14,6 +14,7 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/internal/milter"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/pluginhost"
@@ -38,6 +39,10 @@ type Config struct {
 	DNS resolver.Config
 	// Server is the [server] table: `elemta serve`.
 	Server serve.Config
+	// Milter is the [milter] table: `elemta milter`. HasMilter says the
+	// file has one (then config check reports what milter mode cannot run).
+	Milter    milter.Config
+	HasMilter bool
 	// Warnings are problems that do not stop startup.
 	Warnings []string
 }
@@ -49,10 +54,11 @@ type hostDoc struct {
 	Plugins any             `toml:"plugins"`
 	DNS     resolver.Config `toml:"dns"`
 	Server  serve.Config    `toml:"server"`
+	Milter  milter.Config   `toml:"milter"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins", "dns", "server"}
+var hostTables = []string{"plugins", "dns", "server", "milter"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -128,7 +134,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	host := hostDoc{Server: serve.DefaultConfig()}
+	host := hostDoc{Server: serve.DefaultConfig(), Milter: milter.DefaultConfig()}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
@@ -155,9 +161,28 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := host.DNS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
 	}
+	if err := host.Milter.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [milter]: %w", file, err))
+	}
+	hasMilter := hasTable(data, "milter")
 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Warnings: append(pcfg.Warnings, serverWarnings...)}, nil
+	warnings := append(pcfg.Warnings, serverWarnings...)
+	if hasMilter {
+		warnings = append(warnings, milter.StageWarnings(pcfg)...)
+	}
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Milter: host.Milter, HasMilter: hasMilter,
+		Warnings: warnings}, nil
+}
+
+// hasTable reports whether the document has the top-level table name.
+func hasTable(data []byte, name string) bool {
+	var doc map[string]any
+	if toml.Unmarshal(data, &doc) != nil {
+		return false
+	}
+	_, ok := doc[name].(map[string]any)
+	return ok
 }

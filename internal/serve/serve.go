@@ -109,6 +109,13 @@ type Config struct {
 	// (a development box); otherwise no domain is, which Validate refuses
 	// without a Relay (the server could accept nothing).
 	LocalDomains []string `toml:"local_domains"`
+	// AddDateMessageID adds Date and Message-ID to an authenticated
+	// client's message that lacks them (RFC 6409 §8), before the plugins
+	// run, so a DKIM signature covers them (default on).
+	AddDateMessageID bool `toml:"add_date_message_id"`
+	// RelayDowngrade8Bit converts 8-bit messages for the smarthost to
+	// 7-bit at reception, before the plugins sign them (default on).
+	RelayDowngrade8Bit bool `toml:"relay_downgrade_8bit"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -141,6 +148,8 @@ func DefaultConfig() Config {
 		RelayDataInitTimeout:  registry.Duration(2 * time.Minute),
 		RelayDataBlockTimeout: registry.Duration(3 * time.Minute),
 		RelayDataTermTimeout:  registry.Duration(10 * time.Minute),
+		AddDateMessageID:      true,
+		RelayDowngrade8Bit:    true,
 	}
 }
 
@@ -325,7 +334,8 @@ func StartWith(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger 
 		MaxHeaderBytes: cfg.MaxHeaderSize, MaxBytesInFlight: cfg.MaxBytesInFlight,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
-		RelayAuthenticated: cfg.Relay != ""}
+		RelayAuthenticated: cfg.Relay != "", AddDateMessageID: cfg.AddDateMessageID,
+		Downgrade8Bit: cfg.RelayDowngrade8Bit}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {

@@ -76,6 +76,15 @@ type Config struct {
 	LocalDomains       []string
 	AllDomainsLocal    bool
 	RelayAuthenticated bool
+	// AddDateMessageID adds Date and Message-ID to an authenticated
+	// client's message that lacks them (RFC 6409 §8), before the
+	// post-reception stage, so DKIM signing covers them.
+	AddDateMessageID bool
+	// Downgrade8Bit converts a message with 8-bit content for the
+	// smarthost (a recipient outside LocalDomains, with
+	// RelayAuthenticated) to 7-bit before the post-reception stage, so
+	// what DKIM signs is what any smarthost gets (downgrade.go).
+	Downgrade8Bit bool
 }
 
 // Server is an SMTP receiver.
@@ -148,6 +157,10 @@ func NewLive(cfg Config, plugins *pluginhost.Live, sp *spool.Spool, logger *slog
 		s.MaxLineLength = cfg.MaxLineLength
 	}
 	s.TLSConfig = cfg.TLS
+	// SMTPUTF8 (RFC 6531): UTF-8 addresses and header fields, only in a
+	// transaction that asks for it (utf8.go). BINARYMIME is not offered:
+	// the receiver refuses bare CR, LF and NUL, which binary bodies hold.
+	s.EnableSMTPUTF8 = true
 	s.AllowInsecureAuth = cfg.AllowPlaintextAuth
 	s.ReadTimeout = 0 // the connection guard owns read deadlines (conn.go)
 	s.WriteTimeout = cfg.WriteTimeout

@@ -1,5 +1,5 @@
 // Package testenv connects integration tests to the loopback services started
-// by tools/testenv/start.sh (unbound, redis, clamd, rspamd).
+// by tools/testenv/start.sh (unbound, redis, clamd, rspamd, postfix).
 //
 // A test asks for a service by the name of the environment variable that
 // carries its address:
@@ -38,18 +38,23 @@ import (
 
 // Variables set by tools/testenv/start.sh.
 const (
-	DNS          = "ELEMTA_TEST_DNS"               // host:port of the authoritative test DNS (udp+tcp)
-	DNS6         = "ELEMTA_TEST_DNS6"              // the same DNS over IPv6: [::1]:port
-	Clamd        = "ELEMTA_TEST_CLAMD"             // host:port of clamd
-	ClamdSocket  = "ELEMTA_TEST_CLAMD_SOCKET"      // path of clamd's unix socket
-	Rspamd       = "ELEMTA_TEST_RSPAMD"            // base URL of rspamd's normal worker
-	RspamdCtl    = "ELEMTA_TEST_RSPAMD_CONTROLLER" // base URL of rspamd's controller worker
-	RspamdProxy  = "ELEMTA_TEST_RSPAMD_PROXY"      // host:port of rspamd's proxy (milter) worker
-	Redis        = "ELEMTA_TEST_REDIS"             // host:port of redis
-	Keys         = "ELEMTA_TEST_KEYS"              // directory holding the DKIM test keys
-	StateDir     = "ELEMTA_TESTENV_DIR"            // state directory of the test environment
-	envFileName  = "env.sh"
-	defaultState = ".testenv"
+	DNS         = "ELEMTA_TEST_DNS"               // host:port of the authoritative test DNS (udp+tcp)
+	DNS6        = "ELEMTA_TEST_DNS6"              // the same DNS over IPv6: [::1]:port
+	Clamd       = "ELEMTA_TEST_CLAMD"             // host:port of clamd
+	ClamdSocket = "ELEMTA_TEST_CLAMD_SOCKET"      // path of clamd's unix socket
+	Rspamd      = "ELEMTA_TEST_RSPAMD"            // base URL of rspamd's normal worker
+	RspamdCtl   = "ELEMTA_TEST_RSPAMD_CONTROLLER" // base URL of rspamd's controller worker
+	RspamdProxy = "ELEMTA_TEST_RSPAMD_PROXY"      // host:port of rspamd's proxy (milter) worker
+	Redis       = "ELEMTA_TEST_REDIS"             // host:port of redis
+	Keys        = "ELEMTA_TEST_KEYS"              // directory holding the DKIM test keys
+	// Postfix (tools/testenv/postfix.sh): a private instance as a real SMTP peer.
+	Postfix        = "ELEMTA_TEST_POSTFIX"         // host:port of its smtpd (8BITMIME, SMTPUTF8)
+	Postfix7Bit    = "ELEMTA_TEST_POSTFIX_7BIT"    // host:port of its smtpd without 8BITMIME
+	PostfixNextHop = "ELEMTA_TEST_POSTFIX_NEXTHOP" // host:port it relays mail for elemta.test to
+	PostfixMaildir = "ELEMTA_TEST_POSTFIX_MAILDIR" // the Maildir it delivers example.test to
+	StateDir       = "ELEMTA_TESTENV_DIR"          // state directory of the test environment
+	envFileName    = "env.sh"
+	defaultState   = ".testenv"
 )
 
 // Require returns the value of the environment variable name. When it is not

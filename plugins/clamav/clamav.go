@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -107,6 +108,17 @@ func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.Sc
 
 // HandleStage scans the message and turns the result into a verdict.
 func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
+	res, err := s.handle(ctx, pc)
+	if res != nil {
+		eol := headerfold.EOL(pc.Message.Raw)
+		for i, f := range res.AddHeaders { // a list of virus names can be long
+			res.AddHeaders[i].Value = headerfold.Value(f.Name, f.Value, eol)
+		}
+	}
+	return res, err
+}
+
+func (s *Scanner) handle(ctx context.Context, pc *registry.ProcessingContext) (*registry.Result, error) {
 	sr, cached, err := s.scan(ctx, pc.Message)
 	var limit *LimitError
 	switch {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -147,6 +148,10 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 		}
 	}
 	res.Verdict = verdict(s.actions[rep.Action], text)
+	eol := headerfold.EOL(pc.Message.Raw)
+	for i, f := range res.AddHeaders { // rspamd's milter headers, a rewritten Subject
+		res.AddHeaders[i].Value = headerfold.Value(f.Name, f.Value, eol)
+	}
 	return res, nil
 }
 

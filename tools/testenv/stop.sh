@@ -39,6 +39,8 @@ stop_one() { # name cmdline-pattern
 }
 
 rm -f "$STATE/env.sh"
+"$HERE/postfix.sh" "$STATE" stop || status=1
+"$HERE/postfix-milter.sh" stop "$STATE" 9>&- || status=1   # 6b. Postfix + milter
 stop_one rspamd "rspamd"
 stop_one clamd "clamd -c"
 stop_one redis "redis-server"
