@@ -34,6 +34,11 @@ type DaemonOptions struct {
 	Signals <-chan os.Signal
 	// Ready, when set, is told the server is serving (tests, systemd).
 	Ready func(*Server)
+	// Describe, when set, says what the server serves (the binary's
+	// plugins, the instances running): written to the "serving" status
+	// file when it is ready and after each successful reload, for
+	// `elemta plugins list --server`.
+	Describe func(*Server) any
 	Log   *slog.Logger
 }
 
@@ -96,6 +101,7 @@ func Daemon(ctx context.Context, o DaemonOptions) error {
 		_ = srv.Shutdown(context.Background())
 		return fmt.Errorf("server: readiness check: %w", err)
 	}
+	o.describe(cfg.PIDPath(), srv) // before the pid file names this process
 	if upg == nil {
 		if err := writeAtomic(cfg.PIDPath(), fmt.Appendf(nil, "%d\n", os.Getpid())); err != nil {
 			o.Log.Error("write pid file", "err", err)
@@ -125,7 +131,10 @@ func Daemon(ctx context.Context, o DaemonOptions) error {
 		case sig := <-o.Signals:
 			switch sig {
 			case syscall.SIGHUP:
-				rep, _ := srv.Reload(ctx, "")
+				rep, err := srv.Reload(ctx, "")
+				if err == nil {
+					o.describe(cfg.PIDPath(), srv)
+				}
 				writeStatus(cfg.PIDPath(), "reload", rep, o.Log)
 			case syscall.SIGUSR2:
 				if upg == nil {
@@ -138,10 +147,17 @@ func Daemon(ctx context.Context, o DaemonOptions) error {
 				}
 				if next != nil {
 					srv = next
+					o.describe(cfg.PIDPath(), srv)
 				}
 				writeStatus(cfg.PIDPath(), "upgrade", upgradeReport(srv, err), o.Log)
 			}
 		}
+	}
+}
+
+func (o DaemonOptions) describe(pidPath string, srv *Server) {
+	if o.Describe != nil {
+		writeStatus(pidPath, "serving", o.Describe(srv), o.Log)
 	}
 }
 

@@ -145,6 +145,25 @@ func (d *daemon) control(t *testing.T, ctl, action string) (int, string) {
 	return 0, string(out)
 }
 
+// serverPlugins runs `elemta plugins list --server --json` and returns
+// each compiled-in plugin of the serving binary with its enabled
+// instances (non-nil for every plugin listed).
+func (d *daemon) serverPlugins(t *testing.T, ctl string) map[string][]string {
+	t.Helper()
+	out, err := exec.Command(ctl, "plugins", "list", "--server", "--pid-file", d.pidFile, "--json").CombinedOutput()
+	require.NoError(t, err, "plugins list --server: %s", out)
+	var list []struct {
+		Name      string   `json:"name"`
+		Instances []string `json:"instances"`
+	}
+	require.NoError(t, json.Unmarshal(out, &list), "%s", out)
+	names := map[string][]string{}
+	for _, p := range list {
+		names[p.Name] = append([]string{}, p.Instances...)
+	}
+	return names
+}
+
 // traffic is mail sent continuously by several clients, each message on a
 // new connection with a unique Message-ID.
 type traffic struct {
@@ -375,6 +394,9 @@ func TestUpgradeUnderLoad(t *testing.T) {
 			assert.Contains(t, out, "spf@", "upgrade %d: the full build serves", i+1)
 		}
 		assert.Contains(t, out, "compiled in: ")
+		names := d.serverPlugins(t, full)
+		assert.Equal(t, next == full, names["spf"] != nil, "upgrade %d: plugins list --server shows the new binary's set: %v", i+1, names)
+		assert.Equal(t, []string{"contentfilter"}, names["contentfilter"], "upgrade %d: the enabled instance", i+1)
 		id := fmt.Sprintf("probe-up-%d@hot.test", i)
 		probes = append(probes, id)
 		d.probe(t, id)

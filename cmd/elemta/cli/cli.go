@@ -37,8 +37,9 @@ const usage = `usage: elemta [-log-level LEVEL] COMMAND [ARGS]
 Commands:
   scan [--config F] [--ip IP] [--helo NAME] [--from ADDR] [--rcpt ADDR]... [--json] [--out DIR] FILE...
         run pre-reception, post-reception and pre-queue on each message
-  plugins list [--config F] [--json]
-        list the compiled-in plugins and whether the config enables them
+  plugins list [--config F] [--json] [--server [--pid-file P]]
+        list the compiled-in plugins and whether the config enables them;
+        --server: those of the running server's binary and config
   plugins test [--config F] NAME
         build a plugin from config, run its health check and a self-test message
   plugins metrics [--config F] [--json] FILE...

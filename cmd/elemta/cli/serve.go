@@ -33,9 +33,10 @@ func (a *app) serve(ctx context.Context, args []string) int {
 			}
 			return cfg.Server, nil
 		},
-		Load:    a.loadServer,
-		Signals: sigs,
-		Log:     a.log,
+		Load:     a.loadServer,
+		Signals:  sigs,
+		Describe: describeServer,
+		Log:      a.log,
 	})
 	if err != nil {
 		return a.errorf("serve: %v", err)
