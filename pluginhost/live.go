@@ -103,10 +103,15 @@ func (h *holder) release() {
 	if h.refs.Add(-1) != 0 {
 		return
 	}
-	if h.owned {
-		h.err = h.m.Close()
-	}
-	close(h.closed)
+	// Closing plugins may take a while (workers to stop, pools to drain):
+	// not on the goroutine of the last user, which may be an SMTP
+	// session about to answer.
+	go func() {
+		if h.owned {
+			h.err = h.m.Close()
+		}
+		close(h.closed)
+	}()
 }
 
 // ErrLiveClosed is returned by Swap after Close.
