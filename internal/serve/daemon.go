@@ -39,7 +39,7 @@ type DaemonOptions struct {
 	// file when it is ready and after each successful reload, for
 	// `elemta plugins list --server`.
 	Describe func(*Server) any
-	Log   *slog.Logger
+	Log      *slog.Logger
 }
 
 // handoverFile names the socket between the old and the new process of an
