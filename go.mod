@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	blitiri.com.ar/go/spf v1.6.0
+	github.com/cloudflare/tableflip v1.2.3
 	github.com/d--j/go-milter v0.10.1
 	github.com/dutchcoders/go-clamd v0.0.0-20170520113014-b970184f4d9e
 	github.com/emersion/go-msgauth v0.7.0

@@ -58,17 +58,26 @@ type process struct {
 	started  time.Time
 }
 
+// selfExe names the running executable's own file where the system has
+// one (Linux).
+const selfExe = "/proc/self/exe"
+
 type pendingCall struct {
 	reply chan *frame
 	timer *time.Timer // kill timer armed when the caller gave up
 }
 
 // workerCommand returns the command that runs a worker: this executable,
-// with ELEMTA_PLUGIN_WORKER=1.
+// with ELEMTA_PLUGIN_WORKER=1. On Linux that is /proc/self/exe, the file
+// this process runs even after a new binary was installed at its path
+// (before `elemta upgrade`, or after an upgrade to it failed): a worker
+// always speaks its server's protocol and has its plugins.
 func workerCommand() (*exec.Cmd, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find this executable to start a worker: %w", err)
+	exe := selfExe
+	if _, err := os.Stat(exe); err != nil {
+		if exe, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("find this executable to start a worker: %w", err)
+		}
 	}
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), workerEnv+"=1")

@@ -34,7 +34,8 @@ const workerFD = 3
 // returning. Otherwise it returns at once. The elemta binary calls it first
 // thing in main; a test binary whose plugins run with isolation =
 // "process" calls it first in TestMain (registrytest.Main does), because
-// the host re-executes its own executable (os.Executable) as the worker.
+// the host re-executes its own executable (/proc/self/exe on Linux, else
+// os.Executable) as the worker.
 func RunWorker() {
 	if os.Getenv(workerEnv) != "1" {
 		return

@@ -88,7 +88,7 @@ plugins = ["adminprobe", "adminprobe/b"]`))
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg, Deps{Manager: mgr, Metrics: m, Spool: sp, Now: clk.now,
+	s, err := New(cfg, Deps{Plugins: func() *pluginhost.Manager { return mgr }, Metrics: m, Spool: sp, Now: clk.now,
 		Config: func() (map[string]any, error) { return map[string]any{"server": map[string]any{"listen": "x"}}, nil }})
 	require.NoError(t, err)
 	require.NoError(t, s.Start())
@@ -301,4 +301,27 @@ func TestUnixSocket(t *testing.T) {
 	s2, err := New(f.srv.cfg, f.srv.deps)
 	require.NoError(t, err)
 	assert.ErrorContains(t, s2.Start(), "another process serves this socket")
+}
+
+// TestReloadRoute: POST /api/v1/reload answers 200 with the report when the
+// new config serves, 422 with the error while the old one serves on, and
+// 404 on a server that cannot reload.
+func TestReloadRoute(t *testing.T) {
+	f := start(t, nil)
+	var got map[string]any
+	assert.Equal(t, http.StatusNotFound, f.do(t, "POST", "/api/v1/reload", "", &got))
+
+	fail := true
+	f.srv.deps.Reload = func(context.Context) (any, error) {
+		if fail {
+			return map[string]any{"file": "e.toml"}, errors.New("e.toml:3:1: unknown key \"bogus\"")
+		}
+		return map[string]any{"file": "e.toml", "plugins": []string{"spf"}}, nil
+	}
+	assert.Equal(t, http.StatusUnprocessableEntity, f.do(t, "POST", "/api/v1/reload", "", &got))
+	assert.Equal(t, "e.toml:3:1: unknown key \"bogus\"", got["error"])
+	fail = false
+	got = nil
+	assert.Equal(t, http.StatusOK, f.do(t, "POST", "/api/v1/reload", "", &got))
+	assert.Equal(t, "e.toml", got["file"])
 }

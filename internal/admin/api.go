@@ -31,7 +31,7 @@ func (s *Server) plugins(w http.ResponseWriter, _ *http.Request) {
 		last = s.deps.Metrics.LastErrors()
 	}
 	out := []PluginStatus{}
-	for _, st := range s.deps.Manager.Stats() {
+	for _, st := range s.deps.Plugins().Stats() {
 		p := PluginStatus{Name: st.Name, Calls: st.Calls, Errors: st.Errors, Timeouts: st.Timeouts, Panics: st.Panics,
 			Rejects: st.Rejects, TotalMS: ms(st.Total)}
 		if st.Calls > 0 {
@@ -58,11 +58,11 @@ type TestResult struct {
 
 func (s *Server) testPlugin(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
-	if _, ok := s.deps.Manager.Plugin(name); !ok {
+	if _, ok := s.deps.Plugins().Plugin(name); !ok {
 		writeError(w, http.StatusNotFound, "plugin %s is not loaded", name)
 		return
 	}
-	c := timed(func() error { return s.deps.Manager.HealthCheck(r.Context(), name) })
+	c := timed(func() error { return s.deps.Plugins().HealthCheck(r.Context(), name) })
 	writeJSON(w, http.StatusOK, TestResult{Name: name, OK: c.OK, Error: c.Error, DurationMS: c.DurationMS})
 }
 
@@ -83,7 +83,7 @@ func (s *Server) stages(w http.ResponseWriter, _ *http.Request) {
 	}
 	out := []StageStatus{}
 	for _, st := range registry.Stages() {
-		ss := StageStatus{Stage: st.String(), Waves: s.deps.Manager.Waves(st), StageStats: stats[st.String()]}
+		ss := StageStatus{Stage: st.String(), Waves: s.deps.Plugins().Waves(st), StageStats: stats[st.String()]}
 		ss.StageStats.Stage = st.String()
 		if ss.Waves == nil {
 			ss.Waves = [][]string{}
@@ -91,6 +91,22 @@ func (s *Server) stages(w http.ResponseWriter, _ *http.Request) {
 		out = append(out, ss)
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// reload runs a config reload: 200 with the report when the new config
+// serves, 422 with the report and the file:line error when the old one
+// serves on.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) {
+	if s.deps.Reload == nil {
+		writeError(w, http.StatusNotFound, "reload is not available")
+		return
+	}
+	rep, err := s.deps.Reload(r.Context())
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "report": rep})
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
 }
 
 func (s *Server) config(w http.ResponseWriter, _ *http.Request) {

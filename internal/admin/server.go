@@ -24,7 +24,11 @@ import (
 
 // Deps are the running server's parts the admin listener reports on.
 type Deps struct {
-	Manager *pluginhost.Manager
+	// Plugins returns the manager serving now (a reload replaces it).
+	Plugins func() *pluginhost.Manager
+	// Reload, when set, is POST /api/v1/reload: it reloads the config
+	// file and returns the report (serve.Server.Reload).
+	Reload  func(ctx context.Context) (any, error)
 	Metrics *metrics.Metrics
 	Spool   *spool.Spool
 	// Config returns the config in force, secrets redacted.
@@ -61,7 +65,8 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, deps: d, token: tok, done: make(chan error, 1)}
 	s.ready = &readiness{interval: cfg.ReadyInterval.D(), timeout: cfg.ReadyTimeout.D(), now: d.Now,
-		plugins: d.Manager.Loaded, health: d.Manager.HealthCheck}
+		plugins: func() []string { return d.Plugins().Loaded() },
+		health:  func(ctx context.Context, name string) error { return d.Plugins().HealthCheck(ctx, name) }}
 	if d.Spool != nil {
 		s.ready.spoolDir = d.Spool.Root()
 	}
@@ -127,6 +132,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/v1/test/{name...}", s.testPlugin)
 	mux.HandleFunc("GET /api/v1/stages", s.stages)
 	mux.HandleFunc("GET /api/v1/config", s.config)
+	mux.HandleFunc("POST /api/v1/reload", s.reload)
 	mux.HandleFunc("GET /api/v1/queue", s.queueList)
 	mux.HandleFunc("POST /api/v1/queue/flush", s.queueFlush)
 	mux.HandleFunc("GET /api/v1/queue/{id}", s.queueShow)

@@ -55,9 +55,11 @@ type Config struct {
 type Worker struct {
 	cfg   Config
 	local domains.Set
-	mgr   *pluginhost.Manager
-	spool *spool.Spool
-	log   *slog.Logger
+	// plugins hands out the manager each stage runs on (swapped by a
+	// config reload).
+	plugins *pluginhost.Live
+	spool   *spool.Spool
+	log     *slog.Logger
 
 	// stop ends claiming (Shutdown); abort cancels the deliveries in
 	// flight (Shutdown's deadline).
@@ -73,6 +75,13 @@ type Worker struct {
 
 // New returns a worker over sp running mgr's delivery stages.
 func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logger) *Worker {
+	return NewLive(cfg, pluginhost.Pin(mgr), sp, logger)
+}
+
+// NewLive returns a worker running the delivery stages of the manager
+// plugins holds when each stage starts (pre-delivery and post-delivery of
+// one attempt may run on two managers across a reload).
+func NewLive(cfg Config, plugins *pluginhost.Live, sp *spool.Spool, logger *slog.Logger) *Worker {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
@@ -101,7 +110,7 @@ func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logg
 		cfg.Now = time.Now
 	}
 	cfg.Relay.Timeouts = cfg.Relay.Timeouts.withDefaults()
-	w := &Worker{cfg: cfg, local: domains.NewSet(cfg.LocalDomains), mgr: mgr, spool: sp, log: logger, idle: make(chan struct{})}
+	w := &Worker{cfg: cfg, local: domains.NewSet(cfg.LocalDomains), plugins: plugins, spool: sp, log: logger, idle: make(chan struct{})}
 	w.stop, w.stopFn = context.WithCancel(context.Background())
 	w.abort, w.abortFn = context.WithCancel(context.Background())
 	return w
@@ -291,7 +300,9 @@ func (w *Worker) finish(ctx context.Context, a *attempt) error {
 func (w *Worker) stage(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext) (*pluginhost.StageResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.StageTimeout)
 	defer cancel()
-	return w.mgr.ExecuteStage(ctx, stage, pc)
+	lease := w.plugins.Acquire()
+	defer lease.Release()
+	return lease.Manager().ExecuteStage(ctx, stage, pc)
 }
 
 // mailbox returns the Maildir of rcpt under root, or a permanent error for

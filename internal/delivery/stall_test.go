@@ -97,7 +97,7 @@ func restart(t *testing.T, e *env, cfg Config) *Worker {
 	require.NoError(t, err)
 	t.Cleanup(func() { sp.Close() })
 	e.spool = sp
-	return New(cfg, e.w.mgr, sp, e.w.log)
+	return NewLive(cfg, e.w.plugins, sp, e.w.log)
 }
 
 // fullBacklog returns the address of a listener on 127.0.0.1 whose

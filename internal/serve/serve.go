@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -93,6 +94,14 @@ type Config struct {
 	RelayDataInitTimeout  registry.Duration `toml:"relay_data_init_timeout"`
 	RelayDataBlockTimeout registry.Duration `toml:"relay_data_block_timeout"`
 	RelayDataTermTimeout  registry.Duration `toml:"relay_data_term_timeout"`
+	// PIDFile is where the serving process writes its pid once it is
+	// ready (elemta reload and elemta upgrade find it there; default
+	// <spool_dir>/elemta.pid).
+	PIDFile string `toml:"pid_file"`
+	// UpgradeTimeout bounds a binary upgrade: the new process must be
+	// serving within it (the old one's drain included), or it is stopped
+	// and the old one serves on.
+	UpgradeTimeout registry.Duration `toml:"upgrade_timeout"`
 	// LocalDomains are the recipient domains this server accepts mail for
 	// from anyone. A recipient in another domain is relaying: refused at
 	// RCPT with 550 5.7.1 unless the session authenticated and Relay is
@@ -119,6 +128,7 @@ func DefaultConfig() Config {
 		SpoolDir:        "var/spool",
 		MaildirRoot:     "var/mail",
 		ShutdownTimeout: registry.Duration(30 * time.Second),
+		UpgradeTimeout:  registry.Duration(2 * time.Minute),
 		Limits:          smtpd.DefaultLimits(),
 		DeliveryWorkers: 4,
 		RetryBase:       registry.Duration(time.Minute),
@@ -181,6 +191,12 @@ func (c Config) Validate() error {
 	}
 	if c.DeliveryWorkers < 0 {
 		bad("delivery_workers must not be negative")
+	}
+	if c.UpgradeTimeout <= 0 {
+		bad("upgrade_timeout must be positive (got %s)", c.UpgradeTimeout)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("shutdown_timeout must be positive (got %s)", c.ShutdownTimeout)
 	}
 	errs = append(errs, c.validateRelay()...)
 	for _, d := range c.LocalDomains {
@@ -261,25 +277,56 @@ func loopback(listen string) bool {
 	return err == nil && a.IsLoopback()
 }
 
+// PIDPath is where the pid file is: pid_file, else <spool_dir>/elemta.pid.
+func (c Config) PIDPath() string {
+	if c.PIDFile != "" {
+		return c.PIDFile
+	}
+	return filepath.Join(c.SpoolDir, "elemta.pid")
+}
+
 // Server is a running `elemta serve`.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	spool  *spool.Spool
-	smtp   *smtpd.Server
-	ln     net.Listener
-	worker *delivery.Worker
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	errc   chan error
+	cfg     Config
+	opts    Options
+	plugins *pluginhost.Live
+	reload  reloadState
+	log     *slog.Logger
+	spool   *spool.Spool
+	smtp    *smtpd.Server
+	ln      net.Listener
+	worker  *delivery.Worker
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	errc    chan error
 
 	once sync.Once
 	err  error
 }
 
+// Options are what a long-running server (the binary) adds to Start.
+type Options struct {
+	// Load builds a config file's [server] table and a started plugin
+	// manager for Reload. With Load set the Server owns the manager it
+	// is started with (and every manager Load returns): it closes each
+	// one once it is replaced and its last user is done, and the current
+	// one at Shutdown. Without it Reload fails and the caller keeps mgr.
+	Load Loader
+	// ConfigPath is the file Reload reads when given none.
+	ConfigPath string
+	// Listener, when set, is served instead of listening on cfg.Listen (a
+	// socket inherited from the process being upgraded).
+	Listener net.Listener
+}
+
 // Start opens the spool, starts delivery and listens. The caller must
 // call Shutdown.
 func Start(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slog.Logger) (*Server, error) {
+	return StartWith(ctx, cfg, mgr, logger, Options{})
+}
+
+// StartWith is Start with the options of a long-running server.
+func StartWith(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slog.Logger, opts Options) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -311,17 +358,23 @@ func Start(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slo
 		logger.Warn("spool recovered", "discarded_half_written", discarded, "corrupt_moved_to_quarantine", sp.Corrupt())
 	}
 	logger.Info("spool opened", "dir", cfg.SpoolDir, "queued", len(sp.List()))
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		sp.Close()
-		return nil, fmt.Errorf("server: listen: %w", err)
+	ln := opts.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+			sp.Close()
+			return nil, fmt.Errorf("server: listen: %w", err)
+		}
 	}
-	s := &Server{cfg: cfg, log: logger, spool: sp, ln: ln, errc: make(chan error, 1)}
-	s.smtp = smtpd.New(scfg, mgr, sp, logger)
-	worker := delivery.New(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
+	s := &Server{cfg: cfg, opts: opts, log: logger, spool: sp, ln: ln, errc: make(chan error, 1)}
+	s.plugins = pluginhost.Pin(mgr)
+	if opts.Load != nil {
+		s.plugins = pluginhost.NewLive(mgr)
+	}
+	s.smtp = smtpd.NewLive(scfg, s.plugins, sp, logger)
+	worker := delivery.NewLive(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
 		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D(),
 		Relay: cfg.relayConfig(), RelayConcurrency: cfg.RelayWorkers, RelayQueue: cfg.RelayQueue,
-		LocalDomains: cfg.LocalDomains}, mgr, sp, logger)
+		LocalDomains: cfg.LocalDomains}, s.plugins, sp, logger)
 	s.worker = worker
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
@@ -378,6 +431,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.cancel()
 		s.wg.Wait()
+		if err := s.plugins.Close(); err != nil { // waits for the sessions' EndSession
+			errs = append(errs, fmt.Errorf("server: close plugins: %w", err))
+		}
 		if err := s.spool.Close(); err != nil {
 			errs = append(errs, err)
 		}

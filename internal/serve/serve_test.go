@@ -60,6 +60,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv("ELEMTA_SERVE_CHILD") == "1" {
 		os.Exit(runChild())
 	}
+	if os.Getenv(dieAfterHandover) == "1" {
+		os.Exit(failAfterHandover())
+	}
 	os.Exit(m.Run())
 }
 
@@ -183,6 +186,11 @@ func TestConfigDecode(t *testing.T) {
 			require.True(t, c.AddDateMessageID && c.RelayDowngrade8Bit, "defaults")
 			c.AddDateMessageID, c.RelayDowngrade8Bit = false, false
 		}, ""},
+		{"reload and upgrade keys", "pid_file = \"/run/elemta.pid\"\nupgrade_timeout = \"45s\"", func(c *Config) {
+			require.Equal(t, "var/spool/elemta.pid", c.PIDPath(), "default under spool_dir")
+			c.PIDFile, c.UpgradeTimeout = "/run/elemta.pid", registry.Duration(45*time.Second)
+			require.Equal(t, "/run/elemta.pid", c.PIDPath())
+		}, ""},
 		{"unknown key", "listen_addr = \"x\"", nil, "listen_addr"},
 		{"bad duration", `shutdown_timeout = "soon"`, nil, "invalid duration"},
 	}
@@ -245,6 +253,11 @@ func TestValidate(t *testing.T) {
 		{"budget exactly the largest message", func(c *Config) { c.MaxBytesInFlight = c.MaxMessageSize }, nil},
 		{"no budget", func(c *Config) { c.MaxBytesInFlight = 0; c.MaxMessageSize = 0 }, nil},
 		{"IPv6 loopback listener", func(c *Config) { c.Listen = "[::1]:2525" }, nil},
+		{"upgrade and shutdown timeouts at zero", func(c *Config) { c.UpgradeTimeout = 0; c.ShutdownTimeout = 0 },
+			[]string{"upgrade_timeout must be positive (got 0s)", "shutdown_timeout must be positive (got 0s)"}},
+		{"upgrade and shutdown timeouts at their smallest", func(c *Config) {
+			c.UpgradeTimeout, c.ShutdownTimeout = registry.Duration(time.Nanosecond), registry.Duration(time.Nanosecond)
+		}, nil},
 		{"bad local domains", func(c *Config) { c.LocalDomains = []string{"", "a@example.org", ".example.org", "ex ample.org"} },
 			[]string{`local_domains: "" is not`, `"a@example.org" is not`, `".example.org" is not`, `"ex ample.org" is not`}},
 	}

@@ -29,6 +29,7 @@ import (
 
 	"github.com/emersion/go-smtp"
 
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -57,7 +58,8 @@ type clientConn struct {
 
 	// Set by the connect phase (before the greeting, on the connection's
 	// goroutine), read by every session of the connection.
-	connected      bool // the connect phase ran: the plugins are owed an EndSession
+	connected      bool              // the connect phase ran: the plugins are owed an EndSession
+	plugins        *pluginhost.Lease // the manager of the session phases, from connect to EndSession
 	connQuarantine string
 	connAdds       []registry.Field
 	connRemoves    []registry.Removal

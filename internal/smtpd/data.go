@@ -14,6 +14,7 @@ import (
 
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 	"github.com/emersion/go-smtp"
 )
@@ -51,7 +52,12 @@ func (s *session) data(r io.Reader) error {
 	tx := txInfo{utf8: s.utf8, body: s.body}
 	adds := append([]registry.Field(nil), s.adds...)
 	removes := append([]registry.Removal(nil), s.removes...)
+	var lease *pluginhost.Lease
+	if pc != nil {
+		lease = s.tx.Retain() // the transfer may outlive the transaction (an aborted BDAT)
+	}
 	s.mu.Unlock()
+	defer lease.Release()
 	if pc == nil || len(env.RcptTo) == 0 {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "No valid recipients"}
 	}
@@ -120,7 +126,7 @@ func (s *session) data(r io.Reader) error {
 	pc.Message = msg
 	pc.Phase = registry.PhaseMessage
 	for _, stage := range []registry.Stage{registry.PostReception, registry.PreQueue} {
-		sr, err := s.run(stage, pc)
+		sr, err := s.run(lease.Manager(), stage, pc)
 		if err != nil {
 			return err
 		}

@@ -45,6 +45,7 @@ type session struct {
 	mu sync.Mutex
 	// The transaction.
 	pc      *registry.ProcessingContext
+	tx      *pluginhost.Lease // the manager of the transaction, from MAIL to its end
 	from    string
 	rcpts   []string
 	adds    []registry.Field
@@ -79,7 +80,11 @@ func (s *session) preReception(phase registry.Phase, pc *registry.ProcessingCont
 	}
 	pc.Message = msg
 	pc.Phase = phase
-	sr, err := s.run(registry.PreReception, pc)
+	mgr := s.cc.plugins.Manager()
+	if !session {
+		mgr = s.tx.Manager()
+	}
+	sr, err := s.run(mgr, registry.PreReception, pc)
 	if err != nil {
 		return err
 	}
@@ -101,10 +106,10 @@ func (s *session) preReception(phase registry.Phase, pc *registry.ProcessingCont
 	return nil
 }
 
-func (s *session) run(stage registry.Stage, pc *registry.ProcessingContext) (*pluginhost.StageResult, error) {
+func (s *session) run(mgr *pluginhost.Manager, stage registry.Stage, pc *registry.ProcessingContext) (*pluginhost.StageResult, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.be.cfg.StageTimeout)
 	defer cancel()
-	sr, err := s.be.mgr.ExecuteStage(ctx, stage, pc)
+	sr, err := mgr.ExecuteStage(ctx, stage, pc)
 	if err != nil {
 		s.log.Error("stage failed", "stage", stage, "err", err)
 		s.be.tempFailed.Add(1)
@@ -231,6 +236,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 		}
 	}
 	s.from, s.utf8, s.body = from, opts.UTF8, opts.Body
+	s.tx = s.be.plugins.Acquire() // released by resetTx
 	s.pc = registry.NewProcessingContext(&registry.Message{}, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
 	s.adds = append([]registry.Field(nil), s.sessionAdds...)
 	s.removes = append([]registry.Removal(nil), s.sessionRemoves...)
@@ -330,6 +336,8 @@ func (s *session) mayReceive(rcpt string) bool {
 }
 
 func (s *session) resetTx() {
+	s.tx.Release()
+	s.tx = nil
 	s.pc, s.from, s.rcpts, s.adds, s.removes, s.utf8, s.body = nil, "", nil, nil, nil, false, ""
 	s.quarantine = s.sessionQuarantine
 }
@@ -346,6 +354,8 @@ func (s *session) Reset() {
 func (s *session) Logout() error {
 	s.mu.Lock()
 	env := s.envelope()
+	s.tx.Release() // the session ends with its transaction
+	s.tx = nil
 	s.mu.Unlock()
 	s.cc.mu.Lock()
 	s.cc.lastEnv = env

@@ -135,6 +135,15 @@ type Stats struct {
 
 // New returns a receiver that runs mgr's stages and queues into sp.
 func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logger) *Server {
+	return NewLive(cfg, pluginhost.Pin(mgr), sp, logger)
+}
+
+// NewLive returns a receiver that runs the stages of the manager plugins
+// holds, which may be swapped while it runs (a config reload): each
+// connection runs its connect and HELO phases and its end of session on
+// the manager current when it connected, each transaction its MAIL, RCPT
+// and DATA stages on the one current at its MAIL.
+func NewLive(cfg Config, plugins *pluginhost.Live, sp *spool.Spool, logger *slog.Logger) *Server {
 	if cfg.Hostname == "" {
 		cfg.Hostname = "localhost"
 	}
@@ -148,7 +157,7 @@ func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logg
 			"now", srv.maxConns, "rlimit_nofile", fileLimit(), "reserved_files", srv.limits.ReservedFiles)
 	}
 	srv.auth = newAuthThrottle(srv.limits, srv.now)
-	be := &backend{srv: srv, cfg: cfg, mgr: mgr, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains),
+	be := &backend{srv: srv, cfg: cfg, plugins: plugins, spool: sp, log: logger, local: domains.NewSet(cfg.LocalDomains),
 		budget: newBudget(cfg.MaxBytesInFlight)}
 	srv.be = be
 	s := smtp.NewServer(be)
@@ -244,11 +253,12 @@ func (a slogAdapter) Printf(format string, v ...any) { a.l.Warn("smtp: " + fmt.S
 func (a slogAdapter) Println(v ...any)               { a.l.Warn("smtp: " + strings.TrimSpace(fmt.Sprintln(v...))) }
 
 type backend struct {
-	srv   *Server
-	cfg   Config
-	mgr   *pluginhost.Manager
-	spool *spool.Spool
-	log   *slog.Logger
+	srv *Server
+	cfg Config
+	// plugins hands out the manager each connection and transaction runs on.
+	plugins *pluginhost.Live
+	spool   *spool.Spool
+	log     *slog.Logger
 	// local is the set of Config.LocalDomains.
 	local domains.Set
 	// budget bounds the message bytes in memory (data.go).
@@ -284,7 +294,8 @@ func (b *backend) NewSession(c *smtp.Conn) (smtp.Session, error) {
 // 421 for a tempfail (RFC 5321 section 3.1).
 func (b *backend) connect(cc *clientConn) *smtp.SMTPError {
 	s := &session{be: b, cc: cc, id: cc.id, ip: cc.ip, log: cc.log}
-	cc.connected = true // plugins may take something (a session slot) even when they refuse
+	cc.plugins = b.plugins.Acquire() // released by endSession
+	cc.connected = true              // plugins may take something (a session slot) even when they refuse
 	if err := s.preReception(registry.PhaseConnect, nil); err != nil {
 		var se *smtp.SMTPError
 		if !errors.As(err, &se) {
@@ -313,7 +324,8 @@ func (b *backend) endSession(cc *clientConn) {
 	cc.mu.Unlock()
 	env.ClientIP = cc.ip
 	pc := registry.NewProcessingContext(&registry.Message{Envelope: env}, &registry.Session{ID: cc.id, Hostname: b.cfg.Hostname})
-	if err := b.mgr.EndSession(context.Background(), pc); err != nil { // each plugin under its own timeout
+	defer cc.plugins.Release()
+	if err := cc.plugins.Manager().EndSession(context.Background(), pc); err != nil { // each plugin under its own timeout
 		cc.log.Warn("end of session", "err", err)
 	}
 }

@@ -39,13 +39,13 @@ type BoltOptions struct {
 	Now func() time.Time
 }
 
-// Bolt is the embedded store: one bbolt file, one writer at a time, so
+// boltFile is the embedded store: one bbolt file, one writer at a time, so
 // every primitive runs inside a write transaction. A single writer
 // goroutine commits them (group commit): a lone caller is committed at
 // once, and callers that arrive while a commit is running share the next
 // transaction and its fsync. (bolt.DB.Batch would make a lone caller wait
 // its 10ms batch delay.)
-type Bolt struct {
+type boltFile struct {
 	db   *bolt.DB
 	now  func() time.Time
 	ops  chan *boltOp
@@ -63,9 +63,9 @@ type boltOp struct {
 // maxGroup bounds how many primitives share one write transaction.
 const maxGroup = 256
 
-// OpenBolt opens (creating when missing) the bbolt store at o.Path and
+// openBoltFile opens (creating when missing) the bbolt store at o.Path and
 // starts its sweeper.
-func OpenBolt(o BoltOptions) (*Bolt, error) {
+func openBoltFile(o BoltOptions) (*boltFile, error) {
 	if o.Path == "" {
 		return nil, errors.New("bolt store: no path")
 	}
@@ -97,7 +97,7 @@ func OpenBolt(o BoltOptions) (*Bolt, error) {
 		db.Close()
 		return nil, fmt.Errorf("bolt store: create buckets in %s: %w", o.Path, err)
 	}
-	s := &Bolt{db: db, now: o.Now, ops: make(chan *boltOp), stop: make(chan struct{})}
+	s := &boltFile{db: db, now: o.Now, ops: make(chan *boltOp), stop: make(chan struct{})}
 	s.wg.Add(1)
 	go s.writer()
 	if o.SweepInterval > 0 {
@@ -107,7 +107,7 @@ func OpenBolt(o BoltOptions) (*Bolt, error) {
 	return s, nil
 }
 
-func (s *Bolt) sweeper(every time.Duration) {
+func (s *boltFile) sweeper(every time.Duration) {
 	defer s.wg.Done()
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -127,7 +127,7 @@ const sweepBatch = 1000
 
 // Sweep deletes every record that expired at or before now and returns how
 // many it deleted.
-func (s *Bolt) Sweep(ctx context.Context, now time.Time) (int, error) {
+func (s *boltFile) Sweep(ctx context.Context, now time.Time) (int, error) {
 	cut := micros(now)
 	total := 0
 	for _, name := range allBuckets {
@@ -162,7 +162,7 @@ func (s *Bolt) Sweep(ctx context.Context, now time.Time) (int, error) {
 
 // writer commits the queued primitives, as many as are waiting (up to
 // maxGroup) per transaction.
-func (s *Bolt) writer() {
+func (s *boltFile) writer() {
 	defer s.wg.Done()
 	for {
 		var group []*boltOp
@@ -206,7 +206,7 @@ func (s *Bolt) writer() {
 // update runs fn in a write transaction, possibly shared with concurrent
 // callers; fn must only touch the transaction and its own results, and
 // set them afresh each time it runs.
-func (s *Bolt) update(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
+func (s *boltFile) update(ctx context.Context, what string, fn func(tx *bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("bolt store: %s: %w", what, err)
 	}
@@ -246,7 +246,7 @@ func getInts(v []byte, n int) ([]int64, bool) {
 }
 
 // Greylist implements Store. The logic is the same as greylistScript's.
-func (s *Bolt) Greylist(ctx context.Context, req GreylistRequest) (GreylistResult, error) {
+func (s *boltFile) Greylist(ctx context.Context, req GreylistRequest) (GreylistResult, error) {
 	var res GreylistResult
 	now := micros(req.Now)
 	delay, window, expire := req.Delay.Microseconds(), req.RetryWindow.Microseconds(), req.Expire.Microseconds()
@@ -294,7 +294,7 @@ func (s *Bolt) Greylist(ctx context.Context, req GreylistRequest) (GreylistResul
 
 // Take implements Store with GCRA: the record holds the theoretical
 // arrival time (TAT) of the next event.
-func (s *Bolt) Take(ctx context.Context, key string, at time.Time, r Rate) (TakeResult, error) {
+func (s *boltFile) Take(ctx context.Context, key string, at time.Time, r Rate) (TakeResult, error) {
 	interval, burst, err := r.params()
 	if err != nil {
 		return TakeResult{}, fmt.Errorf("bolt store: take %s: %w", key, err)
@@ -365,7 +365,7 @@ func maxInt(a, b int64) int64 {
 const maxHolder = 1024
 
 // Acquire implements Store.
-func (s *Bolt) Acquire(ctx context.Context, key, holder string, limit int, leaseFor time.Duration, at time.Time) (AcquireResult, error) {
+func (s *boltFile) Acquire(ctx context.Context, key, holder string, limit int, leaseFor time.Duration, at time.Time) (AcquireResult, error) {
 	if len(holder) > maxHolder || holder == "" {
 		return AcquireResult{}, fmt.Errorf("bolt store: acquire %s: holder name must have 1 to %d bytes", key, maxHolder)
 	}
@@ -399,7 +399,7 @@ func (s *Bolt) Acquire(ctx context.Context, key, holder string, limit int, lease
 }
 
 // Release implements Store.
-func (s *Bolt) Release(ctx context.Context, key, holder string) error {
+func (s *boltFile) Release(ctx context.Context, key, holder string) error {
 	return s.update(ctx, "release lease", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketLease)
 		ls := decodeLeases(b.Get([]byte(key)))
@@ -417,15 +417,15 @@ func (s *Bolt) Release(ctx context.Context, key, holder string) error {
 }
 
 // Ping implements Store: a read transaction.
-func (s *Bolt) Ping(ctx context.Context) error {
+func (s *boltFile) Ping(ctx context.Context) error {
 	if err := s.db.View(func(*bolt.Tx) error { return nil }); err != nil {
 		return fmt.Errorf("bolt store: ping: %w", err)
 	}
 	return nil
 }
 
-// Close stops the sweeper and closes the file; safe to call twice.
-func (s *Bolt) Close() error {
+// close stops the sweeper and closes the file; safe to call twice.
+func (s *boltFile) close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.stop)

@@ -2,13 +2,16 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -378,12 +381,65 @@ func TestBoltKeepsStateAcrossRestart(t *testing.T) {
 
 func TestBoltLockTimeout(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
-	openTestBolt(t, path)
-	// bbolt's flock is per open file description: a second open in the
-	// same process waits for it like another process would.
-	_, err := OpenBolt(BoltOptions{Path: path, LockTimeout: 50 * time.Millisecond, SweepInterval: -1})
+	openTestBolt(t, path).Close()
+	// Another process's lock: bbolt's flock is per open file description,
+	// so a description of our own stands for it.
+	other, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if err := syscall.Flock(int(other.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	_, err = OpenBolt(BoltOptions{Path: path, LockTimeout: 50 * time.Millisecond, SweepInterval: -1})
 	if err == nil || !strings.Contains(err.Error(), path) {
-		t.Fatalf("second open of a locked file: %v, want a timeout naming the path", err)
+		t.Fatalf("open of a file another process locked: %v, want a timeout naming the path", err)
+	}
+}
+
+// TestBoltSharedInProcess is a config reload: the new plugin instance
+// opens the file while the old one still has it; both see one state, the
+// old one's Close leaves the new one working, and the file is unlocked
+// once the last handle is closed.
+func TestBoltSharedInProcess(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.db")
+	ctx := context.Background()
+	old, err := OpenBolt(BoltOptions{Path: path, LockTimeout: 50 * time.Millisecond, SweepInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := GreylistRequest{Triplet: "t", Network: "n", Now: t0, Delay: time.Minute, RetryWindow: time.Hour, Expire: 24 * time.Hour}
+	if r, err := old.Greylist(ctx, req); err != nil || r.Status != GreylistNew {
+		t.Fatalf("first try: %v %v", r.Status, err)
+	}
+	// The same file by another spelling of its path.
+	t.Chdir(dir)
+	cur, err := OpenBolt(BoltOptions{Path: "./state.db", LockTimeout: 50 * time.Millisecond, SweepInterval: -1})
+	if err != nil {
+		t.Fatalf("second open in the process: %v", err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.Greylist(ctx, req); !errors.Is(err, ErrClosed) {
+		t.Fatalf("closed handle: %v, want ErrClosed", err)
+	}
+	req.Now = t0.Add(2 * time.Minute)
+	if r, err := cur.Greylist(ctx, req); err != nil || r.Status != GreylistPassed {
+		t.Fatalf("retry on the new handle: %v %v, want passed (the old handle's record)", r.Status, err)
+	}
+	if err := cur.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatalf("file still locked after the last handle closed: %v", err)
 	}
 }
 

@@ -6,14 +6,17 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/elemta/elemta/pkg/store/storetest"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
+	"github.com/stretchr/testify/require"
 )
 
 const (
@@ -433,12 +436,20 @@ func TestREADMEExamples(t *testing.T) {
 	}
 }
 
-// TestBoltLockTimeout: a second node on the same bbolt file fails to start
-// after bolt_lock_timeout, naming the file; the first keeps working.
+// TestBoltLockTimeout: a node whose bbolt file another process holds fails
+// to start after bolt_lock_timeout, naming the file. (A second manager in
+// the same process, a config reload, shares the open file: pkg/store.)
 func TestBoltLockTimeout(t *testing.T) {
 	dir := t.TempDir()
 	clock := storetest.NewClock(epoch)
-	a := newNode(t, "bolt_lock_timeout = \"100ms\"\n", dir, clock)
+	path := filepath.Join(dir, "greylist", "greylist.db")
+	require.NoError(t, os.MkdirAll(filepath.Dir(path), 0o750))
+	other, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
+	require.NoError(t, err)
+	defer other.Close()
+	// bbolt's lock is an flock of its open file description: ours is the
+	// other process's.
+	require.NoError(t, syscall.Flock(int(other.Fd()), syscall.LOCK_EX|syscall.LOCK_NB))
 	cfg, err := pluginhost.ParseConfig("test.toml", []byte("[plugins]\nplugins = [\"greylist\"]\n[plugins.greylist]\nbolt_lock_timeout = \"100ms\"\n"))
 	if err != nil {
 		t.Fatal(err)
@@ -447,9 +458,11 @@ func TestBoltLockTimeout(t *testing.T) {
 	err = m.LoadPlugins(context.Background())
 	m.Close()
 	if err == nil || !strings.Contains(err.Error(), "greylist.db") || !strings.Contains(err.Error(), "timeout") {
-		t.Fatalf("second node on a locked file: %v, want a lock timeout naming the file", err)
+		t.Fatalf("node on a locked file: %v, want a lock timeout naming the file", err)
 	}
+	require.NoError(t, syscall.Flock(int(other.Fd()), syscall.LOCK_UN))
+	a := newNode(t, "bolt_lock_timeout = \"100ms\"\n", dir, clock)
 	if got := reply(a.rcpt("192.0.2.1", "a@s.example", "b@r.example")); got != greyFull {
-		t.Fatalf("first node after the failed second start: %q", got)
+		t.Fatalf("node started once the lock was released: %q", got)
 	}
 }

@@ -1,5 +1,6 @@
 // Package cli is the elemta command line: `elemta scan`, `elemta plugins
-// list|test|metrics`, `elemta config check`, `elemta serve`, `elemta milter`, `elemta send`,
+// list|test|metrics`, `elemta config check`, `elemta serve`, `elemta reload`,
+// `elemta upgrade`, `elemta milter`, `elemta send`,
 // `elemta version`. It holds no
 // plugin imports: the binary's main package links the plugins (gen/, or
 // the package tools/elemta-build generates) and passes their manifest.
@@ -36,8 +37,9 @@ const usage = `usage: elemta [-log-level LEVEL] COMMAND [ARGS]
 Commands:
   scan [--config F] [--ip IP] [--helo NAME] [--from ADDR] [--rcpt ADDR]... [--json] [--out DIR] FILE...
         run pre-reception, post-reception and pre-queue on each message
-  plugins list [--config F] [--json]
-        list the compiled-in plugins and whether the config enables them
+  plugins list [--config F] [--json] [--server [--pid-file P]]
+        list the compiled-in plugins and whether the config enables them;
+        --server: those of the running server's binary and config
   plugins test [--config F] NAME
         build a plugin from config, run its health check and a self-test message
   plugins metrics [--config F] [--json] FILE...
@@ -54,7 +56,14 @@ Commands:
   config default
         print the embedded default config
   serve [--config F]
-        run the SMTP server ([server] table): receive, run the stages, spool, deliver
+        run the SMTP server ([server] table): receive, run the stages, spool, deliver;
+        SIGHUP reloads the config, SIGUSR2 upgrades the binary
+  reload [--config F] [--pid-file P] [--timeout D]
+        make the running server (found by its pid file) reload its config
+        and print the outcome; a config that fails leaves the old one serving
+  upgrade [--config F] [--pid-file P] [--timeout D]
+        make the running server hand its socket and spool to the binary now
+        at its path, and print the outcome
   milter [--config F]
         run the plugin stages for Postfix or Sendmail over the milter protocol ([milter] table)
   send [--server HOST:PORT] [--helo NAME] [--from ADDR] --rcpt ADDR... FILE...
@@ -143,6 +152,8 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 		return a.milter(ctx, rest)
 	case cmd == "send":
 		return a.send(ctx, rest)
+	case cmd == "reload" || cmd == "upgrade":
+		return a.control(ctx, cmd, rest)
 	case cmd == "version":
 		return a.version(rest)
 	case cmd == "help" || cmd == "-h" || cmd == "--help":
@@ -157,6 +168,7 @@ type app struct {
 	stdout, stderr io.Writer
 	log            *slog.Logger
 	level          slog.Level // -log-level
+	obs            *observed  // `elemta serve`: its logs and metrics
 }
 
 func (a *app) errorf(format string, args ...any) int {

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/elemta/elemta/internal/buildinfo"
+	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
@@ -31,9 +33,11 @@ type pluginJSON struct {
 }
 
 func (a *app) pluginsList(args []string) int {
-	fs := a.flagSet("plugins list", "plugins list [--config F] [--json]")
+	fs := a.flagSet("plugins list", "plugins list [--config F] [--json] [--server [--pid-file P]]")
 	cfgPath := fs.String("config", "", "config file (default ./elemta.toml, else the embedded default)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	server := fs.Bool("server", false, "list what the running server (found by its pid file) serves: its binary's plugins and the instances of its config now")
+	pidFile := fs.String("pid-file", "", "with --server: the server's pid file (default: from the config)")
 	rest, err := parse(fs, args)
 	if err != nil {
 		return usageError(err)
@@ -42,15 +46,49 @@ func (a *app) pluginsList(args []string) int {
 		fs.Usage()
 		return ExitError
 	}
-	cfg, err := a.loadConfig(*cfgPath)
-	if err != nil {
-		return a.errorf("plugins list: %v", err)
+	var list []pluginJSON
+	var source string
+	if *server {
+		if list, source, err = a.serverPlugins(*cfgPath, *pidFile); err != nil {
+			return a.errorf("plugins list --server: %v", err)
+		}
+	} else {
+		cfg, err := a.loadConfig(*cfgPath)
+		if err != nil {
+			return a.errorf("plugins list: %v", err)
+		}
+		list, source = describePlugins(cfg.Plugins.Instances), "config: "+cfg.File
 	}
+	if *asJSON {
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(list)
+		return ExitAccept
+	}
+	fmt.Fprintln(a.stdout, source)
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tENABLED\tTYPES\tSTAGES\tVERSION\tPACKAGE\tMODULE\tINSTANCES")
+	for _, p := range list {
+		enabled := "no"
+		if p.Enabled {
+			enabled = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, enabled, strings.Join(p.Types, ","),
+			strings.Join(p.Stages, ","), orDash(p.Version), p.Package, orDash(strings.TrimSpace(p.Module+" "+p.ModuleVersion)),
+			orDash(strings.Join(p.Instances, ",")))
+	}
+	_ = tw.Flush()
+	return ExitAccept
+}
+
+// describePlugins lists the compiled-in plugins with their enabled
+// instances (instances(name): in config order).
+func describePlugins(instances func(name string) []string) []pluginJSON {
 	info, haveInfo := buildinfo.Read()
 	list := []pluginJSON{}
 	for _, m := range pluginhost.Modules() {
 		p := pluginJSON{Name: m.Name, Version: m.Version, Description: m.Description, Package: m.Package,
-			Produces: m.Produces, Consumes: m.Consumes, Instances: cfg.Plugins.Instances(m.Name)}
+			Produces: m.Produces, Consumes: m.Consumes, Instances: instances(m.Name)}
 		p.Enabled = len(p.Instances) > 0
 		for _, t := range m.Types {
 			p.Types = append(p.Types, string(t))
@@ -65,26 +103,53 @@ func (a *app) pluginsList(args []string) int {
 		}
 		list = append(list, p)
 	}
-	if *asJSON {
-		enc := json.NewEncoder(a.stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(list)
-		return ExitAccept
-	}
-	fmt.Fprintf(a.stdout, "config: %s\n", cfg.File)
-	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tENABLED\tTYPES\tSTAGES\tVERSION\tPACKAGE\tMODULE\tINSTANCES")
-	for _, p := range list {
-		enabled := "no"
-		if p.Enabled {
-			enabled = "yes"
+	return list
+}
+
+// describeServer is what the serving process writes to its "serving"
+// status file (serve.DaemonOptions.Describe): this binary's plugins and
+// the instances of the manager serving now.
+func describeServer(srv *serve.Server) any {
+	loaded := srv.Plugins().Loaded()
+	return describePlugins(func(name string) []string {
+		var out []string
+		for _, id := range loaded {
+			if typ, _, _ := strings.Cut(id, "/"); typ == name {
+				out = append(out, id)
+			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, enabled, strings.Join(p.Types, ","),
-			strings.Join(p.Stages, ","), orDash(p.Version), p.Package, orDash(strings.TrimSpace(p.Module+" "+p.ModuleVersion)),
-			orDash(strings.Join(p.Instances, ",")))
+		return out
+	})
+}
+
+// serverPlugins reads what the running server wrote with describeServer.
+func (a *app) serverPlugins(cfgPath, pidFile string) ([]pluginJSON, string, error) {
+	if pidFile == "" {
+		cfg, err := a.loadConfig(cfgPath)
+		if err != nil {
+			return nil, "", err
+		}
+		pidFile = cfg.Server.PIDPath()
 	}
-	_ = tw.Flush()
-	return ExitAccept
+	pid, err := serve.ReadPID(pidFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("is the server running? %w", err)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		return nil, "", fmt.Errorf("pid %d (from %s) is not running: %w", pid, pidFile, err)
+	}
+	st, err := serve.ReadStatus(pidFile, "serving")
+	if err != nil {
+		return nil, "", err
+	}
+	if st.PID != pid {
+		return nil, "", fmt.Errorf("%s describes pid %d, the pid file names %d (an upgrade in progress?)", serve.StatusPath(pidFile, "serving"), st.PID, pid)
+	}
+	var list []pluginJSON
+	if err := json.Unmarshal(st.Report, &list); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", serve.StatusPath(pidFile, "serving"), err)
+	}
+	return list, fmt.Sprintf("server: pid %d", pid), nil
 }
 
 func orDash(s string) string {

@@ -3,23 +3,43 @@ package cli
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/elemta/elemta/internal/admin"
 	"github.com/elemta/elemta/internal/buildinfo"
+	"github.com/elemta/elemta/internal/config"
+	"github.com/elemta/elemta/internal/delivery"
 	"github.com/elemta/elemta/internal/metrics"
 	"github.com/elemta/elemta/internal/obslog"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
+	"github.com/elemta/elemta/internal/smtpd"
 	"github.com/elemta/elemta/pluginhost"
 )
 
-// serve runs `elemta serve` until ctx is cancelled (SIGTERM, SIGINT).
+// observed is what `elemta serve` keeps for the whole process while
+// reloads replace the plugins and a failed upgrade the server: the logs,
+// the metrics and the server serving now.
+type observed struct {
+	logs    *obslog.Logs
+	metrics *metrics.Metrics
+	current atomic.Pointer[serve.Server]
+	res     atomic.Pointer[resolver.Resolver]
+	once    sync.Once
+}
+
+// serve runs `elemta serve` until ctx is cancelled (SIGTERM, SIGINT):
+// SIGHUP (or POST /api/v1/reload on the admin listener) reloads the
+// config, SIGUSR2 upgrades to the binary now at the executable's path
+// (serve.Daemon). [log] and [admin] are read once, at start.
 func (a *app) serve(ctx context.Context, args []string) int {
 	fs := a.flagSet("serve", "serve [--config F]")
 	cfgPath := fs.String("config", "", "config file (default ./elemta.toml, else the embedded default)")
@@ -41,65 +61,161 @@ func (a *app) serve(ctx context.Context, args []string) int {
 	}
 	stopReopen := reopenOnSIGUSR1(logs, a)
 	defer stopReopen()
+	o := &observed{logs: logs, metrics: metrics.New(buildInfo(), metrics.WithMaxSeries(cfg.Admin.MaxPluginSeries))}
+	a.obs = o
 
-	host, err := a.host(cfg)
-	if err != nil {
-		return a.errorf("serve: %v", err)
-	}
-	host.Logger = a.log
-	host.Hostname = cfg.Server.Hostname
-	m := metrics.New(buildInfo(), metrics.WithMaxSeries(cfg.Admin.MaxPluginSeries))
-	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host), pluginhost.WithObserver(m),
-		pluginhost.WithPluginMetrics(m.ForPlugin), pluginhost.WithPluginLogger(logs.Plugin))
-	if err := mgr.LoadPlugins(ctx); err != nil {
-		return a.errorf("serve: load plugins from %s: %v", cfg.File, err)
-	}
-	defer func() {
-		if err := mgr.Close(); err != nil {
-			a.log.Error("close plugins", "err", err)
-		}
-	}()
-	pluginInfo(m, mgr.Loaded())
-
-	srv, err := serve.Start(ctx, cfg.Server, mgr, a.log)
-	if err != nil {
-		return a.errorf("serve: %v", err)
-	}
-	src := metrics.Sources{SMTP: srv.SMTPStats, Spool: srv.Spool(), Delivery: srv.DeliveryStats}
-	if r, ok := host.Resolver.(*resolver.Resolver); ok {
-		src.Resolver = r.Stats
-	}
-	m.Server(src)
-	adminAddr := "off"
-	var adm *admin.Server
-	if cfg.Admin.Enabled {
-		adm, err = admin.New(cfg.Admin, admin.Deps{Manager: mgr, Metrics: m, Spool: srv.Spool(), Log: a.log, Config: cfg.Redacted})
-		if err == nil {
-			err = adm.Start()
-		}
-		if err != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownTimeout.D())
-			defer cancel()
-			return a.errorf("serve: %s: [admin]: %v", cfg.File, errors.Join(err, srv.Shutdown(sctx)))
-		}
-		adminAddr = adm.Addr().String()
-		if n, _ := cfg.Admin.Address(); n == "unix" {
-			adminAddr = "unix:" + adminAddr
-		}
-	}
-	a.log.Info("elemta serve started", "config", cfg.File, "smtp", srv.Addr().String(), "admin", adminAddr,
-		"plugins", strings.Join(mgr.Loaded(), ","), "plugin_log_dir", cfg.Log.PluginDir)
-
-	err = srv.Wait(ctx)
-	if adm != nil {
-		actx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		err = errors.Join(err, adm.Shutdown(actx))
-	}
+	var adm adminRunner
+	defer adm.stop()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	err = serve.Daemon(ctx, serve.DaemonOptions{
+		ConfigPath: *cfgPath,
+		Parse: func(path string) (serve.Config, error) {
+			cfg, err := a.loadConfig(path)
+			if err != nil {
+				return serve.Config{}, err
+			}
+			return cfg.Server, nil
+		},
+		Load:     a.loadServer,
+		Signals:  sigs,
+		Describe: describeServer,
+		Log:      a.log,
+		Ready: func(srv *serve.Server) {
+			o.current.Store(srv)
+			o.once.Do(func() { o.metrics.Server(o.sources()) })
+			pluginInfo(o.metrics, srv.Plugins().Loaded())
+			addr := "off"
+			if cfg.Admin.Enabled {
+				addr = adm.start(ctx, cfg, admin.Deps{
+					Plugins: func() *pluginhost.Manager { return o.current.Load().Plugins() },
+					Reload: func(ctx context.Context) (any, error) {
+						return o.current.Load().Reload(ctx, "")
+					},
+					Metrics: o.metrics, Spool: srv.Spool(), Log: a.log, Config: cfg.Redacted,
+				}, a)
+			}
+			a.log.Info("elemta serve started", "config", cfg.File, "smtp", srv.Addr().String(), "admin", addr,
+				"plugins", strings.Join(srv.Plugins().Loaded(), ","), "plugin_log_dir", cfg.Log.PluginDir)
+		},
+	})
 	if err != nil {
 		return a.errorf("serve: %v", err)
 	}
 	return ExitAccept
+}
+
+// sources are the metrics read at each scrape, from the server serving
+// then.
+func (o *observed) sources() metrics.Sources {
+	src := metrics.Sources{
+		SMTP:     func() smtpd.Stats { return o.current.Load().SMTPStats() },
+		Spool:    o.current.Load().Spool(),
+		Delivery: func() delivery.Stats { return o.current.Load().DeliveryStats() },
+	}
+	if o.res.Load() != nil {
+		src.Resolver = func() resolver.Stats { return o.res.Load().Stats() }
+	}
+	return src
+}
+
+// adminRunner runs the admin listener of the server serving now. After an
+// upgrade the old process holds the address until it exits, so a start
+// that finds it taken retries in the background.
+type adminRunner struct {
+	mu     sync.Mutex
+	srv    *admin.Server
+	cancel context.CancelFunc
+}
+
+func (r *adminRunner) start(ctx context.Context, cfg *config.Config, deps admin.Deps, a *app) string {
+	r.stop()
+	adm, err := admin.New(cfg.Admin, deps)
+	if err != nil {
+		a.log.Error("admin listener", "file", cfg.File, "err", err)
+		return "off (" + err.Error() + ")"
+	}
+	if err := adm.Start(); err == nil {
+		r.mu.Lock()
+		r.srv = adm
+		r.mu.Unlock()
+		return adm.Addr().String()
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	r.mu.Lock()
+	r.cancel = cancel
+	r.mu.Unlock()
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-rctx.Done():
+				return
+			case <-t.C:
+			}
+			adm, err := admin.New(cfg.Admin, deps)
+			if err == nil {
+				err = adm.Start()
+			}
+			if err == nil {
+				r.mu.Lock()
+				r.srv = adm
+				r.mu.Unlock()
+				a.log.Info("admin listener started", "addr", adm.Addr().String())
+				return
+			}
+		}
+	}()
+	return cfg.Admin.Listen + " (taken: retrying)"
+}
+
+func (r *adminRunner) stop() {
+	r.mu.Lock()
+	srv, cancel := r.srv, r.cancel
+	r.srv, r.cancel = nil, nil
+	r.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if srv != nil {
+		ctx, done := context.WithTimeout(context.Background(), 5*time.Second)
+		defer done()
+		_ = srv.Shutdown(ctx)
+	}
+}
+
+// loadServer is the server's config loader (serve.Loader): the file's
+// [server] table and its plugins, built, validated and started.
+func (a *app) loadServer(ctx context.Context, path string) (serve.Config, *pluginhost.Manager, error) {
+	cfg, err := a.loadConfig(path)
+	if err != nil {
+		return serve.Config{}, nil, err
+	}
+	return a.startPlugins(ctx, cfg)
+}
+
+func (a *app) startPlugins(ctx context.Context, cfg *config.Config) (serve.Config, *pluginhost.Manager, error) {
+	host, err := a.host(cfg)
+	if err != nil {
+		return serve.Config{}, nil, err
+	}
+	host.Logger = a.log
+	host.Hostname = cfg.Server.Hostname
+	opts := []pluginhost.Option{pluginhost.WithHost(host)}
+	if o := a.obs; o != nil {
+		opts = append(opts, pluginhost.WithObserver(o.metrics), pluginhost.WithPluginMetrics(o.metrics.ForPlugin),
+			pluginhost.WithPluginLogger(o.logs.Plugin))
+		if r, ok := host.Resolver.(*resolver.Resolver); ok {
+			o.res.Store(r)
+		}
+	}
+	mgr := pluginhost.NewManager(cfg.Plugins, opts...)
+	if err := mgr.LoadPlugins(ctx); err != nil {
+		return serve.Config{}, nil, errors.Join(fmt.Errorf("load plugins from %s: %w", cfg.File, err), mgr.Close())
+	}
+	return cfg.Server, mgr, nil
 }
 
 // reopenOnSIGUSR1 reopens the plugin log files at each SIGUSR1 (after
