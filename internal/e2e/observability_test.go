@@ -183,7 +183,9 @@ plugin_dir = %q
 		{"elemta_stage_verdicts_total", L{"stage": "pre-reception", "action": "tempfail"}, 1},
 		{"elemta_smtp_transactions_total", L{"outcome": "accepted"}, 1},
 		{"elemta_smtp_transactions_total", L{"outcome": "rejected"}, 1},
-		{"elemta_smtp_connections_total", nil, 3},
+		// The three messages' sessions and the server's own readiness check
+		// (a greeting on its listener, serve.Daemon).
+		{"elemta_smtp_connections_total", nil, 4},
 		{"elemta_delivery_recipients_total", L{"outcome": "delivered"}, 1},
 		{"elemta_plugin_info", L{"plugin": "clamav", "name": "clamav"}, 1},
 		{"elemta_build_info", nil, 1},

@@ -19,12 +19,18 @@ import (
 const TokenEnv = "ELEMTA_ADMIN_TOKEN"
 
 // takeServer removes --server ADDR and --token-file F (or their =forms)
-// from args and returns them.
+// from args and returns them. A --server with no address after it (the
+// end, or another flag next) is left in rest: `plugins list --server`
+// alone asks the server found by its pid file (serve.Daemon's status).
 func takeServer(args []string) (server, tokenFile string, rest []string) {
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
 		if !strings.HasPrefix(a, "-") || (name != "server" && name != "token-file") {
+			rest = append(rest, a)
+			continue
+		}
+		if name == "server" && !hasVal && (i+1 >= len(args) || strings.HasPrefix(args[i+1], "-")) {
 			rest = append(rest, a)
 			continue
 		}
