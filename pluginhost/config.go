@@ -20,6 +20,9 @@ import (
 const (
 	DefaultTimeout        = 30 * time.Second
 	DefaultMaxConcurrency = 16
+	DefaultIdleWorkers    = 64
+	// MaxIdleWorkers bounds idle_workers: each idle worker keeps a stack.
+	MaxIdleWorkers = 4096
 )
 
 // Config is the [plugins] part of Elemta's TOML config file:
@@ -50,6 +53,10 @@ type Config struct {
 	Plugins []string
 	// MaxConcurrency bounds how many plugins of one stage run at once.
 	MaxConcurrency int
+	// IdleWorkers is how many plugin workers (goroutines that keep their
+	// grown stacks between calls) stay waiting for work; 0 starts a
+	// goroutine for every plugin call.
+	IdleWorkers int
 	// DefaultTimeout applies to plugins without a timeout of their own.
 	DefaultTimeout time.Duration
 	// Warnings are problems that do not stop startup (a legacy
@@ -87,6 +94,7 @@ type pluginsTable struct {
 	Directory      string             `toml:"directory"`
 	Plugins        []string           `toml:"plugins"`
 	MaxConcurrency *int               `toml:"max_concurrency"`
+	IdleWorkers    *int               `toml:"idle_workers"`
 	DefaultTimeout *registry.Duration `toml:"default_timeout"`
 }
 
@@ -127,6 +135,7 @@ func NewConfig(plugins ...string) (*Config, error) {
 
 func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) {
 	cfg := &Config{File: file, Enabled: true, MaxConcurrency: DefaultMaxConcurrency,
+		IdleWorkers:    DefaultIdleWorkers,
 		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, cat: r, data: data}
 	var errs []error
 	fail := func(line, col int, format string, args ...any) {
@@ -183,6 +192,12 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 			errs = append(errs, fmt.Errorf("%s: plugins.max_concurrency = %d: must be at least 1", file, *t.MaxConcurrency))
 		}
 		cfg.MaxConcurrency = *t.MaxConcurrency
+	}
+	if t.IdleWorkers != nil {
+		if *t.IdleWorkers < 0 || *t.IdleWorkers > MaxIdleWorkers {
+			errs = append(errs, fmt.Errorf("%s: plugins.idle_workers = %d: must be between 0 and %d", file, *t.IdleWorkers, MaxIdleWorkers))
+		}
+		cfg.IdleWorkers = *t.IdleWorkers
 	}
 	if t.DefaultTimeout != nil {
 		if *t.DefaultTimeout <= 0 {

@@ -116,6 +116,8 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown stage", "[plugins.clamav]\nstages = [\"later\"]\n", []string{`unknown stage "later"`}},
 		{"zero timeout", "[plugins.clamav]\ntimeout = 0\n", []string{"plugins.clamav.timeout must be positive"}},
 		{"max_concurrency", "[plugins]\nmax_concurrency = 0\n", []string{"plugins.max_concurrency = 0: must be at least 1"}},
+		{"negative idle_workers", "[plugins]\nidle_workers = -1\n", []string{"plugins.idle_workers = -1: must be between 0 and 4096"}},
+		{"idle_workers over the limit", "[plugins]\nidle_workers = 4097\n", []string{"plugins.idle_workers = 4097: must be between 0 and 4096"}},
 		{"syntax error", "[plugins\n", []string{"cfg.toml:1:"}},
 		{"several errors at once", "[plugins.clamav]\nbogus = 1\n[plugins.dkim]\nselektor = \"x\"\n",
 			[]string{`cfg.toml:2:1: plugins.clamav: unknown key "bogus"`, `cfg.toml:4:1: plugins.dkim: unknown key "selektor"`}},

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"slices"
+	"sync"
 	"time"
 
 	"github.com/elemta/elemta/internal/catalog"
 	"github.com/elemta/elemta/registry"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrTimeout is wrapped by the error of a plugin cut off at its timeout.
@@ -69,9 +68,12 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 	if m.closed {
 		return nil, fmt.Errorf("stage %s: %w", stage, ErrClosed)
 	}
-	sr := &StageResult{Stage: stage}
 	start := time.Now()
 	waves := m.waves[stage]
+	if pw, ok := m.preWaves[pc.Phase]; ok && stage == registry.PreReception {
+		waves = pw // without the plugins that have nothing to do at this phase (an unknown phase runs them all)
+	}
+	sr := &StageResult{Stage: stage, Results: make([]*registry.Result, 0, m.sizes[stage])}
 	if len(waves) > 0 {
 		ctx = registry.WithProcessingContext(ctx, pc)
 	}
@@ -79,10 +81,10 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 		if err := ctx.Err(); err != nil {
 			return sr, fmt.Errorf("stage %s: %w", stage, err)
 		}
-		results := m.runWave(ctx, stage, pc, wave)
-		sr.Results = append(sr.Results, results...)
+		first := len(sr.Results)
+		sr.Results = m.runWave(ctx, stage, pc, wave, sr.Results)
 		rejected := false
-		for _, r := range results {
+		for _, r := range sr.Results[first:] {
 			rejected = rejected || r.Verdict.Action == registry.Reject
 		}
 		if rejected {
@@ -101,108 +103,133 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 	return sr, nil
 }
 
-// runWave runs the plugins of one wave and returns their results in wave
-// (config) order.
+// runWave runs the plugins of one wave and appends their results to out
+// in wave (config) order.
 //
-// Every plugin runs in a goroutine of its own, so one that ignores its
-// context can be abandoned at its deadline instead of waited for. A wave
-// that fits under max_concurrency starts all its plugins at once, and the
-// calling goroutine collects them, with one deadline context per distinct
-// timeout. A larger wave is bounded by an errgroup with SetLimit, each of
-// its goroutines waiting for one plugin.
-func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance) []*registry.Result {
-	switch {
-	case len(wave) == 1:
-		return []*registry.Result{m.runOne(ctx, stage, pc, wave[0])}
-	case len(wave) <= m.cfg.MaxConcurrency:
-		return m.runAll(ctx, stage, pc, wave)
-	}
-	results := make([]*registry.Result, len(wave))
-	var g errgroup.Group
-	g.SetLimit(m.cfg.MaxConcurrency)
-	for i, inst := range wave {
-		g.Go(func() error {
-			results[i] = m.runOne(ctx, stage, pc, inst)
-			return nil // a plugin's failure is its result, never a reason to cancel the others
-		})
-	}
-	_ = g.Wait()
-	return results
-}
-
-// runAll starts every plugin of wave at once and waits for each until it
-// answers or its deadline passes.
-func (m *Manager) runAll(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance) []*registry.Result {
-	start := time.Now()
+// Every plugin runs on a worker of the Manager's pool (see workers), never
+// on the calling goroutine, so one that ignores its context can be
+// abandoned at its deadline instead of waited for. At most max_concurrency
+// run at once: the first max_concurrency start together, each later one as
+// an earlier one answers or is abandoned. Plugins started together share
+// one deadline context per distinct timeout; the calling goroutine collects
+// the answers.
+func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance, out []*registry.Result) []*registry.Result {
 	type deadline struct {
 		timeout time.Duration
+		at      time.Time
 		ctx     context.Context
+		cancel  context.CancelFunc
+		batch   int // deadlines are shared only by plugins started in the same batch
 	}
-	var deadlines []deadline // one per distinct timeout, in first-use order
-	group := make([]int, len(wave))
-	for i, inst := range wave {
-		g := slices.IndexFunc(deadlines, func(d deadline) bool { return d.timeout == inst.settings.Timeout })
-		if g < 0 {
-			tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
-			defer cancel()
-			g = len(deadlines)
-			deadlines = append(deadlines, deadline{inst.settings.Timeout, tctx})
+	var (
+		n         = len(wave)
+		st        = getWaveState(n)
+		slots     = st.slots
+		done      = st.done
+		dbuf      [2]deadline
+		deadlines = dbuf[:0] // one per distinct timeout and batch
+		clean     = true     // every answer came through done: no worker still holds st
+		next      = 0
+		running   = 0
+		batch     = 0
+	)
+	for pending := n; pending > 0; {
+		if running < m.cfg.MaxConcurrency && next < n {
+			now := time.Now()
+			for ; running < m.cfg.MaxConcurrency && next < n; next, running = next+1, running+1 {
+				inst, s := wave[next], &slots[next]
+				g := -1
+				for i := range deadlines {
+					if deadlines[i].batch == batch && deadlines[i].timeout == inst.settings.Timeout {
+						g = i
+						break
+					}
+				}
+				if g < 0 {
+					tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+					at, _ := tctx.Deadline()
+					g = len(deadlines)
+					deadlines = append(deadlines, deadline{timeout: inst.settings.Timeout, at: at, ctx: tctx, cancel: cancel, batch: batch})
+				}
+				s.start, s.deadline = now, g
+				s.call = call{inst: inst, ctx: deadlines[g].ctx, stage: stage, pc: pc, i: next, done: done}
+				m.workers.run(&s.call)
+			}
+			batch++
 		}
-		group[i] = g
-	}
-
-	type outcome struct {
-		i   int
-		res *registry.Result
-	}
-	done := make(chan outcome, len(wave)) // buffered: an abandoned plugin can still finish and exit
-	for i, inst := range wave {
-		go func() { done <- outcome{i, inst.call(deadlines[group[i]].ctx, stage, pc)} }()
-	}
-
-	results := make([]*registry.Result, len(wave))
-	for pending := len(wave); pending > 0; {
 		// Wait for the next answer or the earliest deadline still awaited.
-		var next deadline
-		for i, r := range results {
-			if d := deadlines[group[i]]; r == nil && (next.ctx == nil || d.timeout < next.timeout) {
-				next = d
+		earliest := -1
+		for i := range next {
+			if g := slots[i].deadline; slots[i].res == nil && (earliest < 0 || deadlines[g].at.Before(deadlines[earliest].at)) {
+				earliest = g
 			}
 		}
 		select {
-		case o := <-done:
-			if results[o.i] == nil {
-				results[o.i] = m.finish(ctx, deadlines[group[o.i]].ctx, stage, pc, wave[o.i], o.res, start)
+		case i := <-done:
+			if s := &slots[i]; s.res == nil {
+				s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], s.call.res, s.start)
 				pending--
+				running--
 			}
-		case <-next.ctx.Done():
-			for i, r := range results {
-				if tctx := deadlines[group[i]].ctx; r == nil && tctx.Err() != nil {
-					results[i] = m.finish(ctx, tctx, stage, pc, wave[i], &registry.Result{Err: tctx.Err()}, start)
+		case <-deadlines[earliest].ctx.Done():
+			for i := range next {
+				if s := &slots[i]; s.res == nil && deadlines[s.deadline].ctx.Err() != nil {
+					m.workers.abandon(&s.call)
+					clean = false
+					s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], &registry.Result{Err: deadlines[s.deadline].ctx.Err()}, s.start)
 					pending--
+					running--
 				}
 			}
 		}
 	}
-	return results
+	for _, d := range deadlines {
+		d.cancel()
+	}
+	for i := range slots {
+		out = append(out, slots[i].res)
+	}
+	if clean {
+		putWaveState(st)
+	}
+	return out
 }
 
-// runOne runs one plugin under its own timeout in a goroutine of its own,
-// and waits for it until it answers or the deadline passes.
-func (m *Manager) runOne(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, inst *instance) *registry.Result {
-	start := time.Now()
-	tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
-	defer cancel()
-	done := make(chan *registry.Result, 1) // buffered: an abandoned plugin can still finish and exit
-	go func() { done <- inst.call(tctx, stage, pc) }()
+// waveSlot is one plugin's call in a wave and what the collector knows of it.
+type waveSlot struct {
+	call
+	start    time.Time
+	deadline int // index in the wave's deadlines
+	res      *registry.Result
+}
 
-	var res *registry.Result
-	select {
-	case res = <-done:
-	case <-tctx.Done():
-		res = &registry.Result{Err: tctx.Err()}
+// waveState is what runWave needs for a wave of plugins, kept for reuse
+// by the next wave of that size unless a worker may still touch it (a
+// plugin was cut off at its deadline: its worker may still answer).
+type waveState struct {
+	slots []waveSlot
+	done  chan int // buffered for every slot: a late answer never blocks a worker
+}
+
+// waveStates pools waveStates by wave size, for sizes up to len-1.
+var waveStates [17]sync.Pool
+
+func getWaveState(n int) *waveState {
+	if n < len(waveStates) {
+		if st, ok := waveStates[n].Get().(*waveState); ok {
+			return st
+		}
 	}
-	return m.finish(ctx, tctx, stage, pc, inst, res, start)
+	return &waveState{slots: make([]waveSlot, n), done: make(chan int, n)}
+}
+
+func putWaveState(st *waveState) {
+	n := len(st.slots)
+	if n >= len(waveStates) {
+		return
+	}
+	clear(st.slots) // drop the results and contexts
+	waveStates[n].Put(st)
 }
 
 // finish completes a plugin's result: names the instance in its error

@@ -19,6 +19,7 @@ type stagePlugin struct {
 	name          string
 	fn            handlerFunc
 	stages        []registry.Stage
+	phases        []registry.Phase
 	after, before []string
 }
 
@@ -35,7 +36,7 @@ func testManager(t testing.TB, config string, plugins ...stagePlugin) *Manager {
 		}
 		fn := p.fn
 		regs = append(regs, module(registry.Module[struct{}, handlerFunc]{
-			Name: p.name, Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: stages, After: p.after, Before: p.before,
+			Name: p.name, Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: stages, Phases: p.phases, After: p.after, Before: p.before,
 			New: func(struct{}, registry.Host) (handlerFunc, error) { return fn, nil },
 		}))
 		names = append(names, `"`+p.name+`"`)

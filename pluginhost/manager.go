@@ -40,6 +40,12 @@ type Manager struct {
 	loaded []*instance          // in start order
 	byName map[string]*instance //
 	waves  map[registry.Stage][][]*instance
+	// preWaves holds, for each phase, the pre-reception waves without the
+	// plugins that declared no work at that phase.
+	preWaves map[registry.Phase][][]*instance
+	sizes    map[registry.Stage]int // plugins of each stage
+
+	workers *workers // run the plugin calls of every stage
 }
 
 // instance is one loaded plugin instance.
@@ -74,6 +80,7 @@ func NewManager(cfg *Config, opts ...Option) *Manager {
 		o(m)
 	}
 	m.host = withDefaults(m.host)
+	m.workers = newWorkers(cfg.IdleWorkers)
 	return m
 }
 
@@ -179,6 +186,7 @@ func (m *Manager) Close() error {
 
 func (m *Manager) closeLocked() error {
 	m.closed = true
+	m.workers.close() // no stage runs (mu is held): every worker not abandoned is idle or about to be
 	var errs []error
 	for i := len(m.loaded) - 1; i >= 0; i-- {
 		inst := m.loaded[i]
@@ -188,7 +196,7 @@ func (m *Manager) closeLocked() error {
 			}
 		}
 	}
-	m.loaded, m.byName, m.waves = nil, map[string]*instance{}, map[registry.Stage][][]*instance{}
+	m.loaded, m.byName, m.waves, m.preWaves = nil, map[string]*instance{}, map[registry.Stage][][]*instance{}, nil
 	return errors.Join(errs...)
 }
 
@@ -392,6 +400,28 @@ func (m *Manager) plan() error {
 		}
 	}
 	m.waves = waves
+	m.sizes = map[registry.Stage]int{}
+	for stage, ws := range waves {
+		for _, w := range ws {
+			m.sizes[stage] += len(w)
+		}
+	}
+	m.preWaves = map[registry.Phase][][]*instance{}
+	for _, phase := range registry.Phases() {
+		var pw [][]*instance
+		for _, wave := range waves[registry.PreReception] {
+			var w []*instance
+			for _, inst := range wave {
+				if len(inst.mod.Phases) == 0 || slices.Contains(inst.mod.Phases, int(phase)) {
+					w = append(w, inst)
+				}
+			}
+			if len(w) > 0 {
+				pw = append(pw, w)
+			}
+		}
+		m.preWaves[phase] = pw
+	}
 	return nil
 }
 

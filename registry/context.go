@@ -22,7 +22,12 @@ const (
 	PhaseHelo
 	PhaseMail
 	PhaseRcpt
+	numPhases
 )
+
+// Phases lists every phase: PhaseMessage, then the SMTP phases in the order
+// a session passes them.
+func Phases() []Phase { return []Phase{PhaseMessage, PhaseConnect, PhaseHelo, PhaseMail, PhaseRcpt} }
 
 // Session is what the host knows about the SMTP session a message came in.
 type Session struct {

@@ -37,6 +37,12 @@ type Module[C any, P any] struct {
 	// plugin with stages implements StageHandler (antivirus and antispam
 	// plugins may rely on the built-in adapter instead).
 	Stages []Stage
+	// Phases are the SMTP phases at which the plugin has work to do when
+	// pre-reception runs (PhaseMessage included, for offline scans); nil
+	// means every phase. At any other phase the executor does not call the
+	// plugin at all: it gets no goroutine and leaves no result. Phases do
+	// not filter the other stages.
+	Phases []Phase
 	// Produces and Consumes declare the result types (the Data of a
 	// Result) the plugin publishes and reads with Find or FindAll, each
 	// as a typed nil: Produces: []any{(*registry.SPFResult)(nil)}. In a
@@ -163,6 +169,17 @@ func erase[C any, P any](m Module[C, P], pkg string) (*catalog.Entry, error) {
 			return fail("stage %s listed twice", s)
 		}
 	}
+	for i, p := range m.Phases {
+		if p < 0 || p >= numPhases {
+			return fail("unknown phase %d", int(p))
+		}
+		if slices.Contains(m.Phases[:i], p) {
+			return fail("phase %d listed twice", int(p))
+		}
+	}
+	if len(m.Phases) > 0 && !slices.Contains(m.Stages, PreReception) {
+		return fail("declares phases but does not run at pre-reception")
+	}
 	for _, dep := range append(slices.Clone(m.After), m.Before...) {
 		if _, _, err := catalog.ParseID(dep); err != nil || dep == m.Name {
 			return fail("invalid ordering constraint %q", dep)
@@ -204,9 +221,13 @@ func erase[C any, P any](m Module[C, P], pkg string) (*catalog.Entry, error) {
 	for i, st := range m.Stages {
 		stages[i] = int(st)
 	}
+	var phases []int
+	for _, p := range m.Phases {
+		phases = append(phases, int(p))
+	}
 	return &catalog.Entry{
 		Name: m.Name, Version: m.Version, Description: m.Description, Package: pkg,
-		Types: types, Stages: stages,
+		Types: types, Stages: stages, Phases: phases,
 		After: slices.Clone(m.After), Before: slices.Clone(m.Before),
 		Produces: produces, Consumes: consumes,
 		NewConfig: newConfig,

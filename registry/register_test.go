@@ -45,6 +45,9 @@ func TestRegisterRefusesBadModules(t *testing.T) {
 		{"after itself", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, After: []string{"x"}, New: newScanner}), "invalid ordering constraint"},
 		{"untyped nil product", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Produces: []any{nil}, New: newScanner}), "Produces: entry 0 is an untyped nil"},
 		{"consumed twice", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Consumes: []any{(*SPFResult)(nil), (*SPFResult)(nil)}, New: newScanner}), "*registry.SPFResult listed twice"},
+		{"bad phase", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{PreReception}, Phases: []Phase{Phase(7)}, New: newScanner}), "unknown phase 7"},
+		{"phase twice", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{PreReception}, Phases: []Phase{PhaseMail, PhaseMail}, New: newScanner}), "phase 3 listed twice"},
+		{"phases without pre-reception", eraseErr(Module[struct{}, scanner]{Name: "x", Types: av, Stages: []Stage{PostReception}, Phases: []Phase{PhaseMail}, New: newScanner}), "declares phases but does not run at pre-reception"},
 		{"config not a struct", eraseErr(Module[int, scanner]{Name: "x", Types: av, New: func(int, Host) (scanner, error) { return scanner{}, nil }}), "is not a struct"},
 	}
 	for _, tt := range tests {

@@ -26,6 +26,8 @@ type Entry struct {
 	// Types holds registry.PluginType values, Stages registry.Stage values.
 	Types  []string
 	Stages []int
+	// Phases holds registry.Phase values; nil means every phase.
+	Phases []int
 	After  []string
 	Before []string
 	// Produces and Consumes are the result types (the Data of a

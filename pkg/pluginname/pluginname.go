@@ -39,7 +39,7 @@ var (
 )
 
 // reserved are the keys of the [plugins] table itself.
-var reserved = []string{"enabled", "directory", "plugins", "max_concurrency", "default_timeout"}
+var reserved = []string{"enabled", "directory", "plugins", "max_concurrency", "idle_workers", "default_timeout"}
 
 // Reserved returns the names no plugin may take: the keys of the
 // [plugins] config table.

@@ -18,6 +18,7 @@ func init() {
 		Description: "greylisting per (client network, sender, recipient) triplet with a bbolt or Redis store",
 		Types:       []registry.PluginType{registry.PluginTypeGreylist},
 		Stages:      []registry.Stage{registry.PreReception},
+		Phases:      []registry.Phase{registry.PhaseRcpt, registry.PhaseMessage},
 		// The SPF plugin's result exempts SPF-pass senders when asked to.
 		After:  []string{"spf"},
 		Config: DefaultConfig,

@@ -18,8 +18,10 @@ func init() {
 		Description: "rate limits (GCRA) by client, sender, recipient and user, and concurrent sessions per client, with a bbolt or Redis store",
 		Types:       []registry.PluginType{registry.PluginTypeRateLimit},
 		Stages:      []registry.Stage{registry.PreReception},
-		Config:      DefaultConfig,
-		New:         New,
+		// Nothing is counted at HELO.
+		Phases: []registry.Phase{registry.PhaseConnect, registry.PhaseMail, registry.PhaseRcpt, registry.PhaseMessage},
+		Config: DefaultConfig,
+		New:    New,
 	})
 }
 

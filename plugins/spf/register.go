@@ -14,9 +14,11 @@ func init() {
 		Description: "SPF (RFC 7208) check of the MAIL FROM and HELO identities, Received-SPF header",
 		Types:       []registry.PluginType{registry.PluginTypeSPF},
 		Stages:      []registry.Stage{registry.PreReception},
-		Produces:    []any{(*registry.SPFResult)(nil)},
-		Config:      DefaultConfig,
-		New:         New,
+		// The check runs at MAIL FROM; an offline scan runs it at PhaseMessage.
+		Phases:   []registry.Phase{registry.PhaseMail, registry.PhaseMessage},
+		Produces: []any{(*registry.SPFResult)(nil)},
+		Config:   DefaultConfig,
+		New:      New,
 	})
 }
 
