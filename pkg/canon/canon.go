@@ -89,63 +89,193 @@ func toCRLF(field []byte) []byte {
 
 // Body writes the canonical form of body to w (RFC 6376 §3.4.3, §3.4.4),
 // typically a hash.
+//
+// It scans whole lines with bytes.IndexByte and writes each run of lines
+// that are canonical as they stand (CRLF-terminated and, for relaxed,
+// without a tab, a double space or trailing white space) to w in one
+// Write, straight from body: no copy of the body is made, and a message
+// whose lines all end in CRLF (as SMTP delivers them) needs no line-end
+// fixing. Only lines that change are written piece by piece. Blank lines
+// are held back until a later line shows they are not at the end.
 func Body(w io.Writer, a Algorithm, body []byte) error {
-	var pendingBlank int // empty lines seen but not yet written
-	wrote := false
-	crlf := []byte("\r\n")
-	for len(body) > 0 {
-		line, rest, found := bytes.Cut(body, []byte("\n"))
-		body = rest
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if a == Relaxed {
-			line = relaxedLine(line)
-		}
-		if len(line) == 0 {
-			if found {
-				pendingBlank++
-			}
-			continue
-		}
-		for ; pendingBlank > 0; pendingBlank-- {
-			if _, err := w.Write(crlf); err != nil {
-				return err
-			}
-		}
-		if _, err := w.Write(line); err != nil {
-			return err
-		}
-		if _, err := w.Write(crlf); err != nil { // a missing final CRLF is added
-			return err
-		}
-		wrote = true
+	c := bodyCanon{w: w, relaxed: a == Relaxed}
+	if err := c.write(body); err != nil {
+		return err
 	}
-	if !wrote && a == Simple {
+	if !c.wrote && a == Simple {
 		_, err := w.Write(crlf) // an empty simple body is one CRLF
 		return err
 	}
 	return nil
 }
 
-// relaxedLine reduces white-space runs to one space and drops trailing
-// white space (RFC 6376 §3.4.4).
-func relaxedLine(line []byte) []byte {
-	if bytes.IndexByte(line, '\t') < 0 && !bytes.Contains(line, []byte("  ")) && !bytes.HasSuffix(line, []byte(" ")) {
-		return line // the common case: nothing to change, no copy
+var (
+	crlf        = []byte("\r\n")
+	doubleSpace = []byte("  ")
+)
+
+// bodyCanon holds the state of one body canonicalization.
+type bodyCanon struct {
+	w       io.Writer
+	relaxed bool
+	wrote   bool // a non-blank line was written
+	// pending counts the blank lines after the last non-blank one: they
+	// are written only if a non-blank line follows.
+	pending int
+	// verbatim reports whether every pending blank line is a bare CRLF, so
+	// the run may extend over them.
+	verbatim bool
+	// buf collects a relaxed line's reduced form, written whenever full:
+	// its size bounds the memory used, whatever the line length.
+	buf []byte
+}
+
+const lineBuf = 4096
+
+func (c *bodyCanon) write(body []byte) error {
+	start, end := 0, 0 // body[start:end] is canonical and not written yet
+	c.verbatim = true
+	// The next tab and the next two spaces in a row, found by scanning the
+	// body rather than each line (a scan per line costs more than the
+	// scanning itself on short lines); len(body) when there is none.
+	nextTab, nextDouble := -1, -1
+	for pos := 0; pos < len(body); {
+		line, next, found := body[pos:], len(body), false
+		if i := bytes.IndexByte(line, '\n'); i >= 0 {
+			line, next, found = line[:i], pos+i+1, true
+		}
+		content := line
+		if n := len(content); n > 0 && content[n-1] == '\r' {
+			content = content[:n-1]
+		}
+		// Canonical as it stands: ends in CRLF and has nothing to reduce.
+		asIs := found && len(content) < len(line)
+		if c.relaxed {
+			if nextTab < pos {
+				nextTab = indexFrom(body, pos, '\t')
+			}
+			if nextDouble < pos {
+				nextDouble = indexDoubleSpace(body, pos)
+			}
+		}
+		contentEnd := pos + len(content)
+		if c.relaxed && (nextTab < contentEnd || nextDouble+1 < contentEnd || len(content) > 0 && content[len(content)-1] == ' ') {
+			asIs = false
+			if isWSP(content) {
+				content = nil // a line of white space is a blank line
+			}
+		}
+		if len(content) == 0 {
+			if found {
+				c.pending++
+				c.verbatim = c.verbatim && asIs
+			}
+			pos = next
+			continue
+		}
+		if asIs && (c.pending == 0 || c.verbatim) {
+			end = next // extends the run, over the blank lines before the line
+		} else {
+			if err := c.flush(body[start:end]); err != nil {
+				return err
+			}
+			if err := c.blankLines(); err != nil {
+				return err
+			}
+			if asIs {
+				start, end = pos, next
+			} else {
+				if err := c.line(content); err != nil {
+					return err
+				}
+				start, end = next, next
+			}
+		}
+		c.pending, c.verbatim, c.wrote = 0, true, true
+		pos = next
 	}
-	out := make([]byte, 0, len(line))
+	return c.flush(body[start:end]) // trailing blank lines are dropped
+}
+
+func (c *bodyCanon) flush(run []byte) error {
+	if len(run) == 0 {
+		return nil
+	}
+	_, err := c.w.Write(run)
+	return err
+}
+
+func (c *bodyCanon) blankLines() error {
+	for ; c.pending > 0; c.pending-- {
+		if _, err := c.w.Write(crlf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// line writes a line that is not canonical as it stands, and its CRLF.
+func (c *bodyCanon) line(content []byte) error {
+	if !c.relaxed {
+		if _, err := c.w.Write(content); err != nil {
+			return err
+		}
+		_, err := c.w.Write(crlf)
+		return err
+	}
+	// Each white-space run becomes one space; a trailing one goes.
+	if c.buf == nil {
+		c.buf = make([]byte, 0, lineBuf)
+	}
+	out := c.buf[:0]
 	space := false
-	for _, c := range line {
-		if c == ' ' || c == '\t' {
+	for _, b := range content {
+		if b == ' ' || b == '\t' {
 			space = true
 			continue
+		}
+		if len(out) >= lineBuf-2 {
+			if _, err := c.w.Write(out); err != nil {
+				return err
+			}
+			out = out[:0]
 		}
 		if space {
 			out = append(out, ' ')
 			space = false
 		}
-		out = append(out, c)
+		out = append(out, b)
 	}
-	return out
+	out = append(out, '\r', '\n')
+	_, err := c.w.Write(out)
+	return err
+}
+
+// indexFrom returns the position of the first c in body from pos on, or
+// len(body).
+func indexFrom(body []byte, pos int, c byte) int {
+	if i := bytes.IndexByte(body[pos:], c); i >= 0 {
+		return pos + i
+	}
+	return len(body)
+}
+
+// indexDoubleSpace returns the position of the first of two spaces in a
+// row in body from pos on, or len(body).
+func indexDoubleSpace(body []byte, pos int) int {
+	if i := bytes.Index(body[pos:], doubleSpace); i >= 0 {
+		return pos + i
+	}
+	return len(body)
+}
+
+func isWSP(line []byte) bool {
+	for _, b := range line {
+		if b != ' ' && b != '\t' {
+			return false
+		}
+	}
+	return true
 }
 
 // BodyBytes returns the canonical body.

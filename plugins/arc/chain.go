@@ -3,6 +3,7 @@ package arc
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -255,7 +256,7 @@ func (v *verifier) body(a canon.Algorithm) []byte {
 	if h, ok := v.bodyHash[a]; ok {
 		return h
 	}
-	h := dkimkey.SHA256(canon.BodyBytes(a, v.msg.Body()))
+	h := bodyHash(a, v.msg.Body())
 	v.bodyHash[a] = h
 	return h
 }
@@ -494,4 +495,12 @@ func validate(ctx context.Context, r registry.Resolver, msg *registry.Message, m
 	}
 	res.Result = registry.AuthPass
 	return res
+}
+
+// bodyHash returns the SHA-256 of body's canonical form under a, streamed
+// into the hash (no copy of the body).
+func bodyHash(a canon.Algorithm, body []byte) []byte {
+	h := sha256.New()
+	_ = canon.Body(h, a, body) // a hash never fails
+	return h.Sum(nil)
 }

@@ -49,7 +49,7 @@ func (s *sealer) seal(msg *registry.Message, sets []*arcSet, cv string, authres 
 		}
 	}
 	algo := s.key.Algorithm
-	bh := base64.StdEncoding.EncodeToString(dkimkey.SHA256(canon.BodyBytes(canon.Relaxed, msg.Body())))
+	bh := base64.StdEncoding.EncodeToString(bodyHash(canon.Relaxed, msg.Body()))
 	t := now.Unix()
 	amsTags := func(b string) string {
 		return fmt.Sprintf("a=%s; b=%s; bh=%s; c=relaxed/relaxed; d=%s; h=%s; i=%d; s=%s; t=%d",
