@@ -311,9 +311,13 @@ func kvValue(v string) string {
 	return quoted(v)
 }
 
+// quoteEscaper escapes a quoted-string's backslashes and quotes; built once
+// (a Replacer builds its tables on first use, which cost more than the
+// replacing itself when made per call).
+var quoteEscaper = strings.NewReplacer("\\", "\\\\", `"`, `\"`)
+
 func quoted(v string) string {
-	v = strings.NewReplacer("\\", "\\\\", `"`, `\"`).Replace(noCTL(v))
-	return `"` + v + `"`
+	return `"` + quoteEscaper.Replace(noCTL(v)) + `"`
 }
 
 // noCTL replaces control characters with spaces: HELO and MAIL FROM come
