@@ -43,7 +43,7 @@ func ParseRecord(txt string) (*PublicKey, error) {
 			if strings.TrimSpace(part) == "" {
 				continue
 			}
-			return nil, fmt.Errorf("%w: key record tag %q has no value", ErrMalformed, strings.TrimSpace(part))
+			return nil, fmt.Errorf("%w: key record error: tag %q has no value", ErrMalformed, strings.TrimSpace(part))
 		}
 		if k == "v" && i != 0 {
 			return nil, fmt.Errorf("%w: key record v= is not the first tag", ErrMalformed)
@@ -51,21 +51,21 @@ func ParseRecord(txt string) (*PublicKey, error) {
 		tags[k] = strings.Join(strings.Fields(v), "")
 	}
 	if v, ok := tags["v"]; ok && v != "DKIM1" {
-		return nil, fmt.Errorf("%w: key record version %q (want DKIM1)", ErrMalformed, v)
+		return nil, fmt.Errorf("%w: incompatible public key version: key record version %q (want DKIM1)", ErrMalformed, v)
 	}
 	p, ok := tags["p"]
 	if !ok {
-		return nil, fmt.Errorf("%w: key record has no p=", ErrMalformed)
+		return nil, fmt.Errorf("%w: key syntax error: key record has no p=", ErrMalformed)
 	}
 	if p == "" {
 		return nil, ErrRevoked
 	}
 	if s, ok := tags["s"]; ok && !hasAny(s, "email", "*") {
-		return nil, fmt.Errorf("%w: key record s=%s is not for email", ErrMalformed, s)
+		return nil, fmt.Errorf("%w: inappropriate service: key record s=%s is not for email", ErrMalformed, s)
 	}
 	der, err := base64.StdEncoding.DecodeString(p)
 	if err != nil {
-		return nil, fmt.Errorf("%w: key record p=: %w", ErrMalformed, err)
+		return nil, fmt.Errorf("%w: key syntax error: key record p=: %w", ErrMalformed, err)
 	}
 	pk := &PublicKey{KeyType: tags["k"]}
 	if pk.KeyType == "" {
@@ -79,12 +79,12 @@ func ParseRecord(txt string) (*PublicKey, error) {
 		pub, err := x509.ParsePKIXPublicKey(der)
 		if err != nil {
 			if pub, err = x509.ParsePKCS1PublicKey(der); err != nil {
-				return nil, fmt.Errorf("%w: key record p= is not an RSA public key: %w", ErrMalformed, err)
+				return nil, fmt.Errorf("%w: key syntax error: key record p= is not an RSA public key: %w", ErrMalformed, err)
 			}
 		}
 		rk, ok := pub.(*rsa.PublicKey)
 		if !ok {
-			return nil, fmt.Errorf("%w: key record k=rsa holds a %T", ErrMalformed, pub)
+			return nil, fmt.Errorf("%w: key syntax error: key record k=rsa holds a %T", ErrMalformed, pub)
 		}
 		pk.Key, pk.Bits = rk, rk.N.BitLen()
 		if pk.Bits < MinRSABits {
@@ -92,11 +92,11 @@ func ParseRecord(txt string) (*PublicKey, error) {
 		}
 	case "ed25519":
 		if len(der) != ed25519.PublicKeySize {
-			return nil, fmt.Errorf("%w: ed25519 key of %d bytes", ErrMalformed, len(der))
+			return nil, fmt.Errorf("%w: key syntax error: ed25519 key of %d bytes", ErrMalformed, len(der))
 		}
 		pk.Key, pk.Bits = ed25519.PublicKey(der), 256
 	default:
-		return nil, fmt.Errorf("%w: unknown key type k=%s", ErrMalformed, pk.KeyType)
+		return nil, fmt.Errorf("%w: unsupported key algorithm: unknown key type k=%s", ErrMalformed, pk.KeyType)
 	}
 	return pk, nil
 }

@@ -32,8 +32,10 @@ type Plugin struct {
 	bodyCan   dkim.Canonicalization
 	trusted   []netip.Prefix
 
+	keys *dkimkey.Cache // parsed key records, by their text
+
 	defaultKey *signingKey            // selector and private_key, or nil
-	keys       map[string]*signingKey // per signing domain
+	domainKeys map[string]*signingKey // per signing domain
 }
 
 type signingKey struct {
@@ -49,7 +51,7 @@ func New(cfg Config, host registry.Host) (*Plugin, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Plugin{cfg: cfg, resolver: host.Resolver, clock: host.Clock, log: host.Logger}
+	p := &Plugin{cfg: cfg, resolver: host.Resolver, clock: host.Clock, log: host.Logger, keys: dkimkey.NewCache(cfg.KeyCacheSize)}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -90,11 +92,11 @@ func (p *Plugin) Start(ctx context.Context) error {
 	if p.cfg.PrivateKey != "" {
 		p.defaultKey = load("default signing key (private_key)", p.cfg.Selector, p.cfg.PrivateKey, false)
 	}
-	p.keys = map[string]*signingKey{}
+	p.domainKeys = map[string]*signingKey{}
 	for _, name := range sortedKeys(p.cfg.Domains) {
 		d := p.cfg.Domains[name]
 		if k := load(fmt.Sprintf("domains.%q", name), d.Selector, d.PrivateKey, d.SignUnauthenticated); k != nil {
-			p.keys[name] = k
+			p.domainKeys[name] = k
 		}
 	}
 	return errors.Join(errs...)
@@ -154,18 +156,7 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 	if len(fields) == 0 {
 		return res, nil
 	}
-	// go-msgauth fails to read a header section that does not end in a
-	// CRLF or LF blank line (all header and no body, RFC 5322 §3.5, or a
-	// lone CR), which would make every signature an error of the plugin
-	// instead of a result.
-	raw := withSeparator(message)
-	verifs, err := dkim.VerifyWithOptions(bytes.NewReader(raw), &dkim.VerifyOptions{
-		LookupTXT:        p.lookupTXT(ctx),
-		MaxVerifications: p.cfg.MaxSignatures,
-	})
-	if err != nil && !errors.Is(err, dkim.ErrTooManySignatures) {
-		return nil, fmt.Errorf("verify: %w", err)
-	}
+	verifs := p.verifyFields(ctx, message, fields)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
@@ -174,12 +165,11 @@ func (p *Plugin) VerifySignature(ctx context.Context, message *registry.Message)
 }
 
 // signatureResults pairs the DKIM-Signature fields of the message with
-// go-msgauth's verifications, which come in the same order (it reads the
-// header itself). A pass counts only for the d= that was verified: should
-// the two ever read the header differently (another count of signatures,
-// another d= at the same place), the signature is a permerror, never a
-// pass reported for a domain it was not verified for.
-func signatureResults(fields []registry.HeaderField, verifs []*dkim.Verification, maxSignatures int) []registry.DKIMSignatureResult {
+// their verifications, in the same order. A pass counts only for the d=
+// that was verified: should the two ever read a field differently, the
+// signature is a permerror, never a pass reported for a domain it was not
+// verified for.
+func signatureResults(fields []registry.HeaderField, verifs []verification, maxSignatures int) []registry.DKIMSignatureResult {
 	checked := min(len(fields), maxSignatures)
 	out := make([]registry.DKIMSignatureResult, 0, len(fields))
 	for i, f := range fields {
@@ -229,24 +219,23 @@ func withSeparator(m *registry.Message) []byte {
 	return append(out, body...)
 }
 
-// classify maps a go-msgauth verification error to an RFC 8601 result.
+// classify maps a verification error to an RFC 8601 result.
 func classify(err error) (registry.AuthResult, string) {
-	switch {
-	case err == nil:
+	switch err.(type) {
+	case nil:
 		return registry.AuthPass, ""
-	case dkim.IsTempFail(err):
+	case tempFail:
 		return registry.AuthTempError, err.Error()
-	case dkim.IsPermFail(err):
+	case permFail:
 		return registry.AuthPermError, err.Error()
 	}
 	return registry.AuthFail, err.Error()
 }
 
-// lookupTXT adapts the context-aware resolver to go-msgauth's LookupTXT
-// hook, which has no context: every lookup runs under ctx, and none starts
-// once ctx is done. registry.Resolver promises to return when its context
-// is done, so a slow DNS server cannot hold verification past the plugin's
-// deadline.
+// lookupTXT looks key records up under ctx (none starts once ctx is done).
+// registry.Resolver promises to return when its context is done, so a slow
+// DNS server cannot hold verification past the plugin's deadline. Errors
+// are *net.DNSError, whose Temporary tells temperror from permerror.
 func (p *Plugin) lookupTXT(ctx context.Context) func(string) ([]string, error) {
 	return func(name string) ([]string, error) {
 		if err := ctx.Err(); err != nil {
@@ -259,20 +248,12 @@ func (p *Plugin) lookupTXT(ctx context.Context) func(string) ([]string, error) {
 		if err != nil {
 			return nil, dnsError(name, err)
 		}
-		// go-msgauth measures RSA keys in whole bytes (Size()*8), so it
-		// accepts keys of 1017-1023 bits: refuse them here (RFC 8301 §3.2).
-		// Its own parser reports every other problem with the record.
-		for _, t := range txt {
-			if _, err := dkimkey.ParseRecord(t); errors.Is(err, dkimkey.ErrShortKey) {
-				return nil, err // not a DNS error: go-msgauth makes it a permerror
-			}
-		}
 		return txt, nil
 	}
 }
 
-// dnsError returns err as a *net.DNSError, the type go-msgauth inspects to
-// tell a temporary failure (temperror) from a missing key (permerror).
+// dnsError returns err as a *net.DNSError, which tells a temporary failure
+// (temperror) from a missing key (permerror).
 // Errors that are not a DNS answer count as temporary.
 func dnsError(name string, err error) error {
 	if err == nil {
@@ -339,7 +320,7 @@ func (p *Plugin) SignMessage(ctx context.Context, message *registry.Message, dom
 // [domains] entry of domain or of its closest parent, else the default key.
 func (p *Plugin) keyFor(domain string) (string, *signingKey) {
 	for d := domain; d != ""; {
-		if k, ok := p.keys[d]; ok {
+		if k, ok := p.domainKeys[d]; ok {
 			return d, k
 		}
 		_, rest, ok := strings.Cut(d, ".")
@@ -379,7 +360,10 @@ func (p *Plugin) sign(ctx context.Context, message *registry.Message, domain str
 	if err != nil {
 		return registry.Field{}, fmt.Errorf("sign for %s: %w", domain, err)
 	}
-	raw := withSeparator(message) // see VerifySignature
+	// go-msgauth fails to read a header section that does not end in a
+	// CRLF or LF blank line (all header and no body, RFC 5322 §3.5, or a
+	// lone CR).
+	raw := withSeparator(message)
 	if _, err := s.Write(raw); err != nil {
 		s.Close()
 		return registry.Field{}, fmt.Errorf("sign for %s: %w", domain, err)

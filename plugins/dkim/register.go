@@ -30,6 +30,9 @@ type Config struct {
 	// MaxSignatures caps the signatures verified per message; later ones
 	// are reported with result "policy" and not checked.
 	MaxSignatures int `toml:"max_signatures"`
+	// KeyCacheSize is how many parsed key records (by their text) are
+	// kept; 0 parses every record fetched.
+	KeyCacheSize int `toml:"key_cache_size"`
 
 	// Sign signs at pre-queue when a key applies.
 	Sign bool `toml:"sign"`
@@ -67,7 +70,11 @@ type DomainConfig struct {
 
 // Defaults.
 const (
-	DefaultMaxSignatures    = 10
+	DefaultMaxSignatures = 10
+	DefaultKeyCacheSize  = 1000
+	// maxKeyCacheSize bounds key_cache_size: each entry holds a record of
+	// at most dkimkey.MaxCachedRecord bytes and its key.
+	maxKeyCacheSize         = 100000
 	DefaultCanonicalization = "relaxed/relaxed"
 	// maxMaxSignatures bounds max_signatures: each signature costs a DNS
 	// lookup and a body hash.
@@ -88,6 +95,7 @@ func DefaultConfig() Config {
 	return Config{
 		Verify:           true,
 		MaxSignatures:    DefaultMaxSignatures,
+		KeyCacheSize:     DefaultKeyCacheSize,
 		Sign:             true,
 		Canonicalization: DefaultCanonicalization,
 		Headers:          slices.Clone(DefaultHeaders),
@@ -105,6 +113,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.MaxSignatures < 1 || c.MaxSignatures > maxMaxSignatures {
 		errs = append(errs, fmt.Errorf("max_signatures = %d: must be between 1 and %d", c.MaxSignatures, maxMaxSignatures))
+	}
+	if c.KeyCacheSize < 0 || c.KeyCacheSize > maxKeyCacheSize {
+		errs = append(errs, fmt.Errorf("key_cache_size = %d: must be between 0 and %d", c.KeyCacheSize, maxKeyCacheSize))
 	}
 	if _, _, err := parseCanonicalization(c.Canonicalization); err != nil {
 		errs = append(errs, err)

@@ -59,6 +59,8 @@ sign_unauthenticated = true
 `, ""},
 		{"unknown key", "[plugins.dkim]\nselektor = \"x\"\n", `unknown key "selektor"`},
 		{"wrong type", "[plugins.dkim]\nmax_signatures = \"ten\"\n", "max_signatures"},
+		{"key_cache_size over the limit", "[plugins.dkim]\nkey_cache_size = 100001\n", "key_cache_size = 100001: must be between 0 and 100000"},
+		{"negative key_cache_size", "[plugins.dkim]\nkey_cache_size = -1\n", "key_cache_size = -1: must be between 0 and 100000"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := pluginhost.ParseConfig("t.toml", []byte("[plugins]\nplugins = [\"dkim\"]\n"+tc.toml))
@@ -124,5 +126,22 @@ func TestStages(t *testing.T) {
 				t.Fatalf("DKIMResult %+v, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+// key_cache_size: 0 (no cache) and the limit are accepted and decoded.
+func TestKeyCacheSizeBounds(t *testing.T) {
+	for _, n := range []int{0, 100000} {
+		cfg, err := pluginhost.ParseConfig("t.toml", fmt.Appendf(nil, "[plugins]\nplugins = [\"dkim\"]\n[plugins.dkim]\nkey_cache_size = %d\n", n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, _ := cfg.Settings("dkim")
+		if got := pc.Value.(*Config).KeyCacheSize; got != n {
+			t.Fatalf("key_cache_size = %d decoded as %d", n, got)
+		}
+	}
+	if DefaultConfig().KeyCacheSize != DefaultKeyCacheSize {
+		t.Fatal("the default is not DefaultKeyCacheSize")
 	}
 }
