@@ -223,32 +223,73 @@ func (c *bodyCanon) line(content []byte) error {
 		_, err := c.w.Write(crlf)
 		return err
 	}
-	// Each white-space run becomes one space; a trailing one goes.
+	// Each white-space run becomes one space; a trailing one goes. Text
+	// between the runs that change (a tab, two spaces, a space at the end)
+	// is copied whole.
 	if c.buf == nil {
 		c.buf = make([]byte, 0, lineBuf)
 	}
 	out := c.buf[:0]
-	space := false
-	for _, b := range content {
-		if b == ' ' || b == '\t' {
-			space = true
-			continue
+	emit := func(b []byte) error {
+		for len(b) > 0 {
+			if len(out) == cap(out) {
+				if _, err := c.w.Write(out); err != nil {
+					return err
+				}
+				out = out[:0]
+			}
+			n := copy(out[len(out):cap(out)], b)
+			out, b = out[:len(out)+n], b[n:]
 		}
-		if len(out) >= lineBuf-2 {
-			if _, err := c.w.Write(out); err != nil {
+		return nil
+	}
+	for len(content) > 0 {
+		i := nextRun(content)
+		if i < 0 {
+			i = len(content)
+		}
+		j := i
+		for j < len(content) && (content[j] == ' ' || content[j] == '\t') {
+			j++
+		}
+		if err := emit(content[:i]); err != nil {
+			return err
+		}
+		if j > i && j < len(content) {
+			if err := emit(space); err != nil {
 				return err
 			}
-			out = out[:0]
 		}
-		if space {
-			out = append(out, ' ')
-			space = false
-		}
-		out = append(out, b)
+		content = content[j:]
 	}
-	out = append(out, '\r', '\n')
+	if err := emit(crlf); err != nil {
+		return err
+	}
 	_, err := c.w.Write(out)
 	return err
+}
+
+var space = []byte(" ")
+
+// nextRun returns where the first white-space run of line that relaxed
+// canonicalization changes begins (one holding a tab or two spaces, or one
+// at the end of the line), or -1. Single spaces before it are copied as
+// they are.
+func nextRun(line []byte) int {
+	i := bytes.IndexByte(line, '\t')
+	if d := bytes.Index(line, doubleSpace); d >= 0 && (i < 0 || d < i) {
+		i = d
+	}
+	if i < 0 {
+		if n := len(line); n > 0 && line[n-1] == ' ' {
+			return n - 1
+		}
+		return -1
+	}
+	for i > 0 && line[i-1] == ' ' {
+		i-- // the run began with the spaces before the tab
+	}
+	return i
 }
 
 // indexFrom returns the position of the first c in body from pos on, or
