@@ -98,6 +98,7 @@ func BenchmarkAccept(b *testing.B) {
 					b.Fatal(err)
 				}
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+				b.ReportMetric(float64(sp.DirSyncs())/float64(b.N), "dir-fsyncs/msg")
 				if got := srv.Stats().Accepted; got != int64(b.N) {
 					b.Fatalf("accepted %d of %d", got, b.N)
 				}
