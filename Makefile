@@ -7,7 +7,7 @@ BENCHTIME ?= 1s
 
 FUZZTIME  ?= 5s
 
-.PHONY: all generate check-generate build variants run test test-unit testenv testenv-stop bench fuzz fuzz-long fmt vet clean
+.PHONY: bench-postfix all generate check-generate build variants run test test-unit testenv testenv-stop bench fuzz fuzz-long fmt vet clean
 
 all: build
 
@@ -68,6 +68,12 @@ vet:
 ## bench: every benchmark, figures for BENCHMARKS.md
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+## bench-postfix: elemta serve and a private Postfix side by side under
+## smtp-source (Maildir delivery on both): msgs/s and CPU s per 1,000 msgs
+## (SESSIONS, MSGS, SIZE, PF_PORT, EL_PORT: see tools/bench-postfix/run.sh)
+bench-postfix: build
+	tools/bench-postfix/run.sh $(BIN)
 
 ## fuzz: every Go fuzz target (each `func FuzzX` in a *_test.go), one after
 ## the other for FUZZTIME each (go test runs one target per -fuzz); a

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# run.sh — `elemta serve` and a private Postfix side by side, driven by the
+# same client (Postfix's smtp-source) with the same messages, both
+# delivering to Maildirs on the same disk. For each session count it
+# reports messages per second (from the first connection to the last
+# message in the Maildir) and CPU seconds per 1,000 messages (user +
+# system of the MTA's processes: elemta's one process; Postfix's master,
+# its live children and the children it reaped).
+#
+# Usage: tools/bench-postfix/run.sh [BIN]   (make bench-postfix)
+# Environment: SESSIONS ("1 10 50"), MSGS (1000), SIZE (10240 bytes),
+# PF_PORT (12625), EL_PORT (12626). Needs Debian's postfix package
+# (start-postfix.sh installs it when missing) and smtp-source.
+set -euo pipefail
+BIN=$(realpath "${1:-bin/elemta}")
+SESSIONS=${SESSIONS:-"1 10 50"}; MSGS=${MSGS:-1000}; SIZE=${SIZE:-10240}
+PF_PORT=${PF_PORT:-12625}; EL_PORT=${EL_PORT:-12626}
+here=$(cd "$(dirname "$0")" && pwd)
+command -v smtp-source >/dev/null || { echo "bench-postfix: smtp-source not found (Debian's postfix package)" >&2; exit 1; }
+[ -x "$BIN" ] || { echo "bench-postfix: $BIN not built (make build)" >&2; exit 1; }
+
+ROOT=$(mktemp -d /tmp/bench-postfix.XXXXXX)
+chmod 755 "$ROOT" # mktemp makes it 0700: Postfix's daemons (user postfix) must reach their queue
+EL_PID=
+cleanup() {
+  postfix -c "$ROOT/pf/etc" stop >/dev/null 2>&1 || true
+  [ -n "$EL_PID" ] && kill "$EL_PID" 2>/dev/null && wait "$EL_PID" 2>/dev/null || true
+  rm -rf "$ROOT"
+}
+trap cleanup EXIT
+
+"$here/start-postfix.sh" "$ROOT/pf" "$PF_PORT"
+# Postfix's own limits would cap 50 sessions: let it run as many smtpd as
+# there are sessions, as elemta does.
+postconf -c "$ROOT/pf/etc" -e 'default_process_limit = 200' >/dev/null
+postfix -c "$ROOT/pf/etc" reload >/dev/null 2>&1
+
+mkdir -p "$ROOT/el"
+cat >"$ROOT/el/elemta.toml" <<CF
+[server]
+listen = "127.0.0.1:$EL_PORT"
+hostname = "el.example.test"
+spool_dir = "$ROOT/el/spool"
+maildir_root = "$ROOT/el/mail"
+local_domains = ["example.test"]
+# Postfix exempts loopback clients from its per-client limits
+# (smtpd_client_event_limit_exceptions, mynetworks): so does the bench,
+# or 50 sessions that open a connection per message would pass 50 at once.
+max_connections_per_client = 1000
+
+[plugins]
+plugins = []
+CF
+"$BIN" serve --config "$ROOT/el/elemta.toml" >"$ROOT/el/log" 2>&1 &
+EL_PID=$!
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$EL_PORT) 2>/dev/null && break; sleep 0.1; done
+
+tck=$(getconf CLK_TCK)
+# cpu PID: CPU ticks of PID, its live children and its reaped children.
+cpu() {
+  local pid=$1 total=0 f
+  read -r -a f <<<"$(sed 's/^.*) //' /proc/"$pid"/stat)"
+  total=$(( f[11] + f[12] + f[13] + f[14] ))   # utime stime cutime cstime
+  for c in $(pgrep -P "$pid" || true); do
+    if read -r -a f <<<"$(sed 's/^.*) //' /proc/"$c"/stat 2>/dev/null)"; then
+      total=$(( total + f[11] + f[12] ))
+    fi
+  done
+  echo "$total"
+}
+count() { find "$1" -type f 2>/dev/null | wc -l; }
+
+printf '%-8s %8s %10s %14s\n' mta sessions msgs/s cpu-s/1000msg
+delivered_pf=0; delivered_el=0
+for s in $SESSIONS; do
+  for mta in postfix elemta; do
+    if [ "$mta" = postfix ]; then
+      pid=$(tr -d ' ' <"$ROOT/pf/spool/pid/master.pid"); port=$PF_PORT
+      box="$ROOT/pf/vmail/example.test/postmaster/new"; want=$(( delivered_pf + MSGS ))
+    else
+      pid=$EL_PID; port=$EL_PORT
+      box="$ROOT/el/mail/example.test/postmaster/new"; want=$(( delivered_el + MSGS ))
+    fi
+    c0=$(cpu "$pid"); t0=$(date +%s.%N)
+    smtp-source -s "$s" -m "$MSGS" -l "$SIZE" -f a@example.test -t postmaster@example.test "127.0.0.1:$port"
+    for _ in $(seq 6000); do [ "$(count "$box")" -ge "$want" ] && break; sleep 0.05; done
+    t1=$(date +%s.%N); c1=$(cpu "$pid")
+    got=$(count "$box")
+    [ "$got" -ge "$want" ] || { echo "bench-postfix: $mta delivered $got of $want" >&2; exit 1; }
+    if [ "$mta" = postfix ]; then delivered_pf=$want; else delivered_el=$want; fi
+    awk -v m="$mta" -v s="$s" -v n="$MSGS" -v t0="$t0" -v t1="$t1" -v c="$(( c1 - c0 ))" -v tck="$tck" \
+      'BEGIN { printf "%-8s %8d %10.0f %14.2f\n", m, s, n/(t1-t0), c/tck/n*1000 }'
+  done
+done
