@@ -16,8 +16,11 @@ type ModuleInfo struct {
 	Description string
 	Types       []registry.PluginType
 	Stages      []registry.Stage
-	After       []string
-	Before      []string
+	// Phases are the pre-reception phases the plugin is called at; nil
+	// means every phase.
+	Phases []registry.Phase
+	After  []string
+	Before []string
 	// Produces and Consumes name the result types the plugin declares
 	// ("*registry.SPFResult").
 	Produces, Consumes []string
@@ -32,7 +35,7 @@ func infoOf(e *catalog.Entry) ModuleInfo {
 	}
 	return ModuleInfo{
 		Name: e.Name, Version: e.Version, Description: e.Description,
-		Types: types, Stages: entryStages(e),
+		Types: types, Stages: entryStages(e), Phases: entryPhases(e),
 		After: append([]string(nil), e.After...), Before: append([]string(nil), e.Before...),
 		Produces: typeNames(e.Produces), Consumes: typeNames(e.Consumes),
 		Package: e.Package,
@@ -45,6 +48,15 @@ func typeNames(types []reflect.Type) []string {
 		names = append(names, t.String())
 	}
 	return names
+}
+
+// entryPhases returns the phases an entry declares (nil: every phase).
+func entryPhases(e *catalog.Entry) []registry.Phase {
+	var phases []registry.Phase
+	for _, p := range e.Phases {
+		phases = append(phases, registry.Phase(p))
+	}
+	return phases
 }
 
 // entryStages returns the stages an entry declares.
