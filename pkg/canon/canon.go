@@ -159,8 +159,16 @@ func (c *bodyCanon) write(body []byte) error {
 			}
 		}
 		contentEnd := pos + len(content)
+		firstRun := -1 // for relaxed: where the first run that changes begins, relative to pos
 		if c.relaxed && (nextTab < contentEnd || nextDouble+1 < contentEnd || len(content) > 0 && content[len(content)-1] == ' ') {
 			asIs = false
+			firstRun = len(content) - 1 // the trailing space, unless a run comes first
+			if nextTab < contentEnd {
+				firstRun = nextTab - pos
+			}
+			if nextDouble+1 < contentEnd && nextDouble-pos < firstRun {
+				firstRun = nextDouble - pos
+			}
 			if isWSP(content) {
 				content = nil // a line of white space is a blank line
 			}
@@ -185,7 +193,7 @@ func (c *bodyCanon) write(body []byte) error {
 			if asIs {
 				start, end = pos, next
 			} else {
-				if err := c.line(content); err != nil {
+				if err := c.line(content, firstRun); err != nil {
 					return err
 				}
 				start, end = next, next
@@ -215,7 +223,10 @@ func (c *bodyCanon) blankLines() error {
 }
 
 // line writes a line that is not canonical as it stands, and its CRLF.
-func (c *bodyCanon) line(content []byte) error {
+//
+// For relaxed, firstRun is where the first white-space run that changes
+// begins, as write found it (so the line is not scanned for it again).
+func (c *bodyCanon) line(content []byte, firstRun int) error {
 	if !c.relaxed {
 		if _, err := c.w.Write(content); err != nil {
 			return err
@@ -244,7 +255,15 @@ func (c *bodyCanon) line(content []byte) error {
 		return nil
 	}
 	for len(content) > 0 {
-		i := nextRun(content)
+		i := firstRun
+		if i < 0 {
+			i = nextRun(content)
+		} else {
+			for i > 0 && content[i-1] == ' ' {
+				i-- // the run began with the spaces before it
+			}
+		}
+		firstRun = -1
 		if i < 0 {
 			i = len(content)
 		}
