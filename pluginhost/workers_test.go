@@ -146,7 +146,9 @@ func TestPhasesSkipPluginsWithNothingToDo(t *testing.T) {
 func TestModuleInfoPhases(t *testing.T) {
 	c := newCatalog(module(registry.Module[struct{}, handlerFunc]{Name: "at-rcpt", Types: []registry.PluginType{registry.PluginTypeCustom},
 		Stages: []registry.Stage{registry.PreReception}, Phases: []registry.Phase{registry.PhaseRcpt},
-		New: func(struct{}, registry.Host) (handlerFunc, error) { return verdictPlugin(registry.AcceptVerdict()), nil }}))
+		New: func(struct{}, registry.Host) (handlerFunc, error) {
+			return verdictPlugin(registry.AcceptVerdict()), nil
+		}}))
 	e, ok := c.Lookup("at-rcpt")
 	require.True(t, ok)
 	assert.Equal(t, []registry.Phase{registry.PhaseRcpt}, infoOf(e).Phases)
