@@ -16,6 +16,7 @@ import (
 
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/pluginhost"
 )
 
@@ -38,6 +39,9 @@ type Config struct {
 	DNS resolver.Config
 	// Server is the [server] table: `elemta serve`.
 	Server serve.Config
+	// Store is the [store] table: the one Redis pool every plugin of the
+	// process shares (registry.Host.Redis); no server named, no pool.
+	Store store.RedisConfig
 	// Warnings are problems that do not stop startup.
 	Warnings []string
 }
@@ -46,13 +50,14 @@ type Config struct {
 // decoded by the registry; the field only keeps strict decoding from
 // calling it unknown.
 type hostDoc struct {
-	Plugins any             `toml:"plugins"`
-	DNS     resolver.Config `toml:"dns"`
-	Server  serve.Config    `toml:"server"`
+	Plugins any               `toml:"plugins"`
+	DNS     resolver.Config   `toml:"dns"`
+	Server  serve.Config      `toml:"server"`
+	Store   store.RedisConfig `toml:"store"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins", "dns", "server"}
+var hostTables = []string{"plugins", "dns", "server", "store"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -128,7 +133,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	host := hostDoc{Server: serve.DefaultConfig()}
+	host := hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig()}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
@@ -155,9 +160,12 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := host.DNS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
 	}
+	if err := host.Store.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [store]: %w", file, err))
+	}
 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Warnings: append(pcfg.Warnings, serverWarnings...)}, nil
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Store: host.Store, Warnings: append(pcfg.Warnings, serverWarnings...)}, nil
 }

@@ -411,7 +411,7 @@ func TestRedisSetsTTLs(t *testing.T) {
 	s.Greylist(ctx, GreylistRequest{Triplet: "t", Network: "n", Now: t0, Delay: time.Minute, RetryWindow: time.Hour, Expire: 24 * time.Hour, AutoAllowAfter: 1})
 	s.Take(ctx, "r", t0, Rate{Count: 10, Window: 10 * time.Second})
 	s.Acquire(ctx, "c", "h", 1, time.Minute, t0)
-	for key, want := range map[string]time.Duration{"t:t": time.Hour, "r:r": time.Second, "c:c": time.Minute} {
+	for key, want := range map[string]time.Duration{"{n}t:t": time.Hour, "r:r": time.Second, "c:c": time.Minute} {
 		ttl, err := c.PTTL(ctx, s.Prefix()+key).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -421,7 +421,7 @@ func TestRedisSetsTTLs(t *testing.T) {
 		}
 	}
 	s.Greylist(ctx, GreylistRequest{Triplet: "t", Network: "n", Now: t0.Add(time.Minute), Delay: time.Minute, RetryWindow: time.Hour, Expire: 24 * time.Hour, AutoAllowAfter: 1})
-	for _, key := range []string{"t:t", "n:n"} {
+	for _, key := range []string{"{n}t:t", "{n}n"} { // one hash tag: one Cluster slot
 		if ttl, _ := c.PTTL(ctx, s.Prefix()+key).Result(); ttl < 23*time.Hour {
 			t.Errorf("TTL of %s after the pass = %v, want about the 24h expiry", key, ttl)
 		}

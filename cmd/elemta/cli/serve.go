@@ -22,6 +22,7 @@ func (a *app) serve(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.errorf("serve: %v", err)
 	}
+	defer a.closeHost(host)
 	host.Hostname = cfg.Server.Hostname
 	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	if err := mgr.LoadPlugins(ctx); err != nil {
