@@ -25,13 +25,17 @@ type backend struct {
 	open func(t testing.TB) Store
 }
 
-// backends returns bbolt and Redis: every table runs against both. The
-// Redis one needs ELEMTA_TEST_REDIS (tools/testenv/start.sh): skipped
-// locally without it, a failure under CI=true.
+// backends returns bbolt, Redis, and the Sentinel, Cluster and TLS setups:
+// every table runs against each. Redis needs ELEMTA_TEST_REDIS
+// (tools/testenv/start.sh), the others tools/testenv/redis-ha.sh: skipped
+// locally without them, a failure under CI=true.
 func backends() []backend {
 	return []backend{
 		{"bolt", func(t testing.TB) Store { return openTestBolt(t, filepath.Join(t.TempDir(), "state.db")) }},
 		{"redis", func(t testing.TB) Store { return OpenTestRedis(t) }},
+		{"redis-sentinel", func(t testing.TB) Store { return openHARedis(t, storetest.Sentinel(t)) }},
+		{"redis-cluster", func(t testing.TB) Store { return openHARedis(t, storetest.Cluster(t)) }},
+		{"redis-tls", func(t testing.TB) Store { return openHARedis(t, storetest.TLS(t)) }},
 	}
 }
 

@@ -38,18 +38,32 @@ import (
 
 // Variables set by tools/testenv/start.sh.
 const (
-	DNS          = "ELEMTA_TEST_DNS"               // host:port of the authoritative test DNS (udp+tcp)
-	DNS6         = "ELEMTA_TEST_DNS6"              // the same DNS over IPv6: [::1]:port
-	Clamd        = "ELEMTA_TEST_CLAMD"             // host:port of clamd
-	ClamdSocket  = "ELEMTA_TEST_CLAMD_SOCKET"      // path of clamd's unix socket
-	Rspamd       = "ELEMTA_TEST_RSPAMD"            // base URL of rspamd's normal worker
-	RspamdCtl    = "ELEMTA_TEST_RSPAMD_CONTROLLER" // base URL of rspamd's controller worker
-	RspamdProxy  = "ELEMTA_TEST_RSPAMD_PROXY"      // host:port of rspamd's proxy (milter) worker
-	Redis        = "ELEMTA_TEST_REDIS"             // host:port of redis
-	Keys         = "ELEMTA_TEST_KEYS"              // directory holding the DKIM test keys
-	StateDir     = "ELEMTA_TESTENV_DIR"            // state directory of the test environment
-	envFileName  = "env.sh"
-	defaultState = ".testenv"
+	DNS         = "ELEMTA_TEST_DNS"               // host:port of the authoritative test DNS (udp+tcp)
+	DNS6        = "ELEMTA_TEST_DNS6"              // the same DNS over IPv6: [::1]:port
+	Clamd       = "ELEMTA_TEST_CLAMD"             // host:port of clamd
+	ClamdSocket = "ELEMTA_TEST_CLAMD_SOCKET"      // path of clamd's unix socket
+	Rspamd      = "ELEMTA_TEST_RSPAMD"            // base URL of rspamd's normal worker
+	RspamdCtl   = "ELEMTA_TEST_RSPAMD_CONTROLLER" // base URL of rspamd's controller worker
+	RspamdProxy = "ELEMTA_TEST_RSPAMD_PROXY"      // host:port of rspamd's proxy (milter) worker
+	Redis       = "ELEMTA_TEST_REDIS"             // host:port of redis
+	Keys        = "ELEMTA_TEST_KEYS"              // directory holding the DKIM test keys
+
+	// The highly available Redis setups of tools/testenv/redis-ha.sh
+	// (`make testenv-redis-ha`), in its own env file.
+	RedisSentinel         = "ELEMTA_TEST_REDIS_SENTINEL"               // comma-separated sentinel addresses
+	RedisSentinelMaster   = "ELEMTA_TEST_REDIS_SENTINEL_MASTER"        // the master's name
+	RedisSentinelPassword = "ELEMTA_TEST_REDIS_SENTINEL_PASSWORD"      // the sentinels' requirepass
+	RedisSentinelDataPass = "ELEMTA_TEST_REDIS_SENTINEL_DATA_PASSWORD" // the data nodes' requirepass
+	RedisCluster          = "ELEMTA_TEST_REDIS_CLUSTER"                // comma-separated cluster masters
+	RedisTLS              = "ELEMTA_TEST_REDIS_TLS"                    // host:port of the TLS-only server
+	RedisTLSDir           = "ELEMTA_TEST_REDIS_TLS_DIR"                // ca.crt, client.crt, client.key
+	RedisTLSUser          = "ELEMTA_TEST_REDIS_TLS_USER"               // its ACL user
+	RedisTLSPassword      = "ELEMTA_TEST_REDIS_TLS_PASSWORD"           // and password
+	RedisHAScript         = "ELEMTA_TEST_REDIS_HA_SCRIPT"              // redis-ha.sh (start revives a killed node)
+	haEnvFile             = "redis-ha/env.sh"
+	StateDir              = "ELEMTA_TESTENV_DIR" // state directory of the test environment
+	envFileName           = "env.sh"
+	defaultState          = ".testenv"
 )
 
 // Require returns the value of the environment variable name. When it is not
@@ -60,6 +74,9 @@ func Require(t testing.TB, name string) string {
 		return v
 	}
 	msg := fmt.Sprintf("%s is not set: run `make testenv` (tools/testenv/start.sh) to start the loopback test services", name)
+	if strings.HasPrefix(name, "ELEMTA_TEST_REDIS_") {
+		msg = fmt.Sprintf("%s is not set: run `make testenv-redis-ha` (tools/testenv/redis-ha.sh start) to start the Sentinel, Cluster and TLS Redis setups", name)
+	}
 	if InCI() {
 		t.Fatalf("%s; CI=true, so a missing service is a failure", msg)
 	}
@@ -81,7 +98,17 @@ func Lookup(name string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
 	}
-	fileOnce.Do(func() { fileVars = readEnvFile(envFilePath()) })
+	fileOnce.Do(func() {
+		path := envFilePath()
+		fileVars = readEnvFile(path)
+		if path != "" {
+			for k, v := range readEnvFile(filepath.Join(filepath.Dir(path), haEnvFile)) {
+				if _, ok := fileVars[k]; !ok {
+					fileVars[k] = v
+				}
+			}
+		}
+	})
 	return fileVars[name]
 }
 
