@@ -60,6 +60,7 @@ const (
 	RedisTLSUser          = "ELEMTA_TEST_REDIS_TLS_USER"               // its ACL user
 	RedisTLSPassword      = "ELEMTA_TEST_REDIS_TLS_PASSWORD"           // and password
 	RedisHAScript         = "ELEMTA_TEST_REDIS_HA_SCRIPT"              // redis-ha.sh (start revives a killed node)
+	RedisHADir            = "ELEMTA_TEST_REDIS_HA_DIR"                 // its state directory (ELEMTA_TESTENV_HA_DIR)
 	haEnvFile             = "redis-ha/env.sh"
 	StateDir              = "ELEMTA_TESTENV_DIR" // state directory of the test environment
 	envFileName           = "env.sh"

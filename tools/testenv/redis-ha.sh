@@ -48,13 +48,27 @@ wait_for() { # what cmd...: retry for 30 s
   die "$what: not ready after 30 s (logs: $DIR/logs)"
 }
 
-run_node() { # name conf [--sentinel]
-  local name=$1 conf=$2; shift 2
-  if alive "$DIR/run/$name.pid"; then return 0; fi
-  rm -f "$DIR/run/$name.pid"
-  redis-server "$conf" "$@" > /dev/null 2>&1 < /dev/null 9>&- || die "$name did not start (log: $DIR/logs/$name.log)"
-  for _ in $(seq 100); do [ -s "$DIR/run/$name.pid" ] && return 0; sleep 0.05; done
-  die "$name: no pid file after 5 s"
+# node_pid PORT AUTH-ARGS...: the pid of the redis answering on PORT (INFO server), or nothing
+node_pid() {
+  local port=$1; shift
+  cli -p "$port" "$@" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id:\([0-9]*\)$/\1/p' || true
+}
+
+# run_node NAME CONF PORT [AUTH-ARGS...] [-- SERVER-ARGS...]: start the node unless one answers on
+# PORT; either way its pid file then names the process that answers (a node a test killed and
+# this script started again included).
+run_node() {
+  local name=$1 conf=$2 port=$3 pid; shift 3
+  local auth=() extra=()
+  while (($#)); do [ "$1" = -- ] && { shift; extra=("$@"); break; }; auth+=("$1"); shift; done
+  pid=$(node_pid "$port" "${auth[@]}")
+  if [ -z "$pid" ]; then
+    rm -f "$DIR/run/$name.pid"
+    redis-server "$conf" "${extra[@]}" > /dev/null 2>&1 < /dev/null 9>&- || die "$name did not start (log: $DIR/logs/$name.log)"
+    for _ in $(seq 200); do pid=$(node_pid "$port" "${auth[@]}"); [ -n "$pid" ] && break; sleep 0.05; done
+    [ -n "$pid" ] || die "$name: does not answer on $port after 10 s (log: $DIR/logs/$name.log)"
+  fi
+  echo "$pid" > "$DIR/run/$name.pid"
 }
 
 common_conf() { # name port
@@ -62,7 +76,7 @@ common_conf() { # name port
 bind 127.0.0.1
 protected-mode no
 daemonize yes
-pidfile $DIR/run/$1.pid
+pidfile $DIR/run/$1.redis.pid
 logfile $DIR/logs/$1.log
 dir $DIR/data/$1
 save ""
@@ -113,7 +127,7 @@ start() {
         [ "$i" = 1 ] && printf 'replicaof 127.0.0.1 %s\n' "${SENTINEL_DATA[0]}"
       } > "$conf"
     fi
-    run_node "sentinel-data-$port" "$conf"
+    run_node "sentinel-data-$port" "$conf" "$port" -a "$DATA_PASS"
   done
   for port in "${SENTINELS[@]}"; do
     conf=$DIR/conf/sentinel-$port.conf
@@ -126,7 +140,7 @@ start() {
         printf 'sentinel failover-timeout %s 5000\nsentinel parallel-syncs %s 1\nsentinel sentinel-pass %s\n' "$MASTER" "$MASTER" "$SENTINEL_PASS"
       } > "$conf"
     fi
-    run_node "sentinel-$port" "$conf" --sentinel
+    run_node "sentinel-$port" "$conf" "$port" -a "$SENTINEL_PASS" -- --sentinel
   done
 
   # Cluster: three masters sharing the 16384 slots.
@@ -135,7 +149,7 @@ start() {
     mkdir -p "$DIR/data/cluster-$port"
     [ -s "$conf" ] || { common_conf "cluster-$port"
       printf 'port %s\ncluster-enabled yes\ncluster-config-file nodes.conf\ncluster-node-timeout 2000\ncluster-announce-ip 127.0.0.1\n' "$port"; } > "$conf"
-    run_node "cluster-$port" "$conf"
+    run_node "cluster-$port" "$conf" "$port"
   done
   for port in "${CLUSTER[@]}"; do wait_for "cluster node $port" cli -p "$port" ping; done
   if ! cli -p "${CLUSTER[0]}" cluster info | grep -q 'cluster_state:ok'; then
@@ -155,7 +169,7 @@ start() {
     printf 'port 0\ntls-port %s\ntls-cert-file %s\ntls-key-file %s\ntls-ca-cert-file %s\ntls-auth-clients yes\n' \
       "$TLS_PORT" "$DIR/tls/server.crt" "$DIR/tls/server.key" "$DIR/tls/ca.crt"
     printf 'user default off\nuser %s on >%s ~* &* +@all\n' "$TLS_USER" "$TLS_PASS"; } > "$conf"
-  run_node tls "$conf"
+  run_node tls "$conf" "$TLS_PORT" --tls --cacert "$DIR/tls/ca.crt" --cert "$DIR/tls/client.crt" --key "$DIR/tls/client.key" --user "$TLS_USER" --pass "$TLS_PASS"
 
   for port in "${SENTINEL_DATA[@]}"; do wait_for "sentinel data node $port" cli -p "$port" -a "$DATA_PASS" ping; done
   sentinels_ok() { # every sentinel knows a master with a replica and the two other sentinels
@@ -180,6 +194,7 @@ export ELEMTA_TEST_REDIS_TLS_DIR='$DIR/tls'
 export ELEMTA_TEST_REDIS_TLS_USER=$TLS_USER
 export ELEMTA_TEST_REDIS_TLS_PASSWORD=$TLS_PASS
 export ELEMTA_TEST_REDIS_HA_SCRIPT='$HERE/redis-ha.sh'
+export ELEMTA_TEST_REDIS_HA_DIR='$DIR'
 ENV
   mv "$DIR/env.sh.tmp" "$DIR/env.sh"
   log "sentinel, cluster and tls ready in $(ms_since "$t") ms (env: $DIR/env.sh)"

@@ -1,0 +1,222 @@
+package multinode_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pkg/testenv"
+)
+
+// killSentinelMaster SIGKILLs the current master of s and returns its
+// address. The clean-up starts it again through redis-ha.sh, which waits
+// until Sentinel has made it a replica of the new master.
+func killSentinelMaster(t *testing.T, s storetest.Setup) string {
+	t.Helper()
+	script, dir := testenv.Require(t, testenv.RedisHAScript), testenv.Require(t, testenv.RedisHADir)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.SentinelAddrs[0], Password: s.SentinelPassword, DisableIdentity: true})
+	defer sc.Close()
+	hp, err := sc.GetMasterAddrByName(ctx, s.SentinelMaster).Result()
+	if err != nil || len(hp) != 2 {
+		t.Fatalf("sentinel: master of %s: %v %v", s.SentinelMaster, hp, err)
+	}
+	addr := hp[0] + ":" + hp[1]
+	mc := redis.NewClient(&redis.Options{Addr: addr, Password: s.Password, DisableIdentity: true})
+	defer mc.Close()
+	info, err := mc.Info(ctx, "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := 0
+	for _, l := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "process_id:"); ok {
+			pid, _ = strconv.Atoi(v)
+		}
+	}
+	if pid <= 1 {
+		t.Fatalf("no process_id in INFO of %s", addr)
+	}
+	t.Cleanup(func() {
+		cmd := exec.Command(script, "start")
+		cmd.Env = append(os.Environ(), "ELEMTA_TESTENV_HA_DIR="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("%s start (revive %s): %v\n%s", script, addr, err, out)
+		}
+	})
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill master %s (pid %d): %v", addr, pid, err)
+	}
+	return addr
+}
+
+// TestSentinelFailover: two nodes share a rate limit through Sentinel
+// while the master is SIGKILLed under load. Every reply is an accept, the
+// limit's refusal, or on_error (tempfail) between the kill and the node's
+// resume; no more than the limit is accepted; every accepted message is
+// delivered; both nodes resume, without a restart, within the failover
+// time (down-after 1s plus the election; measured and logged).
+func TestSentinelFailover(t *testing.T) {
+	s := storetest.Sentinel(t)
+	prefix := s.Prefix(t)
+	const limit = 20 // per minute: one more every 3s; reached during the run
+	cfg := fmt.Sprintf(`[plugins]
+plugins = ["ratelimit"]
+[plugins.ratelimit]
+store = "redis"
+redis_prefix = %q
+exempt_networks = []
+max_sessions_per_client = 0
+on_error = "tempfail"
+[[plugins.ratelimit.limits]]
+name = "per-sender"
+key = ["sender"]
+count = %d
+window = "1m"
+on = "mail"
+
+[store]
+%sredis_timeout = "500ms"
+`, prefix, limit, s.TOML)
+	nodes := []*node{startNode(t, "a", cfg), startNode(t, "b", cfg)}
+
+	type outcome struct {
+		at   time.Time
+		node int
+		r    reply
+		err  error
+	}
+	var (
+		mu       sync.Mutex
+		outcomes []outcome
+		killAt   time.Time
+		// per node: an on_error seen after the kill, when it last came,
+		// and the replies since (from transactions started after it)
+		outage  [2]bool
+		lastErr [2]time.Time
+		streak  [2]int
+		resumed [2]time.Time
+	)
+	stop := make(chan struct{})
+	done := make(chan struct{}) // closed once both nodes answered 5 times in a row after their outage
+	var doneOnce sync.Once
+	var wg sync.WaitGroup
+	const workers = 4
+	for w := range workers {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := (w + i) % 2
+				began := time.Now()
+				r, err := send(nodes[n].addr, "load@sender.example", "fo@example.net", message(fmt.Sprintf("failover %d %d", w, i)))
+				now := time.Now()
+				mu.Lock()
+				outcomes = append(outcomes, outcome{now, n, r, err})
+				switch {
+				case err == nil && r.code == 451 && strings.HasPrefix(r.text, "4.3.0"): // on_error
+					outage[n], lastErr[n], streak[n], resumed[n] = true, now, 0, time.Time{}
+				case err == nil && outage[n] && began.After(lastErr[n]):
+					if streak[n]++; streak[n] == 1 {
+						resumed[n] = now
+					}
+					if streak[0] >= 5 && streak[1] >= 5 {
+						doneOnce.Do(func() { close(done) })
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	// Kill the master once some mail went through both nodes.
+	for {
+		mu.Lock()
+		k := len(outcomes)
+		mu.Unlock()
+		if k >= 10 {
+			break
+		}
+		<-time.After(10 * time.Millisecond)
+	}
+	mu.Lock()
+	killAt = time.Now()
+	mu.Unlock()
+	master := killSentinelMaster(t, s)
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Error("the nodes did not both resume within 30s of the kill")
+	}
+	mu.Lock()
+	for n := range nodes {
+		if d := resumed[n].Sub(killAt); !resumed[n].IsZero() && d > 15*time.Second {
+			t.Errorf("node %s resumed %v after the kill, want within the failover time (down-after 1s, failover within 15s)", nodes[n].name, d)
+		}
+	}
+	mu.Unlock()
+	close(stop)
+	wg.Wait()
+	end := time.Now()
+
+	accepted, limited, onError := 0, 0, 0
+	first := outcomes[0].at
+	for _, o := range outcomes {
+		if o.at.Before(first) {
+			first = o.at
+		}
+		switch {
+		case o.err != nil:
+			t.Errorf("node %d: %v (a message lost to a network error)", o.node, o.err)
+		case o.r.code == 250:
+			accepted++
+		case o.r.step == "MAIL" && o.r.code == 451 && strings.Contains(o.r.text, "Rate limit"):
+			limited++
+		case o.r.step == "MAIL" && o.r.code == 451 && strings.HasPrefix(o.r.text, "4.3.0"):
+			onError++
+			if o.at.Before(killAt) {
+				t.Errorf("node %d: on_error %v before the master was killed", o.node, killAt.Sub(o.at))
+			}
+		default:
+			t.Errorf("node %d: %v, want 250, the rate limit's 451 or on_error's 451 4.3.0", o.node, o.r)
+		}
+	}
+	most := limit + int(end.Sub(first)/(time.Minute/limit))
+	if accepted > most {
+		t.Errorf("%d accepted in %v, the limit allows %d", accepted, end.Sub(first), most)
+	}
+	for n := range nodes {
+		if !outage[n] {
+			t.Errorf("node %s never applied on_error: the kill was not seen", nodes[n].name)
+		}
+		if !resumed[n].IsZero() {
+			t.Logf("node %s resumed %v after master %s was killed", nodes[n].name, resumed[n].Sub(killAt).Round(time.Millisecond), master)
+		}
+	}
+	t.Logf("%d transactions in %v: %d accepted, %d rate-limited, %d on_error (tempfail) during the failover",
+		len(outcomes), end.Sub(first).Round(time.Millisecond), accepted, limited, onError)
+	got := 0
+	for deadline := time.Now().Add(20 * time.Second); ; <-time.After(50 * time.Millisecond) {
+		got = nodes[0].delivered("fo@example.net") + nodes[1].delivered("fo@example.net")
+		if got == accepted || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got != accepted {
+		t.Errorf("%d delivered, want the %d accepted", got, accepted)
+	}
+}
