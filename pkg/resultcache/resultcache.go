@@ -194,9 +194,11 @@ func (c *Cache) fail(ctx context.Context, err error) {
 
 var _ Reporter = (*Cache)(nil)
 
-// Corrupt drops key's value, which its reader could not decode, and
-// counts it as an error.
+// Corrupt drops key's value, which the caller just got and could not
+// decode: that Get counts as a miss and an error, not a hit.
 func (c *Cache) Corrupt(ctx context.Context, key string) {
+	c.stats.hits.Add(-1)
+	c.stats.misses.Add(1)
 	c.stats.errors.Add(1)
 	_ = c.Invalidate(ctx, key)
 }

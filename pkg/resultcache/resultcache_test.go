@@ -87,6 +87,16 @@ func TestGetPut(t *testing.T) {
 			if got := c.CacheCounters(); got != want {
 				t.Errorf("counters %+v, want %+v", got, want)
 			}
+			c.Get(ctx, "k")
+			c.Corrupt(ctx, "k") // the caller could not decode it
+			want = resultcache.Counters{Hits: 2, Misses: 4, Puts: 2, Errors: 1}
+			if got := c.CacheCounters(); got != want {
+				t.Errorf("after Corrupt: counters %+v, want %+v", got, want)
+			}
+			if _, ok := c.Get(ctx, "k"); ok {
+				t.Error("hit after Corrupt")
+			}
+			c.Put(ctx, "k", v)
 			if err := c.Invalidate(ctx, "k"); err != nil {
 				t.Fatal(err)
 			}
