@@ -15,8 +15,13 @@ import (
 
 // TestClusterSharedState: two `elemta serve` nodes whose [store] is the
 // 3-master Cluster keep one greylist, one rate limit and one scan cache.
-func TestClusterSharedState(t *testing.T) {
-	cl := storetest.Cluster(t)
+func TestClusterSharedState(t *testing.T) { sharedState(t, storetest.Cluster(t)) }
+
+// TestSentinelSharedState: the same through Sentinel (failover: see
+// TestSentinelFailover).
+func TestSentinelSharedState(t *testing.T) { sharedState(t, storetest.Sentinel(t)) }
+
+func sharedState(t *testing.T, cl storetest.Setup) {
 	prefix := cl.Prefix(t)
 	storeTable := "\n[store]\n" + cl.TOML
 

@@ -2,12 +2,15 @@ package multinode_test
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/elemta/elemta/pkg/store/storetest"
+	"github.com/elemta/elemta/pkg/testenv"
 )
 
 // TestSentinelFailover: two nodes share a rate limit through Sentinel
@@ -17,11 +20,17 @@ import (
 // delivered; both nodes resume, without a restart, within the failover
 // time (down-after 1s plus the election; measured and logged).
 func TestSentinelFailover(t *testing.T) {
-	s := storetest.Sentinel(t)
+	s := storetest.SentinelExclusive(t)
 	prefix := s.Prefix(t)
 	const limit = 20 // per minute: one more every 3s; reached during the run
+	clamd := newClamdCounter(t, testenv.Require(t, testenv.Clamd))
 	cfg := fmt.Sprintf(`[plugins]
-plugins = ["ratelimit"]
+plugins = ["ratelimit", "clamav"]
+[plugins.clamav]
+servers = [%q]
+cache_store = "redis"
+cache_redis_prefix = %q
+on_error = "tempfail"
 [plugins.ratelimit]
 store = "redis"
 redis_prefix = %q
@@ -37,14 +46,19 @@ on = "mail"
 
 [store]
 %sredis_timeout = "500ms"
-`, prefix, limit, s.TOML)
+`, clamd.addr, prefix+"av:", prefix, limit, s.TOML)
 	nodes := []*node{startNode(t, "a", cfg), startNode(t, "b", cfg)}
 
+	eicar, err := os.ReadFile(filepath.Join("..", "..", "plugins", "clamav", "testdata", "eicar-base64.eml"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	type outcome struct {
-		at   time.Time
-		node int
-		r    reply
-		err  error
+		at    time.Time
+		node  int
+		r     reply
+		err   error
+		virus bool
 	}
 	var (
 		mu       sync.Mutex
@@ -61,7 +75,10 @@ on = "mail"
 	done := make(chan struct{}) // closed once both nodes answered 5 times in a row after their outage
 	var doneOnce sync.Once
 	var wg sync.WaitGroup
-	const workers = 4
+	// Workers 0-3 send clean mail from one sender (one rate budget); worker
+	// 4 sends EICAR, each time from a sender of its own (never limited),
+	// which must never be accepted, Redis or not.
+	const workers = 5
 	for w := range workers {
 		wg.Go(func() {
 			for i := 0; ; i++ {
@@ -71,11 +88,16 @@ on = "mail"
 				default:
 				}
 				n := (w + i) % 2
+				virus := w == workers-1
+				sender, body := "load@sender.example", message(fmt.Sprintf("failover %d %d", w, i))
+				if virus {
+					sender, body = fmt.Sprintf("virus%d@sender.example", i), eicar
+				}
 				began := time.Now()
-				r, err := send(nodes[n].addr, "load@sender.example", "fo@example.net", message(fmt.Sprintf("failover %d %d", w, i)))
+				r, err := send(nodes[n].addr, sender, "fo@example.net", body)
 				now := time.Now()
 				mu.Lock()
-				outcomes = append(outcomes, outcome{now, n, r, err})
+				outcomes = append(outcomes, outcome{now, n, r, err, virus})
 				switch {
 				case err == nil && r.code == 451 && strings.HasPrefix(r.text, "4.3.0"): // on_error
 					outage[n], lastErr[n], streak[n], resumed[n] = true, now, 0, time.Time{}
@@ -121,13 +143,17 @@ on = "mail"
 	wg.Wait()
 	end := time.Now()
 
-	accepted, limited, onError := 0, 0, 0
+	accepted, limited, onError, viruses := 0, 0, 0, 0
 	first := outcomes[0].at
 	for _, o := range outcomes {
 		if o.at.Before(first) {
 			first = o.at
 		}
 		switch {
+		case o.err == nil && o.virus && o.r.step == "DATA" && o.r.code == 554 && strings.Contains(o.r.text, "Virus found"):
+			viruses++
+		case o.err == nil && o.virus && o.r.code == 250:
+			t.Errorf("node %d accepted EICAR: %v", o.node, o.r)
 		case o.err != nil:
 			t.Errorf("node %d: %v (a message lost to a network error)", o.node, o.err)
 		case o.r.code == 250:
@@ -155,8 +181,11 @@ on = "mail"
 			t.Logf("node %s resumed %v after master %s was killed", nodes[n].name, resumed[n].Sub(killAt).Round(time.Millisecond), master)
 		}
 	}
-	t.Logf("%d transactions in %v: %d accepted, %d rate-limited, %d on_error (tempfail) during the failover",
-		len(outcomes), end.Sub(first).Round(time.Millisecond), accepted, limited, onError)
+	t.Logf("%d transactions in %v: %d accepted, %d rate-limited, %d on_error (tempfail) during the failover, %d EICAR rejected (clamd scanned %d)",
+		len(outcomes), end.Sub(first).Round(time.Millisecond), accepted, limited, onError, viruses, clamd.scans.Load())
+	if viruses == 0 {
+		t.Error("no EICAR message was rejected")
+	}
 	got := 0
 	for deadline := time.Now().Add(20 * time.Second); ; <-time.After(50 * time.Millisecond) {
 		got = nodes[0].delivered("fo@example.net") + nodes[1].delivered("fo@example.net")

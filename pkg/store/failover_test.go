@@ -19,7 +19,7 @@ import (
 // goroutines do not pile up, and every caller works again on the new
 // master with the same store (no restart).
 func TestSentinelFailoverBounded(t *testing.T) {
-	s := storetest.Sentinel(t)
+	s := storetest.SentinelExclusive(t)
 	cfg := haConfig(s)
 	cfg.Timeout = registry.Duration(300 * time.Millisecond)
 	cfg.PoolSize = 8 // fewer connections than callers: the pool wait is bounded too

@@ -3,7 +3,8 @@
 # loopback, from Debian's redis-server and redis-sentinel packages (installed when missing):
 #
 #   sentinel  master 127.0.0.1:16480, replica :16481 (requirepass), sentinels :26480 :26481 :26482
-#             (their own requirepass), master name "elemta", failover after 1 s down
+#             (their own requirepass), master name "elemta", failover after 1 s down (failover-timeout 3 s:
+#             a sentinel starts no second failover of the master within 6 s of the last)
 #   cluster   three masters 127.0.0.1:16490 :16491 :16492 (no replicas), all 16384 slots
 #   tls       127.0.0.1:16470, TLS only, client certificates required, ACL user "elemta"; a CA, a server
 #             and a client certificate made here with openssl
@@ -137,7 +138,7 @@ start() {
         printf 'port %s\nrequirepass %s\nsentinel announce-ip 127.0.0.1\n' "$port" "$SENTINEL_PASS"
         printf 'sentinel monitor %s 127.0.0.1 %s 2\n' "$MASTER" "${SENTINEL_DATA[0]}"
         printf 'sentinel auth-pass %s %s\nsentinel down-after-milliseconds %s 1000\n' "$MASTER" "$DATA_PASS" "$MASTER"
-        printf 'sentinel failover-timeout %s 5000\nsentinel parallel-syncs %s 1\nsentinel sentinel-pass %s\n' "$MASTER" "$MASTER" "$SENTINEL_PASS"
+        printf 'sentinel failover-timeout %s 3000\nsentinel parallel-syncs %s 1\nsentinel sentinel-pass %s\n' "$MASTER" "$MASTER" "$SENTINEL_PASS"
       } > "$conf"
     fi
     run_node "sentinel-$port" "$conf" "$port" -a "$SENTINEL_PASS" -- --sentinel
@@ -180,6 +181,19 @@ start() {
     done
   }
   wait_for "sentinels" sentinels_ok
+  for port in "${SENTINELS[@]}"; do # also for sentinels started with an older config
+    cli -p "$port" -a "$SENTINEL_PASS" sentinel set "$MASTER" failover-timeout 3000 > /dev/null
+  done
+  replica_synced() { # one master, the other node its replica with the link up: Sentinel can promote it
+    local p info masters=0 synced=0
+    for p in "${SENTINEL_DATA[@]}"; do
+      info=$(cli -p "$p" -a "$DATA_PASS" info replication | tr -d '\r') || return 1
+      if grep -q '^role:master' <<< "$info"; then masters=$((masters + 1)); fi
+      if grep -q '^master_link_status:up' <<< "$info" && grep -q '^master_sync_in_progress:0' <<< "$info"; then synced=$((synced + 1)); fi
+    done
+    [ $masters = 1 ] && [ $synced = 1 ]
+  }
+  wait_for "replica in sync" replica_synced
   wait_for "tls" tlscli ping
 
   cat > "$DIR/env.sh.tmp" <<ENV

@@ -37,7 +37,25 @@ type Setup struct {
 
 // Sentinel is the Sentinel setup (one master, one replica, three
 // sentinels, all with passwords). Skipped without it, failed under CI.
+// The test holds a shared lock on the setup until it ends, so no test in
+// another process kills the master meanwhile.
 func Sentinel(t testing.TB) Setup {
+	t.Helper()
+	s := sentinelSetup(t)
+	sentinelLock(t, false)
+	return s
+}
+
+// SentinelExclusive is Sentinel for a test that kills the master
+// (KillSentinelMaster): it waits until no other test uses the setup.
+func SentinelExclusive(t testing.TB) Setup {
+	t.Helper()
+	s := sentinelSetup(t)
+	sentinelLock(t, true)
+	return s
+}
+
+func sentinelSetup(t testing.TB) Setup {
 	t.Helper()
 	addrs := strings.Split(testenv.Require(t, testenv.RedisSentinel), ",")
 	s := Setup{Name: "sentinel", SentinelMaster: testenv.Require(t, testenv.RedisSentinelMaster), SentinelAddrs: addrs,

@@ -16,9 +16,12 @@ import (
 )
 
 // KillSentinelMaster SIGKILLs the current master of the Sentinel setup
-// and returns its address. When the test ends, tools/testenv/redis-ha.sh
-// starts it again and waits until Sentinel has made it a replica of the
-// new master, so the next test finds the setup whole.
+// (s from SentinelExclusive) and returns its address. When the test ends,
+// tools/testenv/redis-ha.sh starts it again and waits until Sentinel has
+// made it a replica in sync with the new master, and then until twice the
+// sentinels' failover-timeout has passed since the kill (a sentinel starts
+// no other failover of the master before), so the next test finds the
+// setup whole and able to fail over again.
 func KillSentinelMaster(t testing.TB, s Setup) string {
 	t.Helper()
 	script, dir := testenv.Require(t, testenv.RedisHAScript), testenv.Require(t, testenv.RedisHADir)
@@ -46,12 +49,19 @@ func KillSentinelMaster(t testing.TB, s Setup) string {
 	if pid <= 1 {
 		t.Fatalf("no process_id in INFO of %s", addr)
 	}
+	ft, err := sc.Master(ctx, s.SentinelMaster).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failoverTimeout, _ := strconv.Atoi(ft["failover-timeout"])
+	killAt := time.Now()
 	t.Cleanup(func() {
 		cmd := exec.Command(script, "start")
 		cmd.Env = append(os.Environ(), "ELEMTA_TESTENV_HA_DIR="+dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Errorf("%s start (revive %s): %v\n%s", script, addr, err, out)
 		}
+		<-time.After(time.Until(killAt.Add(2 * time.Duration(failoverTimeout) * time.Millisecond)))
 	})
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("kill master %s (pid %d): %v", addr, pid, err)
