@@ -2,6 +2,7 @@ package clamav
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,5 +67,38 @@ func TestSharedCache(t *testing.T) {
 	b.cache.version.Store("0.0.0/1") // as if clamd had loaded another database
 	if _, cached, err := b.scan(ctx, msg); err != nil || cached {
 		t.Fatalf("after a database update: cached %v, %v; want a scan", cached, err)
+	}
+}
+
+// TestCacheConfig: the cache keys at their bounds.
+func TestCacheConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(c *Config)
+		want string
+	}{
+		{"memory", func(c *Config) {}, ""},
+		{"redis", func(c *Config) { c.CacheStore = CacheRedis }, ""},
+		{"unknown store", func(c *Config) { c.CacheStore = "disk" }, `cache_store = "disk"`},
+		{"hash tag in prefix", func(c *Config) { c.CacheRedisPrefix = "a{b}" }, "cache_redis_prefix"},
+		{"interval 0", func(c *Config) { c.CacheVersionInterval = 0 }, "cache_version_interval"},
+		{"interval 24h", func(c *Config) { c.CacheVersionInterval = registry.Duration(24 * time.Hour) }, ""},
+		{"interval over 24h", func(c *Config) { c.CacheVersionInterval = registry.Duration(24*time.Hour + 1) }, "cache_version_interval"},
+		{"negative ttl", func(c *Config) { c.CacheTTL = -1 }, "cache_ttl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.edit(&c)
+			err := c.Validate()
+			if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+				t.Fatalf("Validate: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if v := parseDBVersion("ClamAV 1.4.6/27834/Tue Nov 25 09:00:00 2026"); v != "1.4.6/27834" {
+		t.Errorf("parseDBVersion = %q", v)
+	}
+	if v := parseDBVersion("ClamAV 1.4.6 x\x00"); v != "" {
+		t.Errorf("parseDBVersion of a hostile reply = %q, want none", v)
 	}
 }
