@@ -28,9 +28,13 @@ else
 	$(GO) run ./tools/elemta-build -config plugins.yaml -variant $(VARIANT) -o $(BIN)
 endif
 
-## variants: build every variant named in plugins.yaml
+## variants: build every variant named in plugins.yaml (bin/elemta-<variant>);
+## PLATFORMS=linux/amd64,linux/arm64 cross-compiles (bin/elemta-<variant>-<os>-<arch>).
+## The builder itself is always built for this machine (GOOS/GOARCH are
+## cleared for `go run` and passed on as the target instead).
+PLATFORMS ?= $(if $(GOOS)$(GOARCH),$(or $(GOOS),$(shell $(GO) env GOHOSTOS))/$(or $(GOARCH),$(shell $(GO) env GOHOSTARCH)))
 variants:
-	$(GO) run ./tools/elemta-build -config plugins.yaml -all-variants -o bin/
+	GOOS= GOARCH= $(GO) run ./tools/elemta-build -config plugins.yaml -all-variants -o bin/ $(if $(PLATFORMS),-platform $(PLATFORMS))
 
 ## run: the main job on the embedded default config: scan the example
 ## messages offline, then serve SMTP on 127.0.0.1:2525, send them with

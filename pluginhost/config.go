@@ -58,6 +58,9 @@ type Config struct {
 
 	settings map[string]*PluginConfig
 	cat      *catalog.Catalog
+	// data is the document parsed: an isolated instance's worker parses
+	// it again to build the plugin from the same config.
+	data []byte
 }
 
 // PluginConfig is one plugin instance's decoded settings.
@@ -73,6 +76,10 @@ type PluginConfig struct {
 	Stages []registry.Stage
 	// Value is the plugin's own config, a *C of its Module.
 	Value any
+	// Isolation says whether the instance runs in this process or in
+	// worker processes of its own (isolation, memory_limit, workers,
+	// max_requests).
+	Isolation Isolation
 }
 
 type pluginsTable struct {
@@ -88,6 +95,11 @@ type commonSettings struct {
 	Timeout *registry.Duration `toml:"timeout"`
 	OnError *registry.Action   `toml:"on_error"`
 	Stages  []registry.Stage   `toml:"stages"`
+	// Isolation keys (isolation.go).
+	Isolation   *IsolationMode `toml:"isolation"`
+	MemoryLimit *ByteSize      `toml:"memory_limit"`
+	Workers     *int           `toml:"workers"`
+	MaxRequests *int64         `toml:"max_requests"`
 }
 
 // ParseConfig reads the [plugins] table of a TOML document, checking it
@@ -115,7 +127,7 @@ func NewConfig(plugins ...string) (*Config, error) {
 
 func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) {
 	cfg := &Config{File: file, Enabled: true, MaxConcurrency: DefaultMaxConcurrency,
-		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, cat: r}
+		DefaultTimeout: DefaultTimeout, settings: map[string]*PluginConfig{}, cat: r, data: data}
 	var errs []error
 	fail := func(line, col int, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s:%d:%d: %s", file, line, col, fmt.Sprintf(format, args...)))
@@ -230,7 +242,7 @@ func (c *Config) Settings(name string) (*PluginConfig, error) {
 	if !ok {
 		return nil, fmt.Errorf("plugin %q is not compiled into this binary; %s", typ, howToAdd(c.cat))
 	}
-	return &PluginConfig{Name: name, Type: typ, Timeout: c.DefaultTimeout, Stages: entryStages(m), Value: m.NewConfig()}, nil
+	return &PluginConfig{Name: name, Type: typ, Timeout: c.DefaultTimeout, Stages: entryStages(m), Value: m.NewConfig(), Isolation: defaultIsolation()}, nil
 }
 
 // Instances returns the IDs of the configured instances of the plugin
@@ -311,6 +323,11 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	}
 
 	pc := &PluginConfig{Name: name, Type: typ, Timeout: defTimeout, Stages: entryStages(m), Value: value}
+	iso, err := common.isolation(prefix, value)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", file, err))
+	}
+	pc.Isolation = iso
 	if common.Timeout != nil {
 		if *common.Timeout <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %s.timeout must be positive", file, prefix))
@@ -428,7 +445,7 @@ func keyOf(it unstable.Iterator) []string {
 // ones. Like go-toml, it takes the keys of an embedded struct without a toml
 // name as the struct's own.
 func knownKeys(cfg any) []string {
-	keys := []string{"timeout", "on_error", "stages"}
+	keys := []string{"timeout", "on_error", "stages", "isolation", "memory_limit", "workers", "max_requests"}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
 		for i := range t.NumField() {

@@ -17,7 +17,19 @@
 // ExecuteStage runs a stage's plugins concurrently in dependency waves,
 // each under its own timeout, turns errors, timeouts and panics into the
 // plugin's on_error verdict, and merges verdicts, scores and header changes
-// deterministically (see StageResult).
+// deterministically (see StageResult). WithObserver reports every plugin
+// call and stage to an Observer (the host's Prometheus metrics);
+// WithPluginLogger and WithPluginMetrics hand each instance its own
+// Host.Logger and Host.Metrics.
+//
+// An instance with isolation = "process" runs in worker processes: the
+// Manager builds, instead of the plugin, a stand-in (isolated.go) that
+// implements the same interfaces and forwards each call over a socketpair
+// (wire.go: length-prefixed gob frames) to a worker, this executable
+// re-executed (RunWorker, worker.go), which builds the plugin from the same
+// config. process.go starts, kills and reaps workers; the stand-in
+// replaces dead ones with backoff. The executor does not know the
+// difference.
 //
 // Modules, Lookup and DefaultConfig describe the compiled-in plugins;
 // CheckManifest compares them with the list the build selected.

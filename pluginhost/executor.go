@@ -70,6 +70,7 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 		return nil, fmt.Errorf("stage %s: %w", stage, ErrClosed)
 	}
 	sr := &StageResult{Stage: stage}
+	start := time.Now()
 	waves := m.waves[stage]
 	if len(waves) > 0 {
 		ctx = registry.WithProcessingContext(ctx, pc)
@@ -94,6 +95,9 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 		}
 	}
 	m.merge(sr)
+	if len(waves) > 0 {
+		m.observer.ObserveStage(sr, time.Since(start))
+	}
 	return sr, nil
 }
 
@@ -223,6 +227,7 @@ func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *re
 			TimedOut: res.TimedOut, Panicked: res.Panicked, Verdict: onErrorVerdict(inst.settings.OnError)}
 	}
 	inst.count(res)
+	m.observer.ObserveCall(res)
 	catalog.RecordResult(pc, res, inst.order)
 	return res
 }

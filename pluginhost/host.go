@@ -24,6 +24,9 @@ func withDefaults(h registry.Host) registry.Host {
 	if h.AuthservID == "" {
 		h.AuthservID = h.Hostname
 	}
+	if h.Metrics == nil {
+		h.Metrics = registry.NopMetrics{}
+	}
 	if h.DataDir == "" {
 		h.DataDir = "var"
 	}

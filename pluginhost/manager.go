@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"reflect"
 	"runtime/debug"
@@ -28,6 +29,10 @@ type Manager struct {
 	cfg  *Config
 	host registry.Host
 	cat  *catalog.Catalog
+
+	observer      Observer
+	pluginLogger  func(instance string) *slog.Logger
+	pluginMetrics func(instance, plugin string) registry.Metrics
 
 	mu     sync.RWMutex
 	closed bool
@@ -64,7 +69,7 @@ func WithHost(h registry.Host) Option { return func(m *Manager) { m.host = h } }
 
 // NewManager returns a manager for cfg. Nothing is built until LoadPlugins.
 func NewManager(cfg *Config, opts ...Option) *Manager {
-	m := &Manager{cfg: cfg, cat: cfg.cat, byName: map[string]*instance{}}
+	m := &Manager{cfg: cfg, cat: cfg.cat, byName: map[string]*instance{}, observer: nopObserver{}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -124,12 +129,22 @@ func (m *Manager) load(ctx context.Context, name string) error {
 	}
 	host := m.host
 	host.Logger = host.Logger.With("plugin", name)
+	if m.pluginLogger != nil {
+		host.Logger = m.pluginLogger(name)
+	}
+	if m.pluginMetrics != nil {
+		host.Metrics = m.pluginMetrics(name, settings.Type)
+	}
 	if _, inst, _ := catalog.ParseID(name); inst != "" {
 		// Two instances must not share state on disk (a bbolt file is locked).
 		host.DataDir = filepath.Join(host.DataDir, "instances", inst)
 	}
-	impl, err := mod.Build(settings.Value, host)
-	if err != nil {
+	var impl any
+	if settings.Isolation.Isolated() {
+		// Built, validated and started in worker processes; this stand-in
+		// forwards every call (isolated.go).
+		impl = newIsolated(m.cfg, settings, mod, host)
+	} else if impl, err = mod.Build(settings.Value, host); err != nil {
 		return fmt.Errorf("plugin %s: %w", name, err)
 	}
 	inst := &instance{name: name, typ: settings.Type, mod: mod, settings: settings, impl: impl, order: len(m.loaded)}
@@ -262,6 +277,9 @@ func getAs[T any](m *Manager, name string, iface string) (T, error) {
 		return zero, fmt.Errorf("plugin %s is not loaded (loaded: %s)", name, strings.Join(m.Loaded(), ", "))
 	}
 	v, ok := p.(T)
+	if s, isolated := p.(*isolated); isolated && !s.implements(reflect.TypeFor[T]()) {
+		ok = false // the stand-in has every method; the plugin may not
+	}
 	if !ok {
 		return zero, fmt.Errorf("plugin %s is not a %s", name, iface)
 	}

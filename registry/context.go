@@ -74,6 +74,12 @@ const notOrdered = int(^uint(0) >> 1)
 
 func init() {
 	catalog.RecordResult = func(pc, res any, order int) { pc.(*ProcessingContext).record(res.(*Result), order) }
+	catalog.ResultOrders = func(pc any) []int {
+		p := pc.(*ProcessingContext)
+		p.mu.RLock()
+		defer p.mu.RUnlock()
+		return append([]int(nil), p.orders...)
+	}
 }
 
 // NewProcessingContext returns a context for msg in session s (s may be nil).

@@ -86,4 +86,7 @@ type Host struct {
 	// pkg/resultcache). Nil when [store] names no server. Plugins never
 	// close it.
 	Redis redis.UniversalClient
+	// Metrics makes the plugin's own metrics, scoped to its instance
+	// (see Metrics). Unset, the Manager uses NopMetrics.
+	Metrics Metrics
 }

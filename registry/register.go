@@ -90,6 +90,15 @@ type (
 	}
 )
 
+// SingleProcess is implemented by a config type (by its value or pointer)
+// whose plugin keeps state that only one process may hold at a time: a
+// bbolt file is locked by the process that opens it. SingleProcess returns
+// why, or "" when this config shares its state safely (a Redis store). The
+// host refuses isolation = "process" with workers > 1 for such a config
+// when it parses the file, so `elemta config check` says so instead of a
+// worker failing at run time.
+type SingleProcess interface{ SingleProcess() string }
+
 var capabilities = map[PluginType]reflect.Type{
 	PluginTypeAntivirus: reflect.TypeFor[AntivirusPlugin](),
 	PluginTypeAntispam:  reflect.TypeFor[AntispamPlugin](),
@@ -202,6 +211,7 @@ func erase[C any, P any](m Module[C, P], pkg string) (*catalog.Entry, error) {
 		Produces: produces, Consumes: consumes,
 		NewConfig: newConfig,
 		Build:     build,
+		Impl:      impl,
 	}, nil
 }
 

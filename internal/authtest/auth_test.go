@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/pluginhost"
 	_ "github.com/elemta/elemta/plugins/authres"
@@ -111,6 +112,8 @@ func TestAuthStageRealDNS(t *testing.T) {
 
 			// One Received-SPF, one Authentication-Results: ours, the forged one gone.
 			hdr, _, _ := strings.Cut(string(out), "\r\n\r\n")
+			hdr = headerfold.Unfold(hdr) // the fields we add are folded
+			hdr = headerfold.Unfold(hdr) // the fields we add are folded
 			require.Equal(t, 1, strings.Count(hdr, "Received-SPF: "+string(tc.spf)+" (mx.elemta.test: "), hdr)
 			require.Equal(t, 1, strings.Count(hdr, "Authentication-Results:"), hdr)
 			if tc.authres != "" {

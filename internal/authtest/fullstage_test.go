@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/elemta/elemta/pkg/dkimkey"
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/pkg/testenv/dnstest"
 	_ "github.com/elemta/elemta/plugins/dkim"
@@ -60,6 +61,7 @@ func TestFullAuthStage(t *testing.T) {
 	require.True(t, dm.DKIMAligned && dm.SPFAligned)
 	require.Equal(t, registry.Accept, post.Verdict.Action)
 	hdr, _, _ := strings.Cut(string(out), "\r\n\r\n")
+	hdr = headerfold.Unfold(hdr) // the fields we add are folded
 	require.Contains(t, hdr, "Authentication-Results: mx.elemta.test; spf=pass smtp.mailfrom=bounce@example.test; "+
 		"dkim=pass header.a=rsa-sha256 header.d=example.test header.i=@example.test header.s=rsa2048; dmarc=pass header.from=example.test")
 }

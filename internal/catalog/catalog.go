@@ -7,6 +7,7 @@
 package catalog
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -35,6 +36,9 @@ type Entry struct {
 	// Build calls the plugin's New with a *C from NewConfig and a
 	// registry.Host.
 	Build func(cfg any, host any) (any, error)
+	// Impl is the type New returns (the P of the Module): the host's
+	// stand-in for an isolated instance implements what it implements.
+	Impl reflect.Type
 }
 
 // Catalog holds registered plugins by name.
@@ -120,8 +124,11 @@ var Reserved = pluginname.Reserved()
 // one name rule, shared with plugins.yaml and the scaffold). The name of an
 // instance ("contentfilter/strict") follows it too.
 func CheckName(s string) error {
-	if err := pluginname.Check(s); err != nil {
-		return fmt.Errorf("name %q: %w", s, err)
+	switch err := pluginname.Check(s); {
+	case errors.Is(err, pluginname.ErrReserved):
+		return fmt.Errorf("name %q is reserved for a key of the [plugins] table", s)
+	case err != nil:
+		return fmt.Errorf("invalid name %q: use lowercase letters, digits, '-' and '_', starting with a letter", s)
 	}
 	return nil
 }
@@ -157,3 +164,9 @@ func (e *ValueError) Unwrap() error { return e.Err }
 // in config order, which registry.Find and FindAll sort by. registry sets
 // it in its init; pluginhost's executor calls it.
 var RecordResult func(pc, res any, order int)
+
+// ResultOrders returns the config positions RecordResult stored with the
+// results of a *registry.ProcessingContext, in the order of its Results
+// (for the host to carry them to an isolated plugin's process). registry
+// sets it in its init.
+var ResultOrders func(pc any) []int

@@ -8,12 +8,16 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
 
+	"github.com/elemta/elemta/internal/admin"
+	"github.com/elemta/elemta/internal/milter"
+	"github.com/elemta/elemta/internal/obslog"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/pkg/store"
@@ -42,6 +46,14 @@ type Config struct {
 	// Store is the [store] table: the one Redis pool every plugin of the
 	// process shares (registry.Host.Redis); no server named, no pool.
 	Store store.RedisConfig
+	// Milter is the [milter] table: `elemta milter`. HasMilter says the
+	// file has one (then config check reports what milter mode cannot run).
+	Milter    milter.Config
+	HasMilter bool
+	// Admin is the [admin] table: metrics, health and the admin API.
+	Admin admin.Config
+	// Log is the [log] table.
+	Log obslog.Config
 	// Warnings are problems that do not stop startup.
 	Warnings []string
 }
@@ -54,10 +66,13 @@ type hostDoc struct {
 	DNS     resolver.Config   `toml:"dns"`
 	Server  serve.Config      `toml:"server"`
 	Store   store.RedisConfig `toml:"store"`
+	Milter  milter.Config     `toml:"milter"`
+	Admin   admin.Config      `toml:"admin"`
+	Log     obslog.Config     `toml:"log"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins", "dns", "server", "store"}
+var hostTables = []string{"plugins", "dns", "server", "store", "milter", "admin", "log"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -133,7 +148,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	host := hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig()}
+	host := hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
@@ -163,9 +178,45 @@ func Parse(file string, data []byte) (*Config, error) {
 	if err := host.Store.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [store]: %w", file, err))
 	}
+	if err := host.Admin.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [admin]: %w", file, err))
+	}
+	if err := host.Log.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [log]: %w", file, err))
+	}
+	if pcfg != nil {
+		for _, name := range slices.Sorted(maps.Keys(host.Log.PluginLevels)) {
+			enabled := slices.Contains(pcfg.Plugins, name) // an instance ID
+			if !strings.Contains(name, "/") {
+				enabled = len(pcfg.Instances(name)) > 0 // a plugin's name: all its instances
+			}
+			if !enabled {
+				errs = append(errs, fmt.Errorf("%s: [log]: plugin_levels.%s: no such plugin instance is enabled (enabled: %s)", file, name, strings.Join(pcfg.Plugins, ", ")))
+			}
+		}
+	}
+	if err := host.Milter.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [milter]: %w", file, err))
+	}
+	hasMilter := hasTable(data, "milter")
 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Store: host.Store, Warnings: append(pcfg.Warnings, serverWarnings...)}, nil
+	warnings := append(pcfg.Warnings, serverWarnings...)
+	if hasMilter {
+		warnings = append(warnings, milter.StageWarnings(pcfg)...)
+	}
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Store: host.Store, Milter: host.Milter, HasMilter: hasMilter, Admin: host.Admin, Log: host.Log,
+		Warnings: warnings}, nil
+}
+
+// hasTable reports whether the document has the top-level table name.
+func hasTable(data []byte, name string) bool {
+	var doc map[string]any
+	if toml.Unmarshal(data, &doc) != nil {
+		return false
+	}
+	_, ok := doc[name].(map[string]any)
+	return ok
 }

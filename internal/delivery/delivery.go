@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/elemta/elemta/internal/domains"
+	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
@@ -67,6 +68,7 @@ type Worker struct {
 	stopped         bool
 	idle            chan struct{} // closed once stopped with no pass running
 	idleOnce        sync.Once
+	stats           stats
 }
 
 // New returns a worker over sp running mgr's delivery stages.
@@ -225,7 +227,7 @@ func (w *Worker) relayPhase(ctx context.Context, a *attempt) error {
 	if ctx.Err() != nil {
 		return w.release(a.e)
 	}
-	if err := w.relay(ctx, a.e.Envelope.MailFrom, a.remote, a.data, a.out); err != nil {
+	if err := w.relay(ctx, a.e, a.remote, a.data, a.out); err != nil {
 		return w.release(a.e)
 	}
 	return w.finish(ctx, a)
@@ -276,6 +278,7 @@ func (w *Worker) finish(ctx context.Context, a *attempt) error {
 			return err // the entry stays; the retry bounces again
 		}
 	}
+	w.stats.count(out)
 	w.log.Info("delivery attempt", "id", e.ID, "delivered", len(out.Delivered), "failed", len(out.Failed), "deferred", len(out.Deferred))
 	if len(out.Deferred) == 0 {
 		return w.spool.Complete(e.ID)
@@ -307,30 +310,11 @@ func (w *Worker) route(rcpts []string) (local, remote []string) {
 }
 
 func mailbox(root, rcpt string) (string, error) {
-	at := strings.LastIndexByte(rcpt, '@')
-	if at <= 0 || at == len(rcpt)-1 {
+	box, err := mbox.Path(root, rcpt) // the receiver refuses at RCPT what this refuses
+	if err != nil {
 		return "", &permError{"5.1.3", "Bad destination mailbox address syntax"}
 	}
-	// The domain is lowercased and its root dot dropped: example.org.
-	// and Example.ORG share example.org's Maildirs (the receiver's
-	// local_domains check compares them the same way).
-	local, domain := rcpt[:at], domains.Of(rcpt)
-	if strings.EqualFold(local, "postmaster") {
-		local = "postmaster" // case-insensitive by RFC 5321 §4.5.1; other local parts keep their case
-	}
-	for _, part := range []string{local, domain} {
-		// Longer than NAME_MAX the directory can never be created: fail
-		// now rather than retry until max_queue_age.
-		if part == "" || part == "." || part == ".." || strings.HasPrefix(part, ".") || len(part) > 255 {
-			return "", &permError{"5.1.3", "Bad destination mailbox address syntax"}
-		}
-		for _, c := range part {
-			if c < 0x21 || c == 0x7f || c == '/' || c == '\\' || c == '"' {
-				return "", &permError{"5.1.3", "Bad destination mailbox address syntax"}
-			}
-		}
-	}
-	return filepath.Join(root, domain, local), nil
+	return box, nil
 }
 
 // uniqueName is the copy's Maildir name: time.Eid_n.host (see maildir(5)),
@@ -415,10 +399,11 @@ func (w *Worker) bounce(e *spool.Entry, failed []Failure) error {
 		id = spool.NewID(now)
 	}
 	_, err := w.spool.Put(&spool.Entry{ID: id, ReceivedAt: now,
-		Envelope: spool.Envelope{MailFrom: "", RcptTo: []string{e.Envelope.MailFrom}}, Message: dsn}, false)
+		Envelope: spool.Envelope{MailFrom: "", RcptTo: []string{e.Envelope.MailFrom}, SMTPUTF8: globalDSN(e, failed)}, Message: dsn}, false)
 	if err != nil {
 		return fmt.Errorf("bounce %s: %w", e.ID, err)
 	}
+	w.stats.dsns.Add(1)
 	w.log.Info("bounced", "id", e.ID, "dsn", id, "to", e.Envelope.MailFrom, "rcpts", len(failed))
 	return nil
 }

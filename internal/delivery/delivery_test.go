@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
@@ -118,15 +119,16 @@ func (e *env) run(t *testing.T) int {
 // mails returns the contents of the files in addr's new/.
 func (e *env) mails(t *testing.T, addr string) []string {
 	t.Helper()
-	local, domain, _ := strings.Cut(addr, "@")
-	ents, err := os.ReadDir(filepath.Join(e.root, domain, local, "new"))
+	box, err := mbox.Path(e.root, addr)
+	require.NoError(t, err)
+	ents, err := os.ReadDir(filepath.Join(box, "new"))
 	if os.IsNotExist(err) {
 		return nil
 	}
 	require.NoError(t, err)
 	var out []string
 	for _, ent := range ents {
-		b, err := os.ReadFile(filepath.Join(e.root, domain, local, "new", ent.Name()))
+		b, err := os.ReadFile(filepath.Join(box, "new", ent.Name()))
 		require.NoError(t, err)
 		out = append(out, string(b))
 	}
@@ -312,7 +314,8 @@ func TestMailbox(t *testing.T) {
 		{"user@Example.ORG", "/r/example.org/user", false},
 		{"user@example.org.", "/r/example.org/user", false},
 		{"PostMaster@example.org", "/r/example.org/postmaster", false}, // RFC 5321 §4.5.1
-		{"User@example.org", "/r/example.org/User", false},             // other local parts keep their case
+		{"User@example.org", "/r/example.org/user", false},             // ASCII case folded (internal/mailbox)
+		{"Jürgen@example.org", "/r/example.org/jürgen", false},
 		{"a@.", "", true},
 		{"a@...", "", true},
 		{"first.last+tag@x.test", "/r/x.test/first.last+tag", false},

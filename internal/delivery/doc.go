@@ -32,6 +32,17 @@
 // (64 KiB) and DATA termination. An expired timeout defers the relayed
 // recipients with 451 4.4.2 (4.4.1 for the connect) naming the phase.
 //
+// # SMTPUTF8 and 8BITMIME
+//
+// The relay fits each message to the smarthost's EHLO (Worker.prepare):
+// a message received with SMTPUTF8 that needs it (a UTF-8 address or
+// header field) goes with MAIL FROM ... SMTPUTF8, or bounces with 5.6.7
+// when it is not offered (RFC 6531 §3.2); 8-bit content for a smarthost
+// without 8BITMIME is converted to 7-bit (internal/mime7bit), or bounced
+// with 5.6.3 where it cannot be (RFC 6152 §3). Bounces about UTF-8
+// addresses are RFC 6533 DSNs (BuildDSN). Local Maildirs are named by
+// internal/mailbox, whose rules the receiver applies at RCPT.
+//
 // # Shutdown
 //
 // Worker.Shutdown stops claiming and lets the attempts in flight finish

@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -11,6 +12,9 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/elemta/elemta/internal/mime7bit"
+	"github.com/elemta/elemta/internal/spool"
 )
 
 // Relay is a smarthost that takes every message instead of the local
@@ -100,9 +104,9 @@ func (e *phaseError) Unwrap() error { return e.err }
 // is updated sends it again (at least once, as every MTA). When ctx ends
 // before the outcome is known, relay closes the connection and returns
 // errAborted, leaving out untouched.
-func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []byte, out *Outcome) error {
+func (w *Worker) relay(ctx context.Context, e *spool.Entry, rcpts []string, data []byte, out *Outcome) error {
 	var res Outcome
-	if err := w.converse(ctx, from, rcpts, data, &res); err != nil {
+	if err := w.converse(ctx, e, rcpts, data, &res); err != nil {
 		return err
 	}
 	*out = mergeOutcome(*out, res)
@@ -111,8 +115,9 @@ func (w *Worker) relay(ctx context.Context, from string, rcpts []string, data []
 
 // converse is relay's SMTP conversation, each wait under its phase's
 // timeout; it returns errAborted or nil.
-func (w *Worker) converse(ctx context.Context, from string, rcpts []string, data []byte, res *Outcome) error {
+func (w *Worker) converse(ctx context.Context, e *spool.Entry, rcpts []string, data []byte, res *Outcome) error {
 	r := w.cfg.Relay
+	from := e.Envelope.MailFrom
 	to := r.Timeouts.withDefaults()
 	deferAll := func(err error) {
 		for _, rc := range rcpts {
@@ -185,8 +190,15 @@ func (w *Worker) converse(ctx context.Context, from string, rcpts []string, data
 		deferAll(fail("greeting and EHLO", to.Greeting, err))
 		return nil
 	}
+	data, opts, refusal := w.prepare(c, e, from, rcpts, data)
+	if refusal != nil {
+		settle(rcpts, refusal)
+		c.CommandTimeout = to.Mail
+		_ = c.Quit()
+		return nil
+	}
 	c.CommandTimeout = to.Mail
-	if err := c.Mail(from, nil); err != nil {
+	if err := c.Mail(from, opts); err != nil {
 		if aborted(err) {
 			return errAborted
 		}
@@ -299,4 +311,61 @@ func failure(rcpt string, err error, local bool) Failure {
 		status = "4.4.2" // bad connection: it answered, then stalled
 	}
 	return Failure{Rcpt: rcpt, Status: status, Reply: "451 " + status + " " + strings.TrimSpace(oneLine(err.Error()))}
+}
+
+// prepare fits the message to what the smarthost offers (its EHLO reply)
+// and returns the data to send and MAIL's options, or the permanent
+// refusal of every recipient:
+//
+//   - SMTPUTF8 (RFC 6531 §3.2): a message that needs it (received with
+//     SMTPUTF8 and holding a UTF-8 address or header field) is sent with
+//     it, or bounced with 5.6.7 when the smarthost does not offer it (no
+//     downgrade: RFC 6530's addresses cannot be made ASCII);
+//   - 8BITMIME (RFC 6152 §3): 8-bit content for a smarthost that does not
+//     offer it is converted to 7-bit (internal/mime7bit), or bounced with
+//     5.6.3 where it cannot be. The receiver converted mail for the
+//     smarthost before the plugins signed it ([server]
+//     relay_downgrade_8bit), so this is for what it did not convert: it
+//     breaks the DKIM signatures over the body, which is logged.
+func (w *Worker) prepare(c *smtp.Client, e *spool.Entry, from string, rcpts []string, data []byte) ([]byte, *smtp.MailOptions, error) {
+	opts := &smtp.MailOptions{}
+	if e.Envelope.SMTPUTF8 && needsSMTPUTF8(from, rcpts, data) {
+		if ok, _ := c.Extension("SMTPUTF8"); !ok {
+			return nil, nil, &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
+				Message: "SMTPUTF8 is required, but was not offered by the smarthost " + w.cfg.Relay.Addr}
+		}
+		opts.UTF8 = true
+	}
+	if ok, _ := c.Extension("8BITMIME"); !ok && mime7bit.Needs(data) {
+		conv, err := mime7bit.Convert(data)
+		if err != nil {
+			return nil, nil, &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 3},
+				Message: "The smarthost " + w.cfg.Relay.Addr + " does not offer 8BITMIME and the message " + err.Error()}
+		}
+		if bytes.Contains(data, []byte("\nDKIM-Signature:")) || bytes.HasPrefix(data, []byte("DKIM-Signature:")) {
+			w.log.Warn("message converted to 7-bit for the smarthost after it was signed: its DKIM signatures no longer verify",
+				"id", e.ID, "relay", w.cfg.Relay.Addr)
+		}
+		data = conv
+	}
+	return data, opts, nil
+}
+
+// needsSMTPUTF8 reports whether a message needs SMTPUTF8: a UTF-8 address
+// or header field (RFC 6531 §3.2 lets a relay send an all-ASCII one
+// without it).
+func needsSMTPUTF8(from string, rcpts []string, data []byte) bool {
+	if !isASCII(from) {
+		return true
+	}
+	for _, r := range rcpts {
+		if !isASCII(r) {
+			return true
+		}
+	}
+	hdr := data
+	if i := bytes.Index(data, []byte("\r\n\r\n")); i >= 0 {
+		hdr = data[:i]
+	}
+	return !isASCII(string(hdr))
 }

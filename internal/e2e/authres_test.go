@@ -53,6 +53,8 @@ servers = [%q]
 		require.Len(t, ars, 1, "exactly one Authentication-Results (ours; the forged one is removed):\n%s", m)
 		ar := ars[0]
 		assert.True(t, strings.HasPrefix(ar, hostname+";"), ar)
+		pythonAuthres(t, "Authentication-Results: "+ar)
+		checkWritten(t, m)
 		assert.NotContains(t, ar, "forged")
 		var from string
 		for _, f := range []string{"alice@example.test", "bob@example.test"} {

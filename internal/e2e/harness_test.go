@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/elemta/elemta/internal/config"
+	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/pkg/testenv"
@@ -65,10 +66,16 @@ type server struct {
 // may be nil (the system clock).
 func start(t testing.TB, toml string, clock registry.Clock) *server {
 	t.Helper()
+	return startOn(t, toml, clock, "127.0.0.1:0")
+}
+
+// startOn is start listening on listen.
+func startOn(t testing.TB, toml string, clock registry.Clock, listen string) *server {
+	t.Helper()
 	dir := t.TempDir()
 	cfg, err := config.Parse("e2e.toml", []byte(toml))
 	require.NoError(t, err)
-	cfg.Server.Listen = "127.0.0.1:0"
+	cfg.Server.Listen = listen
 	cfg.Server.Hostname = hostname
 	cfg.Server.SpoolDir = filepath.Join(dir, "spool")
 	cfg.Server.MaildirRoot = filepath.Join(dir, "mail")
@@ -180,8 +187,9 @@ func (s *server) send(helo string, auth smtp.Auth, from string, to []string, msg
 // not exist yet).
 func (s *server) mailbox(addr string) []string {
 	s.t.Helper()
-	local, domain, _ := strings.Cut(addr, "@")
-	dir := filepath.Join(s.mail, domain, local, "new")
+	box, err := mbox.Path(s.mail, addr) // the delivery's rules
+	require.NoError(s.t, err)
+	dir := filepath.Join(box, "new")
 	ents, err := os.ReadDir(dir)
 	if os.IsNotExist(err) {
 		return nil

@@ -77,7 +77,8 @@ func startNode(t *testing.T, name, plugins string) *node {
 	t.Helper()
 	bin := elemtaBinary(t)
 	dir := t.TempDir()
-	cfg := plugins + fmt.Sprintf("\n[server]\nlisten = \"127.0.0.1:0\"\nhostname = %q\nspool_dir = %q\nmaildir_root = %q\nshutdown_timeout = \"5s\"\nretry_base = \"1s\"\n",
+	// [admin] off: its default 127.0.0.1:8025 is one port for both nodes.
+	cfg := plugins + fmt.Sprintf("\n[server]\nlisten = \"127.0.0.1:0\"\nhostname = %q\nspool_dir = %q\nmaildir_root = %q\nshutdown_timeout = \"5s\"\nretry_base = \"1s\"\n\n[admin]\nenabled = false\n",
 		name+".multinode.test", filepath.Join(dir, "spool"), filepath.Join(dir, "mail"))
 	file := filepath.Join(dir, "elemta.toml")
 	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {

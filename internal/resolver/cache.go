@@ -109,4 +109,9 @@ type Stats struct {
 	Exchanges uint64 // queries sent to a server (UDP and TCP each count)
 	Coalesced uint64 // questions that waited for an identical one in flight
 	Static    uint64 // answers from the static zone
+	// Questions counts lookups of one name and type; of those, NotFound
+	// the NXDOMAIN/NODATA answers, Timeouts those that timed out (the
+	// caller's deadline or the servers'), Failures the other errors
+	// (SERVFAIL, REFUSED, unreachable servers, cancellation).
+	Questions, NotFound, Timeouts, Failures uint64
 }

@@ -55,6 +55,7 @@ type Resolver struct {
 	testHookJoin func() // called when a caller joins a query in flight
 
 	exchanges, coalesced, staticHits atomic.Uint64
+	answers                          answerCounts
 }
 
 // New builds a resolver from the [dns] table. Zero fields take their
@@ -148,6 +149,10 @@ func (r *Resolver) Stats() Stats {
 		Exchanges: r.exchanges.Load(),
 		Coalesced: r.coalesced.Load(),
 		Static:    r.staticHits.Load(),
+		Questions: r.answers.questions.Load(),
+		NotFound:  r.answers.notFound.Load(),
+		Timeouts:  r.answers.timeouts.Load(),
+		Failures:  r.answers.failures.Load(),
 	}
 }
 
@@ -270,6 +275,12 @@ func (r *Resolver) Lookup(ctx context.Context, name string, qtype uint16) ([]dns
 // is in presentation format (see canonicalName). The records returned are
 // shared with the cache: read them, never modify them.
 func (r *Resolver) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
+	rrs, err := r.lookupName(ctx, name, qtype)
+	r.answers.count(err)
+	return rrs, err
+}
+
+func (r *Resolver) lookupName(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, contextError(name, err)
 	}

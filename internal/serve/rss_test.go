@@ -159,7 +159,9 @@ var listening = regexp.MustCompile(`msg=listening addr=(\S+)`)
 func startElemta(t *testing.T, bin, extra string, env ...string) *elemta {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := fmt.Sprintf("[plugins]\nplugins = []\n\n[server]\nlisten = \"127.0.0.1:0\"\nhostname = \"mx.rss.test\"\nspool_dir = %q\nmaildir_root = %q\nshutdown_timeout = \"5s\"\n%s",
+	// [admin] off: its default 127.0.0.1:8025 is one port for every server
+	// the test packages start at once.
+	cfg := fmt.Sprintf("[plugins]\nplugins = []\n\n[server]\nlisten = \"127.0.0.1:0\"\nhostname = \"mx.rss.test\"\nspool_dir = %q\nmaildir_root = %q\nshutdown_timeout = \"5s\"\n%s\n[admin]\nenabled = false\n",
 		filepath.Join(dir, "spool"), filepath.Join(dir, "mail"), extra)
 	cfgFile := filepath.Join(dir, "elemta.toml")
 	require.NoError(t, os.WriteFile(cfgFile, []byte(cfg), 0o600))

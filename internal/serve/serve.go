@@ -100,6 +100,13 @@ type Config struct {
 	// (a development box); otherwise no domain is, which Validate refuses
 	// without a Relay (the server could accept nothing).
 	LocalDomains []string `toml:"local_domains"`
+	// AddDateMessageID adds Date and Message-ID to an authenticated
+	// client's message that lacks them (RFC 6409 §8), before the plugins
+	// run, so a DKIM signature covers them (default on).
+	AddDateMessageID bool `toml:"add_date_message_id"`
+	// RelayDowngrade8Bit converts 8-bit messages for the smarthost to
+	// 7-bit at reception, before the plugins sign them (default on).
+	RelayDowngrade8Bit bool `toml:"relay_downgrade_8bit"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -131,6 +138,8 @@ func DefaultConfig() Config {
 		RelayDataInitTimeout:  registry.Duration(2 * time.Minute),
 		RelayDataBlockTimeout: registry.Duration(3 * time.Minute),
 		RelayDataTermTimeout:  registry.Duration(10 * time.Minute),
+		AddDateMessageID:      true,
+		RelayDowngrade8Bit:    true,
 	}
 }
 
@@ -278,7 +287,8 @@ func Start(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slo
 		MaxHeaderBytes: cfg.MaxHeaderSize, MaxBytesInFlight: cfg.MaxBytesInFlight,
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
-		RelayAuthenticated: cfg.Relay != ""}
+		RelayAuthenticated: cfg.Relay != "", AddDateMessageID: cfg.AddDateMessageID,
+		Downgrade8Bit: cfg.RelayDowngrade8Bit}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
@@ -340,6 +350,15 @@ func localDomains(c smtpd.Config) string {
 // Addr is the address the server listens on.
 func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 
+// Spool is the server's spool (the admin API's queue).
+func (s *Server) Spool() *spool.Spool { return s.spool }
+
+// SMTPStats returns the receiver's counters.
+func (s *Server) SMTPStats() smtpd.Stats { return s.smtp.Stats() }
+
+// DeliveryStats returns the delivery worker's counters.
+func (s *Server) DeliveryStats() delivery.Stats { return s.worker.Stats() }
+
 // Err delivers an error if the listener fails.
 func (s *Server) Err() <-chan error { return s.errc }
 
@@ -377,6 +396,13 @@ func Run(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger *slog.
 	if err != nil {
 		return err
 	}
+	return s.Wait(ctx)
+}
+
+// Wait serves until ctx is cancelled or the listener fails, then shuts
+// down within the config's shutdown_timeout.
+func (s *Server) Wait(ctx context.Context) error {
+	cfg, logger := s.cfg, s.log
 	var serveErr error
 	select {
 	case <-ctx.Done():

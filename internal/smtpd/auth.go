@@ -70,6 +70,7 @@ func (s *session) login(username, password string) error {
 	s.mu.Lock()
 	s.authUser = username
 	s.mu.Unlock()
+	srv.counters.authSuccesses.Add(1)
 	s.log.Info("authenticated", "user", username)
 	return nil
 }

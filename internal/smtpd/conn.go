@@ -193,9 +193,13 @@ func (c *clientConn) Write(p []byte) (int, error) {
 func (c *clientConn) inspectReply(p []byte) (*smtp.SMTPError, string) {
 	code := replyCode(p)
 	l := &c.srv.limits
+	if class := code / 100; class > 0 && class < len(c.srv.counters.replies) {
+		c.srv.counters.replies[class].Add(1)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if code == 220 { // only STARTTLS answers 220 after the greeting
+		c.srv.counters.startTLS.Add(1)
 		c.tls = true
 		return nil, ""
 	}

@@ -3,7 +3,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +10,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/elemta/elemta/internal/spool"
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 	"github.com/emersion/go-smtp"
 )
@@ -24,7 +25,14 @@ var (
 	errLong    = &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 6}, Message: "Line too long"}
 	errSpool   = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Could not queue the message, try again later"}
 	errAborted = &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Message transfer aborted"}
+	errEmpty   = &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Empty message"}
 )
+
+// txInfo is what MAIL FROM said about the transaction's message.
+type txInfo struct {
+	utf8 bool          // SMTPUTF8
+	body smtp.BodyType // BODY=, "" when not given
+}
 
 // data reads the message and queues it. It works on a copy of the
 // transaction taken before it reads and never writes the session: go-smtp
@@ -40,6 +48,7 @@ var (
 func (s *session) data(r io.Reader) error {
 	s.mu.Lock()
 	pc, env, quarantine := s.pc, s.envelope(), s.quarantine // quarantine: from pre-reception, if any
+	tx := txInfo{utf8: s.utf8, body: s.body}
 	adds := append([]registry.Field(nil), s.adds...)
 	removes := append([]registry.Removal(nil), s.removes...)
 	s.mu.Unlock()
@@ -51,10 +60,14 @@ func (s *session) data(r io.Reader) error {
 	defer in.Close()
 
 	// The transfer: every byte the client sends for this message is read here.
-	received := s.received(id, env)
+	received := s.received(id, env, tx.utf8 && !asciiEnvelope(env))
 	chk, err := s.receive(r, in, received)
 	if err != nil {
 		return err
+	}
+	if in.Size() == int64(len(received)) { // BDAT 0 LAST, or DATA with only "."
+		s.be.rejected.Add(1)
+		return errEmpty
 	}
 
 	release, err := s.be.budget.acquire(in.Size()-int64(len(received)), chk.hlines)
@@ -80,6 +93,30 @@ func (s *session) data(r io.Reader) error {
 		s.be.rejected.Add(1)
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
 	}
+	if err := headerError(msg.HeaderBytes(), tx.utf8); err != nil {
+		s.be.rejected.Add(1)
+		return err
+	}
+	if add := s.submissionFields(msg, env, id); add != nil {
+		// Inserted after our Received, parsed again: the plugins, DKIM's
+		// signer among them, see the message as it is spooled. One more
+		// copy of an authenticated client's message, only when it lacks
+		// the fields.
+		fixed := make([]byte, 0, len(raw)+len(add))
+		fixed = append(append(append(fixed, raw[:len(received)]...), add...), raw[len(received):]...)
+		if msg, err = registry.ParseMessage(fixed, env); err != nil {
+			s.be.rejected.Add(1)
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
+		}
+		raw = fixed
+	}
+	if conv := s.downgrade(raw, env); conv != nil {
+		if msg, err = registry.ParseMessage(conv, env); err != nil {
+			s.be.rejected.Add(1)
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
+		}
+		raw, tx.body = conv, smtp.Body7Bit
+	}
 	pc.Message = msg
 	pc.Phase = registry.PhaseMessage
 	for _, stage := range []registry.Stage{registry.PostReception, registry.PreQueue} {
@@ -100,7 +137,7 @@ func (s *session) data(r io.Reader) error {
 	e := &spool.Entry{
 		ID: id,
 		Envelope: spool.Envelope{ClientIP: ipString(env.ClientIP), HELO: env.HELO, MailFrom: env.MailFrom,
-			RcptTo: env.RcptTo, AuthUser: env.AuthUser, TLS: env.TLS},
+			RcptTo: env.RcptTo, AuthUser: env.AuthUser, TLS: env.TLS, SMTPUTF8: tx.utf8, Body: string(tx.body)},
 		Results: records(pc.Results()),
 		Reason:  quarantine,
 	}
@@ -207,27 +244,75 @@ func (c Config) headerLimit() int64 {
 // ARC chains (Postfix's header_size_limit is 100 KiB).
 const DefaultMaxHeaderBytes = 256 << 10
 
-// received returns the Received trace field (RFC 5321 section 4.4).
-func (s *session) received(id string, env registry.Envelope) []byte {
+// received returns the Received trace field (RFC 5321 section 4.4): the
+// client's address as an address literal ([192.0.2.1], [IPv6:2001:db8::1]),
+// the protocol of RFC 3848 and RFC 6531 §4.3 (ESMTP, ESMTPS, ESMTPA,
+// ESMTPSA; UTF8SMTP... for an SMTPUTF8 transaction with a UTF-8
+// address), folded (pkg/headerfold).
+func (s *session) received(id string, env registry.Envelope, utf8Tx bool) []byte {
 	with := "ESMTP"
+	if utf8Tx {
+		with = "UTF8SMTP"
+	}
 	if env.TLS {
 		with += "S"
 	}
 	if env.AuthUser != "" {
 		with += "A"
 	}
-	var b bytes.Buffer
-	fmt.Fprintf(&b, "Received: from %s (%s)\r\n\tby %s (Elemta) with %s id %s", sanitize(env.HELO), ipString(env.ClientIP), s.be.cfg.Hostname, with, id)
+	var b strings.Builder
+	fmt.Fprintf(&b, "from %s (%s) by %s (Elemta) with %s id %s", sanitize(env.HELO), addressLiteral(env.ClientIP), s.be.cfg.Hostname, with, id)
 	if len(env.RcptTo) == 1 { // naming one of several recipients would leak the others' copy
-		fmt.Fprintf(&b, "\r\n\tfor <%s>", sanitize(env.RcptTo[0]))
+		fmt.Fprintf(&b, " for <%s>", sanitizeAddr(env.RcptTo[0]))
 	}
-	fmt.Fprintf(&b, "; %s\r\n", time.Now().Format(time.RFC1123Z))
-	return b.Bytes()
+	fmt.Fprintf(&b, "; %s", s.be.srv.now().Format(time.RFC1123Z))
+	return []byte(headerfold.Field("Received", b.String(), headerfold.CRLF) + "\r\n")
 }
 
+// asciiEnvelope reports whether env's addresses are all ASCII: the
+// transaction did not need its SMTPUTF8 (net/smtp asks for it whenever it
+// is offered).
+func asciiEnvelope(env registry.Envelope) bool {
+	if !isASCII(env.MailFrom) {
+		return false
+	}
+	for _, r := range env.RcptTo {
+		if !isASCII(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// addressLiteral returns a as RFC 5321 §4.1.3 writes it: [192.0.2.1],
+// [IPv6:2001:db8::1] (an IPv4-mapped IPv6 address as IPv4), or
+// [unknown] without one.
+func addressLiteral(a netip.Addr) string {
+	switch {
+	case !a.IsValid():
+		return "[unknown]"
+	case a.Is4() || a.Is4In6():
+		return "[" + a.Unmap().String() + "]"
+	}
+	return "[IPv6:" + a.WithZone("").String() + "]"
+}
+
+// sanitizeAddr is sanitize for an address, whose UTF-8 (an SMTPUTF8
+// transaction's) is kept.
+func sanitizeAddr(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == ';' || r == '<' || r == '>' || r == utf8.RuneError {
+			return '_'
+		}
+		return r
+	}, s)
+}
+
+// sanitize makes a HELO name safe for Received: ASCII (RFC 6531 §3.7.1
+// keeps EHLO ASCII) without white space, comment or field delimiters.
 func sanitize(s string) string {
 	return strings.Map(func(r rune) rune {
-		if r < 0x21 || r == 0x7f || r == '(' || r == ')' || r == ';' || r == '<' || r == '>' {
+		if r < 0x21 || r >= 0x7f || r == '(' || r == ')' || r == ';' || r == '<' || r == '>' {
 			return '_'
 		}
 		return r

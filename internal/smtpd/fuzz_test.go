@@ -91,6 +91,9 @@ func FuzzSession(f *testing.F) {
 	f.Add([]byte("EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n" + strings.Repeat("y", 500) + "\r\n.\r\n"))
 	f.Add([]byte("EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n" + strings.Repeat(strings.Repeat("z", 98)+"\r\n", 50) + ".\r\n"))
 	f.Add([]byte("EHLO c\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nBDAT 99999999999999999999\r\n"))
+	// SMTPUTF8: UTF-8 addresses and header fields in and out of an SMTPUTF8 transaction.
+	f.Add([]byte("EHLO c\r\nMAIL FROM:<jürgen@x> SMTPUTF8 BODY=8BITMIME\r\nRCPT TO:<björn@y>\r\nDATA\r\nSubject: Grüße\r\n\r\nä\r\n.\r\n" +
+		"MAIL FROM:<a@x>\r\nRCPT TO:<björn@y>\r\nRCPT TO:<b@y>\r\nDATA\r\nSubject: \xff\r\n\r\nx\r\n.\r\nBDAT 0 LAST\r\n"))
 	f.Add([]byte{})
 
 	mgr := registrytest.Load(f, "[plugins]\nplugins = [\"smtpdfuzz\"]\n", registry.Host{Hostname: "mx.test"})

@@ -258,7 +258,9 @@ func TestDataRate(t *testing.T) {
 	t.Run("stall", func(t *testing.T) {
 		c, _ := dialFrom(t, h.addr, "127.0.0.1")
 		converseOn(t, c, append(hello("a@example.org", "b@example.net"), step{send: "DATA", code: 354}))
-		require.NoError(t, c.PrintfLine("Subject: stalls"))
+		// 5 KB at once earn 100 ms of credit at min_data_rate, so the idle
+		// deadline (data_timeout after the last read) comes first.
+		require.NoError(t, c.PrintfLine("Subject: stalls\r\n\r\n%s", strings.Repeat(strings.Repeat("s", 98)+"\r\n", 50)))
 		expectCut(t, c, "data_timeout")
 	})
 }

@@ -143,6 +143,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			refuse(nc, s.cfg.Hostname, "Too many connections, try again later")
 			continue
 		}
+		s.counters.connections.Add(1)
 		return c, nil
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 	"github.com/emersion/go-smtp"
@@ -48,6 +49,10 @@ type session struct {
 	rcpts   []string
 	adds    []registry.Field
 	removes []registry.Removal
+	// utf8 is MAIL FROM's SMTPUTF8 parameter (RFC 6531); body its BODY
+	// (7BIT, 8BITMIME; BINARYMIME is not offered).
+	utf8 bool
+	body smtp.BodyType
 }
 
 func (s *session) envelope() registry.Envelope {
@@ -214,6 +219,9 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 	if hasControl(from) {
 		return errBadSender
 	}
+	if err := addressError(from, opts.UTF8, errUTF8Sender, errBadSender); err != nil {
+		return err
+	}
 	if err := s.be.budget.checkSize(opts); err != nil {
 		return err
 	}
@@ -222,7 +230,7 @@ func (s *session) mail(from string, opts *smtp.MailOptions) error {
 			return err
 		}
 	}
-	s.from = from
+	s.from, s.utf8, s.body = from, opts.UTF8, opts.Body
 	s.pc = registry.NewProcessingContext(&registry.Message{}, &registry.Session{ID: s.id, Hostname: s.be.cfg.Hostname})
 	s.adds = append([]registry.Field(nil), s.sessionAdds...)
 	s.removes = append([]registry.Removal(nil), s.sessionRemoves...)
@@ -240,14 +248,25 @@ func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 		return &smtp.SMTPError{Code: 503, EnhancedCode: smtp.EnhancedCode{5, 5, 1}, Message: "MAIL first"}
 	}
 	if to == "" || strings.ContainsAny(to, "/\\\x00") || !strings.Contains(to, "@") || hasControl(to) {
-		return &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+		return errBadRecipient
+	}
+	if err := addressError(to, s.utf8, errUTF8Recipient, errBadRecipient); err != nil {
+		return err
 	}
 	if !s.mayReceive(to) {
 		s.be.rejected.Add(1)
 		s.log.Info("relaying denied", "rcpt", to, "authenticated", s.authUser != "")
 		return errRelay
 	}
-	if slices.Contains(s.rcpts, to) {
+	if s.toMaildir(to) {
+		// Refused now rather than accepted and bounced (backscatter):
+		// the delivery could never name its Maildir.
+		if _, _, err := mailbox.Key(to); err != nil {
+			s.log.Info("recipient names no Maildir", "rcpt", to, "err", err)
+			return errBadRecipient
+		}
+	}
+	if slices.ContainsFunc(s.rcpts, func(r string) bool { return s.sameRecipient(r, to) }) {
 		return nil // accepted already: one copy, one RCPT to a smarthost
 	}
 	s.rcpts = append(s.rcpts, to)
@@ -256,6 +275,32 @@ func (s *session) rcpt(to string, _ *smtp.RcptOptions) error {
 		return err
 	}
 	return nil
+}
+
+// errBadRecipient refuses a recipient address that is malformed or names
+// no Maildir (internal/mailbox).
+var errBadRecipient = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 1, 3}, Message: "Bad recipient address syntax"}
+
+// toMaildir reports whether rcpt is delivered to a local Maildir: a local
+// domain, or any domain when there is no smarthost (the delivery worker's
+// rule: without a relay every recipient is local).
+func (s *session) toMaildir(rcpt string) bool {
+	return s.be.local.HasAddress(rcpt) || !s.be.cfg.RelayAuthenticated
+}
+
+// sameRecipient reports whether a and b are one recipient: the same
+// Maildir (internal/mailbox's normalization) for local ones, the same
+// string for the smarthost's, whose local parts only it may compare.
+func (s *session) sameRecipient(a, b string) bool {
+	if a == b {
+		return true
+	}
+	if !s.toMaildir(a) || !s.toMaildir(b) {
+		return false
+	}
+	na, errA := mailbox.Normalize(a)
+	nb, errB := mailbox.Normalize(b)
+	return errA == nil && errB == nil && na == nb
 }
 
 // errBadSender refuses a sender address with a control character.
@@ -285,7 +330,7 @@ func (s *session) mayReceive(rcpt string) bool {
 }
 
 func (s *session) resetTx() {
-	s.pc, s.from, s.rcpts, s.adds, s.removes = nil, "", nil, nil, nil
+	s.pc, s.from, s.rcpts, s.adds, s.removes, s.utf8, s.body = nil, "", nil, nil, nil, false, ""
 	s.quarantine = s.sessionQuarantine
 }
 

@@ -76,6 +76,15 @@ type Config struct {
 	LocalDomains       []string
 	AllDomainsLocal    bool
 	RelayAuthenticated bool
+	// AddDateMessageID adds Date and Message-ID to an authenticated
+	// client's message that lacks them (RFC 6409 §8), before the
+	// post-reception stage, so DKIM signing covers them.
+	AddDateMessageID bool
+	// Downgrade8Bit converts a message with 8-bit content for the
+	// smarthost (a recipient outside LocalDomains, with
+	// RelayAuthenticated) to 7-bit before the post-reception stage, so
+	// what DKIM signs is what any smarthost gets (downgrade.go).
+	Downgrade8Bit bool
 }
 
 // Server is an SMTP receiver.
@@ -95,6 +104,10 @@ type Server struct {
 // counters are the guard's outcomes (the backend counts the transactions').
 type counters struct {
 	refused, timeouts, beforeHelo, errors, authFailures, authThrottled atomic.Int64
+	// connections admitted, STARTTLS handshakes begun, AUTH successes;
+	// replies by class (1xx..5xx) the guard saw (plaintext only).
+	connections, startTLS, authSuccesses atomic.Int64
+	replies                              [6]atomic.Int64
 }
 
 // Stats counts the receiver's outcomes.
@@ -111,6 +124,13 @@ type Stats struct {
 	AuthFailures, AuthThrottled int64
 	// OpenConnections is the number of client connections now.
 	OpenConnections int
+	// Connections counts connections admitted; StartTLS the STARTTLS
+	// commands accepted; AuthSuccesses the successful AUTH commands.
+	Connections, StartTLS, AuthSuccesses int64
+	// Replies counts replies by class (index 2 for 2xx ... 5 for 5xx) the
+	// connection guard saw: those of plaintext connections (after STARTTLS
+	// the bytes are opaque to it).
+	Replies [6]int64
 }
 
 // New returns a receiver that runs mgr's stages and queues into sp.
@@ -139,6 +159,10 @@ func New(cfg Config, mgr *pluginhost.Manager, sp *spool.Spool, logger *slog.Logg
 		s.MaxLineLength = cfg.MaxLineLength
 	}
 	s.TLSConfig = cfg.TLS
+	// SMTPUTF8 (RFC 6531): UTF-8 addresses and header fields, only in a
+	// transaction that asks for it (utf8.go). BINARYMIME is not offered:
+	// the receiver refuses bare CR, LF and NUL, which binary bodies hold.
+	s.EnableSMTPUTF8 = true
 	s.AllowInsecureAuth = cfg.AllowPlaintextAuth
 	s.ReadTimeout = 0 // the connection guard owns read deadlines (conn.go)
 	s.WriteTimeout = cfg.WriteTimeout
@@ -202,7 +226,16 @@ func (s *Server) Stats() Stats {
 		TempFailed: b.tempFailed.Load(), Aborted: b.aborted.Load(),
 		RefusedConnections: c.refused.Load(), Timeouts: c.timeouts.Load(), TooManyCommandsBeforeHelo: c.beforeHelo.Load(),
 		TooManyErrors: c.errors.Load(), AuthFailures: c.authFailures.Load(), AuthThrottled: c.authThrottled.Load(),
-		OpenConnections: s.conns.open()}
+		OpenConnections: s.conns.open(), Connections: c.connections.Load(), StartTLS: c.startTLS.Load(),
+		AuthSuccesses: c.authSuccesses.Load(), Replies: c.replyCounts()}
+}
+
+func (c *counters) replyCounts() [6]int64 {
+	var out [6]int64
+	for i := range out {
+		out[i] = c.replies[i].Load()
+	}
+	return out
 }
 
 type slogAdapter struct{ l *slog.Logger }

@@ -47,6 +47,11 @@ type Envelope struct {
 	RcptTo   []string `json:"rcpt_to"`
 	AuthUser string   `json:"auth_user,omitempty"`
 	TLS      bool     `json:"tls,omitempty"`
+	// SMTPUTF8 is MAIL FROM's SMTPUTF8 parameter (RFC 6531): the message
+	// may hold UTF-8 addresses and header fields. Body is its BODY
+	// parameter ("7BIT", "8BITMIME"; "" when not given).
+	SMTPUTF8 bool   `json:"smtputf8,omitempty"`
+	Body     string `json:"body,omitempty"`
 }
 
 // StageResult records one plugin's outcome at one stage, for the record.

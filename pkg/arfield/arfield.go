@@ -150,9 +150,16 @@ func authservID(v string) (string, int, bool) {
 		}
 		return "", len(v), false
 	}
+	// The id ends where any reader would end it: go-msgauth's Parse cuts at
+	// every unicode.IsSpace rune (form feed, NEL, no-break space too), so a
+	// forged "ours\f; dkim=pass" must read as ours here as well.
 	j := i
-	for j < len(v) && !strings.ContainsRune(" \t\r\n;()", rune(v[j])) {
-		j++
+	for j < len(v) {
+		r, n := utf8.DecodeRuneInString(v[j:])
+		if unicode.IsSpace(r) || strings.ContainsRune(";()", r) {
+			break
+		}
+		j += n
 	}
 	return v[i:j], j, j > i
 }
@@ -170,6 +177,10 @@ func skipCFWS(v string, i int) int {
 			i++
 		case depth > 0, c == ' ', c == '\t', c == '\r', c == '\n':
 		default:
+			if r, n := utf8.DecodeRuneInString(v[i:]); unicode.IsSpace(r) {
+				i += n - 1
+				continue
+			}
 			return i
 		}
 	}

@@ -54,6 +54,16 @@ func DefaultConfig(redisPrefix string) Config {
 	}
 }
 
+// SingleProcess implements registry.SingleProcess: a bbolt file is locked
+// by the one process that opens it, so a plugin with store = "bolt" cannot
+// run in several worker processes (isolation = "process", workers > 1).
+func (c Config) SingleProcess() string {
+	if c.Store == KindBolt {
+		return `store = "bolt" keeps the state in a file one process locks; use workers = 1 or store = "redis"`
+	}
+	return ""
+}
+
 // Validate checks the keys of the chosen store; each error starts with
 // the plugin's name and names the key ("greylist: redis_addr: ..."). It
 // takes the name, so it is not a registry.Validator of the plugins that

@@ -1,5 +1,5 @@
 // Package testenv connects integration tests to the loopback services started
-// by tools/testenv/start.sh (unbound, redis, clamd, rspamd).
+// by tools/testenv/start.sh (unbound, redis, clamd, rspamd, postfix).
 //
 // A test asks for a service by the name of the environment variable that
 // carries its address:
@@ -62,9 +62,15 @@ const (
 	RedisHAScript         = "ELEMTA_TEST_REDIS_HA_SCRIPT"              // redis-ha.sh (start revives a killed node)
 	RedisHADir            = "ELEMTA_TEST_REDIS_HA_DIR"                 // its state directory (ELEMTA_TESTENV_HA_DIR)
 	haEnvFile             = "redis-ha/env.sh"
-	StateDir              = "ELEMTA_TESTENV_DIR" // state directory of the test environment
-	envFileName           = "env.sh"
-	defaultState          = ".testenv"
+
+	// Postfix (tools/testenv/postfix.sh): a private instance as a real SMTP peer.
+	Postfix        = "ELEMTA_TEST_POSTFIX"         // host:port of its smtpd (8BITMIME, SMTPUTF8)
+	Postfix7Bit    = "ELEMTA_TEST_POSTFIX_7BIT"    // host:port of its smtpd without 8BITMIME
+	PostfixNextHop = "ELEMTA_TEST_POSTFIX_NEXTHOP" // host:port it relays mail for elemta.test to
+	PostfixMaildir = "ELEMTA_TEST_POSTFIX_MAILDIR" // the Maildir it delivers example.test to
+	StateDir       = "ELEMTA_TESTENV_DIR"          // state directory of the test environment
+	envFileName    = "env.sh"
+	defaultState   = ".testenv"
 )
 
 // Require returns the value of the environment variable name. When it is not

@@ -188,15 +188,15 @@ func (p *Plugin) authresFor(pc *registry.ProcessingContext) string {
 	// no reader can see a result in them that nobody wrote.
 	var rs []authres.Result
 	if spf, ok := registry.Find[*registry.SPFResult](pc); ok {
-		rs = append(rs, &authres.SPFResult{Value: authres.ResultValue(spf.Result), From: arfield.Token(spf.Domain)})
+		rs = append(rs, &authres.SPFResult{Value: authres.ResultValue(spf.Result), From: arfield.ASCIIToken(spf.Domain)})
 	}
 	if dk, ok := registry.Find[*registry.DKIMResult](pc); ok {
 		for _, s := range dk.Signatures {
-			rs = append(rs, &authres.DKIMResult{Value: authres.ResultValue(s.Result), Domain: arfield.Token(s.Domain), Identifier: arfield.PValue(s.Identity)})
+			rs = append(rs, &authres.DKIMResult{Value: authres.ResultValue(s.Result), Domain: arfield.ASCIIToken(s.Domain), Identifier: arfield.ASCIIPValue(s.Identity)})
 		}
 	}
 	if dm, ok := registry.Find[*registry.DMARCResult](pc); ok {
-		rs = append(rs, &authres.DMARCResult{Value: authres.ResultValue(dm.Result), From: arfield.Token(dm.Domain)})
+		rs = append(rs, &authres.DMARCResult{Value: authres.ResultValue(dm.Result), From: arfield.ASCIIToken(dm.Domain)})
 	}
 	return strings.Join(strings.Fields(authres.Format(p.authservID, rs)), " ")
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/elemta/elemta/pkg/dkimkey"
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
@@ -120,7 +121,7 @@ func TestStages(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pre.AddHeaders) != 3 || pre.AddHeaders[0].Name != hdrSeal || !strings.HasPrefix(pre.AddHeaders[2].Value, want.aar) {
+		if len(pre.AddHeaders) != 3 || pre.AddHeaders[0].Name != hdrSeal || !strings.HasPrefix(headerfold.Unfold(pre.AddHeaders[2].Value), want.aar) {
 			t.Fatalf("hop %d: pre-queue added %+v (%s)", hop+1, pre.AddHeaders, pre.Results[0].Details)
 		}
 		wantCV := map[registry.AuthResult]string{registry.AuthNone: "cv=none", registry.AuthPass: "cv=pass"}[want.result]

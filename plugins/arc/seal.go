@@ -8,6 +8,7 @@ import (
 
 	"github.com/elemta/elemta/pkg/canon"
 	"github.com/elemta/elemta/pkg/dkimkey"
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -33,7 +34,7 @@ func (s *sealer) seal(msg *registry.Message, sets []*arcSet, cv string, authres 
 	if len(msg.Header) > 0 && !strings.HasSuffix(string(msg.Header[0].Raw), "\r\n") {
 		eol = "\n"
 	}
-	aarValue := fmt.Sprintf("i=%d; %s", n, strings.TrimSpace(authres))
+	aarValue := headerfold.Value(hdrAAR, fmt.Sprintf("i=%d; %s", n, strings.TrimSpace(authres)), eol)
 	aarRaw := []byte(hdrAAR + ": " + aarValue + "\r\n")
 
 	// ARC-Message-Signature
@@ -82,9 +83,11 @@ func (s *sealer) seal(msg *registry.Message, sets []*arcSet, cv string, authres 
 		return nil, fmt.Errorf("sign ARC-Seal: %w", err)
 	}
 	sealValue := sealTags(fold(base64.StdEncoding.EncodeToString(sealSig), eol))
+	// Folding the signed fields now only moves white space: both are
+	// signed with relaxed canonicalization, which unfolds.
 	return []registry.Field{
-		{Name: hdrSeal, Value: sealValue},
-		{Name: hdrAMS, Value: amsValue},
+		{Name: hdrSeal, Value: headerfold.Value(hdrSeal, sealValue, eol)},
+		{Name: hdrAMS, Value: headerfold.Value(hdrAMS, amsValue, eol)},
 		{Name: hdrAAR, Value: aarValue},
 	}, nil
 }

@@ -14,6 +14,7 @@ import (
 	msgauthres "github.com/emersion/go-msgauth/authres"
 
 	"github.com/elemta/elemta/pkg/arfield"
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -48,7 +49,7 @@ func (w *Writer) HandleStage(_ context.Context, _ registry.Stage, pc *registry.P
 		details += ", removed " + strconv.Itoa(len(removals)) + " forged " + HeaderName
 	}
 	return &registry.Result{
-		AddHeaders:    []registry.Field{{Name: HeaderName, Value: value}},
+		AddHeaders:    []registry.Field{{Name: HeaderName, Value: headerfold.Value(HeaderName, value, headerfold.EOL(pc.Message.Raw))}},
 		RemoveHeaders: removals,
 		Details:       details,
 	}, nil
@@ -116,9 +117,12 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 // an address, never a quoted-string, so go-msgauth's Format has nothing to
 // quote and every reader, RFC 8601's grammar or a naive split on ';' and
 // white space, sees the same results with the same values.
+//
+// Both are ASCII (arfield.ASCIIPValue, ASCIIToken): RFC 8601 parsers
+// reject UTF-8 even where RFC 6532 would allow it.
 var (
-	pvalue = arfield.PValue // addresses: smtp.mailfrom, header.i
-	token  = arfield.Token  // everything else, reasons included
+	pvalue = arfield.ASCIIPValue // addresses: smtp.mailfrom, header.i
+	token  = arfield.ASCIIToken  // everything else, reasons included
 )
 
 // Forged returns a removal for every Authentication-Results field of h

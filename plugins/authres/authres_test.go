@@ -8,6 +8,7 @@ import (
 	msgauthres "github.com/emersion/go-msgauth/authres"
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
@@ -87,7 +88,8 @@ func TestHeader(t *testing.T) {
 			var got []string
 			for _, f := range sr.AddHeaders {
 				require.Equal(t, HeaderName, f.Name)
-				got = append(got, f.Value)
+				checkFolded(t, f)
+				got = append(got, headerfold.Unfold(f.Value))
 			}
 			require.Equal(t, []string{tc.want}, got, "exactly one Authentication-Results")
 			// The header parses back with go-msgauth.
@@ -134,7 +136,7 @@ func TestForgedHeadersRemoved(t *testing.T) {
 		"body",
 		"",
 	}, "\r\n")
-	require.Equal(t, want, out)
+	require.Equal(t, want, headerfold.Unfold(string(out)))
 }
 
 func TestConfig(t *testing.T) {
@@ -177,16 +179,18 @@ func TestHeaderEscaping(t *testing.T) {
 			"spf":  &registry.SPFResult{Result: registry.AuthPass, Identity: "mailfrom", Domain: "evil.example"},
 			"dkim": &registry.DKIMResult{Signatures: []registry.DKIMSignatureResult{{Domain: "evil.example", Identity: `"a header.d=bank.com"@evil.example`, Selector: "s", Result: registry.AuthPass}}},
 		}, `mx.example.org; spf=pass smtp.mailfrom=%22x%20header.d%3Dbank.com%22@evil.example; dkim=pass header.d=evil.example header.i=%22a%20header.d%3Dbank.com%22@evil.example header.s=s`},
-		{"non-ASCII letters stay, other non-ASCII is encoded", registry.Envelope{MailFrom: "\u00e9l\u00e8ve@exemple.fr"}, map[string]any{
+		// A UTF-8 local part goes (RFC 8601 §2.3 allows "@domain"): RFC 8601 parsers are ASCII (utf8.go).
+		{"UTF-8 local part dropped, other non-ASCII is encoded", registry.Envelope{MailFrom: "\u00e9l\u00e8ve@exemple.fr"}, map[string]any{
 			"spf":   &registry.SPFResult{Result: registry.AuthFail, Identity: "mailfrom", Domain: "exemple.fr"},
 			"dmarc": &registry.DMARCResult{Result: registry.AuthPass, Domain: "bank\u00a0.example\u202e"},
-		}, "mx.example.org; spf=fail smtp.mailfrom=\u00e9l\u00e8ve@exemple.fr; dmarc=pass header.from=bank%C2%A0.example%E2%80%AE"},
+		}, "mx.example.org; spf=fail smtp.mailfrom=@exemple.fr; dmarc=pass header.from=bank%C2%A0.example%E2%80%AE"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			sr, _ := run(t, all, plain, tc.env, tc.data)
 			require.Len(t, sr.AddHeaders, 1)
-			value := sr.AddHeaders[0].Value
+			checkFolded(t, sr.AddHeaders[0])
+			value := headerfold.Unfold(sr.AddHeaders[0].Value)
 			require.Equal(t, tc.want, value)
 			// go-msgauth's Parse, which splits on every ';' and space, sees
 			// the results as written: no dmarc=pass from a selector, no
@@ -203,5 +207,15 @@ func TestHeaderEscaping(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// checkFolded checks that f is folded (pkg/headerfold): no line over 78
+// characters that white space could have shortened, none over 998.
+func checkFolded(t *testing.T, f registry.Field) {
+	t.Helper()
+	require.Equal(t, headerfold.Value(f.Name, headerfold.Unfold(f.Value), headerfold.CRLF), f.Value, "folded")
+	for _, line := range strings.Split(f.Name+": "+f.Value, "\r\n") {
+		require.LessOrEqual(t, len(line), headerfold.MaxLine)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	msgauthres "github.com/emersion/go-msgauth/authres"
 
 	"github.com/elemta/elemta/pkg/arfield"
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -106,7 +107,7 @@ func FuzzHeader(f *testing.F) {
 		if err != nil || len(out.AddHeaders) != 1 {
 			t.Fatalf("HandleStage: %v, %+v", err, out)
 		}
-		value := out.AddHeaders[0].Value
+		value := headerfold.Unfold(out.AddHeaders[0].Value)
 		if strings.ContainsFunc(value, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 			t.Fatalf("control character in %q", value)
 		}

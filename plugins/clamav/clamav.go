@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pkg/resultcache"
 	"github.com/elemta/elemta/registry"
 )
@@ -19,6 +20,9 @@ type Scanner struct {
 	cache      *cache
 	sizeAction registry.Action
 	sizeIsErr  bool
+	// infections counts infected messages by signature
+	// (elemta_plugin_clamav_infections_total).
+	infections registry.Counter
 }
 
 // New builds the plugin from its config. It does no I/O.
@@ -31,7 +35,14 @@ func New(cfg Config, host registry.Host) (*Scanner, error) {
 	if host.Clock == nil {
 		host.Clock = registry.SystemClock{}
 	}
-	s := &Scanner{cfg: cfg, host: host, sizeAction: action, sizeIsErr: !ok}
+	if host.Metrics == nil {
+		host.Metrics = registry.NopMetrics{}
+	}
+	infections, err := host.Metrics.Counter("infections_total", "Messages found infected, by signature (clamd's name of the threat).", "signature")
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	s := &Scanner{cfg: cfg, host: host, sizeAction: action, sizeIsErr: !ok, infections: infections}
 	s.client = newClient(servers, clientOptions{
 		ConnectTimeout: cfg.ConnectTimeout.D(),
 		IOTimeout:      cfg.Timeout.D(),
@@ -110,6 +121,17 @@ func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.Sc
 
 // HandleStage scans the message and turns the result into a verdict.
 func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
+	res, err := s.handle(ctx, pc)
+	if res != nil {
+		eol := headerfold.EOL(pc.Message.Raw)
+		for i, f := range res.AddHeaders { // a list of virus names can be long
+			res.AddHeaders[i].Value = headerfold.Value(f.Name, f.Value, eol)
+		}
+	}
+	return res, err
+}
+
+func (s *Scanner) handle(ctx context.Context, pc *registry.ProcessingContext) (*registry.Result, error) {
 	sr, cached, err := s.scan(ctx, pc.Message)
 	var limit *LimitError
 	switch {
@@ -141,6 +163,9 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 		s.headers(res, "Clean")
 	case registry.StatusInfected:
 		names := strings.Join(sr.Threats, ", ")
+		for _, t := range sr.Threats {
+			s.infections.Add(1, t)
+		}
 		res.Verdict = s.verdict(s.cfg.InfectedAction, 554, "5.7.1", "Virus found: "+names)
 		s.headers(res, "Infected ("+names+")")
 	default:

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
@@ -56,7 +57,7 @@ func TestLimitsFaults(t *testing.T) {
 			if res.Err != nil || sr.Verdict.Action != registry.Quarantine {
 				t.Fatalf("verdict %v, error %v; want quarantine (on_limits_exceeded), no error", sr.Verdict, res.Err)
 			}
-			if want := "Unscanned (" + tc.wantLimit + " exceeded)"; fieldValue(sr.AddHeaders, "X-Virus-Status") != want {
+			if want := "Unscanned (" + tc.wantLimit + " exceeded)"; headerfold.Unfold(fieldValue(sr.AddHeaders, "X-Virus-Status")) != want {
 				t.Errorf("X-Virus-Status %q, want %q", fieldValue(sr.AddHeaders, "X-Virus-Status"), want)
 			}
 			if !strings.Contains(res.Details, tc.reply) {

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -157,7 +158,16 @@ func (f *Filter) HandleStage(ctx context.Context, _ registry.Stage, pc *registry
 	if err != nil {
 		return nil, err
 	}
-	return f.result(rep), nil
+	res := f.result(rep)
+	foldFields(res.AddHeaders, headerfold.EOL(pc.Message.Raw))
+	return res, nil
+}
+
+// foldFields folds each field's value (pkg/headerfold) in place.
+func foldFields(fields []registry.Field, eol string) {
+	for i, fl := range fields {
+		fields[i].Value = headerfold.Value(fl.Name, fl.Value, eol)
+	}
 }
 
 // Inspect runs every rule over msg. The only error is ctx's.

@@ -17,8 +17,11 @@ func init() {
 		Description: "rules over headers, body text, attachments and message size",
 		Types:       []registry.PluginType{registry.PluginTypeFilter},
 		Stages:      []registry.Stage{registry.PostReception},
-		Config:      DefaultConfig,
-		New:         New,
+		// The report of what was inspected; declared so it crosses to the
+		// host when the instance runs with isolation = "process".
+		Produces: []any{(*Report)(nil)},
+		Config:   DefaultConfig,
+		New:      New,
 	})
 }
 

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -20,6 +21,9 @@ type Scanner struct {
 	actions    map[string]registry.Action
 	sizeAction registry.Action
 	sizeIsErr  bool
+	// actionsSeen counts rspamd's answers by action
+	// (elemta_plugin_rspamd_actions_total).
+	actionsSeen registry.Counter
 }
 
 // New builds the plugin from its config. It does no I/O.
@@ -28,7 +32,14 @@ func New(cfg Config, host registry.Host) (*Scanner, error) {
 		return nil, err
 	}
 	a, ok, _ := cfg.sizeLimitAction()
-	return &Scanner{cfg: cfg, host: host, http: newHTTPClient(cfg), actions: cfg.actions(), sizeAction: a, sizeIsErr: !ok}, nil
+	if host.Metrics == nil {
+		host.Metrics = registry.NopMetrics{}
+	}
+	seen, err := host.Metrics.Counter("actions_total", "Messages rspamd checked in a stage, by the action it answered (\"no action\", \"add header\", \"reject\", ...).", "action")
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	return &Scanner{cfg: cfg, host: host, http: newHTTPClient(cfg), actions: cfg.actions(), sizeAction: a, sizeIsErr: !ok, actionsSeen: seen}, nil
 }
 
 // Check sends msg and its envelope to rspamd and returns the full reply.
@@ -108,6 +119,7 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 	if err != nil {
 		return nil, err
 	}
+	s.actionsSeen.Add(1, rep.Action) // one of DefaultActions: the client refuses any other
 	sr := scanResult(rep)
 	res := &registry.Result{Score: rep.Score, Data: sr, Details: sr.Details}
 	text := rep.SMTPMessage()
@@ -147,6 +159,10 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 		}
 	}
 	res.Verdict = verdict(s.actions[rep.Action], text)
+	eol := headerfold.EOL(pc.Message.Raw)
+	for i, f := range res.AddHeaders { // rspamd's milter headers, a rewritten Subject
+		res.AddHeaders[i].Value = headerfold.Value(f.Name, f.Value, eol)
+	}
 	return res, nil
 }
 

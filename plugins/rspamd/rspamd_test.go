@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/registry"
 	"github.com/elemta/elemta/registry/registrytest"
@@ -560,5 +561,41 @@ func TestEnvelopeControlCharacters(t *testing.T) {
 				t.Errorf("request header %s = %q, want %q", tc.key, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestLongMilterHeaderFolded: rspamd's longest field, an X-Spamd-Result
+// listing many symbols, is folded at white space to lines of at most 78
+// characters, and unfolds to rspamd's value.
+func TestLongMilterHeaderFolded(t *testing.T) {
+	registrytest.CheckLeaks(t)
+	var syms []string
+	for i := range 40 {
+		syms = append(syms, fmt.Sprintf("SYMBOL_NUMBER_%02d(0.10)[some.host.example,192.0.2.%d]", i, i))
+	}
+	value := "default: False [4.00 / 15.00]; " + strings.Join(syms, "; ")
+	reply, err := json.Marshal(map[string]any{"action": "no action", "score": 4,
+		"milter": map[string]any{"add_headers": map[string]any{"X-Spamd-Result": value}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, url := startCapture(t, 200, reply)
+	m := registrytest.Load(t, fmt.Sprintf("[plugins]\nplugins = [\"rspamd\"]\n[plugins.rspamd]\nurl = %q\n", url), testHost)
+	msg := message(t, readFile(t, "normal.eml"), testEnvelope)
+	sr, err := m.ExecuteStage(context.Background(), registry.PostReception, registry.NewProcessingContext(msg, nil))
+	if err != nil || sr.Results[0].Err != nil {
+		t.Fatal(err, sr.Results[0].Err)
+	}
+	if len(sr.AddHeaders) != 1 {
+		t.Fatalf("added %q", sr.AddHeaders)
+	}
+	f := sr.AddHeaders[0]
+	if got := headerfold.Unfold(f.Value); got != value {
+		t.Errorf("unfolds to\n%s\nwant\n%s", got, value)
+	}
+	for _, line := range strings.Split(f.Name+": "+f.Value, "\r\n") {
+		if len(line) > headerfold.Width {
+			t.Errorf("line of %d characters: %q", len(line), line)
+		}
 	}
 }

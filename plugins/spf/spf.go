@@ -15,6 +15,7 @@ import (
 
 	blitiri "blitiri.com.ar/go/spf"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -73,9 +74,10 @@ func (c *Checker) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 	}
 	res := c.Evaluate(ctx, env.ClientIP, env.HELO, env.MailFrom)
 	out := &registry.Result{
-		Data:       res,
-		Details:    fmt.Sprintf("spf: %s=%s for %s from %s", res.Identity, res.Result, res.Domain, res.IP),
-		AddHeaders: []registry.Field{{Name: "Received-SPF", Value: c.receivedSPF(res, env.HELO, env.MailFrom)}},
+		Data:    res,
+		Details: fmt.Sprintf("spf: %s=%s for %s from %s", res.Identity, res.Result, res.Domain, res.IP),
+		AddHeaders: []registry.Field{{Name: "Received-SPF",
+			Value: headerfold.Value("Received-SPF", c.receivedSPF(res, env.HELO, env.MailFrom), headerfold.EOL(pc.Message.Raw))}},
 	}
 	if res.HELO != nil {
 		out.Details += fmt.Sprintf("; helo=%s", res.HELO.Result)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pkg/testenv"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
@@ -85,7 +86,7 @@ func TestStage(t *testing.T) {
 				require.Equal(t, "Received-SPF", sr.AddHeaders[0].Name)
 			}
 			if tc.wantHeader != "" {
-				require.Equal(t, tc.wantHeader, sr.AddHeaders[0].Value)
+				require.Equal(t, tc.wantHeader, headerfold.Unfold(sr.AddHeaders[0].Value))
 			}
 			require.Equal(t, tc.wantAction, sr.Verdict.Action)
 			if tc.wantCode != "" {

@@ -30,7 +30,14 @@
 //     -race for this to mean anything); no result may panic or time out;
 //   - cancellation: with a cancelled context the plugin returns within
 //     Options.CancelWithin, also when the context is cancelled while it
-//     works (point Options.SlowConfig at Blackhole to make it wait).
+//     works (point Options.SlowConfig at Blackhole to make it wait);
+//   - isolated: lifecycle, concurrent-messages and cancellation again with
+//     isolation = "process" (the plugin in a worker process), and
+//     same-results: every sample message through every stage gives the
+//     same verdict, score, header changes, Data, details and error
+//     in-process and isolated (each run with its own data directory and a
+//     fixed clock). It needs the test binary to serve as the worker:
+//     func TestMain(m *testing.M) { registrytest.Main(m) }.
 //
 // Plugins that need a service set Options.Config to a test double; with
 // Options.Offline only the checks that never call Start run. Do not call
@@ -152,6 +159,7 @@ func Run[C any, P any](t *testing.T, name string, newFn func(C, registry.Host) (
 	t.Run("lifecycle", k.lifecycle)
 	t.Run("concurrent-messages", k.concurrentMessages)
 	t.Run("cancellation", k.cancellation)
+	t.Run("isolated", k.isolated)
 }
 
 type kit[C any, P any] struct {
@@ -213,6 +221,9 @@ func (k *kit[C, P]) host(t *testing.T) registry.Host {
 	}
 	if h.Resolver == nil {
 		h.Resolver = NewResolver(t, "") // never the system's DNS
+	}
+	if h.Metrics == nil {
+		h.Metrics = registry.NopMetrics{}
 	}
 	return h
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/mod/module"
 	modzip "golang.org/x/mod/zip"
+
+	"github.com/elemta/elemta/tools/internal/pluginsfile"
 )
 
 // fakeProxy serves the modules in testdata/modules/<path with _>@<version>
@@ -122,7 +124,7 @@ variants:
 	}{
 		{name: "pinned", coreVersion: "v1.0.0", want: []string{"good"}},
 		{name: "core moved by a plugin", variant: "bump", coreVersion: "v1.0.0", errs: []string{
-			"core module github.com/elemta/elemta: asked for v1.0.0, but the plugin modules move it to v1.1.0",
+			"core module github.com/elemta/elemta (from -core-version): asked for v1.0.0, but the plugin modules move it to v1.1.0",
 			`example.com/bumper@v1.0.0 requires github.com/elemta/elemta@v1.1.0 (plugin "bumper", `,
 			"build with -core-version v1.1.0",
 		}},
@@ -143,7 +145,7 @@ variants:
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var log bytes.Buffer
-			out := filepath.Join(t.TempDir(), BinaryName(tt.variant))
+			out := filepath.Join(t.TempDir(), BinaryName("", tt.variant))
 			res, err := build(context.Background(), options{
 				config: cfg, variant: tt.variant, output: out,
 				coreVersion: tt.coreVersion, coreDir: tt.coreDir,
@@ -154,6 +156,7 @@ variants:
 				for _, e := range tt.errs {
 					assert.Contains(t, err.Error(), e)
 				}
+				assert.NoFileExists(t, out, "a binary that fails its check is removed")
 				return
 			}
 			require.NoError(t, err)
@@ -244,20 +247,23 @@ func TestRunUsage(t *testing.T) {
 func TestOutputPath(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
-		out, variant string
-		all          bool
-		want         string
+		out, distOut, name string
+		dirMode            bool
+		want               string
 	}{
-		{"", "", false, filepath.Join("bin", "elemta")},
-		{"", "minimal", false, filepath.Join("bin", "elemta-minimal")},
-		{"bin/elemta-x", "minimal", false, "bin/elemta-x"},
-		{"bin/", "minimal", false, filepath.Join("bin", "elemta-minimal")},
-		{"bin", "full", true, filepath.Join("bin", "elemta-full")},
-		{dir, "full", false, filepath.Join(dir, "elemta-full")},
+		{"", "", "elemta", false, filepath.Join("bin", "elemta")},
+		{"", "", "elemta-minimal", false, filepath.Join("bin", "elemta-minimal")},
+		{"", "dist", "acme-minimal", false, filepath.Join("dist", "acme-minimal")},
+		{"bin/elemta-x", "dist", "elemta-minimal", false, "bin/elemta-x"},
+		{"bin/", "", "elemta-minimal", false, filepath.Join("bin", "elemta-minimal")},
+		{"bin", "", "elemta-full", true, filepath.Join("bin", "elemta-full")},
+		{dir, "", "elemta-full", false, filepath.Join(dir, "elemta-full")},
 	}
 	for _, tt := range tests {
-		assert.Equal(t, tt.want, outputPath(tt.out, tt.variant, tt.all), "%+v", tt)
+		assert.Equal(t, tt.want, outputPath(tt.out, tt.distOut, tt.name, tt.dirMode), "%+v", tt)
 	}
+	assert.Equal(t, "elemta", BinaryName("", "default"))
+	assert.Equal(t, "acme-full", BinaryName("acme", "full"))
 }
 
 func TestParsePluginList(t *testing.T) {
@@ -284,8 +290,8 @@ func TestParsePluginList(t *testing.T) {
 }
 
 func TestBuildEnv(t *testing.T) {
-	env := buildEnv([]string{"HOME=/h", "GOWORK=/w/go.work", "GOFLAGS=-buildvcs=false -mod=vendor", "GOPROXY=off"})
-	assert.Equal(t, []string{"HOME=/h", "GOPROXY=off", "GOWORK=off", "GOFLAGS=-buildvcs=false -mod=mod"}, env)
+	env := buildEnv([]string{"HOME=/h", "GOWORK=/w/go.work", "GOFLAGS=-buildvcs=true -mod=vendor -modcacherw", "GOPROXY=off", "GOOS=plan9", "GOARCH=arm", "CGO_ENABLED=1"})
+	assert.Equal(t, []string{"HOME=/h", "GOPROXY=off", "GOWORK=off", "GOFLAGS=-modcacherw -mod=mod -buildvcs=false"}, env)
 }
 
 func TestRunKeep(t *testing.T) {
@@ -302,4 +308,60 @@ func TestRunKeep(t *testing.T) {
 	for _, f := range []string{"go.mod", "go.sum", "main.go"} {
 		assert.FileExists(t, filepath.Join(kept, f))
 	}
+}
+
+// TestRequirersNamesEveryEntry checks that a module holding several
+// plugins is named with each of its entries when it moves a version.
+func TestRequirersNamesEveryEntry(t *testing.T) {
+	f := &pluginsfile.File{Name: "plugins.yaml"}
+	plugins := []pluginsfile.Plugin{
+		{Name: "a", Module: "example.com/pair", Version: "v1.0.0", Line: 2},
+		{Name: "b", Module: "example.com/pair", Version: "v1.0.0", Line: 5},
+		{Name: "c", Module: "example.com/other", Version: "v1.0.0", Line: 8},
+	}
+	graph := []byte("elemta.build/custom github.com/elemta/elemta@v1.1.0\nexample.com/pair@v1.0.0 github.com/elemta/elemta@v1.1.0\n")
+	got := requirers(graph, "elemta.build/custom", "github.com/elemta/elemta", "v1.1.0", f, plugins)
+	assert.Equal(t, `example.com/pair@v1.0.0 requires github.com/elemta/elemta@v1.1.0 (plugin "a", plugins.yaml:2; plugin "b", plugins.yaml:5)`, got)
+}
+
+func TestRunSubcommandAndDownloadOnly(t *testing.T) {
+	fakeProxy(t)
+	cfg := writeConfig(t, "plugins:\n  - name: good\n    module: example.com/good\n    version: v1.0.0\n")
+
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), []string{"run", "-config", cfg, "-core-version", "v1.0.0", "--", "version"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	assert.Equal(t, "core v1.0.0\n", stdout.String(), "the stand-in core's answer to an unknown command")
+
+	stdout.Reset()
+	stderr.Reset()
+	bin := t.TempDir()
+	code = run(context.Background(), []string{"-config", cfg, "-core-version", "v1.0.0", "-download-only", "-o", bin + "/"}, &stdout, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+	assert.Contains(t, stdout.String(), "variant default: modules downloaded: good")
+	entries, err := os.ReadDir(bin)
+	require.NoError(t, err)
+	assert.Empty(t, entries, "-download-only builds nothing")
+
+	stderr.Reset()
+	assert.Equal(t, 2, run(context.Background(), []string{"run", "-config", cfg, "-platform", "linux/arm64"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "do not apply")
+}
+
+func TestPlatformErrors(t *testing.T) {
+	fakeProxy(t)
+	cfg := writeConfig(t, "platforms: [linux/amd64, plan10/z80]\nplugins: []\n")
+	var stdout, stderr bytes.Buffer
+	assert.Equal(t, 1, run(context.Background(), []string{"-config", cfg, "-core-version", "v1.0.0"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), "plugins.yaml:1: platform plan10/z80 is not supported by this Go toolchain")
+	stderr.Reset()
+	assert.Equal(t, 2, run(context.Background(), []string{"-config", cfg, "-platform", "linux"}, &stdout, &stderr))
+	assert.Contains(t, stderr.String(), `-platform: platform "linux" is not GOOS/GOARCH`)
+}
+
+func TestCompiledInOnly(t *testing.T) {
+	conf := "[plugins]\nenabled = true\nplugins = [\"contentfilter\", \"authres\"]\n\n[plugins.contentfilter]\nplugins = 3\n"
+	got := compiledInOnly([]byte(conf), []string{"contentfilter", "dkim"})
+	assert.Equal(t, "[plugins]\nenabled = true\nplugins = [\"contentfilter\"]\n\n[plugins.contentfilter]\nplugins = 3\n", string(got))
+	assert.Contains(t, string(compiledInOnly([]byte(conf), nil)), "plugins = []\n")
 }

@@ -7,6 +7,8 @@
 //
 //	go run ./tools/elemta-build -config plugins.yaml -variant minimal -o bin/elemta-minimal
 //	go run ./tools/elemta-build -config plugins.yaml -all-variants -o bin/
+//	go run github.com/elemta/elemta/tools/elemta-build@v1.4.0 -config my.yaml -platform linux/amd64,linux/arm64
+//	go run ./tools/elemta-build run -config plugins.yaml -- scan message.eml
 //
 // The build fails when the module graph moves the core module or a pinned
 // plugin module to a version other than the one asked for, and when the
@@ -21,10 +23,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
+	"slices"
 	"strings"
-
-	"github.com/elemta/elemta/tools/internal/pluginsfile"
 )
 
 func main() {
@@ -35,93 +35,105 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("elemta-build", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var (
-		o   options
-		all bool
-		out string
-	)
-	fs.StringVar(&o.config, "config", "plugins.yaml", "plugins file")
-	fs.StringVar(&o.variant, "variant", "", "variant to build (default: the top-level selection)")
-	fs.BoolVar(&all, "all-variants", false, "build every variant (and not the default selection); -o is a directory")
-	fs.StringVar(&out, "o", "", "output binary (default bin/elemta or bin/elemta-VARIANT); a directory with -all-variants")
-	fs.StringVar(&o.coreDir, "core-dir", "", "core checkout to build against through a replace (default: the checkout holding the plugins file)")
-	fs.StringVar(&o.coreVersion, "core-version", "", "build against this published core version instead of a checkout")
-	fs.StringVar(&o.pluginsDir, "plugins-dir", "", "built-in plugins directory (default: plugins/ next to the plugins file)")
-	fs.StringVar(&o.workDir, "workdir", "", "build in this directory and keep it (go.mod, go.sum, main.go); default: a temporary directory, removed")
-	fs.BoolVar(&o.keep, "keep", false, "keep the temporary build module and print its path")
-	fs.BoolVar(&o.check, "check", true, "run the built binary's `plugins list --json` and compare with the selection (off when cross-compiling)")
-	fs.StringVar(&o.goCmd, "go", "go", "go command")
-	fs.BoolVar(&o.verbose, "v", false, "print the go commands run")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if len(args) > 0 && args[0] == "run" {
+		return runBinary(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "elemta-build: unexpected arguments: %v\n", fs.Args())
-		return 2
+	o, all, code := parseFlags("elemta-build", args, stderr)
+	if code >= 0 {
+		return code
 	}
-	if all && o.variant != "" {
-		fmt.Fprintln(stderr, "elemta-build: -variant and -all-variants exclude each other")
-		return 2
+	p, err := newPlan(ctx, o)
+	if err != nil {
+		fmt.Fprintf(stderr, "elemta-build: %v\n", err)
+		return 1
 	}
-	o.log = stderr
-
 	variants := []string{o.variant}
 	if all {
-		f, err := o.load()
-		if err != nil {
-			fmt.Fprintf(stderr, "elemta-build: %v\n", err)
-			return 1
-		}
-		variants = f.VariantNames()
+		variants = p.file.VariantNames()
 		if len(variants) == 0 {
 			fmt.Fprintf(stderr, "elemta-build: %s declares no variants\n", o.config)
 			return 1
 		}
-		if out == "" {
-			out = "bin"
-		}
+		o.dirOutput = true
 	}
 	for _, v := range variants {
 		vo := o
 		vo.variant = v
-		vo.output = outputPath(out, v, all)
-		res, err := build(ctx, vo)
+		res, err := p.build(ctx, vo)
 		if err != nil {
 			fmt.Fprintf(stderr, "elemta-build: %v\n", err)
 			return 1
 		}
-		fmt.Fprintf(stdout, "%s: %s\n", res.Output, strings.Join(res.Plugins, ", "))
+		if o.downloadOnly {
+			fmt.Fprintf(stdout, "variant %s: modules downloaded: %s\n", variantName(v), strings.Join(res.Plugins, ", "))
+		}
+		for _, out := range res.Outputs {
+			fmt.Fprintf(stdout, "%s: %s\n", out, strings.Join(res.Plugins, ", "))
+		}
+		for _, pkg := range res.Packages {
+			fmt.Fprintf(stdout, "%s: package\n", pkg)
+		}
 		if res.KeptDir != "" {
-			fmt.Fprintf(stdout, "%s: build module kept in %s\n", res.Output, res.KeptDir)
+			fmt.Fprintf(stdout, "variant %s: build module kept in %s\n", variantName(v), res.KeptDir)
 		}
 	}
 	return 0
 }
 
-// outputPath names the binary of a variant: out itself, or
-// out/elemta[-variant] when out is a directory (all variants, or a trailing
-// separator).
-func outputPath(out, variant string, all bool) string {
-	name := BinaryName(variant)
-	switch {
-	case out == "":
-		return filepath.Join("bin", name)
-	case all || strings.HasSuffix(out, "/") || strings.HasSuffix(out, string(filepath.Separator)):
-		return filepath.Join(out, name)
+// parseFlags reads the build flags; code is -1 to go on, else the exit
+// status.
+func parseFlags(name string, args []string, stderr io.Writer) (o options, all bool, code int) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var platforms, packages string
+	sbom := true
+	fs.StringVar(&o.config, "config", "plugins.yaml", "plugins file")
+	fs.StringVar(&o.variant, "variant", "", "variant to build (default: the top-level selection)")
+	fs.BoolVar(&all, "all-variants", false, "build every variant (and not the default selection); -o is a directory")
+	fs.StringVar(&o.output, "o", "", "output binary, or directory (default: dist.output, else bin/)")
+	fs.StringVar(&o.coreDir, "core-dir", "", "core checkout to build against (default: the checkout holding the plugins file)")
+	fs.StringVar(&o.coreVersion, "core-version", "", "build against this published core version (default without a checkout: the builder's own version)")
+	fs.StringVar(&o.pluginsDir, "plugins-dir", "", "built-in plugins directory (default: plugins/ of the core built against)")
+	fs.StringVar(&platforms, "platform", "", "GOOS/GOARCH list to build for, e.g. linux/amd64,linux/arm64 (default: platforms: of the plugins file, else $GOOS/$GOARCH, else the host)")
+	fs.BoolVar(&o.cgo, "cgo", false, "build with CGO_ENABLED=1 (default static, like cgo: true in the plugins file)")
+	fs.StringVar(&packages, "package", "", "also make these packages of each linux binary: deb, rpm or deb,rpm (default: packages: of the plugins file)")
+	fs.BoolVar(&sbom, "sbom", true, "write a CycloneDX SBOM beside each binary (BINARY.cdx.json)")
+	fs.BoolVar(&o.downloadOnly, "download-only", false, "resolve and download the modules, check versions, build nothing")
+	fs.StringVar(&o.workDir, "workdir", "", "build in this directory and keep it (go.mod, go.sum, main.go); default: a temporary directory, removed")
+	fs.BoolVar(&o.keep, "keep", false, "keep the temporary build module and print its path")
+	fs.BoolVar(&o.check, "check", true, "check the registered plugins against the selection (runs `plugins list --json` of a host build)")
+	fs.StringVar(&o.goCmd, "go", "go", "go command")
+	fs.BoolVar(&o.verbose, "v", false, "print the go commands run")
+	if err := fs.Parse(args); err != nil {
+		return o, all, 2
 	}
-	if st, err := os.Stat(out); err == nil && st.IsDir() {
-		return filepath.Join(out, name)
+	if name == "elemta-build" && fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "elemta-build: unexpected arguments: %v\n", fs.Args())
+		return o, all, 2
 	}
-	return out
-}
-
-// BinaryName is elemta for the default selection and elemta-VARIANT for a
-// variant, as in `make build VARIANT=minimal` → bin/elemta-minimal.
-func BinaryName(variant string) string {
-	if variant == "" || variant == pluginsfile.DefaultVariant {
-		return "elemta"
+	if all && o.variant != "" {
+		fmt.Fprintln(stderr, "elemta-build: -variant and -all-variants exclude each other")
+		return o, all, 2
 	}
-	return "elemta-" + variant
+	if platforms != "" {
+		list, err := parsePlatforms(platforms)
+		if err != nil {
+			fmt.Fprintf(stderr, "elemta-build: %v\n", err)
+			return o, all, 2
+		}
+		o.platforms = list
+	}
+	if packages != "" {
+		for _, f := range strings.Split(packages, ",") {
+			if !slices.Contains(packageFormats, f) {
+				fmt.Fprintf(stderr, "elemta-build: -package %q: formats are %s\n", f, strings.Join(packageFormats, ", "))
+				return o, all, 2
+			}
+			o.packages = append(o.packages, f)
+		}
+	}
+	o.noSBOM = !sbom
+	o.log = stderr
+	o.rest = fs.Args()
+	return o, all, -1
 }

@@ -31,6 +31,10 @@ var sdkAllowed = map[string][]string{
 	// The static-zone resolver is Elemta's resolver, offline, on a zone
 	// text: the same code answers tests and production.
 	core + "/registry/registrytest": {core + "/internal/resolver"},
+	// Register writes the registration table the host reads: the entries
+	// hold constructors and type-erased configs that no plugin author
+	// should see, so the table is internal and registry its only writer.
+	core + "/registry": {core + "/internal/catalog"},
 }
 
 // isInternal reports whether path is a package of the core module that

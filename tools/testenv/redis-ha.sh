@@ -194,6 +194,14 @@ start() {
     [ $masters = 1 ] && [ $synced = 1 ]
   }
   wait_for "replica in sync" replica_synced
+  replica_seen() { # every sentinel sees the replica up with its link ok: it can be promoted
+    local p r
+    for p in "${SENTINELS[@]}"; do
+      r=$(cli -p "$p" -a "$SENTINEL_PASS" sentinel replicas "$MASTER" | tr '\n' ' ')
+      grep -q 'flags slave ' <<< "$r" && grep -q 'master-link-status ok ' <<< "$r" || return 1
+    done
+  }
+  wait_for "sentinels see the replica" replica_seen
   wait_for "tls" tlscli ping
 
   cat > "$DIR/env.sh.tmp" <<ENV

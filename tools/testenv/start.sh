@@ -6,6 +6,8 @@
 #   redis    127.0.0.1:16379
 #   clamd    127.0.0.1:3310 and a unix socket in the state dir (EICAR + clam.exe test signatures only)
 #   rspamd   127.0.0.1:11333 normal worker, 127.0.0.1:11334 controller, 127.0.0.1:11332 proxy
+#   postfix  127.0.0.1:10025, and :10026 without 8BITMIME; relays elemta.test to 127.0.0.1:12526 (postfix.sh)
+#   postfix  127.0.0.1:10027, its milter at 127.0.0.1:18891 (postfix-milter.sh; internal/milter's tests)
 #
 # Everything lives in a state directory ($ELEMTA_TESTENV_DIR, default <repo>/.testenv): configs,
 # DKIM test keys, logs, pid files, rspamd's database (kept, so later starts take about a second), and
@@ -25,9 +27,18 @@ CLAMD_PORT=${ELEMTA_TESTENV_CLAMD_PORT:-3310}
 RSPAMD_PORT=${ELEMTA_TESTENV_RSPAMD_PORT:-11333}
 RSPAMD_CONTROLLER_PORT=${ELEMTA_TESTENV_RSPAMD_CONTROLLER_PORT:-11334}
 RSPAMD_PROXY_PORT=${ELEMTA_TESTENV_RSPAMD_PROXY_PORT:-11332}
+# Postfix in front of `elemta milter` (section 6b, tools/testenv/postfix-milter.sh): its SMTP port, and
+# the port its smtpd_milters points at, where internal/milter's tests listen
+POSTFIX_MILTER_PORT=${ELEMTA_TESTENV_POSTFIX_MILTER_PORT:-10027}
+MILTER_PORT=${ELEMTA_TESTENV_MILTER_PORT:-18891}
 START_TIMEOUT=${ELEMTA_TESTENV_START_TIMEOUT:-180}   # seconds, per service
-PKGS=(clamav-daemon clamav-testfiles rspamd redis-server unbound python3-dkim python3-spf
-      opendkim-tools bind9-dnsutils curl swaks openssl iproute2)
+POSTFIX_PORT=${ELEMTA_TESTENV_POSTFIX_PORT:-10025}
+POSTFIX_7BIT_PORT=${ELEMTA_TESTENV_POSTFIX_7BIT_PORT:-10026}
+POSTFIX_NEXTHOP_PORT=${ELEMTA_TESTENV_POSTFIX_NEXTHOP_PORT:-12526}
+export ELEMTA_TESTENV_POSTFIX_PORT=$POSTFIX_PORT ELEMTA_TESTENV_POSTFIX_7BIT_PORT=$POSTFIX_7BIT_PORT \
+  ELEMTA_TESTENV_POSTFIX_NEXTHOP_PORT=$POSTFIX_NEXTHOP_PORT
+PKGS=(clamav-daemon clamav-testfiles rspamd redis-server unbound python3-dkim python3-spf python3-authres
+      opendkim-tools bind9-dnsutils curl swaks openssl iproute2 postfix prometheus)
 
 log() { printf '[testenv] %s\n' "$*"; }
 die() { printf '[testenv] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -63,6 +74,8 @@ if ((${#missing[@]})); then
     trap 'rm -f /usr/sbin/policy-rc.d' EXIT
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # postfix: install the binaries only, no system instance (postfix.sh runs a private one)
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   apt-get update -qq > "$LOGS/apt-update.log" 2>&1 || { tail -20 "$LOGS/apt-update.log"; die "apt-get update failed"; }
   apt-get install -y -qq --no-install-recommends "${missing[@]}" > "$LOGS/apt-install.log" 2>&1 \
     || { tail -30 "$LOGS/apt-install.log"; die "apt-get install failed (log: $LOGS/apt-install.log)"; }
@@ -330,6 +343,15 @@ start rspamd "rspamd: main process" probe_rspamd "$RSPAMD_PORT" "$LOGS/rspamd.ou
   rspamd -f -u _rspamd -g _rspamd -c /etc/rspamd/rspamd.conf \
     "--var=LOCAL_CONFDIR=$R" "--var=DBDIR=$R/db" "--var=RUNDIR=$R/run" "--var=LOGDIR=$R/log"
 
+# ---------------------------------------------------------------- 6a. postfix: a real SMTP peer
+"$HERE/postfix.sh" "$STATE"
+# ---------------------------------------------------------------- 6b. Postfix + milter (internal/milter)
+# A private Postfix on 127.0.0.1:$POSTFIX_MILTER_PORT whose smtpd_milters is inet:127.0.0.1:$MILTER_PORT.
+# Kept apart from any other Postfix instance of this script: own directory ($STATE/postfix-milter),
+# own ports, own script.
+"$HERE/postfix-milter.sh" start "$STATE" "$POSTFIX_MILTER_PORT" "$MILTER_PORT" 9>&-
+# ---------------------------------------------------------------- 6b. end
+
 # ---------------------------------------------------------------- 7. env file for the Go tests
 cat > "$STATE/env.sh.tmp" <<EOF
 # Written by tools/testenv/start.sh; removed by stop.sh. Source it: . $STATE/env.sh
@@ -343,6 +365,14 @@ export ELEMTA_TEST_RSPAMD_CONTROLLER=http://127.0.0.1:$RSPAMD_CONTROLLER_PORT
 export ELEMTA_TEST_RSPAMD_PROXY=127.0.0.1:$RSPAMD_PROXY_PORT
 export ELEMTA_TEST_REDIS=127.0.0.1:$REDIS_PORT
 export ELEMTA_TEST_KEYS='$KEYS'
+export ELEMTA_TEST_POSTFIX=127.0.0.1:$POSTFIX_PORT
+export ELEMTA_TEST_POSTFIX_7BIT=127.0.0.1:$POSTFIX_7BIT_PORT
+export ELEMTA_TEST_POSTFIX_NEXTHOP=127.0.0.1:$POSTFIX_NEXTHOP_PORT
+export ELEMTA_TEST_POSTFIX_MAILDIR='$STATE/postfix/vmail/example.test/postmaster'
+# 6b. Postfix + milter: Postfix's SMTP address, where the milter must listen, the Maildir it delivers to
+export ELEMTA_TEST_POSTFIX_MILTER=127.0.0.1:$POSTFIX_MILTER_PORT
+export ELEMTA_TEST_POSTFIX_MILTER_LISTEN=127.0.0.1:$MILTER_PORT
+export ELEMTA_TEST_POSTFIX_MILTER_MAILDIR='$STATE/postfix-milter/vmail/example.test/postmaster'
 EOF
 mv "$STATE/env.sh.tmp" "$STATE/env.sh"
 log "all services up in $(ms_since "$T_ALL") ms; environment: . $STATE/env.sh"

@@ -96,5 +96,12 @@ PY
 )
 check "dkimpy sign+verify via test DNS"     '^rsa2048=pass ed25519=pass mismatch=fail$' "$dkim_out"
 
+ehlo() { /usr/bin/python3 -c 'import smtplib, sys
+h, p = sys.argv[1].rsplit(":", 1)
+s = smtplib.SMTP(h, int(p), timeout=10); print(s.ehlo()[1].decode().replace("\n", " ")); s.quit()' "$1" 2>&1; }
+check "postfix EHLO offers 8BITMIME, SMTPUTF8"  '8BITMIME.*SMTPUTF8' "$(ehlo "$ELEMTA_TEST_POSTFIX")"
+check "postfix (7bit) EHLO lacks 8BITMIME"      '^[^8]*SMTPUTF8' "$(ehlo "$ELEMTA_TEST_POSTFIX_7BIT")"
+check "python3-authres parses a folded field"   '^ok$' "$(/usr/bin/python3 -c 'import authres; authres.AuthenticationResultsHeader.parse("Authentication-Results: mx.example.test; spf=pass\r\n smtp.mailfrom=a@example.test"); print("ok")' 2>&1)"
+
 echo "[testenv] verify: $pass passed, $fail failed"
 [ "$fail" = 0 ]

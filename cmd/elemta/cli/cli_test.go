@@ -283,7 +283,7 @@ func TestPlugins(t *testing.T) {
 			stderr: []string{`no plugin "nosuch" is compiled into this binary (compiled in: `, "contentfilter"}},
 		{name: "test of a plugin with invalid config", args: []string{"plugins", "test", "--config", "testdata/bad-regexp.toml", "contentfilter"}, code: cli.ExitError,
 			stderr: []string{`rule "casino"`}},
-		{name: "version", args: []string{"version"}, code: cli.ExitAccept, stdout: []string{"elemta ", "plugin contentfilter 1.0.0"}},
+		{name: "version", args: []string{"version"}, code: cli.ExitAccept, stdout: []string{"elemta ", "plugin contentfilter  1.0.0  github.com/elemta/elemta"}},
 		{name: "unknown command", args: []string{"plugins", "frobnicate"}, code: cli.ExitError, stderr: []string{`unknown command "plugins frobnicate"`, "usage:"}},
 		{name: "no command", args: nil, code: cli.ExitError, stderr: []string{"usage:"}},
 	}

@@ -3,12 +3,9 @@ package cli
 import (
 	"fmt"
 	"net/netip"
-	"runtime"
 	"strings"
 
-	"github.com/elemta/elemta/internal/buildinfo"
 	"github.com/elemta/elemta/internal/config"
-	"github.com/elemta/elemta/pluginhost"
 )
 
 func parseAddr(s string) (netip.Addr, error) { return netip.ParseAddr(s) }
@@ -43,27 +40,5 @@ func (a *app) configCheck(args []string) int {
 		enabled += " (but plugins.enabled = false turns them all off)"
 	}
 	fmt.Fprintf(a.stdout, "%s: OK; plugins enabled: %s\n", cfg.File, enabled)
-	return ExitAccept
-}
-
-func (a *app) version() int {
-	core, goVersion := "(unknown)", runtime.Version()
-	info, ok := buildinfo.Read()
-	if ok {
-		if m, found := info.Core(); found {
-			core = m.EffectiveVersion()
-		}
-		goVersion = info.GoVersion
-	}
-	fmt.Fprintf(a.stdout, "elemta %s (%s)\n", core, goVersion)
-	for _, m := range pluginhost.Modules() {
-		line := fmt.Sprintf("  plugin %s %s", m.Name, orDash(m.Version))
-		if ok {
-			if mod, found := info.ModuleOf(m.Package); found && mod.Path != buildinfo.CorePath {
-				line += fmt.Sprintf(" (%s)", mod)
-			}
-		}
-		fmt.Fprintln(a.stdout, line)
-	}
 	return ExitAccept
 }

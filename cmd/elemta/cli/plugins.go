@@ -162,6 +162,14 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 	if err != nil {
 		return ExitError
 	}
+	if iso := settings.Isolation; iso.Isolated() {
+		for _, ws := range mgr.WorkerStats() {
+			if ws.Name == name {
+				fmt.Fprintf(a.stdout, "%-28s %-4s %d of %d workers, pids %v, memory_limit %s, max_requests %d\n",
+					"isolation = process", "ok", ws.Live, iso.Workers, ws.PIDs, pluginhost.ByteSize(iso.MemoryLimit), iso.MaxRequests)
+			}
+		}
+	}
 	start = time.Now()
 	err = mgr.HealthCheck(ctx, name)
 	step("health check", err, time.Since(start).Round(time.Microsecond).String())

@@ -44,6 +44,8 @@ listen = %q
 spool_dir = %q
 maildir_root = %q
 shutdown_timeout = 5
+[admin]
+enabled = false
 `, addr, filepath.Join(dir, "spool"), filepath.Join(dir, "mail"))
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)

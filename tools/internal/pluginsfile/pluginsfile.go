@@ -53,6 +53,9 @@ type Plugin struct {
 	Import string
 	// Default reports whether the plugin is linked into the default binary.
 	Default bool
+	// ReplaceBuiltin lets a third-party entry take the name of a built-in
+	// plugin (replace_builtin: true); without it such an entry is refused.
+	ReplaceBuiltin bool
 	// Line is the line of the entry in the file.
 	Line int
 }
@@ -75,6 +78,9 @@ type File struct {
 	Plugins []Plugin
 	// Variants holds the named variants, sorted by name.
 	Variants []Variant
+	// Build holds the keys only tools/elemta-build reads (platforms, dist,
+	// replaces, ...).
+	Build Build
 }
 
 // Error is one problem found in a plugins file.
@@ -160,9 +166,8 @@ func Load(name, builtinsDir string) (*File, error) {
 
 // parser collects every problem of a file instead of stopping at the first.
 type parser struct {
-	name     string
-	builtins []string
-	errs     []error // all *Error
+	name string
+	errs []error // all *Error
 }
 
 func (p *parser) errorf(line int, plugin, format string, args ...any) {
@@ -173,15 +178,60 @@ func (p *parser) errorf(line int, plugin, format string, args ...any) {
 // valid built-in plugin names. Every problem found is reported; the returned
 // error joins *Error values in file order.
 func Parse(name string, data []byte, builtins []string) (*File, error) {
-	p := &parser{name: name, builtins: builtins}
-	f := p.parse(data)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b error) int {
-			return a.(*Error).Line - b.(*Error).Line
-		})
-		return nil, errors.Join(p.errs...)
+	f, err := ParseUnchecked(name, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.CheckBuiltins(builtins); err != nil {
+		return nil, err
 	}
 	return f, nil
+}
+
+// ParseUnchecked decodes a plugins file without knowing which built-in
+// plugins exist: a caller that learns them later (elemta-build, from the
+// core module it builds against) calls CheckBuiltins before using f.
+func ParseUnchecked(name string, data []byte) (*File, error) {
+	p := &parser{name: name}
+	f := p.parse(data)
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// err joins the collected errors in line order.
+func (p *parser) err() error {
+	if len(p.errs) == 0 {
+		return nil
+	}
+	slices.SortStableFunc(p.errs, func(a, b error) int {
+		return a.(*Error).Line - b.(*Error).Line
+	})
+	return errors.Join(p.errs...)
+}
+
+// CheckBuiltins checks the entries of f against the built-in plugins of the
+// core: a built-in entry must name one, and a third-party entry may take a
+// built-in's name only with replace_builtin: true.
+func (f *File) CheckBuiltins(builtins []string) error {
+	p := &parser{name: f.Name}
+	valid := "none yet"
+	if len(builtins) > 0 {
+		valid = strings.Join(builtins, ", ")
+	}
+	for _, pl := range f.Plugins {
+		isBuiltin := slices.Contains(builtins, pl.Name)
+		switch {
+		case pl.Builtin() && !isBuiltin:
+			p.errorf(pl.Line, pl.Name, "no built-in plugin of that name (no Go files in plugins/%s); built-in plugins: %s; for a third-party plugin set \"module\" and \"version\"", pl.Name, valid)
+		case !pl.Builtin() && isBuiltin && !pl.ReplaceBuiltin:
+			p.errorf(pl.Line, pl.Name, "module %s would replace the built-in plugin of that name; rename the entry, or set \"replace_builtin: true\" to build this module in place of the built-in", pl.Module)
+		case !pl.Builtin() && !isBuiltin && pl.ReplaceBuiltin:
+			p.errorf(pl.Line, pl.Name, "\"replace_builtin: true\" but there is no built-in plugin of that name (built-in plugins: %s)", valid)
+		}
+	}
+	return p.err()
 }
 
 func (p *parser) parse(data []byte) *File {
@@ -224,7 +274,9 @@ func (p *parser) parse(data []byte) *File {
 		case "variants":
 			variantsNode = v
 		default:
-			p.errorf(k.Line, "", "unknown key %q; valid keys: plugins, variants", k.Value)
+			if !p.buildKey(&f.Build, k, v) {
+				p.errorf(k.Line, "", "unknown key %q; valid keys: plugins, variants, %s", k.Value, strings.Join(buildKeys, ", "))
+			}
 		}
 	}
 	if pluginsNode == nil {
@@ -264,7 +316,7 @@ func resolve(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-var pluginKeys = []string{"name", "module", "version", "path", "import", "default"}
+var pluginKeys = []string{"name", "module", "version", "path", "import", "default", "replace_builtin"}
 
 func (p *parser) plugins(list *yaml.Node) []Plugin {
 	if list.Kind != yaml.SequenceNode {
@@ -368,31 +420,22 @@ func (p *parser) plugin(n *yaml.Node) (pl Plugin, ok bool) {
 	pl.Path, lines["path"] = get("path")
 	pl.Import, lines["import"] = get("import")
 	if v, ok := vals["default"]; ok {
-		if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
-			p.errorf(v.Line, pl.Name, "\"default\" must be true or false")
-		} else {
-			pl.Default = v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
-		}
+		pl.Default, _ = p.boolean(v, pl.Name, "default")
+	}
+	if v, ok := vals["replace_builtin"]; ok {
+		pl.ReplaceBuiltin, _ = p.boolean(v, pl.Name, "replace_builtin")
 	}
 	if len(p.errs) > nerr {
 		return pl, false
 	}
 
 	if pl.Module == "" {
-		for _, key := range []string{"version", "path", "import"} {
+		for _, key := range []string{"version", "path", "import", "replace_builtin"} {
 			if _, ok := vals[key]; ok {
 				p.errorf(lines[key], pl.Name, "%q needs \"module\": a built-in plugin is part of %s and has no %s of its own", key, CorePath, key)
 			}
 		}
 		if len(p.errs) > nerr {
-			return pl, false
-		}
-		if !slices.Contains(p.builtins, pl.Name) {
-			valid := "none yet"
-			if len(p.builtins) > 0 {
-				valid = strings.Join(p.builtins, ", ")
-			}
-			p.errorf(pl.Line, pl.Name, "no built-in plugin of that name (no Go files in plugins/%s); built-in plugins: %s; for a third-party plugin set \"module\" and \"version\"", pl.Name, valid)
 			return pl, false
 		}
 		pl.Import = BuiltinImport(pl.Name)
@@ -459,6 +502,15 @@ func unwrapVersionErr(err error) error {
 		return ve.Err
 	}
 	return err
+}
+
+// boolean returns the value of a true/false node, reporting anything else.
+func (p *parser) boolean(v *yaml.Node, plugin, key string) (bool, bool) {
+	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
+		p.errorf(v.Line, plugin, "%q must be true or false", key)
+		return false, false
+	}
+	return v.Value == "true" || v.Value == "True" || v.Value == "TRUE", true
 }
 
 // str returns the string value of a scalar node, reporting anything else.

@@ -129,3 +129,44 @@ func TestRenderMain(t *testing.T) {
 	assert.Contains(t, s, "var manifest = []string{\n\t\"alpha\",\n\t\"zeta\",\n}")
 	assert.Less(t, strings.Index(s, `_ "example.com/cli"`), strings.Index(s, `_ "github.com/elemta/elemta/plugins/alpha"`))
 }
+
+func TestBuildKeys(t *testing.T) {
+	f, err := Parse("plugins.yaml", []byte(`platforms: [linux/amd64, darwin/arm64]
+cgo: true
+dist: {name: acme, version: 2.1.0, module: example.com/acme, output: out/}
+replaces: ["example.com/x => ../x", "example.com/y v1.0.0 => example.com/z v1.0.1"]
+excludes: ["example.com/bad v1.0.1"]
+ldflags: "-s -w"
+tags: [netgo, osusergo]
+plugins:
+  - name: spf
+    module: example.com/myspf
+    version: v1.0.0
+    replace_builtin: true
+`), []string{"spf"})
+	require.NoError(t, err)
+	b := f.Build
+	assert.Equal(t, []Platform{{OS: "linux", Arch: "amd64", Line: 1}, {OS: "darwin", Arch: "arm64", Line: 1}}, b.Platforms)
+	assert.True(t, b.CGO)
+	assert.Equal(t, Dist{Name: "acme", Version: "2.1.0", Module: "example.com/acme", Output: "out/"}, b.Dist)
+	require.Len(t, b.Replaces, 2)
+	assert.Equal(t, "../x", b.Replaces[0].New.Path)
+	assert.Empty(t, b.Replaces[0].New.Version)
+	assert.Equal(t, "v1.0.0", b.Replaces[1].Old.Version)
+	assert.Equal(t, "example.com/z", b.Replaces[1].New.Path)
+	assert.Equal(t, "example.com/bad", b.Excludes[0].Path)
+	assert.Equal(t, "-s -w", b.LDFlags)
+	assert.Equal(t, []string{"netgo", "osusergo"}, b.Tags)
+	assert.Equal(t, 3, b.Line["dist"])
+	assert.True(t, f.Plugins[0].ReplaceBuiltin)
+}
+
+func TestCheckBuiltinsLater(t *testing.T) {
+	f, err := ParseUnchecked("p.yaml", []byte("plugins:\n  - name: spf\n  - name: dkim\n    module: example.com/dkim\n    version: v1.0.0\n"))
+	require.NoError(t, err)
+	err = f.CheckBuiltins([]string{"dkim"})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `p.yaml:2: plugin "spf": no built-in plugin of that name`)
+	assert.Contains(t, err.Error(), `p.yaml:3: plugin "dkim": module example.com/dkim would replace the built-in plugin`)
+	assert.NoError(t, f.CheckBuiltins([]string{"spf"}))
+}
