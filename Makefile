@@ -7,7 +7,7 @@ BENCHTIME ?= 1s
 
 FUZZTIME  ?= 5s
 
-.PHONY: bench-postfix all generate check-generate build variants run test test-unit testenv testenv-stop bench fuzz fuzz-long fmt vet clean
+.PHONY: bench-postfix all generate check-generate build variants run test test-unit testenv testenv-stop testenv-redis-ha test-redis-ha bench fuzz fuzz-long fmt vet clean
 
 all: build
 
@@ -53,6 +53,15 @@ testenv:
 
 testenv-stop:
 	$(TESTENV)/stop.sh
+
+## testenv-redis-ha: also start the Sentinel setup, the 3-master Cluster and the TLS Redis (tools/testenv/redis-ha.sh)
+testenv-redis-ha: testenv
+	$(TESTENV)/redis-ha.sh start
+
+## test-redis-ha: the tests that use them: the store on each, the shared result cache, two `elemta serve` nodes
+test-redis-ha: testenv-redis-ha
+	. $${ELEMTA_TESTENV_DIR:-./.testenv}/env.sh && $(GO) test -race -count=1 -timeout 10m -p 1 \
+	  ./pkg/store/... ./pkg/resultcache/... ./plugins/clamav/... ./internal/multinode/...
 
 ## test: vet, then every test under the race detector against the test services
 test: testenv vet

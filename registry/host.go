@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Resolver is the DNS interface the host hands to plugins. It matches the
@@ -78,6 +80,12 @@ type Host struct {
 	// a directory of its own (<data dir>/instances/eu), so two instances
 	// never share files.
 	DataDir string
+	// Redis is the process's one Redis pool (the host config's [store]
+	// table: one server, Sentinel or Cluster, with TLS), shared by every
+	// plugin that keeps state or caches results in Redis (pkg/store,
+	// pkg/resultcache). Nil when [store] names no server. Plugins never
+	// close it.
+	Redis redis.UniversalClient
 	// Metrics makes the plugin's own metrics, scoped to its instance
 	// (see Metrics). Unset, the Manager uses NopMetrics.
 	Metrics Metrics

@@ -20,6 +20,7 @@ import (
 	"github.com/elemta/elemta/internal/obslog"
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/pluginhost"
 )
 
@@ -42,6 +43,9 @@ type Config struct {
 	DNS resolver.Config
 	// Server is the [server] table: `elemta serve`.
 	Server serve.Config
+	// Store is the [store] table: the one Redis pool every plugin of the
+	// process shares (registry.Host.Redis); no server named, no pool.
+	Store store.RedisConfig
 	// Milter is the [milter] table: `elemta milter`. HasMilter says the
 	// file has one (then config check reports what milter mode cannot run).
 	Milter    milter.Config
@@ -58,16 +62,17 @@ type Config struct {
 // decoded by the registry; the field only keeps strict decoding from
 // calling it unknown.
 type hostDoc struct {
-	Plugins any             `toml:"plugins"`
-	DNS     resolver.Config `toml:"dns"`
-	Server  serve.Config    `toml:"server"`
-	Milter  milter.Config   `toml:"milter"`
-	Admin   admin.Config    `toml:"admin"`
-	Log     obslog.Config   `toml:"log"`
+	Plugins any               `toml:"plugins"`
+	DNS     resolver.Config   `toml:"dns"`
+	Server  serve.Config      `toml:"server"`
+	Store   store.RedisConfig `toml:"store"`
+	Milter  milter.Config     `toml:"milter"`
+	Admin   admin.Config      `toml:"admin"`
+	Log     obslog.Config     `toml:"log"`
 }
 
 // hostTables lists the top-level tables a config file may have.
-var hostTables = []string{"plugins", "dns", "server", "milter", "admin", "log"}
+var hostTables = []string{"plugins", "dns", "server", "store", "milter", "admin", "log"}
 
 // Find returns the config to use: path when given, else ./elemta.toml when
 // it exists, else the embedded default.
@@ -143,7 +148,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	host := hostDoc{Server: serve.DefaultConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
+	host := hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
 	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	switch {
@@ -169,6 +174,9 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	if err := host.DNS.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
+	}
+	if err := host.Store.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("%s: [store]: %w", file, err))
 	}
 	if err := host.Admin.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("%s: [admin]: %w", file, err))
@@ -199,7 +207,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	if hasMilter {
 		warnings = append(warnings, milter.StageWarnings(pcfg)...)
 	}
-	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Milter: host.Milter, HasMilter: hasMilter, Admin: host.Admin, Log: host.Log,
+	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Store: host.Store, Milter: host.Milter, HasMilter: hasMilter, Admin: host.Admin, Log: host.Log,
 		Warnings: warnings}, nil
 }
 

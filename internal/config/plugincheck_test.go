@@ -194,7 +194,7 @@ func TestPluginConfigChecks(t *testing.T) {
 		{"greylist", `exempt_networks = ["nope"]`, `plugin.toml: [plugins.greylist]: exempt_networks: "nope" is neither a CIDR nor an address`},
 		{"greylist", `exempt_recipient_domains = ["a@b"]`, `plugin.toml: [plugins.greylist]: exempt_recipient_domains: "a@b" is not a domain`},
 		{"greylist", `store = "memcached"`, `plugin.toml: [plugins.greylist]: store: store: "memcached": want "bolt" or "redis"`},
-		{"greylist", "store = \"redis\"\nredis_addr = \"\"", `plugin.toml: [plugins.greylist]: store: redis_addr: empty with store = "redis"`},
+		{"greylist", "store = \"redis\"\nredis_addr = \"redis.example\"", `plugin.toml: [plugins.greylist]: store: redis_addr: "redis.example": want host:port: address redis.example: missing port in address`},
 		{"greylist", "bolt_sweep_interval = 0", "plugin.toml: [plugins.greylist]: store: bolt_sweep_interval: must be positive"},
 
 		// ratelimit
@@ -215,7 +215,7 @@ func TestPluginConfigChecks(t *testing.T) {
 		{"ratelimit", "ipv6_prefix = 15", "plugin.toml: [plugins.ratelimit]: ipv6_prefix: 15: want 16 to 128"},
 		{"ratelimit", `exempt_networks = ["10.0.0.0/33"]`, `plugin.toml: [plugins.ratelimit]: exempt_networks: "10.0.0.0/33" is neither a CIDR nor an address`},
 		{"ratelimit", "bolt_lock_timeout = 0", "plugin.toml: [plugins.ratelimit]: store: bolt_lock_timeout: must be positive"},
-		{"ratelimit", "store = \"redis\"\nredis_addr = \"127.0.0.1:6379\"\nredis_timeout = 0", "plugin.toml: [plugins.ratelimit]: store: redis_timeout: must be positive"},
+		{"ratelimit", "store = \"redis\"\nredis_addr = \"127.0.0.1:6379\"\nredis_prefix = \"a{b}:\"", `plugin.toml: [plugins.ratelimit]: store: redis_prefix: "a{b}:": must not contain { or } (the store adds hash tags)`},
 	}
 	covered := map[string]bool{}
 	for _, tt := range tests {

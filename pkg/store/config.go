@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/elemta/elemta/registry"
@@ -21,6 +22,13 @@ const (
 // Config holds the store keys of a plugin's table. A plugin embeds it in
 // its own config without a toml tag, so the keys sit in the plugin's table
 // ([plugins.greylist] store = "redis") next to its other keys.
+//
+// With store = "redis", a table that sets none of redis_addr, redis_db,
+// redis_username, redis_password and redis_timeout uses the process's one
+// pool (the host config's [store] table, registry.Host.Redis), or, when
+// there is none, 127.0.0.1:6379 with a timeout of 1s. Setting any of them
+// gives the plugin a pool of its own to that one server (Sentinel, Cluster
+// and TLS are only in [store]). redis_prefix is always the plugin's own.
 type Config struct {
 	// The state store: "bolt" (a file under the data directory) or "redis".
 	Store             string            `toml:"store"`
@@ -42,9 +50,7 @@ func DefaultConfig(redisPrefix string) Config {
 		Store:             KindBolt,
 		BoltSweepInterval: registry.Duration(DefaultSweepInterval),
 		BoltLockTimeout:   registry.Duration(DefaultBoltLockTimeout),
-		RedisAddr:         DefaultRedisAddr,
 		RedisPrefix:       redisPrefix,
-		RedisTimeout:      registry.Duration(DefaultRedisTimeout),
 	}
 }
 
@@ -76,11 +82,19 @@ func (c Config) Validate(plugin string) error {
 			bad("bolt_lock_timeout", "must be positive")
 		}
 	case KindRedis:
-		if c.RedisAddr == "" {
-			bad("redis_addr", "empty with store = \"redis\"")
+		if c.RedisAddr != "" {
+			if err := checkAddr(c.RedisAddr); err != nil {
+				bad("redis_addr", "%v", err)
+			}
 		}
-		if c.RedisTimeout <= 0 {
-			bad("redis_timeout", "must be positive")
+		if c.RedisTimeout < 0 || c.RedisTimeout.D() > MaxRedisTimeout {
+			bad("redis_timeout", "%v: want 0 (the [store] pool's, or 1s) to %v", c.RedisTimeout.D(), MaxRedisTimeout)
+		}
+		if c.RedisDB < 0 {
+			bad("redis_db", "%d: must not be negative", c.RedisDB)
+		}
+		if strings.ContainsAny(c.RedisPrefix, "{}") {
+			bad("redis_prefix", "%q: must not contain { or } (the store adds hash tags)", c.RedisPrefix)
 		}
 	default:
 		bad("store", "%q: want %q or %q", c.Store, KindBolt, KindRedis)
@@ -100,8 +114,36 @@ func (c Config) Options(defaultBoltPath string, now func() time.Time) Options {
 		}
 		o.Bolt = BoltOptions{Path: path, SweepInterval: c.BoltSweepInterval.D(), LockTimeout: c.BoltLockTimeout.D(), Now: now}
 	case KindRedis:
-		o.Redis = RedisOptions{Addr: c.RedisAddr, DB: c.RedisDB, Username: c.RedisUsername,
-			Password: c.RedisPassword, Prefix: c.RedisPrefix, Timeout: c.RedisTimeout.D()}
+		addr, timeout := c.RedisAddr, c.RedisTimeout.D()
+		if addr == "" {
+			addr = DefaultRedisAddr
+		}
+		if timeout <= 0 {
+			timeout = DefaultRedisTimeout
+		}
+		o.Redis = RedisOptions{Addr: addr, DB: c.RedisDB, Username: c.RedisUsername,
+			Password: c.RedisPassword, Prefix: c.RedisPrefix, Timeout: timeout}
+	}
+	return o
+}
+
+// OwnRedis reports whether the table sets a Redis connection key, so the
+// plugin opens a pool of its own instead of using the shared one.
+func (c Config) OwnRedis() bool {
+	return c.RedisAddr != "" || c.RedisDB != 0 || c.RedisUsername != "" || c.RedisPassword != "" || c.RedisTimeout != 0
+}
+
+// HostOptions are Options with the host's shared Redis pool
+// (registry.Host.Redis) when the table uses Redis and sets no connection
+// key of its own.
+func (c Config) HostOptions(host registry.Host, defaultBoltPath string) Options {
+	now := time.Now
+	if host.Clock != nil {
+		now = host.Clock.Now
+	}
+	o := c.Options(defaultBoltPath, now)
+	if c.Store == KindRedis && !c.OwnRedis() && host.Redis != nil {
+		o.Redis = RedisOptions{Client: host.Redis, Prefix: c.RedisPrefix}
 	}
 	return o
 }
@@ -113,6 +155,12 @@ func (o Options) String() string {
 	case KindBolt:
 		return "bolt " + o.Bolt.Path
 	case KindRedis:
+		if o.Redis.Client != nil {
+			return "redis (the [store] pool)"
+		}
+		if o.Redis.Config.Enabled() {
+			return o.Redis.Config.String()
+		}
 		return "redis " + o.Redis.Addr
 	}
 	return ""
@@ -133,6 +181,22 @@ type Handle struct {
 // must be valid (Config.Validate).
 func NewHandle(cfg Config, defaultBoltPath string, log *slog.Logger, now func() time.Time) *Handle {
 	opts := cfg.Options(defaultBoltPath, now)
+	return &Handle{Outage: NewOutage(log, opts.String(), now), opts: opts}
+}
+
+// NewHostHandle is NewHandle with what the host hands the plugin: its
+// logger, its clock, and its shared Redis pool, which the plugin uses
+// unless its table sets Redis connection keys of its own (Config).
+func NewHostHandle(cfg Config, host registry.Host, defaultBoltPath string) *Handle {
+	opts := cfg.HostOptions(host, defaultBoltPath)
+	log := host.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	now := time.Now
+	if host.Clock != nil {
+		now = host.Clock.Now
+	}
 	return &Handle{Outage: NewOutage(log, opts.String(), now), opts: opts}
 }
 

@@ -28,7 +28,7 @@
 //			return nil, err
 //		}
 //		path := filepath.Join(host.DataDir, "myplugin", "state.db")
-//		return &Plugin{st: store.NewHandle(cfg.Config, path, host.Logger, host.Clock.Now)}, nil
+//		return &Plugin{st: store.NewHostHandle(cfg.Config, host, path)}, nil
 //	}
 //
 //	func (p *Plugin) Start(ctx context.Context) error { return p.st.Open(ctx) }
@@ -38,8 +38,16 @@
 //	res, err := p.st.Take(ctx, key, p.clock.Now(), store.Rate{Count: 100, Window: time.Hour})
 //	p.st.Observe(err) // logs an outage once, and its recovery
 //
+// NewHostHandle gives the plugin the process's shared Redis pool
+// (registry.Host.Redis, the host config's [store] table: one server,
+// Sentinel or Cluster, with TLS) unless the plugin's table sets Redis
+// connection keys of its own; RedisConfig is that table. Every script
+// touches one hash slot, so the store runs on a Redis Cluster too. See
+// README.md.
+//
 // Package storetest runs a plugin's tests against both backends (a bbolt
-// file and the loopback test Redis of tools/testenv).
+// file and the loopback test Redis of tools/testenv), and reaches the
+// Sentinel, Cluster and TLS setups of tools/testenv/redis-ha.sh.
 //
 // # Stability
 //

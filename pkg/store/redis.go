@@ -5,20 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/elemta/elemta/registry"
 )
 
 // RedisOptions configure a Redis store.
 type RedisOptions struct {
+	// Client is a pool the store shares (registry.Host.Redis, the [store]
+	// table): the store uses it and never closes it. When nil, the store
+	// opens a pool of its own from Config, or else from Addr and the
+	// fields after it.
+	Client redis.UniversalClient
+	// Config describes a pool of the store's own: one server, Sentinel or
+	// Cluster, with TLS. Used when Client is nil and Config.Enabled().
+	Config RedisConfig
+
 	Addr     string // host:port
 	Username string
 	Password string
 	DB       int
 	// Prefix starts every key the store writes ("elemta:greylist:"), so
-	// several plugins and test runs can share one server.
+	// several plugins and test runs can share one server. It must not
+	// contain "{" or "}": the store adds hash tags of its own.
 	Prefix string
 	// Timeout bounds dialing and each command (default 1s).
 	Timeout time.Duration
@@ -29,33 +42,42 @@ type RedisOptions struct {
 // Redis is the shared store: every primitive is one Lua script, which Redis
 // runs atomically. Expiry uses PEXPIRE relative to the server's clock; the
 // decisions use the time the caller passes.
+//
+// Every script touches the keys of one hash slot (the greylist's triplet
+// and network keys share the hash tag {<network>}), so the store works on
+// a Redis Cluster as on one server or a Sentinel-managed master.
 type Redis struct {
-	c      *redis.Client
+	c      redis.UniversalClient
 	prefix string
+	owned  bool // Close closes c
 }
 
 // NewRedis returns a Redis store. It does not connect: the first command
 // (or Ping) does, so an unreachable server at start-up does not stop
 // Elemta.
 func NewRedis(o RedisOptions) (*Redis, error) {
-	if o.Addr == "" {
-		return nil, errors.New("redis store: no address")
+	if strings.ContainsAny(o.Prefix, "{}") {
+		return nil, fmt.Errorf("redis store: prefix %q: must not contain { or } (the store adds hash tags)", o.Prefix)
 	}
-	if o.Timeout <= 0 {
-		o.Timeout = time.Second
+	if o.Client != nil {
+		return &Redis{c: o.Client, prefix: o.Prefix}, nil
 	}
-	quietOnce.Do(func() { redis.SetLogger(debugLogger{}) })
-	c := redis.NewClient(&redis.Options{
-		Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
-		DialTimeout: o.Timeout, ReadTimeout: o.Timeout, WriteTimeout: o.Timeout,
-		ContextTimeoutEnabled: true,
-		PoolSize:              o.PoolSize,
-		MaxRetries:            1,
-		// Do not ask the server for client-side caching metadata (HELLO 3 is
-		// fine, but keep the handshake minimal for older servers).
-		DisableIdentity: true,
-	})
-	return &Redis{c: c, prefix: o.Prefix}, nil
+	cfg := o.Config
+	if !cfg.Enabled() {
+		if o.Addr == "" {
+			return nil, errors.New("redis store: no address")
+		}
+		if o.Timeout <= 0 {
+			o.Timeout = DefaultRedisTimeout
+		}
+		cfg = RedisConfig{Addr: o.Addr, Username: o.Username, Password: o.Password, DB: o.DB,
+			Timeout: registry.Duration(o.Timeout), PoolSize: o.PoolSize, MaxRetries: DefaultRedisMaxRetries}
+	}
+	c, err := cfg.NewClient()
+	if err != nil {
+		return nil, fmt.Errorf("redis store: %w", err)
+	}
+	return &Redis{c: c, prefix: o.Prefix, owned: true}, nil
 }
 
 // go-redis logs every failed dial on its own, once per command during an
@@ -71,7 +93,7 @@ func (debugLogger) Printf(ctx context.Context, format string, v ...any) {
 }
 
 // Client returns the underlying client (for tests and tools).
-func (s *Redis) Client() *redis.Client { return s.c }
+func (s *Redis) Client() redis.UniversalClient { return s.c }
 
 // Prefix returns the key prefix.
 func (s *Redis) Prefix() string { return s.prefix }
@@ -124,8 +146,12 @@ return {1, now, netcount}
 
 // Greylist implements Store.
 func (s *Redis) Greylist(ctx context.Context, req GreylistRequest) (GreylistResult, error) {
-	v, err := greylistScript.Run(ctx, s.c,
-		[]string{s.prefix + "t:" + req.Triplet, s.prefix + "n:" + req.Network},
+	if strings.ContainsAny(req.Network, "{}") {
+		return GreylistResult{}, fmt.Errorf("redis store: greylist check: network %q: must not contain { or }", req.Network)
+	}
+	// One hash tag for both keys: a Cluster runs the script on one node.
+	tag := s.prefix + "{" + req.Network + "}"
+	v, err := greylistScript.Run(ctx, s.c, []string{tag + "t:" + req.Triplet, tag + "n"},
 		micros(req.Now), req.Delay.Microseconds(), req.RetryWindow.Microseconds(), req.Expire.Microseconds(), req.AutoAllowAfter,
 	).Int64Slice()
 	if err != nil {
@@ -214,8 +240,12 @@ func (s *Redis) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close implements Store; safe to call twice.
+// Close implements Store; safe to call twice. A shared client
+// (RedisOptions.Client) stays open for its other users.
 func (s *Redis) Close() error {
+	if !s.owned {
+		return nil
+	}
 	if err := s.c.Close(); err != nil && !errors.Is(err, redis.ErrClosed) {
 		return fmt.Errorf("redis store: close: %w", err)
 	}

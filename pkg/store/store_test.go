@@ -28,13 +28,17 @@ type backend struct {
 	open func(t testing.TB) Store
 }
 
-// backends returns bbolt and Redis: every table runs against both. The
-// Redis one needs ELEMTA_TEST_REDIS (tools/testenv/start.sh): skipped
-// locally without it, a failure under CI=true.
+// backends returns bbolt, Redis, and the Sentinel, Cluster and TLS setups:
+// every table runs against each. Redis needs ELEMTA_TEST_REDIS
+// (tools/testenv/start.sh), the others tools/testenv/redis-ha.sh: skipped
+// locally without them, a failure under CI=true.
 func backends() []backend {
 	return []backend{
 		{"bolt", func(t testing.TB) Store { return openTestBolt(t, filepath.Join(t.TempDir(), "state.db")) }},
 		{"redis", func(t testing.TB) Store { return OpenTestRedis(t) }},
+		{"redis-sentinel", func(t testing.TB) Store { return openHARedis(t, storetest.Sentinel(t)) }},
+		{"redis-cluster", func(t testing.TB) Store { return openHARedis(t, storetest.Cluster(t)) }},
+		{"redis-tls", func(t testing.TB) Store { return openHARedis(t, storetest.TLS(t)) }},
 	}
 }
 
@@ -467,7 +471,7 @@ func TestRedisSetsTTLs(t *testing.T) {
 	s.Greylist(ctx, GreylistRequest{Triplet: "t", Network: "n", Now: t0, Delay: time.Minute, RetryWindow: time.Hour, Expire: 24 * time.Hour, AutoAllowAfter: 1})
 	s.Take(ctx, "r", t0, Rate{Count: 10, Window: 10 * time.Second})
 	s.Acquire(ctx, "c", "h", 1, time.Minute, t0)
-	for key, want := range map[string]time.Duration{"t:t": time.Hour, "r:r": time.Second, "c:c": time.Minute} {
+	for key, want := range map[string]time.Duration{"{n}t:t": time.Hour, "r:r": time.Second, "c:c": time.Minute} {
 		ttl, err := c.PTTL(ctx, s.Prefix()+key).Result()
 		if err != nil {
 			t.Fatal(err)
@@ -477,7 +481,7 @@ func TestRedisSetsTTLs(t *testing.T) {
 		}
 	}
 	s.Greylist(ctx, GreylistRequest{Triplet: "t", Network: "n", Now: t0.Add(time.Minute), Delay: time.Minute, RetryWindow: time.Hour, Expire: 24 * time.Hour, AutoAllowAfter: 1})
-	for _, key := range []string{"t:t", "n:n"} {
+	for _, key := range []string{"{n}t:t", "{n}n"} { // one hash tag: one Cluster slot
 		if ttl, _ := c.PTTL(ctx, s.Prefix()+key).Result(); ttl < 23*time.Hour {
 			t.Errorf("TTL of %s after the pass = %v, want about the 24h expiry", key, ttl)
 		}

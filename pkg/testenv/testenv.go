@@ -47,6 +47,22 @@ const (
 	RspamdProxy = "ELEMTA_TEST_RSPAMD_PROXY"      // host:port of rspamd's proxy (milter) worker
 	Redis       = "ELEMTA_TEST_REDIS"             // host:port of redis
 	Keys        = "ELEMTA_TEST_KEYS"              // directory holding the DKIM test keys
+
+	// The highly available Redis setups of tools/testenv/redis-ha.sh
+	// (`make testenv-redis-ha`), in its own env file.
+	RedisSentinel         = "ELEMTA_TEST_REDIS_SENTINEL"               // comma-separated sentinel addresses
+	RedisSentinelMaster   = "ELEMTA_TEST_REDIS_SENTINEL_MASTER"        // the master's name
+	RedisSentinelPassword = "ELEMTA_TEST_REDIS_SENTINEL_PASSWORD"      // the sentinels' requirepass
+	RedisSentinelDataPass = "ELEMTA_TEST_REDIS_SENTINEL_DATA_PASSWORD" // the data nodes' requirepass
+	RedisCluster          = "ELEMTA_TEST_REDIS_CLUSTER"                // comma-separated cluster masters
+	RedisTLS              = "ELEMTA_TEST_REDIS_TLS"                    // host:port of the TLS-only server
+	RedisTLSDir           = "ELEMTA_TEST_REDIS_TLS_DIR"                // ca.crt, client.crt, client.key
+	RedisTLSUser          = "ELEMTA_TEST_REDIS_TLS_USER"               // its ACL user
+	RedisTLSPassword      = "ELEMTA_TEST_REDIS_TLS_PASSWORD"           // and password
+	RedisHAScript         = "ELEMTA_TEST_REDIS_HA_SCRIPT"              // redis-ha.sh (start revives a killed node)
+	RedisHADir            = "ELEMTA_TEST_REDIS_HA_DIR"                 // its state directory (ELEMTA_TESTENV_HA_DIR)
+	haEnvFile             = "redis-ha/env.sh"
+
 	// Postfix (tools/testenv/postfix.sh): a private instance as a real SMTP peer.
 	Postfix        = "ELEMTA_TEST_POSTFIX"         // host:port of its smtpd (8BITMIME, SMTPUTF8)
 	Postfix7Bit    = "ELEMTA_TEST_POSTFIX_7BIT"    // host:port of its smtpd without 8BITMIME
@@ -65,6 +81,9 @@ func Require(t testing.TB, name string) string {
 		return v
 	}
 	msg := fmt.Sprintf("%s is not set: run `make testenv` (tools/testenv/start.sh) to start the loopback test services", name)
+	if strings.HasPrefix(name, "ELEMTA_TEST_REDIS_") {
+		msg = fmt.Sprintf("%s is not set: run `make testenv-redis-ha` (tools/testenv/redis-ha.sh start) to start the Sentinel, Cluster and TLS Redis setups", name)
+	}
 	if InCI() {
 		t.Fatalf("%s; CI=true, so a missing service is a failure", msg)
 	}
@@ -86,7 +105,17 @@ func Lookup(name string) string {
 	if v := os.Getenv(name); v != "" {
 		return v
 	}
-	fileOnce.Do(func() { fileVars = readEnvFile(envFilePath()) })
+	fileOnce.Do(func() {
+		path := envFilePath()
+		fileVars = readEnvFile(path)
+		if path != "" {
+			for k, v := range readEnvFile(filepath.Join(filepath.Dir(path), haEnvFile)) {
+				if _, ok := fileVars[k]; !ok {
+					fileVars[k] = v
+				}
+			}
+		}
+	})
 	return fileVars[name]
 }
 

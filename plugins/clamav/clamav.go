@@ -2,12 +2,12 @@ package clamav
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pkg/resultcache"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -53,9 +53,11 @@ func New(cfg Config, host registry.Host) (*Scanner, error) {
 		RetryAfter:     cfg.RetryAfter.D(),
 		Now:            host.Clock.Now,
 	})
-	if cfg.CacheTTL > 0 && cfg.CacheSize > 0 {
-		s.cache = newCache(cfg.CacheSize, cfg.CacheTTL.D(), host.Clock.Now)
+	cache, err := newCache(cfg, host)
+	if err != nil {
+		return nil, err
 	}
+	s.cache = cache
 	return s, nil
 }
 
@@ -88,11 +90,12 @@ func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.Sc
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.Timeout.D())
 		defer cancel()
 	}
-	var key [32]byte
+	var key string
 	if s.cache != nil {
-		key = cacheKey(msg)
-		if sr, ok := s.cache.get(key); ok {
-			return sr, true, nil
+		if key = s.cache.key(msg); key != "" {
+			if sr, ok := s.cache.get(ctx, key); ok {
+				return sr, true, nil
+			}
 		}
 	}
 	rep, err := s.client.Scan(ctx, msg.Raw)
@@ -110,8 +113,8 @@ func (s *Scanner) scan(ctx context.Context, msg *registry.Message) (*registry.Sc
 		sr.Threats = rep.Viruses
 		sr.Details = "infected: " + strings.Join(rep.Viruses, ", ") + " (" + rep.Server + ")"
 	}
-	if s.cache != nil {
-		s.cache.put(key, sr)
+	if key != "" {
+		s.cache.put(ctx, key, sr)
 	}
 	return sr, false, nil
 }
@@ -242,25 +245,27 @@ func (s *Scanner) Version(ctx context.Context, srv server) (string, error) {
 	return v, nil
 }
 
+// Start starts asking clamd for its signature database version, which
+// every cache key names; until it is known nothing is cached.
+func (s *Scanner) Start(context.Context) error {
+	s.cache.start(s)
+	return nil
+}
+
 // Close closes pooled connections. Safe without Start and more than once.
 func (s *Scanner) Close() error {
+	s.cache.close() // first: its probe uses the client
 	s.client.Close()
 	return nil
 }
 
-// cacheKey hashes what decides clamd's verdict and stays the same between
-// reception and delivery: the MIME header fields and the body. Trace fields
-// added in transit (Received, X-*) do not change it.
-func cacheKey(msg *registry.Message) [32]byte {
-	h := sha256.New()
-	for _, name := range []string{"MIME-Version", "Content-Type", "Content-Transfer-Encoding", "Content-Disposition"} {
-		for _, v := range msg.Header.Values(name) {
-			fmt.Fprintf(h, "%s:%s\n", name, v)
-		}
+// CacheCounters implements resultcache.Reporter (all zero when the cache
+// is off), for a metrics exporter.
+func (s *Scanner) CacheCounters() resultcache.Counters {
+	if s.cache == nil {
+		return resultcache.Counters{}
 	}
-	h.Write([]byte{0})
-	h.Write(msg.Body())
-	var k [32]byte
-	h.Sum(k[:0])
-	return k
+	return s.cache.c.CacheCounters()
 }
+
+var _ resultcache.Reporter = (*Scanner)(nil)

@@ -174,6 +174,17 @@ func TestCache(t *testing.T) {
 	}
 	defer s.Close()
 	msg := readMessage(t, "eicar-base64.eml")
+	if _, cached, err := s.scan(context.Background(), msg); err != nil || cached {
+		t.Fatalf("before Start (database version unknown): cached %v, %v; want a scan", cached, err)
+	}
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.cache.known:
+	case <-time.After(10 * time.Second):
+		t.Fatal("clamd's database version not known 10s after Start")
+	}
 	delivered := parse(t, append([]byte("Received: from mx.example.test by mx2.example.test; Wed, 25 Nov 2026 10:00:01 +0000\r\n"), msg.Raw...))
 	steps := []struct {
 		msg        *registry.Message
@@ -194,37 +205,6 @@ func TestCache(t *testing.T) {
 		if cached != st.wantCached {
 			t.Errorf("step %d: cached = %v, want %v", i, cached, st.wantCached)
 		}
-	}
-}
-
-func TestCacheBound(t *testing.T) {
-	clock := newFakeClock()
-	for _, size := range []int{1, 2, 5} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			c := newCache(size, time.Minute, clock.Now)
-			key := func(i int) [32]byte { return [32]byte{byte(i)} }
-			for i := range size {
-				c.put(key(i), &registry.ScanResult{Status: registry.StatusClean})
-			}
-			if c.len() != size {
-				t.Fatalf("len %d after %d puts, want %d", c.len(), size, size)
-			}
-			c.get(key(0)) // most recently used now: the next put evicts key(1) (or key(0) when size is 1)
-			c.put(key(size), &registry.ScanResult{Status: registry.StatusInfected, Threats: []string{"X"}})
-			if c.len() != size {
-				t.Fatalf("len %d after one more put, want %d", c.len(), size)
-			}
-			evicted := 1
-			if size == 1 {
-				evicted = 0
-			}
-			if _, ok := c.get(key(evicted)); ok {
-				t.Errorf("key %d still cached, want evicted", evicted)
-			}
-			if r, ok := c.get(key(size)); !ok || r.Threats[0] != "X" {
-				t.Errorf("newest entry = %+v, %v", r, ok)
-			}
-		})
 	}
 }
 

@@ -15,5 +15,8 @@ func TestContract(t *testing.T) {
 	registrytest.Run(t, "clamav", New, registrytest.Options{
 		Config:     fmt.Sprintf("servers = [%q]", tcp),
 		SlowConfig: fmt.Sprintf("servers = [%q]\ntimeout = 60", registrytest.Blackhole(t)),
+		// The README's cache keys and invalid values.
+		Configs: []string{`cache_store = "redis"`, `cache_store = "disk"`, `cache_redis_prefix = "a{b}"`,
+			`cache_version_interval = 0`, `cache_version_interval = "25h"`, `cache_ttl = 0`, `cache_size = 0`},
 	})
 }

@@ -102,8 +102,8 @@ func TestLimitsKeepSession(t *testing.T) {
 			t.Fatalf("scan %d: %v, want a LimitError for MaxRecursion from %s", i, err, f.Addr())
 		}
 	}
-	if s.cache.len() != 0 {
-		t.Errorf("%d results cached, want none", s.cache.len())
+	if s.cache.c.Len() != 0 {
+		t.Errorf("%d results cached, want none", s.cache.c.Len())
 	}
 	s.Close()
 	if got := f.Accepts(); got != 1 {

@@ -70,6 +70,13 @@ type Config struct {
 	// CacheTTL and CacheSize bound the result cache; either 0 turns it off.
 	CacheTTL  registry.Duration `toml:"cache_ttl"`
 	CacheSize int               `toml:"cache_size"`
+	// CacheStore is "memory" (this process) or "redis" (the [store] pool,
+	// shared by every node); CacheRedisPrefix starts its keys.
+	CacheStore       string `toml:"cache_store"`
+	CacheRedisPrefix string `toml:"cache_redis_prefix"`
+	// CacheVersionInterval is how often clamd's VERSION (its signature
+	// database, part of every cache key) is asked for.
+	CacheVersionInterval registry.Duration `toml:"cache_version_interval"`
 	// InfectedAction is the verdict for an infected message.
 	InfectedAction registry.Action `toml:"infected_action"`
 	// AddHeaders adds X-Virus-Scanned and X-Virus-Status (and removes
@@ -80,18 +87,21 @@ type Config struct {
 // DefaultConfig returns the defaults documented in README.md.
 func DefaultConfig() Config {
 	return Config{
-		Timeout:          registry.Duration(30 * time.Second),
-		ConnectTimeout:   registry.Duration(2 * time.Second),
-		ChunkSize:        64 << 10,
-		MaxSize:          25 << 20,
-		OnLimitsExceeded: registry.Quarantine,
-		MaxReplySize:     4096,
-		MaxIdleConns:     4,
-		IdleTimeout:      registry.Duration(10 * time.Second),
-		RetryAfter:       registry.Duration(10 * time.Second),
-		CacheTTL:         registry.Duration(time.Hour),
-		CacheSize:        10000,
-		InfectedAction:   registry.Reject,
+		Timeout:              registry.Duration(30 * time.Second),
+		ConnectTimeout:       registry.Duration(2 * time.Second),
+		ChunkSize:            64 << 10,
+		MaxSize:              25 << 20,
+		OnLimitsExceeded:     registry.Quarantine,
+		MaxReplySize:         4096,
+		MaxIdleConns:         4,
+		IdleTimeout:          registry.Duration(10 * time.Second),
+		RetryAfter:           registry.Duration(10 * time.Second),
+		CacheTTL:             registry.Duration(time.Hour),
+		CacheSize:            10000,
+		CacheStore:           CacheMemory,
+		CacheRedisPrefix:     DefaultCacheRedisPrefix,
+		CacheVersionInterval: registry.Duration(DefaultCacheVersionInterval),
+		InfectedAction:       registry.Reject,
 	}
 }
 
@@ -176,6 +186,18 @@ func (c *Config) Validate() error {
 	}
 	if c.CacheSize < 0 {
 		bad("cache_size = %d: must not be negative", c.CacheSize)
+	}
+	if c.CacheTTL < 0 {
+		bad("cache_ttl must not be negative")
+	}
+	if c.CacheStore != CacheMemory && c.CacheStore != CacheRedis {
+		bad("cache_store = %q: want %q or %q", c.CacheStore, CacheMemory, CacheRedis)
+	}
+	if strings.ContainsAny(c.CacheRedisPrefix, "{}") {
+		bad("cache_redis_prefix = %q: must not contain { or }", c.CacheRedisPrefix)
+	}
+	if c.CacheVersionInterval <= 0 || c.CacheVersionInterval.D() > 24*time.Hour {
+		bad("cache_version_interval = %v: want more than 0 and at most 24h", c.CacheVersionInterval.D())
 	}
 	if c.InfectedAction < registry.Accept || c.InfectedAction > registry.Reject {
 		bad("infected_action: unknown action %d", int(c.InfectedAction))

@@ -35,7 +35,7 @@ func New(cfg Config, host registry.Host) (*Greylist, error) {
 		return nil, err
 	}
 	g := &Greylist{cfg: cfg, host: host, exempt: nets}
-	g.st = store.NewHandle(cfg.Config, filepath.Join(host.DataDir, "greylist", "greylist.db"), host.Logger, host.Clock.Now)
+	g.st = store.NewHostHandle(cfg.Config, host, filepath.Join(host.DataDir, "greylist", "greylist.db"))
 	return g, nil
 }
 

@@ -343,7 +343,7 @@ func TestConfigValidation(t *testing.T) {
 		{`exempt_recipient_domains = ["a@b"]`, "exempt_recipient_domains"},
 		{`subaddress_separators = ""`, "subaddress_separators"},
 		{`store = "memcached"`, `store: "memcached"`},
-		{`store = "redis"` + "\n" + `redis_addr = ""`, "redis_addr"},
+		{`store = "redis"` + "\n" + `redis_addr = "127.0.0.1:0"`, "redis_addr"},
 		{`bolt_sweep_interval = 0`, "bolt_sweep_interval"},
 		{`bolt_lock_timeout = 0`, "bolt_lock_timeout"},
 	} {

@@ -38,7 +38,7 @@ func New(cfg Config, host registry.Host) (*RateLimit, error) {
 	}
 	cfg.Limits = limits
 	r := &RateLimit{cfg: cfg, host: host, exempt: nets}
-	r.st = store.NewHandle(cfg.Config, filepath.Join(host.DataDir, "ratelimit", "ratelimit.db"), host.Logger, host.Clock.Now)
+	r.st = store.NewHostHandle(cfg.Config, host, filepath.Join(host.DataDir, "ratelimit", "ratelimit.db"))
 	return r, nil
 }
 

@@ -39,6 +39,8 @@ stop_one() { # name cmdline-pattern
 }
 
 rm -f "$STATE/env.sh"
+# the highly available Redis setups, when redis-ha.sh started them in this state dir
+if [ -d "$STATE/redis-ha" ]; then ELEMTA_TESTENV_HA_DIR=$STATE/redis-ha "$HERE/redis-ha.sh" stop || status=1; fi
 "$HERE/postfix.sh" "$STATE" stop || status=1
 "$HERE/postfix-milter.sh" stop "$STATE" 9>&- || status=1   # 6b. Postfix + milter
 stop_one rspamd "rspamd"

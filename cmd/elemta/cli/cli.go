@@ -238,5 +238,25 @@ func (a *app) host(cfg *config.Config) (registry.Host, error) {
 	if err != nil {
 		return registry.Host{}, fmt.Errorf("%s: [dns]: %w", cfg.File, err)
 	}
-	return registry.Host{Logger: a.log, Hostname: name, DataDir: "var", Resolver: res}, nil
+	h := registry.Host{Logger: a.log, Hostname: name, DataDir: "var", Resolver: res}
+	if cfg.Store.Enabled() {
+		// One pool for the process ([store]); it does not connect yet, so
+		// an unreachable Redis does not stop start-up (the plugins' on_error
+		// applies until it answers).
+		if h.Redis, err = cfg.Store.NewClient(); err != nil {
+			return registry.Host{}, fmt.Errorf("%s: [store]: %w", cfg.File, err)
+		}
+		a.log.Debug("shared redis pool", "store", cfg.Store.String())
+	}
+	return h, nil
+}
+
+// closeHost closes what host opened (the [store] pool), after the plugins.
+func (a *app) closeHost(h registry.Host) {
+	if h.Redis == nil {
+		return
+	}
+	if err := h.Redis.Close(); err != nil {
+		a.log.Error("close the [store] redis pool", "err", err)
+	}
 }

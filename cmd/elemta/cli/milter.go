@@ -30,6 +30,7 @@ func (a *app) milter(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.errorf("milter: %v", err)
 	}
+	defer a.closeHost(host)
 	host.Hostname = cfg.Milter.Hostname
 	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	if err := mgr.LoadPlugins(ctx); err != nil {

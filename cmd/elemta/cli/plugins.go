@@ -203,6 +203,7 @@ func (a *app) pluginsTest(ctx context.Context, args []string) int {
 	if err != nil {
 		return a.errorf("%s: %v", "plugins test", err)
 	}
+	defer a.closeHost(host)
 	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	defer func() {
 		if err := mgr.Close(); err != nil {

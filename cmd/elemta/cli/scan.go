@@ -119,6 +119,7 @@ func (a *app) scan(ctx context.Context, args []string, metrics bool) int {
 	if err != nil {
 		return a.errorf("%s: %v", "scan", err)
 	}
+	defer a.closeHost(host)
 	mgr := pluginhost.NewManager(cfg.Plugins, pluginhost.WithHost(host))
 	if err := mgr.LoadPlugins(ctx); err != nil {
 		return a.errorf("%s: load plugins from %s: %v", name, cfg.File, err)

@@ -23,6 +23,7 @@ import (
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/internal/smtpd"
 	"github.com/elemta/elemta/pluginhost"
+	"github.com/elemta/elemta/registry"
 )
 
 // observed is what `elemta serve` keeps for the whole process while
@@ -34,6 +35,11 @@ type observed struct {
 	current atomic.Pointer[serve.Server]
 	res     atomic.Pointer[resolver.Resolver]
 	once    sync.Once
+	// hosts are the hosts every load built: their [store] pools are closed
+	// when the process ends (a replaced manager may still be finishing on
+	// its own until then).
+	hostsMu sync.Mutex
+	hosts   []registry.Host
 }
 
 // serve runs `elemta serve` until ctx is cancelled (SIGTERM, SIGINT):
@@ -63,6 +69,13 @@ func (a *app) serve(ctx context.Context, args []string) int {
 	defer stopReopen()
 	o := &observed{logs: logs, metrics: metrics.New(buildInfo(), metrics.WithMaxSeries(cfg.Admin.MaxPluginSeries))}
 	a.obs = o
+	defer func() {
+		o.hostsMu.Lock()
+		defer o.hostsMu.Unlock()
+		for _, h := range o.hosts {
+			a.closeHost(h)
+		}
+	}()
 
 	var adm adminRunner
 	defer adm.stop()
@@ -210,6 +223,9 @@ func (a *app) startPlugins(ctx context.Context, cfg *config.Config) (serve.Confi
 		if r, ok := host.Resolver.(*resolver.Resolver); ok {
 			o.res.Store(r)
 		}
+		o.hostsMu.Lock()
+		o.hosts = append(o.hosts, host)
+		o.hostsMu.Unlock()
 	}
 	mgr := pluginhost.NewManager(cfg.Plugins, opts...)
 	if err := mgr.LoadPlugins(ctx); err != nil {

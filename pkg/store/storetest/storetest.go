@@ -40,7 +40,8 @@ func Redis(t testing.TB) (addr, prefix string) {
 	return addr, prefix
 }
 
-// DeletePrefix deletes every key that starts with prefix.
+// DeletePrefix deletes every key that starts with prefix, one key per
+// command (a Cluster node refuses a DEL of keys in several slots).
 func DeletePrefix(ctx context.Context, c *redis.Client, prefix string) error {
 	iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
 	var keys []string
@@ -52,7 +53,11 @@ func DeletePrefix(ctx context.Context, c *redis.Client, prefix string) error {
 	}
 	for len(keys) > 0 {
 		n := min(len(keys), 500)
-		if err := c.Del(ctx, keys[:n]...).Err(); err != nil {
+		p := c.Pipeline()
+		for _, k := range keys[:n] {
+			p.Del(ctx, k)
+		}
+		if _, err := p.Exec(ctx); err != nil {
 			return err
 		}
 		keys = keys[n:]
