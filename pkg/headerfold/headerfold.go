@@ -97,7 +97,9 @@ func splitFolds(value string) []string {
 		if i < 0 {
 			return append(lines, value)
 		}
-		lines = append(lines, value[:i])
+		// White space before a line end would end a line of its own if the
+		// line were cut there: the fold brings its own.
+		lines = append(lines, strings.TrimRight(value[:i], " \t"))
 		n := 1
 		if value[i] == '\r' && i+1 < len(value) && value[i+1] == '\n' {
 			n = 2
