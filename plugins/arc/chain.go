@@ -336,7 +336,7 @@ func (v *verifier) verifyAMS(ctx context.Context, s *arcSet) error {
 			data = append(data, canon.Header(hc, f.Raw)...)
 		}
 	}
-	data = append(data, bytes.TrimSuffix(canon.Header(hc, stripB(s.ams.Raw)), []byte("\r\n"))...)
+	data = append(data, bytes.TrimSuffix(canon.Header(hc, canon.StripB(s.ams.Raw)), []byte("\r\n"))...)
 	k, err := v.key(ctx, tags["d"], tags["s"])
 	if err != nil {
 		return err
@@ -361,7 +361,7 @@ func (v *verifier) verifySeal(ctx context.Context, sets []*arcSet, n int) error 
 	if s.sealTags["cv"] == "fail" {
 		earlier = nil // RFC 8617 §5.1.2: a cv=fail seal covers only its own set
 	}
-	data := sealData(earlier, s.aar.Raw, s.ams.Raw, stripB(s.seal.Raw))
+	data := sealData(earlier, s.aar.Raw, s.ams.Raw, canon.StripB(s.seal.Raw))
 	k, err := v.key(ctx, s.sealTags["d"], s.sealTags["s"])
 	if err != nil {
 		return err
@@ -401,35 +401,6 @@ func pick(h registry.Header, name string, picked map[string]int) (registry.Heade
 		}
 	}
 	return registry.HeaderField{}, false
-}
-
-// stripB returns the field with the value of its b= tag removed.
-func stripB(raw []byte) []byte {
-	colon := bytes.IndexByte(raw, ':')
-	if colon < 0 {
-		return raw
-	}
-	pos := colon + 1
-	for pos < len(raw) {
-		end := bytes.IndexByte(raw[pos:], ';')
-		if end < 0 {
-			end = len(raw)
-		} else {
-			end += pos
-		}
-		part := raw[pos:end]
-		if eq := bytes.IndexByte(part, '='); eq >= 0 && string(bytes.Trim(part[:eq], " \t\r\n")) == "b" {
-			out := append([]byte{}, raw[:pos+eq+1]...)
-			rest := raw[end:]
-			if end == len(raw) { // b= was last: keep the line end
-				trail := len(part) - len(bytes.TrimRight(part, "\r\n"))
-				rest = part[len(part)-trail:]
-			}
-			return append(out, rest...)
-		}
-		pos = end + 1
-	}
-	return raw
 }
 
 // validate runs RFC 8617 §5.2 on msg.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/elemta/elemta/pkg/canon"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -30,6 +31,6 @@ func FuzzValidate(f *testing.F) {
 		default:
 			t.Fatalf("result %q", r.Result)
 		}
-		_ = stripB(raw)
+		_ = canon.StripB(raw)
 	})
 }
