@@ -207,9 +207,9 @@ func (m *Message) Rewrite(add []Field, remove []Removal) []byte {
 // the added fields, the kept fields, the rest. It returns the bytes
 // written.
 func (m *Message) WriteRewritten(w io.Writer, add []Field, remove []Removal) (int64, error) {
-	eol := "\n"
-	if len(m.Header) > 0 && bytes.HasSuffix(m.Header[0].Raw, []byte("\r\n")) {
-		eol = "\r\n"
+	eol := "\r\n" // the message's own line end: that of its first line
+	if i := bytes.IndexByte(m.Raw, '\n'); i >= 0 && (i == 0 || m.Raw[i-1] != '\r') {
+		eol = "\n"
 	}
 	cw := &countWriter{w: w}
 	for _, f := range append(m.AddedHeaders(), add...) {

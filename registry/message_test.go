@@ -76,6 +76,12 @@ func TestRewrite(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "X: y\nA: 1\n\nb\n", string(lf.Rewrite([]Field{{"X", "y"}}, nil)), "added fields follow the message's line ending")
 	assert.Equal(t, "A: 1\n\nb\n", string(lf.Rewrite(nil, []Removal{{Name: "Z", Index: -1}})), "no change, same bytes")
+
+	// The line end is the first line's, even when the first field is folded
+	// and its last line ends in a lone CR (FuzzSignVerify, 388c1130f5aa18de).
+	cr, err := ParseMessage([]byte("From: a@example.com\r\n \r"), Envelope{})
+	require.NoError(t, err)
+	assert.Equal(t, "X: y\r\nFrom: a@example.com\r\n \r", string(cr.Rewrite([]Field{{"X", "y"}}, nil)))
 }
 
 func FuzzParseMessage(f *testing.F) {

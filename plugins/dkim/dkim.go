@@ -212,7 +212,10 @@ func withSeparator(m *registry.Message) []byte {
 	}
 	out := make([]byte, 0, len(head)+len(body)+4)
 	out = append(out, head...)
-	if !bytes.HasSuffix(out, []byte("\n")) {
+	switch {
+	case bytes.HasSuffix(out, []byte("\r")): // a lone CR ends the last line: complete it, as canon.Header does
+		out = append(out, '\n')
+	case !bytes.HasSuffix(out, []byte("\n")):
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "\r\n"...)
