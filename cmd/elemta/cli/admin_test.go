@@ -1,41 +1,18 @@
 package cli_test
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/elemta/elemta/cmd/elemta/cli"
-	"github.com/elemta/elemta/gen"
 	"github.com/elemta/elemta/internal/admin"
 )
-
-// syncBuffer is a bytes.Buffer safe for the server goroutine to write
-// while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestServeAdminCLI runs `elemta serve` with the admin listener and
 // drives it with `plugins metrics|list|test --server` and `queue ... --server`;
@@ -48,7 +25,6 @@ func TestServeAdminCLI(t *testing.T) {
 	if err := os.WriteFile(tokFile, []byte("cli-test-token-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfgFile := filepath.Join(dir, "elemta.toml")
 	cfg := fmt.Sprintf(`[plugins]
 plugins = ["contentfilter"]
 [[plugins.contentfilter.attachment_rules]]
@@ -66,28 +42,7 @@ token_file = %q
 [log]
 plugin_dir = %q
 `, addr, filepath.Join(dir, "spool"), filepath.Join(dir, "mail"), adminAddr, tokFile, logDir)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	serveErr := &syncBuffer{}
-	go func() {
-		done <- cli.MainIO(ctx, []string{"-log-level", "info", "serve", "--config", cfgFile}, gen.Manifest, &bytes.Buffer{}, serveErr)
-	}()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case code := <-done:
-			if code != cli.ExitAccept {
-				t.Errorf("serve exited %d: %s", code, serveErr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("serve did not stop within 10s of cancellation")
-		}
-	})
-	waitListening(t, addr, done)
-	waitListening(t, adminAddr, done)
+	serveErr, cfgFile := startDaemon(t, dir, cfg, []string{"-log-level", "info", "serve"}, addr, adminAddr)
 	for _, want := range []string{"elemta serve started", "admin=" + adminAddr, "plugins=contentfilter", "config=" + cfgFile} {
 		if !strings.Contains(serveErr.String(), want) {
 			t.Errorf("the start line lacks %q:\n%s", want, serveErr.String())

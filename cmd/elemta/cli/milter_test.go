@@ -2,18 +2,13 @@ package cli_test
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/d--j/go-milter"
-
-	"github.com/elemta/elemta/cmd/elemta/cli"
-	"github.com/elemta/elemta/gen"
 )
 
 // TestMilterCommand runs `elemta milter` with the content filter, talks
@@ -23,7 +18,6 @@ import (
 func TestMilterCommand(t *testing.T) {
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	cfgFile := filepath.Join(dir, "elemta.toml")
 	cfg := fmt.Sprintf(`[plugins]
 plugins = ["contentfilter"]
 [[plugins.contentfilter.attachment_rules]]
@@ -34,27 +28,7 @@ reply = "Executable attachments are not accepted"
 listen = "inet:%s"
 shutdown_timeout = 5
 `, addr)
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ctx, stop := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var stderr bytes.Buffer
-	go func() {
-		done <- cli.MainIO(ctx, []string{"milter", "--config", cfgFile}, gen.Manifest, &bytes.Buffer{}, &stderr)
-	}()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case code := <-done:
-			if code != cli.ExitAccept {
-				t.Errorf("milter exited %d: %s", code, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Error("milter did not stop within 10s of cancellation")
-		}
-	})
-	waitListening(t, addr, done)
+	startDaemon(t, dir, cfg, []string{"milter"}, addr)
 
 	for _, tc := range []struct {
 		file string
