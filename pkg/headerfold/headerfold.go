@@ -123,13 +123,16 @@ func dropBlank(lines []string) []string {
 	return out
 }
 
-// foldLine writes line, which starts at column col, breaking it before
-// white space into lines of at most Width characters where it can. A break
-// is never made where the line before it would hold only white space (RFC
-// 5322 §3.2.2).
+// foldLine writes line, which starts at column col (after "name: " on the
+// first line, 0 on the others), breaking it before white space into lines
+// of at most Width characters where it can. A break is never made where
+// the line before it would hold only white space (RFC 5322 §3.2.2).
 func foldLine(b *strings.Builder, line string, col int, eol string) {
 	for col+len(line) > Width {
 		text := firstText(line)
+		if col > 0 { // the first line: "name: " before it is text, any white space may start a fold
+			text = 0
+		}
 		cut := breakAt(line, text, Width-col)
 		if cut < 0 { // no white space in reach: the first one after it
 			cut = breakAfter(line, text, Width-col)
