@@ -116,6 +116,9 @@ type Config struct {
 	// RelayDowngrade8Bit converts 8-bit messages for the smarthost to
 	// 7-bit at reception, before the plugins sign them (default on).
 	RelayDowngrade8Bit bool `toml:"relay_downgrade_8bit"`
+	// StrictUTF8Headers refuses 8-bit header fields in mail sent without
+	// SMTPUTF8 (default off: accepted, as Postfix and Exim do).
+	StrictUTF8Headers bool `toml:"strict_utf8_headers"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -335,7 +338,7 @@ func StartWith(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger 
 		AllowPlaintextAuth: cfg.AllowPlaintextAuth, WriteTimeout: time.Minute, Limits: cfg.Limits,
 		LocalDomains: cfg.LocalDomains, AllDomainsLocal: len(cfg.LocalDomains) == 0 && loopback(cfg.Listen),
 		RelayAuthenticated: cfg.Relay != "", AddDateMessageID: cfg.AddDateMessageID,
-		Downgrade8Bit: cfg.RelayDowngrade8Bit}
+		Downgrade8Bit: cfg.RelayDowngrade8Bit, StrictUTF8Headers: cfg.StrictUTF8Headers}
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {

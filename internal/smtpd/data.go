@@ -99,7 +99,7 @@ func (s *session) data(r io.Reader) error {
 		s.be.rejected.Add(1)
 		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 0}, Message: "Malformed message: " + err.Error()}
 	}
-	if err := headerError(msg.HeaderBytes(), tx.utf8); err != nil {
+	if err := headerError(msg.HeaderBytes(), tx.utf8, s.be.cfg.StrictUTF8Headers); err != nil {
 		s.be.rejected.Add(1)
 		return err
 	}

@@ -85,6 +85,13 @@ type Config struct {
 	// RelayAuthenticated) to 7-bit before the post-reception stage, so
 	// what DKIM signs is what any smarthost gets (downgrade.go).
 	Downgrade8Bit bool
+	// StrictUTF8Headers refuses a header section with bytes over 127 in a
+	// transaction without SMTPUTF8 (554 5.6.7, RFC 6532 §3.1). Off (the
+	// zero value), such a message is accepted as Postfix
+	// (strict_8bitmime = no) and Exim accept it: raw 8-bit Subject and
+	// From fields from old clients are common in legitimate mail. In an
+	// SMTPUTF8 transaction the header section must be valid UTF-8 either way.
+	StrictUTF8Headers bool
 }
 
 // Server is an SMTP receiver.

@@ -104,9 +104,10 @@ func TestRecipientNamesNoMaildir(t *testing.T) {
 }
 
 // TestSMTPUTF8: offered; a UTF-8 address only in an SMTPUTF8 transaction
-// (553 5.6.7 otherwise); a UTF-8 header only in one (554 5.6.7).
+// (553 5.6.7 otherwise); with StrictUTF8Headers a UTF-8 header only in one
+// (554 5.6.7).
 func TestSMTPUTF8(t *testing.T) {
-	h := start(t, Config{})
+	h := start(t, Config{StrictUTF8Headers: true})
 	c := dial(t, h.addr)
 	_ = c.PrintfLine("EHLO client.test")
 	_, ehlo, err := c.ReadResponse(250)
@@ -131,6 +132,20 @@ func TestSMTPUTF8(t *testing.T) {
 	assert.Equal(t, "8BITMIME", e.Envelope.Body)
 	assert.Equal(t, "jürgen@example.org", e.Envelope.MailFrom)
 	assert.Contains(t, headerfold.Unfold(string(e.Message)), "with UTF8SMTP id "+e.ID+" for <björn@example.net>;")
+}
+
+// TestEightBitHeadersWithoutSMTPUTF8: by default a header section with
+// 8-bit bytes (UTF-8 or not) in a transaction without SMTPUTF8 is accepted
+// and spooled byte for byte, as Postfix and Exim do.
+func TestEightBitHeadersWithoutSMTPUTF8(t *testing.T) {
+	h := start(t, Config{})
+	subject := "Subject: Gr\xc3\xbc\xc3\x9fe, caf\xe9\r\n" // UTF-8, then a Latin-1 byte
+	converse(t, h.addr, []step{{send: "EHLO client.test", code: 250}, {send: "MAIL FROM:<a@example.org>", code: 250},
+		{send: "RCPT TO:<b@example.net>", code: 250}, {send: "DATA", code: 354},
+		{send: subject + "\r\nx\r\n.\r\n", raw: true, code: 250}})
+	e := onlyEntry(t, h)
+	assert.False(t, e.Envelope.SMTPUTF8)
+	assert.Contains(t, string(e.Message), subject)
 }
 
 func TestSMTPUTF8InvalidHeader(t *testing.T) {

@@ -38,14 +38,18 @@ func addressError(addr string, utf8Tx bool, notASCII, bad *smtp.SMTPError) error
 	return nil
 }
 
-// headerError checks a header section: ASCII unless SMTPUTF8, valid UTF-8
-// when SMTPUTF8.
-func headerError(hdr []byte, utf8Tx bool) error {
+// headerError checks a header section: valid UTF-8 when SMTPUTF8; outside
+// SMTPUTF8, ASCII when strict (Config.StrictUTF8Headers), anything
+// otherwise.
+func headerError(hdr []byte, utf8Tx, strict bool) error {
 	if isASCIIBytes(hdr) {
 		return nil
 	}
 	if !utf8Tx {
-		return errUTF8Header
+		if strict {
+			return errUTF8Header
+		}
+		return nil
 	}
 	if !utf8.Valid(hdr) {
 		return errBadUTF8Header
