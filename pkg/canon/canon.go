@@ -145,8 +145,8 @@ func (c *bodyCanon) write(body []byte) error {
 			line, next, found = line[:i], pos+i+1, true
 		}
 		content := line
-		if n := len(content); n > 0 && content[n-1] == '\r' {
-			content = content[:n-1]
+		if n := len(content); found && n > 0 && content[n-1] == '\r' {
+			content = content[:n-1] // a CR at the very end, with no LF after it, is content
 		}
 		// Canonical as it stands: ends in CRLF and has nothing to reduce.
 		asIs := found && len(content) < len(line)

@@ -73,6 +73,8 @@ var bodies = []struct {
 	{"no final CRLF", "abc", "abc\r\n", "abc\r\n"},
 	{"no final CRLF after spaces", "abc  ", "abc  \r\n", "abc\r\n"},
 	{"bare LF", "a\nb\n\n", "a\r\nb\r\n", "a\r\nb\r\n"},
+	{"a lone CR at the end", "x\r", "x\r\r\n", "x\r\r\n"}, // no LF after it: content (FuzzSignVerify 36bf3c18db1d0731)
+	{"only a lone CR", "\r", "\r\r\n", "\r\r\n"},
 	{"inner blank lines kept", "a\r\n\r\n\r\nb\r\n", "a\r\n\r\n\r\nb\r\n", "a\r\n\r\n\r\nb\r\n"},
 	{"blank line of spaces inside", "a\r\n \r\nb\r\n", "a\r\n \r\nb\r\n", "a\r\n\r\nb\r\n"},
 	{"leading space kept", "  x\r\n", "  x\r\n", " x\r\n"},
@@ -100,6 +102,9 @@ func TestBodyHashMatchesGoMsgauth(t *testing.T) {
 	for _, tc := range bodies {
 		for _, a := range []Algorithm{Simple, Relaxed} {
 			t.Run(tc.name+"/"+string(a), func(t *testing.T) {
+				if a == Relaxed && loneCR([]byte(tc.body)) {
+					t.Skip("go-msgauth's relaxed canonicalizer takes a lone CR for a line end (RFC 6376: lines end in CRLF)")
+				}
 				msg := "From: a@example.com\r\n\r\n" + tc.body
 				var out bytes.Buffer
 				err := dkim.Sign(&out, strings.NewReader(msg), &dkim.SignOptions{Domain: "example.com", Selector: "s", Signer: key,
@@ -114,4 +119,14 @@ func TestBodyHashMatchesGoMsgauth(t *testing.T) {
 			})
 		}
 	}
+}
+
+// loneCR reports whether b holds a CR that no LF follows.
+func loneCR(b []byte) bool {
+	for i, c := range b {
+		if c == '\r' && (i+1 == len(b) || b[i+1] != '\n') {
+			return true
+		}
+	}
+	return false
 }

@@ -14,7 +14,9 @@ func referenceBody(a Algorithm, body []byte) []byte {
 	for len(body) > 0 {
 		line, rest, found := bytes.Cut(body, []byte("\n"))
 		body = rest
-		line = bytes.TrimSuffix(line, []byte("\r"))
+		if found { // a CR with no LF after it, at the very end, is content
+			line = bytes.TrimSuffix(line, []byte("\r"))
+		}
 		if a == Relaxed {
 			var r []byte
 			space := false
