@@ -73,7 +73,7 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 	if pw, ok := m.preWaves[pc.Phase]; ok && stage == registry.PreReception {
 		waves = pw // without the plugins that have nothing to do at this phase (an unknown phase runs them all)
 	}
-	sr := &StageResult{Stage: stage, Results: make([]*registry.Result, 0, m.sizes[stage])}
+	sr := newStageResult(stage, m.sizes[stage])
 	if len(waves) > 0 {
 		ctx = registry.WithProcessingContext(ctx, pc)
 	}
@@ -82,7 +82,11 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 			return sr, fmt.Errorf("stage %s: %w", stage, err)
 		}
 		first := len(sr.Results)
-		sr.Results = m.runWave(ctx, stage, pc, wave, sr.Results)
+		now := start // the first wave starts when the stage does: one clock read fewer
+		if i > 0 {
+			now = time.Time{}
+		}
+		sr.Results = m.runWave(ctx, stage, pc, wave, sr.Results, now)
 		rejected := false
 		for _, r := range sr.Results[first:] {
 			rejected = rejected || r.Verdict.Action == registry.Reject
@@ -103,6 +107,22 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 	return sr, nil
 }
 
+// newStageResult returns a StageResult with room for n results, made in
+// one allocation when n is small (most stages).
+func newStageResult(stage registry.Stage, n int) *StageResult {
+	if n <= smallStage {
+		a := &struct {
+			sr  StageResult
+			res [smallStage]*registry.Result
+		}{}
+		a.sr.Stage, a.sr.Results = stage, a.res[:0:n]
+		return &a.sr
+	}
+	return &StageResult{Stage: stage, Results: make([]*registry.Result, 0, n)}
+}
+
+const smallStage = 4
+
 // runWave runs the plugins of one wave and appends their results to out
 // in wave (config) order.
 //
@@ -113,7 +133,9 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 // an earlier one answers or is abandoned. Plugins started together share
 // one deadline context per distinct timeout; the calling goroutine collects
 // the answers.
-func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance, out []*registry.Result) []*registry.Result {
+//
+// now, if not zero, is the time to count the first plugins' durations from.
+func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance, out []*registry.Result, now time.Time) []*registry.Result {
 	type deadline struct {
 		timeout time.Duration
 		at      time.Time
@@ -135,7 +157,9 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 	)
 	for pending := n; pending > 0; {
 		if running < m.cfg.MaxConcurrency && next < n {
-			now := time.Now()
+			if now.IsZero() || batch > 0 {
+				now = time.Now()
+			}
 			for ; running < m.cfg.MaxConcurrency && next < n; next, running = next+1, running+1 {
 				inst, s := wave[next], &slots[next]
 				g := -1
@@ -237,10 +261,9 @@ func putWaveState(st *waveState) {
 // never read "plugin spf: plugin spf: ..."), marks a timeout, replaces a
 // failed plugin's output with its on_error verdict, counts and records it.
 func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, inst *instance, res *registry.Result, start time.Time) *registry.Result {
-	var pe *PanicError
 	switch {
 	case res.Err == nil:
-	case res.Panicked && errors.As(res.Err, &pe): // names the plugin itself
+	case res.Panicked && isPanicError(res.Err): // names the plugin itself
 	case deadlinePassed(tctx) && ctx.Err() == nil:
 		res.TimedOut = true
 		res.Err = fmt.Errorf("plugin %s: %w after %v: %w", inst.name, ErrTimeout, inst.settings.Timeout, res.Err)
@@ -257,6 +280,13 @@ func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *re
 	m.observer.ObserveCall(res)
 	catalog.RecordResult(pc, res, inst.order)
 	return res
+}
+
+// isPanicError is errors.As for a *PanicError, apart so that finish does
+// not allocate the target on every call.
+func isPanicError(err error) bool {
+	var pe *PanicError
+	return errors.As(err, &pe)
 }
 
 // call runs the plugin's handler and returns its result, or an error
