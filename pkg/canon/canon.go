@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/bits"
 	"strings"
+	"sync"
 )
 
 // Algorithm is a canonicalization algorithm.
@@ -101,7 +102,11 @@ func toCRLF(field []byte) []byte {
 // are held back until a later line shows they are not at the end.
 func Body(w io.Writer, a Algorithm, body []byte) error {
 	c := bodyCanon{w: w, relaxed: a == Relaxed}
-	if err := c.write(body); err != nil {
+	err := c.write(body)
+	if c.arr != nil {
+		bufPool.Put(c.arr) // w may not keep what it was given (io.Writer)
+	}
+	if err != nil {
 		return err
 	}
 	if !c.wrote && a == Simple {
@@ -112,6 +117,11 @@ func Body(w io.Writer, a Algorithm, body []byte) error {
 }
 
 var crlf = []byte("\r\n")
+
+// bufPool holds bodyCanon output buffers between calls: one is needed per
+// body that has a line to change, and allocating 4 KiB per message costs
+// more than canonicalizing a small one.
+var bufPool = sync.Pool{New: func() any { return new([lineBuf]byte) }}
 
 // bodyCanon holds the state of one body canonicalization.
 type bodyCanon struct {
@@ -130,6 +140,7 @@ type bodyCanon struct {
 	// mostly change costs one Write per lineBuf bytes, not one per line;
 	// its size bounds the memory used, whatever the line length.
 	buf []byte
+	arr *[lineBuf]byte // buf's array, from bufPool
 }
 
 const (
@@ -228,8 +239,9 @@ func (c *bodyCanon) put(b []byte) error {
 }
 
 func (c *bodyCanon) putSlow(b []byte) error {
-	if c.buf == nil {
-		c.buf = make([]byte, 0, lineBuf)
+	if c.arr == nil {
+		c.arr = bufPool.Get().(*[lineBuf]byte)
+		c.buf = c.arr[:0]
 	}
 	for len(b) > 0 {
 		if len(c.buf) == cap(c.buf) {
