@@ -300,8 +300,11 @@ func splitAddress(addr string) (local, domain string) {
 // commentSafe makes s fit in a header comment: no control characters
 // (line breaks included), no unbalanced parentheses, no backslashes.
 func commentSafe(s string) string {
-	return strings.NewReplacer("(", "[", ")", "]", "\\", "/").Replace(noCTL(s))
+	return commentEscaper.Replace(noCTL(s))
 }
+
+// commentEscaper is built once, as quoteEscaper is.
+var commentEscaper = strings.NewReplacer("(", "[", ")", "]", "\\", "/")
 
 // kvValue writes v as a dot-atom when it is one, else as a quoted-string.
 func kvValue(v string) string {
