@@ -209,6 +209,10 @@ func (c *Checker) evaluateAll(ctx context.Context, domains []string, spf *regist
 	}
 	defer cancel()
 	results := make([]*registry.DMARCResult, len(domains))
+	if len(domains) == 1 { // nothing to look up beside it: no goroutine
+		results[0] = c.evaluateDomain(ctx, domains[0], spf, dkim)
+		return results
+	}
 	var wg sync.WaitGroup
 	for i, d := range domains {
 		wg.Go(func() { results[i] = c.evaluateDomain(ctx, d, spf, dkim) })
