@@ -170,7 +170,7 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 					}
 				}
 				if g < 0 {
-					tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+					tctx, cancel := m.deadlines.withDeadline(ctx, now.Add(inst.settings.Timeout))
 					at, _ := tctx.Deadline()
 					g = len(deadlines)
 					deadlines = append(deadlines, deadline{timeout: inst.settings.Timeout, at: at, ctx: tctx, cancel: cancel, batch: batch})
