@@ -34,9 +34,11 @@ func newDeadlines() *deadlines {
 // withDeadline returns a context for a wave's plugins: parent's values,
 // done at the deadline at (or parent's, if earlier), when parent is done,
 // or when cancel is called; as context.WithDeadline's, which it replaces
-// for runWave.
-func (d *deadlines) withDeadline(parent context.Context, at time.Time) (context.Context, context.CancelFunc) {
-	c := &deadlineCtx{parent: parent, at: at, index: -1}
+// for runWave. When it ends other than by cancel, it sends expired on
+// notify, if notify is not nil and has room: the collector waits on one
+// channel for answers and deadlines alike.
+func (d *deadlines) withDeadline(parent context.Context, at time.Time, notify chan<- int) (context.Context, context.CancelFunc) {
+	c := &deadlineCtx{parent: parent, at: at, index: -1, notify: notify}
 	if pd, ok := parent.Deadline(); ok && pd.Before(at) {
 		c.at = pd
 	}
@@ -61,9 +63,16 @@ func (d *deadlines) withDeadline(parent context.Context, at time.Time) (context.
 		if c.stopParent != nil {
 			c.stopParent()
 		}
+		c.mu.Lock()
+		c.notify = nil // ended by its owner, who needs no word of it
+		c.mu.Unlock()
 		c.cancel(context.Canceled)
 	}
 }
+
+// expired is what a deadline context sends on its notify channel when its
+// deadline comes or its parent is done.
+const expired = -1
 
 func (d *deadlines) remove(c *deadlineCtx) {
 	d.mu.Lock()
@@ -108,6 +117,7 @@ type deadlineCtx struct {
 	at         time.Time
 	index      int         // in deadlines.pending; -1 when not there
 	stopParent func() bool // undoes the context.AfterFunc on parent
+	notify     chan<- int  // see withDeadline; guarded by mu
 
 	mu    sync.Mutex
 	done  chan struct{} // made on first use
@@ -147,6 +157,12 @@ func (c *deadlineCtx) cancel(err error) {
 		return
 	}
 	c.err = err
+	if c.notify != nil { // before Done closes: whoever sees Done finds the word sent
+		select {
+		case c.notify <- expired:
+		default: // one is waiting already
+		}
+	}
 	if c.done != nil {
 		close(c.done)
 	}

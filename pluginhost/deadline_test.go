@@ -25,7 +25,8 @@ func TestDeadlineContextEndsAtItsDeadline(t *testing.T) {
 	d := newDeadlines()
 	defer d.close()
 	at := time.Now().Add(20 * time.Millisecond)
-	ctx, cancel := d.withDeadline(context.WithValue(context.Background(), pcKeyForTest{}, "v"), at)
+	notify := make(chan int, 1)
+	ctx, cancel := d.withDeadline(context.WithValue(context.Background(), pcKeyForTest{}, "v"), at, notify)
 	defer cancel()
 	got, ok := ctx.Deadline()
 	assert.True(t, ok)
@@ -35,6 +36,12 @@ func TestDeadlineContextEndsAtItsDeadline(t *testing.T) {
 	waitDone(t, ctx)
 	assert.False(t, time.Now().Before(at), "done before its deadline")
 	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
+	select {
+	case v := <-notify:
+		assert.Equal(t, expired, v)
+	default:
+		t.Fatal("no word on notify at the deadline")
+	}
 	cancel() // after the deadline: changes nothing
 	assert.ErrorIs(t, ctx.Err(), context.DeadlineExceeded)
 }
@@ -46,8 +53,8 @@ type pcKeyForTest struct{}
 func TestDeadlineTimerRearmsForTheEarliestPending(t *testing.T) {
 	d := newDeadlines()
 	defer d.close()
-	early, cancelEarly := d.withDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
-	late, cancelLate := d.withDeadline(context.Background(), time.Now().Add(30*time.Millisecond))
+	early, cancelEarly := d.withDeadline(context.Background(), time.Now().Add(10*time.Millisecond), nil)
+	late, cancelLate := d.withDeadline(context.Background(), time.Now().Add(30*time.Millisecond), nil)
 	defer cancelLate()
 	cancelEarly()
 	assert.ErrorIs(t, early.Err(), context.Canceled)
@@ -57,9 +64,9 @@ func TestDeadlineTimerRearmsForTheEarliestPending(t *testing.T) {
 	assert.Empty(t, d.pending)
 	d.mu.Unlock()
 	// And an earlier deadline added after a later one rearms it.
-	far, cancelFar := d.withDeadline(context.Background(), time.Now().Add(time.Hour))
+	far, cancelFar := d.withDeadline(context.Background(), time.Now().Add(time.Hour), nil)
 	defer cancelFar()
-	near, cancelNear := d.withDeadline(context.Background(), time.Now().Add(10*time.Millisecond))
+	near, cancelNear := d.withDeadline(context.Background(), time.Now().Add(10*time.Millisecond), nil)
 	defer cancelNear()
 	waitDone(t, near)
 	assert.NoError(t, far.Err())
@@ -69,14 +76,16 @@ func TestDeadlineContextFollowsItsParent(t *testing.T) {
 	d := newDeadlines()
 	defer d.close()
 	parent, cancelParent := context.WithCancel(context.Background())
-	ctx, cancel := d.withDeadline(parent, time.Now().Add(time.Hour))
+	notify := make(chan int, 1)
+	ctx, cancel := d.withDeadline(parent, time.Now().Add(time.Hour), notify)
 	defer cancel()
 	cancelParent()
 	waitDone(t, ctx)
 	assert.ErrorIs(t, ctx.Err(), context.Canceled)
+	assert.Equal(t, expired, <-notify) // sent before Done closed
 
 	// A parent already done gives a context already done.
-	ctx2, cancel2 := d.withDeadline(parent, time.Now().Add(time.Hour))
+	ctx2, cancel2 := d.withDeadline(parent, time.Now().Add(time.Hour), nil)
 	defer cancel2()
 	assert.ErrorIs(t, ctx2.Err(), context.Canceled)
 	waitDone(t, ctx2)
@@ -85,7 +94,7 @@ func TestDeadlineContextFollowsItsParent(t *testing.T) {
 	soon := time.Now().Add(15 * time.Millisecond)
 	short, cancelShort := context.WithDeadline(context.Background(), soon)
 	defer cancelShort()
-	ctx3, cancel3 := d.withDeadline(short, time.Now().Add(time.Hour))
+	ctx3, cancel3 := d.withDeadline(short, time.Now().Add(time.Hour), nil)
 	defer cancel3()
 	got, _ := ctx3.Deadline()
 	assert.Equal(t, soon, got)
@@ -98,7 +107,8 @@ func TestDeadlineContextFollowsItsParent(t *testing.T) {
 func TestDeadlineContextCancelsWhatIsDerivedFromIt(t *testing.T) {
 	d := newDeadlines()
 	defer d.close()
-	ctx, cancel := d.withDeadline(context.Background(), time.Now().Add(time.Hour))
+	notify := make(chan int, 1)
+	ctx, cancel := d.withDeadline(context.Background(), time.Now().Add(time.Hour), notify)
 	child, cancelChild := context.WithTimeout(ctx, time.Hour)
 	defer cancelChild()
 	ran := make(chan struct{})
@@ -128,4 +138,5 @@ func TestDeadlineContextCancelsWhatIsDerivedFromIt(t *testing.T) {
 		t.Fatal("AfterFunc on a done context not run")
 	}
 	assert.False(t, errors.Is(ctx.Err(), context.DeadlineExceeded))
+	assert.Empty(t, notify, "cancelled by its owner: no word")
 }

@@ -170,7 +170,7 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 					}
 				}
 				if g < 0 {
-					tctx, cancel := m.deadlines.withDeadline(ctx, now.Add(inst.settings.Timeout))
+					tctx, cancel := m.deadlines.withDeadline(ctx, now.Add(inst.settings.Timeout), done)
 					at, _ := tctx.Deadline()
 					g = len(deadlines)
 					deadlines = append(deadlines, deadline{timeout: inst.settings.Timeout, at: at, ctx: tctx, cancel: cancel, batch: batch})
@@ -181,29 +181,26 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 			}
 			batch++
 		}
-		// Wait for the next answer or the earliest deadline still awaited.
-		earliest := -1
-		for i := range next {
-			if g := slots[i].deadline; slots[i].res == nil && (earliest < 0 || deadlines[g].at.Before(deadlines[earliest].at)) {
-				earliest = g
-			}
-		}
-		select {
-		case i := <-done:
+		// Wait for the next answer or a deadline (or the caller's
+		// context) ending: both come through done.
+		i := <-done
+		if i >= 0 {
 			if s := &slots[i]; s.res == nil {
 				s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], s.call.res, s.start)
 				pending--
 				running--
 			}
-		case <-deadlines[earliest].ctx.Done():
-			for i := range next {
-				if s := &slots[i]; s.res == nil && deadlines[s.deadline].ctx.Err() != nil {
-					m.workers.abandon(&s.call)
-					clean = false
-					s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], &registry.Result{Err: deadlines[s.deadline].ctx.Err()}, s.start)
-					pending--
-					running--
-				}
+			continue
+		}
+		// A deadline context ended (or a stale word from a previous wave
+		// of this state: then nothing is due and the loop waits again).
+		for i := range next {
+			if s := &slots[i]; s.res == nil && deadlines[s.deadline].ctx.Err() != nil {
+				m.workers.abandon(&s.call)
+				clean = false
+				s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], &registry.Result{Err: deadlines[s.deadline].ctx.Err()}, s.start)
+				pending--
+				running--
 			}
 		}
 	}
@@ -232,7 +229,10 @@ type waveSlot struct {
 // plugin was cut off at its deadline: its worker may still answer).
 type waveState struct {
 	slots []waveSlot
-	done  chan int // buffered for every slot: a late answer never blocks a worker
+	// done receives each slot's index as its answer comes, and expired
+	// when a deadline context ends; buffered for every slot and one
+	// expired, so a late answer never blocks a worker.
+	done chan int
 }
 
 // waveStates pools waveStates by wave size, for sizes up to len-1.
@@ -244,7 +244,7 @@ func getWaveState(n int) *waveState {
 			return st
 		}
 	}
-	return &waveState{slots: make([]waveSlot, n), done: make(chan int, n)}
+	return &waveState{slots: make([]waveSlot, n), done: make(chan int, n+1)}
 }
 
 func putWaveState(st *waveState) {
