@@ -370,9 +370,13 @@ func parseRecord(txt string) (*msgdmarc.Record, error) {
 		}
 	}
 	var b strings.Builder
+	b.Grow(len(txt) + len("p=none;"))
 	for _, k := range order {
 		if v, ok := tags[k]; ok {
-			fmt.Fprintf(&b, "%s=%s;", k, v)
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(v)
+			b.WriteByte(';')
 		}
 	}
 	return msgdmarc.Parse(b.String())
