@@ -122,7 +122,7 @@ type deadlineCtx struct {
 	mu    sync.Mutex
 	done  chan struct{} // made on first use
 	err   error
-	funcs map[*afterFunc]struct{} // registered with AfterFunc, run when done
+	funcs []*afterFunc // registered with AfterFunc, run when done
 }
 
 var _ context.Context = (*deadlineCtx)(nil)
@@ -169,7 +169,7 @@ func (c *deadlineCtx) cancel(err error) {
 	funcs := c.funcs
 	c.funcs = nil
 	c.mu.Unlock()
-	for f := range funcs {
+	for _, f := range funcs {
 		go f.f()
 	}
 }
@@ -189,17 +189,18 @@ func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 		go f()
 		return func() bool { return false }
 	}
-	if c.funcs == nil {
-		c.funcs = map[*afterFunc]struct{}{}
-	}
-	c.funcs[a] = struct{}{}
+	c.funcs = append(c.funcs, a)
 	c.mu.Unlock()
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		_, ok := c.funcs[a]
-		delete(c.funcs, a)
-		return ok
+		for i, f := range c.funcs {
+			if f == a {
+				c.funcs = append(c.funcs[:i], c.funcs[i+1:]...)
+				return true
+			}
+		}
+		return false
 	}
 }
 
