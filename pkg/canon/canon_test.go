@@ -148,11 +148,13 @@ func TestIndexRun(t *testing.T) {
 			t.Errorf("indexRun(%q) = %d, want %d", tc.line, got, tc.want)
 		}
 	}
-	// Every placement of a tab or two spaces in lines of 0 to 24 bytes.
-	for n := 0; n <= 24; n++ {
+	// Every placement of a tab, two spaces, or bytes just off them (the
+	// cheap zero test's false positives are 0x01 bytes after a zero) in
+	// lines of 0 to 40 bytes: both unrolled loops and the tail.
+	for n := 0; n <= 40; n++ {
 		for at := 0; at < n; at++ {
-			for _, ins := range []string{"\t", "  ", " "} {
-				b := []byte(strings.Repeat("a b", n)[:n])
+			for _, ins := range []string{"\t", "  ", " ", "!", "\x01", "! ", "\b\t", "\x1f!"} {
+				b := []byte(strings.Repeat("a b!", n)[:n])
 				copy(b[at:], ins)
 				if got, want := indexRun(b), indexRunNaive(b); got != want {
 					t.Errorf("indexRun(%q) = %d, want %d", b, got, want)
