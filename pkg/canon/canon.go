@@ -189,11 +189,15 @@ func (c *bodyCanon) write(body []byte) error {
 		if asIs && (c.pending == 0 || c.verbatim) {
 			end = next // extends the run, over the blank lines before the line
 		} else {
-			if err := c.flush(body[start:end]); err != nil {
-				return err
+			if start < end {
+				if err := c.flush(body[start:end]); err != nil {
+					return err
+				}
 			}
-			if err := c.blankLines(); err != nil {
-				return err
+			if c.pending > 0 {
+				if err := c.blankLines(); err != nil {
+					return err
+				}
 			}
 			if asIs {
 				start, end = pos, next
