@@ -151,6 +151,9 @@ func (c *Checker) check(ctx context.Context, ip netip.Addr, helo, domain, sender
 // verdict turns the MAIL FROM identity's result into the configured action.
 func (c *Checker) verdict(res *registry.SPFResult) registry.Verdict {
 	action := c.cfg.Action(res.Result)
+	if action == registry.Accept {
+		return registry.AcceptVerdict() // no text to build
+	}
 	text := fmt.Sprintf("SPF %s for %s from %s", res.Result, res.Domain, res.IP)
 	switch action {
 	case registry.Reject:
