@@ -73,7 +73,7 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 	if pw, ok := m.preWaves[pc.Phase]; ok && stage == registry.PreReception {
 		waves = pw // without the plugins that have nothing to do at this phase (an unknown phase runs them all)
 	}
-	sr := &StageResult{Stage: stage, Results: make([]*registry.Result, 0, m.sizes[stage])}
+	sr := newStageResult(stage, m.sizes[stage])
 	if len(waves) > 0 {
 		ctx = registry.WithProcessingContext(ctx, pc)
 	}
@@ -82,7 +82,11 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 			return sr, fmt.Errorf("stage %s: %w", stage, err)
 		}
 		first := len(sr.Results)
-		sr.Results = m.runWave(ctx, stage, pc, wave, sr.Results)
+		now := start // the first wave starts when the stage does: one clock read fewer
+		if i > 0 {
+			now = time.Time{}
+		}
+		sr.Results = m.runWave(ctx, stage, pc, wave, sr.Results, now)
 		rejected := false
 		for _, r := range sr.Results[first:] {
 			rejected = rejected || r.Verdict.Action == registry.Reject
@@ -103,6 +107,22 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 	return sr, nil
 }
 
+// newStageResult returns a StageResult with room for n results, made in
+// one allocation when n is small (most stages).
+func newStageResult(stage registry.Stage, n int) *StageResult {
+	if n <= smallStage {
+		a := &struct {
+			sr  StageResult
+			res [smallStage]*registry.Result
+		}{}
+		a.sr.Stage, a.sr.Results = stage, a.res[:0:n]
+		return &a.sr
+	}
+	return &StageResult{Stage: stage, Results: make([]*registry.Result, 0, n)}
+}
+
+const smallStage = 4
+
 // runWave runs the plugins of one wave and appends their results to out
 // in wave (config) order.
 //
@@ -113,7 +133,9 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 // an earlier one answers or is abandoned. Plugins started together share
 // one deadline context per distinct timeout; the calling goroutine collects
 // the answers.
-func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance, out []*registry.Result) []*registry.Result {
+//
+// now, if not zero, is the time to count the first plugins' durations from.
+func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, wave []*instance, out []*registry.Result, now time.Time) []*registry.Result {
 	type deadline struct {
 		timeout time.Duration
 		at      time.Time
@@ -135,7 +157,9 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 	)
 	for pending := n; pending > 0; {
 		if running < m.cfg.MaxConcurrency && next < n {
-			now := time.Now()
+			if now.IsZero() || batch > 0 {
+				now = time.Now()
+			}
 			for ; running < m.cfg.MaxConcurrency && next < n; next, running = next+1, running+1 {
 				inst, s := wave[next], &slots[next]
 				g := -1
@@ -146,7 +170,7 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 					}
 				}
 				if g < 0 {
-					tctx, cancel := context.WithTimeout(ctx, inst.settings.Timeout)
+					tctx, cancel := m.deadlines.withDeadline(ctx, now.Add(inst.settings.Timeout), done)
 					at, _ := tctx.Deadline()
 					g = len(deadlines)
 					deadlines = append(deadlines, deadline{timeout: inst.settings.Timeout, at: at, ctx: tctx, cancel: cancel, batch: batch})
@@ -157,29 +181,26 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 			}
 			batch++
 		}
-		// Wait for the next answer or the earliest deadline still awaited.
-		earliest := -1
-		for i := range next {
-			if g := slots[i].deadline; slots[i].res == nil && (earliest < 0 || deadlines[g].at.Before(deadlines[earliest].at)) {
-				earliest = g
-			}
-		}
-		select {
-		case i := <-done:
+		// Wait for the next answer or a deadline (or the caller's
+		// context) ending: both come through done.
+		i := <-done
+		if i >= 0 {
 			if s := &slots[i]; s.res == nil {
 				s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], s.call.res, s.start)
 				pending--
 				running--
 			}
-		case <-deadlines[earliest].ctx.Done():
-			for i := range next {
-				if s := &slots[i]; s.res == nil && deadlines[s.deadline].ctx.Err() != nil {
-					m.workers.abandon(&s.call)
-					clean = false
-					s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], &registry.Result{Err: deadlines[s.deadline].ctx.Err()}, s.start)
-					pending--
-					running--
-				}
+			continue
+		}
+		// A deadline context ended (or a stale word from a previous wave
+		// of this state: then nothing is due and the loop waits again).
+		for i := range next {
+			if s := &slots[i]; s.res == nil && deadlines[s.deadline].ctx.Err() != nil {
+				m.workers.abandon(&s.call)
+				clean = false
+				s.res = m.finish(ctx, deadlines[s.deadline].ctx, stage, pc, wave[i], &registry.Result{Err: deadlines[s.deadline].ctx.Err()}, s.start)
+				pending--
+				running--
 			}
 		}
 	}
@@ -208,7 +229,10 @@ type waveSlot struct {
 // plugin was cut off at its deadline: its worker may still answer).
 type waveState struct {
 	slots []waveSlot
-	done  chan int // buffered for every slot: a late answer never blocks a worker
+	// done receives each slot's index as its answer comes, and expired
+	// when a deadline context ends; buffered for every slot and one
+	// expired, so a late answer never blocks a worker.
+	done chan int
 }
 
 // waveStates pools waveStates by wave size, for sizes up to len-1.
@@ -220,7 +244,7 @@ func getWaveState(n int) *waveState {
 			return st
 		}
 	}
-	return &waveState{slots: make([]waveSlot, n), done: make(chan int, n)}
+	return &waveState{slots: make([]waveSlot, n), done: make(chan int, n+1)}
 }
 
 func putWaveState(st *waveState) {
@@ -237,10 +261,9 @@ func putWaveState(st *waveState) {
 // never read "plugin spf: plugin spf: ..."), marks a timeout, replaces a
 // failed plugin's output with its on_error verdict, counts and records it.
 func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, inst *instance, res *registry.Result, start time.Time) *registry.Result {
-	var pe *PanicError
 	switch {
 	case res.Err == nil:
-	case res.Panicked && errors.As(res.Err, &pe): // names the plugin itself
+	case res.Panicked && isPanicError(res.Err): // names the plugin itself
 	case deadlinePassed(tctx) && ctx.Err() == nil:
 		res.TimedOut = true
 		res.Err = fmt.Errorf("plugin %s: %w after %v: %w", inst.name, ErrTimeout, inst.settings.Timeout, res.Err)
@@ -257,6 +280,13 @@ func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *re
 	m.observer.ObserveCall(res)
 	catalog.RecordResult(pc, res, inst.order)
 	return res
+}
+
+// isPanicError is errors.As for a *PanicError, apart so that finish does
+// not allocate the target on every call.
+func isPanicError(err error) bool {
+	var pe *PanicError
+	return errors.As(err, &pe)
 }
 
 // call runs the plugin's handler and returns its result, or an error

@@ -45,7 +45,8 @@ type Manager struct {
 	preWaves map[registry.Phase][][]*instance
 	sizes    map[registry.Stage]int // plugins of each stage
 
-	workers *workers // run the plugin calls of every stage
+	workers   *workers   // run the plugin calls of every stage
+	deadlines *deadlines // the waves' deadline contexts
 }
 
 // instance is one loaded plugin instance.
@@ -81,6 +82,7 @@ func NewManager(cfg *Config, opts ...Option) *Manager {
 	}
 	m.host = withDefaults(m.host)
 	m.workers = newWorkers(cfg.IdleWorkers)
+	m.deadlines = newDeadlines()
 	return m
 }
 
@@ -187,6 +189,7 @@ func (m *Manager) Close() error {
 func (m *Manager) closeLocked() error {
 	m.closed = true
 	m.workers.close() // no stage runs (mu is held): every worker not abandoned is idle or about to be
+	m.deadlines.close()
 	var errs []error
 	for i := len(m.loaded) - 1; i >= 0; i-- {
 		inst := m.loaded[i]

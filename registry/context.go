@@ -68,9 +68,14 @@ type ProcessingContext struct {
 	Phase Phase
 
 	mu      sync.RWMutex
-	results []*Result
-	orders  []int // orders[i]: config position of the instance of results[i]
+	results []recorded
 	values  map[string]any
+}
+
+// recorded is a result and the config position of its instance.
+type recorded struct {
+	res   *Result
+	order int
 }
 
 // notOrdered is the config position of results added with AddResult: after
@@ -83,7 +88,11 @@ func init() {
 		p := pc.(*ProcessingContext)
 		p.mu.RLock()
 		defer p.mu.RUnlock()
-		return append([]int(nil), p.orders...)
+		out := make([]int, len(p.results))
+		for i, r := range p.results {
+			out[i] = r.order
+		}
+		return out
 	}
 }
 
@@ -100,7 +109,11 @@ func NewProcessingContext(msg *Message, s *Session) *ProcessingContext {
 func (pc *ProcessingContext) Results() []*Result {
 	pc.mu.RLock()
 	defer pc.mu.RUnlock()
-	return append([]*Result(nil), pc.results...)
+	out := make([]*Result, len(pc.results))
+	for i, r := range pc.results {
+		out[i] = r.res
+	}
+	return out
 }
 
 // Result returns the latest result of the named plugin.
@@ -108,8 +121,8 @@ func (pc *ProcessingContext) Result(plugin string) (*Result, bool) {
 	pc.mu.RLock()
 	defer pc.mu.RUnlock()
 	for i := len(pc.results) - 1; i >= 0; i-- {
-		if pc.results[i].Plugin == plugin {
-			return pc.results[i], true
+		if r := pc.results[i].res; r.Plugin == plugin {
+			return r, true
 		}
 	}
 	return nil, false
@@ -121,8 +134,10 @@ func (pc *ProcessingContext) AddResult(r *Result) { pc.record(r, notOrdered) }
 
 func (pc *ProcessingContext) record(r *Result, order int) {
 	pc.mu.Lock()
-	pc.results = append(pc.results, r)
-	pc.orders = append(pc.orders, order)
+	if pc.results == nil {
+		pc.results = make([]recorded, 0, 8) // a transaction's results, without regrowing
+	}
+	pc.results = append(pc.results, recorded{r, order})
 	pc.mu.Unlock()
 }
 
@@ -132,12 +147,33 @@ func (pc *ProcessingContext) record(r *Result, order int) {
 // outcomes without importing each other. Declare the type in
 // Module.Consumes so that its producers run first.
 func Find[T any](pc *ProcessingContext) (T, bool) {
-	all := FindAll[T](pc)
-	if len(all) == 0 {
+	// FindAll's first, found without building FindAll's list (Find is
+	// called several times per message): the latest result of each
+	// instance that holds a T, the first of them in config order.
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	best := -1
+	for i := len(pc.results) - 1; i >= 0; i-- {
+		r := pc.results[i]
+		if _, ok := r.res.Data.(T); !ok || best >= 0 && r.order > pc.results[best].order {
+			continue
+		}
+		latest := true
+		for _, later := range pc.results[i+1:] {
+			if _, ok := later.res.Data.(T); ok && later.res.Plugin == r.res.Plugin {
+				latest = false
+				break
+			}
+		}
+		if latest {
+			best = i // an earlier index of the same order comes first (seq)
+		}
+	}
+	if best < 0 {
 		var zero T
 		return zero, false
 	}
-	return all[0], true
+	return pc.results[best].res.Data.(T), true
 }
 
 // FindAll returns the Data of type T published by each plugin instance:
@@ -157,12 +193,12 @@ func FindAll[T any](pc *ProcessingContext) []T {
 	seen := map[string]bool{}
 	for i := len(pc.results) - 1; i >= 0; i-- {
 		r := pc.results[i]
-		v, ok := r.Data.(T)
-		if !ok || seen[r.Plugin] {
+		v, ok := r.res.Data.(T)
+		if !ok || seen[r.res.Plugin] {
 			continue
 		}
-		seen[r.Plugin] = true
-		all = append(all, found{v, pc.orders[i], i})
+		seen[r.res.Plugin] = true
+		all = append(all, found{v, r.order, i})
 	}
 	slices.SortFunc(all, func(a, b found) int { return cmp.Or(cmp.Compare(a.order, b.order), cmp.Compare(a.seq, b.seq)) })
 	out := make([]T, len(all))

@@ -23,3 +23,47 @@ func TestFindAllOrder(t *testing.T) {
 	assert.False(t, ok)
 	assert.Empty(t, FindAll[*DKIMResult](pc))
 }
+
+// TestFindIsFindAllsFirst holds Find (which builds no list) to FindAll's
+// first element over every sequence of up to four records drawn from three
+// plugins, two orders (one of them AddResult's) and two data types.
+func TestFindIsFindAllsFirst(t *testing.T) {
+	type rec struct {
+		plugin string
+		order  int
+		spf    bool
+	}
+	var choices []rec
+	for _, p := range []string{"a", "b", "c"} {
+		for _, o := range []int{0, notOrdered} {
+			for _, spf := range []bool{true, false} {
+				choices = append(choices, rec{p, o, spf})
+			}
+		}
+	}
+	var walk func(seq []rec)
+	walk = func(seq []rec) {
+		pc := NewProcessingContext(&Message{}, nil)
+		for i, r := range seq {
+			var data any = &SPFResult{Domain: string(rune('0' + i))}
+			if !r.spf {
+				data = "other"
+			}
+			pc.record(&Result{Plugin: r.plugin, Data: data}, r.order)
+		}
+		all := FindAll[*SPFResult](pc)
+		got, ok := Find[*SPFResult](pc)
+		if len(all) == 0 {
+			assert.False(t, ok, "%v", seq)
+		} else if !assert.True(t, ok, "%v", seq) || !assert.Same(t, all[0], got, "%v", seq) {
+			t.FailNow()
+		}
+		if len(seq) == 4 {
+			return
+		}
+		for _, c := range choices {
+			walk(append(seq[:len(seq):len(seq)], c))
+		}
+	}
+	walk(nil)
+}

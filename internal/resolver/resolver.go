@@ -487,6 +487,9 @@ func (r *Resolver) clamp(ttl time.Duration) time.Duration {
 // joinTXT joins the strings of one TXT record into the text they carry.
 // miekg/dns keeps them in presentation form (\" \\ \DDD escapes); undo that.
 func joinTXT(parts []string) string {
+	if len(parts) == 1 && !strings.Contains(parts[0], `\`) {
+		return parts[0] // as it stands (a cache hit then copies nothing)
+	}
 	var b strings.Builder
 	for _, p := range parts {
 		if !strings.Contains(p, `\`) {

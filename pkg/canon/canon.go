@@ -2,9 +2,12 @@ package canon
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"strings"
+	"sync"
 )
 
 // Algorithm is a canonicalization algorithm.
@@ -99,7 +102,11 @@ func toCRLF(field []byte) []byte {
 // are held back until a later line shows they are not at the end.
 func Body(w io.Writer, a Algorithm, body []byte) error {
 	c := bodyCanon{w: w, relaxed: a == Relaxed}
-	if err := c.write(body); err != nil {
+	err := c.write(body)
+	if c.arr != nil {
+		bufPool.Put(c.arr) // w may not keep what it was given (io.Writer)
+	}
+	if err != nil {
 		return err
 	}
 	if !c.wrote && a == Simple {
@@ -109,10 +116,12 @@ func Body(w io.Writer, a Algorithm, body []byte) error {
 	return nil
 }
 
-var (
-	crlf        = []byte("\r\n")
-	doubleSpace = []byte("  ")
-)
+var crlf = []byte("\r\n")
+
+// bufPool holds bodyCanon output buffers between calls: one is needed per
+// body that has a line to change, and allocating 4 KiB per message costs
+// more than canonicalizing a small one.
+var bufPool = sync.Pool{New: func() any { return new([lineBuf]byte) }}
 
 // bodyCanon holds the state of one body canonicalization.
 type bodyCanon struct {
@@ -125,20 +134,26 @@ type bodyCanon struct {
 	// verbatim reports whether every pending blank line is a bare CRLF, so
 	// the run may extend over them.
 	verbatim bool
-	// buf collects a relaxed line's reduced form, written whenever full:
+	// buf holds output not written yet: the reduced form of lines that
+	// change, the blank lines before them and short runs between them. It
+	// is written when full or before a long run, so a body whose lines
+	// mostly change costs one Write per lineBuf bytes, not one per line;
 	// its size bounds the memory used, whatever the line length.
 	buf []byte
+	arr *[lineBuf]byte // buf's array, from bufPool
 }
 
-const lineBuf = 4096
+const (
+	lineBuf = 4096
+	// shortRun is the longest run of canonical lines copied into buf
+	// rather than written on its own: copying a short run costs less than
+	// a Write call.
+	shortRun = 512
+)
 
 func (c *bodyCanon) write(body []byte) error {
 	start, end := 0, 0 // body[start:end] is canonical and not written yet
 	c.verbatim = true
-	// The next tab and the next two spaces in a row, found by scanning the
-	// body rather than each line (a scan per line costs more than the
-	// scanning itself on short lines); len(body) when there is none.
-	nextTab, nextDouble := -1, -1
 	for pos := 0; pos < len(body); {
 		line, next, found := body[pos:], len(body), false
 		if i := bytes.IndexByte(line, '\n'); i >= 0 {
@@ -150,27 +165,17 @@ func (c *bodyCanon) write(body []byte) error {
 		}
 		// Canonical as it stands: ends in CRLF and has nothing to reduce.
 		asIs := found && len(content) < len(line)
+		firstRun := -1 // for relaxed: where the first run that changes begins
 		if c.relaxed {
-			if nextTab < pos {
-				nextTab = indexFrom(body, pos, '\t')
+			firstRun = indexRun(content)
+			if firstRun < 0 && len(content) > 0 && content[len(content)-1] == ' ' {
+				firstRun = len(content) - 1 // the trailing space
 			}
-			if nextDouble < pos {
-				nextDouble = indexDoubleSpace(body, pos)
-			}
-		}
-		contentEnd := pos + len(content)
-		firstRun := -1 // for relaxed: where the first run that changes begins, relative to pos
-		if c.relaxed && (nextTab < contentEnd || nextDouble+1 < contentEnd || len(content) > 0 && content[len(content)-1] == ' ') {
-			asIs = false
-			firstRun = len(content) - 1 // the trailing space, unless a run comes first
-			if nextTab < contentEnd {
-				firstRun = nextTab - pos
-			}
-			if nextDouble+1 < contentEnd && nextDouble-pos < firstRun {
-				firstRun = nextDouble - pos
-			}
-			if isWSP(content) {
-				content = nil // a line of white space is a blank line
+			if firstRun >= 0 {
+				asIs = false
+				if isWSP(content) {
+					content = nil // a line of white space is a blank line
+				}
 			}
 		}
 		if len(content) == 0 {
@@ -184,11 +189,15 @@ func (c *bodyCanon) write(body []byte) error {
 		if asIs && (c.pending == 0 || c.verbatim) {
 			end = next // extends the run, over the blank lines before the line
 		} else {
-			if err := c.flush(body[start:end]); err != nil {
-				return err
+			if start < end {
+				if err := c.flush(body[start:end]); err != nil {
+					return err
+				}
 			}
-			if err := c.blankLines(); err != nil {
-				return err
+			if c.pending > 0 {
+				if err := c.blankLines(); err != nil {
+					return err
+				}
 			}
 			if asIs {
 				start, end = pos, next
@@ -202,20 +211,67 @@ func (c *bodyCanon) write(body []byte) error {
 		c.pending, c.verbatim, c.wrote = 0, true, true
 		pos = next
 	}
-	return c.flush(body[start:end]) // trailing blank lines are dropped
+	if err := c.flush(body[start:end]); err != nil { // trailing blank lines are dropped
+		return err
+	}
+	return c.drain()
 }
 
+// flush outputs a run of lines that are canonical as they stand.
 func (c *bodyCanon) flush(run []byte) error {
 	if len(run) == 0 {
 		return nil
+	}
+	if len(run) <= shortRun && len(c.buf)+len(run) <= cap(c.buf) {
+		c.buf = append(c.buf, run...)
+		return nil
+	}
+	if err := c.drain(); err != nil {
+		return err
 	}
 	_, err := c.w.Write(run)
 	return err
 }
 
+// put appends b to the output, writing buf whenever it is full.
+func (c *bodyCanon) put(b []byte) error {
+	if len(b) <= cap(c.buf)-len(c.buf) {
+		c.buf = append(c.buf, b...)
+		return nil
+	}
+	return c.putSlow(b)
+}
+
+func (c *bodyCanon) putSlow(b []byte) error {
+	if c.arr == nil {
+		c.arr = bufPool.Get().(*[lineBuf]byte)
+		c.buf = c.arr[:0]
+	}
+	for len(b) > 0 {
+		if len(c.buf) == cap(c.buf) {
+			if err := c.drain(); err != nil {
+				return err
+			}
+		}
+		n := copy(c.buf[len(c.buf):cap(c.buf)], b)
+		c.buf, b = c.buf[:len(c.buf)+n], b[n:]
+	}
+	return nil
+}
+
+// drain writes what buf holds.
+func (c *bodyCanon) drain() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.w.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
 func (c *bodyCanon) blankLines() error {
 	for ; c.pending > 0; c.pending-- {
-		if _, err := c.w.Write(crlf); err != nil {
+		if err := c.put(crlf); err != nil {
 			return err
 		}
 	}
@@ -228,32 +284,14 @@ func (c *bodyCanon) blankLines() error {
 // begins, as write found it (so the line is not scanned for it again).
 func (c *bodyCanon) line(content []byte, firstRun int) error {
 	if !c.relaxed {
-		if _, err := c.w.Write(content); err != nil {
+		if err := c.put(content); err != nil {
 			return err
 		}
-		_, err := c.w.Write(crlf)
-		return err
+		return c.put(crlf)
 	}
 	// Each white-space run becomes one space; a trailing one goes. Text
 	// between the runs that change (a tab, two spaces, a space at the end)
 	// is copied whole.
-	if c.buf == nil {
-		c.buf = make([]byte, 0, lineBuf)
-	}
-	out := c.buf[:0]
-	emit := func(b []byte) error {
-		for len(b) > 0 {
-			if len(out) == cap(out) {
-				if _, err := c.w.Write(out); err != nil {
-					return err
-				}
-				out = out[:0]
-			}
-			n := copy(out[len(out):cap(out)], b)
-			out, b = out[:len(out)+n], b[n:]
-		}
-		return nil
-	}
 	for len(content) > 0 {
 		i := firstRun
 		if i < 0 {
@@ -271,21 +309,17 @@ func (c *bodyCanon) line(content []byte, firstRun int) error {
 		for j < len(content) && (content[j] == ' ' || content[j] == '\t') {
 			j++
 		}
-		if err := emit(content[:i]); err != nil {
+		if err := c.put(content[:i]); err != nil {
 			return err
 		}
 		if j > i && j < len(content) {
-			if err := emit(space); err != nil {
+			if err := c.put(space); err != nil {
 				return err
 			}
 		}
 		content = content[j:]
 	}
-	if err := emit(crlf); err != nil {
-		return err
-	}
-	_, err := c.w.Write(out)
-	return err
+	return c.put(crlf)
 }
 
 var space = []byte(" ")
@@ -295,10 +329,7 @@ var space = []byte(" ")
 // at the end of the line), or -1. Single spaces before it are copied as
 // they are.
 func nextRun(line []byte) int {
-	i := bytes.IndexByte(line, '\t')
-	if d := bytes.Index(line, doubleSpace); d >= 0 && (i < 0 || d < i) {
-		i = d
-	}
+	i := indexRun(line)
 	if i < 0 {
 		if n := len(line); n > 0 && line[n-1] == ' ' {
 			return n - 1
@@ -311,22 +342,58 @@ func nextRun(line []byte) int {
 	return i
 }
 
-// indexFrom returns the position of the first c in body from pos on, or
-// len(body).
-func indexFrom(body []byte, pos int, c byte) int {
-	if i := bytes.IndexByte(body[pos:], c); i >= 0 {
-		return pos + i
-	}
-	return len(body)
+const (
+	low7   = 0x7f7f7f7f7f7f7f7f
+	spaces = 0x2020202020202020
+	tabs   = 0x0909090909090909
+)
+
+// zeroBytes returns v with the high bit of each zero byte set and every
+// other bit clear (exact, unlike hasZero).
+func zeroBytes(v uint64) uint64 {
+	return ^(((v & low7) + low7) | v | low7)
 }
 
-// indexDoubleSpace returns the position of the first of two spaces in a
-// row in body from pos on, or len(body).
-func indexDoubleSpace(body []byte, pos int) int {
-	if i := bytes.Index(body[pos:], doubleSpace); i >= 0 {
-		return pos + i
+// hasZero is non-zero exactly when v has a zero byte (which bits it sets
+// is not exact, so it only answers whether), in three operations.
+func hasZero(v uint64) uint64 {
+	return (v - 0x0101010101010101) &^ v & 0x8080808080808080
+}
+
+// indexRun returns where the first tab or the first of two spaces in a row
+// in line is, or -1: the runs relaxed canonicalization changes, other than
+// white space at the end. It reads sixteen bytes at a time (a line is too
+// short for a call of bytes.Index per line to pay, and two spaces are
+// found here without stopping at every single space). Byte k of v and of
+// w (v shifted by one byte) both spaces, that is (v^spaces)|(w^spaces)
+// zero at k, means k is the first of two spaces; loading twice,
+// overlapping, keeps the words independent of each other.
+func indexRun(line []byte) int {
+	i := 0
+	for ; i+17 <= len(line); i += 16 {
+		v0, w0 := binary.LittleEndian.Uint64(line[i:]), binary.LittleEndian.Uint64(line[i+1:])
+		v1, w1 := binary.LittleEndian.Uint64(line[i+8:]), binary.LittleEndian.Uint64(line[i+9:])
+		p0, t0 := (v0^spaces)|(w0^spaces), v0^tabs
+		p1, t1 := (v1^spaces)|(w1^spaces), v1^tabs
+		if hasZero(p0)|hasZero(t0)|hasZero(p1)|hasZero(t1) != 0 {
+			if h := zeroBytes(p0) | zeroBytes(t0); h != 0 {
+				return i + bits.TrailingZeros64(h)/8
+			}
+			return i + 8 + bits.TrailingZeros64(zeroBytes(p1)|zeroBytes(t1))/8
+		}
 	}
-	return len(body)
+	for ; i+9 <= len(line); i += 8 {
+		v, w := binary.LittleEndian.Uint64(line[i:]), binary.LittleEndian.Uint64(line[i+1:])
+		if h := zeroBytes((v^spaces)|(w^spaces)) | zeroBytes(v^tabs); h != 0 {
+			return i + bits.TrailingZeros64(h)/8
+		}
+	}
+	for ; i < len(line); i++ {
+		if line[i] == '\t' || line[i] == ' ' && i+1 < len(line) && line[i+1] == ' ' {
+			return i
+		}
+	}
+	return -1
 }
 
 func isWSP(line []byte) bool {

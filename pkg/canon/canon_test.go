@@ -130,3 +130,51 @@ func loneCR(b []byte) bool {
 	}
 	return false
 }
+
+// indexRunNaive is indexRun's definition, a byte at a time.
+func indexRunNaive(line []byte) int {
+	for i, c := range line {
+		if c == '\t' || c == ' ' && i+1 < len(line) && line[i+1] == ' ' {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestIndexRun(t *testing.T) {
+	for _, tc := range []struct {
+		line string
+		want int
+	}{
+		{"", -1},
+		{"a b c d e f g h i j", -1},
+		{"a\tb", 1},
+		{"abcdefg  h", 7},         // the pair straddles the first word
+		{"abcdefgh  ", 8},         // the pair at a word's start
+		{"abcdefghijklmno  ", 15}, // the pair straddles the second word, in the tail
+		{"ab cd ef gh  ", 11},
+		{"abcdefgh\tijklmno  ", 8},
+		{" x  ", 2},
+		{"  ", 0},
+		{" ", -1},
+		{"x ", -1}, // a single trailing space is not a run indexRun reports
+	} {
+		if got := indexRun([]byte(tc.line)); got != tc.want {
+			t.Errorf("indexRun(%q) = %d, want %d", tc.line, got, tc.want)
+		}
+	}
+	// Every placement of a tab, two spaces, or bytes just off them (the
+	// cheap zero test's false positives are 0x01 bytes after a zero) in
+	// lines of 0 to 40 bytes: both unrolled loops and the tail.
+	for n := 0; n <= 40; n++ {
+		for at := 0; at < n; at++ {
+			for _, ins := range []string{"\t", "  ", " ", "!", "\x01", "! ", "\b\t", "\x1f!"} {
+				b := []byte(strings.Repeat("a b!", n)[:n])
+				copy(b[at:], ins)
+				if got, want := indexRun(b), indexRunNaive(b); got != want {
+					t.Errorf("indexRun(%q) = %d, want %d", b, got, want)
+				}
+			}
+		}
+	}
+}

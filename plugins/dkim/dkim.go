@@ -173,12 +173,12 @@ func signatureResults(fields []registry.HeaderField, verifs []verification, maxS
 	checked := min(len(fields), maxSignatures)
 	out := make([]registry.DKIMSignatureResult, 0, len(fields))
 	for i, f := range fields {
-		tags := parseTags(f.Value)
+		t := reportedTags(f.Value)
 		sr := registry.DKIMSignatureResult{
-			Domain:    strings.ToLower(tags["d"]),
-			Selector:  tags["s"],
-			Identity:  tags["i"],
-			Algorithm: strings.ToLower(tags["a"]),
+			Domain:    strings.ToLower(t.d),
+			Selector:  t.s,
+			Identity:  t.i,
+			Algorithm: strings.ToLower(t.a),
 		}
 		if sr.Identity == "" && sr.Domain != "" {
 			sr.Identity = "@" + sr.Domain
@@ -440,6 +440,43 @@ func parseTags(s string) map[string]string {
 		}
 	}
 	return tags
+}
+
+// sigReport holds the tags of a signature field that its result reports.
+type sigReport struct{ d, s, i, a string }
+
+// reportedTags reads d=, s=, i= and a= as parseTags does (the first of
+// each, white space removed) without building the map of every tag or
+// reducing the b= and bh= values, which it skips.
+func reportedTags(s string) sigReport {
+	var r sigReport
+	var seen [4]bool
+	for len(s) > 0 {
+		var part string
+		part, s, _ = strings.Cut(s, ";")
+		k, v, ok := strings.Cut(part, "=")
+		if !ok {
+			continue
+		}
+		var dst *string
+		switch k = strings.TrimSpace(k); k {
+		case "d":
+			dst = &r.d
+		case "s":
+			dst = &r.s
+		case "i":
+			dst = &r.i
+		case "a":
+			dst = &r.a
+		default:
+			continue
+		}
+		if n := strings.IndexByte("dsia", k[0]); !seen[n] {
+			seen[n] = true
+			*dst = strings.Join(strings.Fields(v), "")
+		}
+	}
+	return r
 }
 
 func summary(r *registry.DKIMResult) string {

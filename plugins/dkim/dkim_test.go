@@ -387,3 +387,21 @@ func TestLineEnds(t *testing.T) {
 		}
 	}
 }
+
+// reportedTags is parseTags for the four tags a result reports.
+func TestReportedTagsMatchParseTags(t *testing.T) {
+	for _, v := range []string{
+		"v=1; a=rsa-sha256; d=Example.test; s=sel; i=@example.test; bh=abc; b=de f",
+		"d = example.test ; s= se l ;a=rsa-sha256; d=second.test; s=second",
+		"d=example.test; x; s=; a",
+		"",
+		"b=only; bh=these",
+	} {
+		tags := parseTags(v)
+		got := reportedTags(v)
+		want := sigReport{d: tags["d"], s: tags["s"], i: tags["i"], a: tags["a"]}
+		if got != want {
+			t.Errorf("reportedTags(%q) = %+v, want %+v", v, got, want)
+		}
+	}
+}

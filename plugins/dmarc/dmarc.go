@@ -209,6 +209,10 @@ func (c *Checker) evaluateAll(ctx context.Context, domains []string, spf *regist
 	}
 	defer cancel()
 	results := make([]*registry.DMARCResult, len(domains))
+	if len(domains) == 1 { // nothing to look up beside it: no goroutine
+		results[0] = c.evaluateDomain(ctx, domains[0], spf, dkim)
+		return results
+	}
 	var wg sync.WaitGroup
 	for i, d := range domains {
 		wg.Go(func() { results[i] = c.evaluateDomain(ctx, d, spf, dkim) })
@@ -366,9 +370,13 @@ func parseRecord(txt string) (*msgdmarc.Record, error) {
 		}
 	}
 	var b strings.Builder
+	b.Grow(len(txt) + len("p=none;"))
 	for _, k := range order {
 		if v, ok := tags[k]; ok {
-			fmt.Fprintf(&b, "%s=%s;", k, v)
+			b.WriteString(k)
+			b.WriteByte('=')
+			b.WriteString(v)
+			b.WriteByte(';')
 		}
 	}
 	return msgdmarc.Parse(b.String())

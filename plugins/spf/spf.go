@@ -151,6 +151,9 @@ func (c *Checker) check(ctx context.Context, ip netip.Addr, helo, domain, sender
 // verdict turns the MAIL FROM identity's result into the configured action.
 func (c *Checker) verdict(res *registry.SPFResult) registry.Verdict {
 	action := c.cfg.Action(res.Result)
+	if action == registry.Accept {
+		return registry.AcceptVerdict() // no text to build
+	}
 	text := fmt.Sprintf("SPF %s for %s from %s", res.Result, res.Domain, res.IP)
 	switch action {
 	case registry.Reject:
@@ -300,8 +303,11 @@ func splitAddress(addr string) (local, domain string) {
 // commentSafe makes s fit in a header comment: no control characters
 // (line breaks included), no unbalanced parentheses, no backslashes.
 func commentSafe(s string) string {
-	return strings.NewReplacer("(", "[", ")", "]", "\\", "/").Replace(noCTL(s))
+	return commentEscaper.Replace(noCTL(s))
 }
+
+// commentEscaper is built once, as quoteEscaper is.
+var commentEscaper = strings.NewReplacer("(", "[", ")", "]", "\\", "/")
 
 // kvValue writes v as a dot-atom when it is one, else as a quoted-string.
 func kvValue(v string) string {
