@@ -252,7 +252,8 @@ func TestDelivery(t *testing.T) {
 			prepare: func(t *testing.T, e *env, id string) {
 				ent, err := e.spool.Get(id)
 				require.NoError(t, err)
-				require.NoError(t, e.w.deliverMaildir(ent, "b@example.net", 0, ent.Message))
+				_, err = e.w.deliverMaildir(ent, "b@example.net", 0, rawMessage(ent.Message), false)
+				require.NoError(t, err)
 			},
 			check: func(t *testing.T, e *env, _ string) {
 				m := e.mails(t, "b@example.net")

@@ -92,6 +92,11 @@ type Config struct {
 	// From fields from old clients are common in legitimate mail. In an
 	// SMTPUTF8 transaction the header section must be valid UTF-8 either way.
 	StrictUTF8Headers bool
+	// Local, when set, delivers a message that is not quarantined and
+	// whose recipients it accepts (Local.DeliversNow) into their mailboxes
+	// before the 250, instead of spooling it: one file per copy, no spool
+	// entry (serve's deliver_at_reception).
+	Local LocalDelivery
 }
 
 // Server is an SMTP receiver.
