@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/elemta/elemta/internal/config"
 	"github.com/elemta/elemta/internal/delivery"
@@ -90,6 +92,7 @@ func benchAccept(b *testing.B, atReception bool, plugins string, clients int) {
 	left.Store(int64(b.N))
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	for range clients {
 		wg.Add(1)
@@ -112,12 +115,14 @@ func benchAccept(b *testing.B, atReception bool, plugins string, clients int) {
 	}
 	wg.Wait()
 	b.StopTimer()
+	cpu := cpuTime(b) - cpu0
 	close(errs)
 	for err := range errs {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 	b.ReportMetric(float64(sp.DirSyncs())/float64(b.N), "dir-fsyncs/msg")
+	b.ReportMetric(cpu.Seconds()*1000/float64(b.N), "cpu-ms/msg")
 	if got := srv.Stats().Accepted; got != int64(b.N) {
 		b.Fatalf("accepted %d of %d", got, b.N)
 	}
@@ -126,6 +131,16 @@ func benchAccept(b *testing.B, atReception bool, plugins string, clients int) {
 			b.Fatalf("delivered at reception %d of %d", got, b.N)
 		}
 	}
+}
+
+// cpuTime is the process's user + system CPU time so far (the clients
+// included: the same in every sub-benchmark).
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func send(c *smtp.Client) error {
