@@ -46,7 +46,7 @@ func TestLocalDelivery(t *testing.T) {
 	data := step{send: "DATA", code: 354}
 	tests := []struct {
 		name      string
-		local     fakeLocal
+		local     *fakeLocal
 		extra     string
 		code      int
 		text      string
@@ -54,15 +54,15 @@ func TestLocalDelivery(t *testing.T) {
 		queued    int
 		tempFail  int64
 	}{
-		{name: "delivered now", local: fakeLocal{accept: true}, code: 250, text: "queued as", delivered: 1},
-		{name: "delivered, one copy spooled", local: fakeLocal{accept: true, spooled: true}, code: 250, text: "queued as", delivered: 1},
-		{name: "neither delivered nor spooled", local: fakeLocal{accept: true, err: errors.New("disk on fire")}, code: 451, text: "4.3.0", delivered: 1, tempFail: 1},
-		{name: "not accepted: spooled", local: fakeLocal{}, code: 250, text: "queued as", queued: 1},
-		{name: "quarantined: held, not delivered", local: fakeLocal{accept: true}, extra: "X-Test-Verdict: quarantine\r\n", code: 250, text: "queued as"},
+		{name: "delivered now", local: &fakeLocal{accept: true}, code: 250, text: "queued as", delivered: 1},
+		{name: "delivered, one copy spooled", local: &fakeLocal{accept: true, spooled: true}, code: 250, text: "queued as", delivered: 1},
+		{name: "neither delivered nor spooled", local: &fakeLocal{accept: true, err: errors.New("disk on fire")}, code: 451, text: "4.3.0", delivered: 1, tempFail: 1},
+		{name: "not accepted: spooled", local: &fakeLocal{}, code: 250, text: "queued as", queued: 1},
+		{name: "quarantined: held, not delivered", local: &fakeLocal{accept: true}, extra: "X-Test-Verdict: quarantine\r\n", code: 250, text: "queued as"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := start(t, Config{Local: &tt.local})
+			h := start(t, Config{Local: tt.local})
 			converse(t, h.addr, append(hello("a@example.org", "b@example.net", "c@example.net"), data,
 				step{send: msg(tt.extra), raw: true, code: tt.code, text: tt.text}))
 			require.Len(t, tt.local.got, tt.delivered)
