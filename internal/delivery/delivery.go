@@ -1,9 +1,11 @@
 package delivery
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -212,7 +214,7 @@ func (w *Worker) localPhase(ctx context.Context, e *spool.Entry) (*attempt, erro
 		// Local copies first: they never wait for the smarthost.
 		for _, r := range local {
 			idx := slices.Index(e.Envelope.RcptTo, r)
-			err := w.deliverMaildir(e, r, idx, a.data)
+			_, err := w.deliverMaildir(e, r, idx, rawMessage(a.data), false)
 			var perm *permError
 			switch {
 			case err == nil:
@@ -329,41 +331,58 @@ func mailbox(root, rcpt string) (string, error) {
 }
 
 // uniqueName is the copy's Maildir name: time.Eid_n.host (see maildir(5)),
-// the same on every attempt.
+// the same on every attempt, and at reception (DeliverNow).
 func (w *Worker) uniqueName(e *spool.Entry, idx int) string {
 	host := strings.NewReplacer("/", `\057`, ":", `\072`).Replace(w.cfg.Hostname)
 	return fmt.Sprintf("%d.E%s_%d.%s", e.ReceivedAt.Unix(), e.ID, idx, host)
 }
 
-// deliverMaildir writes data as rcpt's copy: tmp/, fsync, link into new/,
-// fsync new/. An existing copy (from an attempt cut short) counts as done.
-func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, data []byte) error {
+// rawMessage is a message held whole, written in one call (and any number
+// of times, unlike a bytes.Reader).
+type rawMessage []byte
+
+func (m rawMessage) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(m)
+	return int64(n), err
+}
+
+// writeBuffers buffer the writes of a message written from its pieces
+// (registry.Message.Rewriter: one write per header field).
+var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
+
+// deliverMaildir writes msg as rcpt's copy: tmp/, fsync, link into new/,
+// fsync new/, and returns the copy's path in new/. An existing copy (from
+// an attempt cut short) counts as done; fresh skips looking for one (a
+// queue id never used before: DeliverNow).
+func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, msg io.WriterTo, fresh bool) (string, error) {
 	box, err := mailbox(w.cfg.MaildirRoot, rcpt)
 	if err != nil {
-		return err
+		return "", err
 	}
 	for _, d := range []string{"tmp", "new", "cur"} {
 		if err := os.MkdirAll(filepath.Join(box, d), 0o700); err != nil {
-			return fmt.Errorf("maildir %s: %w", box, err)
+			return "", fmt.Errorf("maildir %s: %w", box, err)
 		}
 	}
 	name := w.uniqueName(e, idx)
 	final := filepath.Join(box, "new", name)
-	if _, err := os.Stat(final); err == nil {
-		// Written by an attempt that crashed before completing the entry,
-		// perhaps before new/ was synced: sync it now, before this attempt
-		// reports the copy delivered.
-		return syncDir(filepath.Join(box, "new"))
-	}
-	if m, _ := filepath.Glob(filepath.Join(box, "cur", name+"*")); len(m) > 0 {
-		return nil // already delivered and seen by a reader
+	if !fresh {
+		if _, err := os.Stat(final); err == nil {
+			// Written by an attempt that crashed before completing the
+			// entry, perhaps before new/ was synced: sync it now, before
+			// this attempt reports the copy delivered.
+			return final, syncDir(filepath.Join(box, "new"))
+		}
+		if m, _ := filepath.Glob(filepath.Join(box, "cur", name+"*")); len(m) > 0 {
+			return final, nil // already delivered and seen by a reader
+		}
 	}
 	tmp := filepath.Join(box, "tmp", name)
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
 	if err != nil {
-		return fmt.Errorf("maildir %s: %w", box, err)
+		return "", fmt.Errorf("maildir %s: %w", box, err)
 	}
-	_, err = f.Write(data)
+	err = writeMessage(f, msg)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -379,11 +398,27 @@ func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, data []byt
 	_ = os.Remove(tmp)
 	if err != nil {
 		if errors.Is(err, syscall.EDQUOT) {
-			return fmt.Errorf("maildir %s: mailbox full: %w", box, err)
+			return "", fmt.Errorf("maildir %s: mailbox full: %w", box, err)
 		}
-		return fmt.Errorf("maildir %s: %w", box, err)
+		return "", fmt.Errorf("maildir %s: %w", box, err)
 	}
-	return syncDir(filepath.Join(box, "new"))
+	return final, syncDir(filepath.Join(box, "new"))
+}
+
+// writeMessage writes msg to f: in one write when it is held whole,
+// through a pooled buffer otherwise.
+func writeMessage(f *os.File, msg io.WriterTo) error {
+	if raw, ok := msg.(rawMessage); ok {
+		_, err := f.Write(raw)
+		return err
+	}
+	bw := writeBuffers.Get().(*bufio.Writer)
+	bw.Reset(f)
+	defer func() { bw.Reset(nil); writeBuffers.Put(bw) }()
+	if _, err := msg.WriteTo(bw); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 // syncDir fsyncs a directory, making the names linked into it durable.

@@ -84,9 +84,16 @@ type env struct {
 
 func setup(t testing.TB) *env {
 	t.Helper()
+	return setupWith(t, Config{}, "deliverytest")
+}
+
+// setupWith is setup with cfg (MaildirRoot, Hostname and Now are set) and
+// the plugins given.
+func setupWith(t testing.TB, cfg Config, plugins ...string) *env {
+	t.Helper()
 	clk := &clock{}
 	clk.ns.Store(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixNano())
-	pcfg, err := pluginhost.NewConfig("deliverytest")
+	pcfg, err := pluginhost.NewConfig(plugins...)
 	require.NoError(t, err)
 	mgr := pluginhost.NewManager(pcfg)
 	require.NoError(t, mgr.LoadPlugins(context.Background()))
@@ -95,7 +102,8 @@ func setup(t testing.TB) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { sp.Close() })
 	root := filepath.Join(t.TempDir(), "mail")
-	w := New(Config{MaildirRoot: root, Hostname: "mx.test", Now: clk.now}, mgr, sp, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg.MaildirRoot, cfg.Hostname, cfg.Now = root, "mx.test", clk.now
+	w := New(cfg, mgr, sp, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return &env{clk: clk, spool: sp, w: w, root: root}
 }
 
@@ -252,7 +260,8 @@ func TestDelivery(t *testing.T) {
 			prepare: func(t *testing.T, e *env, id string) {
 				ent, err := e.spool.Get(id)
 				require.NoError(t, err)
-				require.NoError(t, e.w.deliverMaildir(ent, "b@example.net", 0, ent.Message))
+				_, err = e.w.deliverMaildir(ent, "b@example.net", 0, rawMessage(ent.Message), false)
+				require.NoError(t, err)
 			},
 			check: func(t *testing.T, e *env, _ string) {
 				m := e.mails(t, "b@example.net")

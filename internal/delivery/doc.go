@@ -12,6 +12,15 @@
 // recipient exactly once. (Relaying is at least once: a smarthost's 250
 // lost to a crash or a cancellation sends the message again.)
 //
+// # At reception
+//
+// Worker.DeliverNow writes a message that was never spooled into its
+// recipients' Maildirs, as an attempt would (same code, same names), for
+// the receiver to acknowledge it without a spool entry; DeliversNow says
+// when that is allowed (no recipient for the smarthost, no pre-delivery or
+// post-delivery plugin). A copy that fails spools the message for the
+// recipients not yet delivered.
+//
 // # Workers
 //
 // Two pools share the work, so that a slow or silent smarthost never

@@ -15,12 +15,18 @@ type Stats struct {
 	// DSNs counts the DSN messages spooled for failed recipients (none for
 	// the null sender).
 	DSNs int64
+	// AtReception counts the messages delivered whole at reception
+	// (DeliverNow), never spooled. Each is also one completed attempt with
+	// its recipients delivered; one that fell back to the spool is an
+	// attempt deferred, its delivered recipients counted delivered and the
+	// rest deferred (the worker's attempt counts them again).
+	AtReception int64
 }
 
 type stats struct {
 	attempts, completed, deferred           atomic.Int64
 	rcptDelivered, rcptFailed, rcptDeferred atomic.Int64
-	dsns                                    atomic.Int64
+	dsns, atReception                       atomic.Int64
 }
 
 // Stats returns the counters so far.
@@ -28,7 +34,7 @@ func (w *Worker) Stats() Stats {
 	s := &w.stats
 	return Stats{Attempts: s.attempts.Load(), Completed: s.completed.Load(), Deferred: s.deferred.Load(),
 		RcptDelivered: s.rcptDelivered.Load(), RcptFailed: s.rcptFailed.Load(), RcptDeferred: s.rcptDeferred.Load(),
-		DSNs: s.dsns.Load()}
+		DSNs: s.dsns.Load(), AtReception: s.atReception.Load()}
 }
 
 // count records a settled attempt.

@@ -195,6 +195,7 @@ func (w *Worker) pass(ctx context.Context, once bool) (int, error) {
 		case <-ctx.Done():
 		case <-w.spool.Notify():
 		case <-parked.room:
+		case <-settled: // a deferred entry may be due before wait ends
 		case <-t.C:
 		}
 		t.Stop()

@@ -61,12 +61,13 @@ var (
 	deliveryAttempts   = counter("elemta_delivery_attempts_total", "Settled delivery attempts, by result: complete (nothing left to retry) or deferred.", "result")
 	deliveryRecipients = counter("elemta_delivery_recipients_total", "Recipients of settled attempts, by outcome: delivered, failed (bounced) or deferred.", "outcome")
 	deliveryDSNs       = counter("elemta_delivery_dsns_total", "Delivery status notifications (bounces) spooled.")
+	deliveryAtRcpt     = counter("elemta_delivery_at_reception_total", "Messages delivered whole to the Maildirs before their 250, never spooled (deliver_at_reception).")
 	resolverQueries    = counter("elemta_resolver_exchanges_total", "DNS queries sent to a server (UDP and TCP each count).")
 	resolverCache      = counter("elemta_resolver_cache_total", "DNS questions by where the answer came from: hit (cache), miss, coalesced (waited for an identical one), static (the static zone).", "result")
 	resolverEvictions  = counter("elemta_resolver_cache_evictions_total", "Live DNS cache entries dropped because the cache was full.")
 	resolverQuestions  = counter("elemta_resolver_questions_total", "DNS lookups (one name and type) by outcome: answered, not_found (NXDOMAIN, NODATA), timeout, failure (SERVFAIL, REFUSED, unreachable, cancelled).", "outcome")
 	resolverCacheSize  = gauge("elemta_resolver_cache_entries", "Entries in the DNS cache now.")
-	serverDescs        = []desc{smtpConnections, smtpOpen, smtpRefused, smtpCut, smtpTransactions, smtpReplies, smtpStartTLS, smtpAuth, spoolQueued, spoolClaimed, spoolOldest, spoolQuarantined, spoolHeld, deliveryAttempts, deliveryRecipients, deliveryDSNs, resolverQueries, resolverCache, resolverEvictions, resolverQuestions, resolverCacheSize}
+	serverDescs        = []desc{smtpConnections, smtpOpen, smtpRefused, smtpCut, smtpTransactions, smtpReplies, smtpStartTLS, smtpAuth, spoolQueued, spoolClaimed, spoolOldest, spoolQuarantined, spoolHeld, deliveryAttempts, deliveryRecipients, deliveryDSNs, deliveryAtRcpt, resolverQueries, resolverCache, resolverEvictions, resolverQuestions, resolverCacheSize}
 	replyClasses       = []string{"", "1xx", "2xx", "3xx", "4xx", "5xx"}
 )
 
@@ -132,6 +133,7 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, deliveryRecipients, float64(d.RcptFailed), "failed")
 		emit(ch, deliveryRecipients, float64(d.RcptDeferred), "deferred")
 		emit(ch, deliveryDSNs, float64(d.DSNs))
+		emit(ch, deliveryAtRcpt, float64(d.AtReception))
 	}
 	if f := c.src.Resolver; f != nil {
 		r := f()

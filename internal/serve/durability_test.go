@@ -30,11 +30,13 @@ type child struct {
 
 // startChild runs this test binary as an `elemta serve` subprocess (see
 // TestMain) on spoolDir and mailDir and waits for its address.
-func startChild(t *testing.T, spoolDir, mailDir string) *child {
+// env adds variables (ELEMTA_CHILD_PLUGINS: the plugins, default servetest).
+func startChild(t *testing.T, spoolDir, mailDir string, env ...string) *child {
 	t.Helper()
 	addrFile := filepath.Join(t.TempDir(), "addr")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "ELEMTA_SERVE_CHILD=1", "ELEMTA_SPOOL="+spoolDir, "ELEMTA_MAIL="+mailDir, "ELEMTA_ADDR_FILE="+addrFile)
+	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
@@ -91,10 +93,21 @@ func sendOne(addr, msgID string, body []byte) error {
 // TestKill9Durability sends messages from several clients while the
 // server is SIGKILLed at random points, restarts it each time, and checks
 // that every message that got a 250 is delivered exactly once to each
-// recipient, intact, and that nothing unacknowledged is delivered twice.
+// recipient, intact, and that nothing unacknowledged is delivered twice:
+// through the spool (servetest runs at pre-delivery), and delivered at
+// reception (no plugin: no spool entry at all).
 func TestKill9Durability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("subprocess kill test")
+	}
+	t.Run("spool", func(t *testing.T) { kill9(t, false) })
+	t.Run("at reception", func(t *testing.T) { kill9(t, true) })
+}
+
+func kill9(t *testing.T, atReception bool) {
+	var env []string
+	if atReception {
+		env = []string{"ELEMTA_CHILD_PLUGINS="}
 	}
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
@@ -110,7 +123,7 @@ func TestKill9Durability(t *testing.T) {
 		seq       atomic.Int64
 	)
 	for round := range rounds {
-		ch := startChild(t, spoolDir, mailDir)
+		ch := startChild(t, spoolDir, mailDir, env...)
 		target := int64(3 + rng.IntN(25))
 		var roundAcked atomic.Int64
 		reached := make(chan struct{})
@@ -175,10 +188,15 @@ func TestKill9Durability(t *testing.T) {
 		_ = ch.cmd.Wait()
 		wg.Wait()
 		t.Logf("round %d: killed after %d acknowledged", round, roundAcked.Load())
+		if atReception {
+			m, err := filepath.Glob(filepath.Join(spoolDir, "queue", "*.json"))
+			require.NoError(t, err)
+			require.Empty(t, m, "round %d: delivered at reception, nothing spooled", round)
+		}
 	}
 
 	// A last run drains the spool, then stops gracefully on SIGTERM.
-	ch := startChild(t, spoolDir, mailDir)
+	ch := startChild(t, spoolDir, mailDir, env...)
 	require.Eventually(t, func() bool {
 		m, _ := filepath.Glob(filepath.Join(spoolDir, "queue", "*.json"))
 		return len(m) == 0

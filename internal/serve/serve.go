@@ -119,6 +119,10 @@ type Config struct {
 	// StrictUTF8Headers refuses 8-bit header fields in mail sent without
 	// SMTPUTF8 (default off: accepted, as Postfix and Exim do).
 	StrictUTF8Headers bool `toml:"strict_utf8_headers"`
+	// DeliverAtReception writes a message whose recipients are all local
+	// straight into their Maildirs before the 250, with no spool entry,
+	// while no plugin runs at pre-delivery or post-delivery (default on).
+	DeliverAtReception bool `toml:"deliver_at_reception"`
 }
 
 // DefaultConfig is the [server] table of a config that has none.
@@ -153,6 +157,7 @@ func DefaultConfig() Config {
 		RelayDataTermTimeout:  registry.Duration(10 * time.Minute),
 		AddDateMessageID:      true,
 		RelayDowngrade8Bit:    true,
+		DeliverAtReception:    true,
 	}
 }
 
@@ -288,6 +293,8 @@ func (c Config) PIDPath() string {
 	return filepath.Join(c.SpoolDir, "elemta.pid")
 }
 
+var _ smtpd.LocalDelivery = (*delivery.Worker)(nil)
+
 // Server is a running `elemta serve`.
 type Server struct {
 	cfg     Config
@@ -373,12 +380,15 @@ func StartWith(ctx context.Context, cfg Config, mgr *pluginhost.Manager, logger 
 	if opts.Load != nil {
 		s.plugins = pluginhost.NewLive(mgr)
 	}
-	s.smtp = smtpd.NewLive(scfg, s.plugins, sp, logger)
 	worker := delivery.NewLive(delivery.Config{MaildirRoot: cfg.MaildirRoot, Hostname: cfg.Hostname, Concurrency: cfg.DeliveryWorkers,
 		RetryBase: cfg.RetryBase.D(), RetryMax: cfg.RetryMax.D(), MaxAge: cfg.MaxQueueAge.D(),
 		Relay: cfg.relayConfig(), RelayConcurrency: cfg.RelayWorkers, RelayQueue: cfg.RelayQueue,
 		LocalDomains: cfg.LocalDomains}, s.plugins, sp, logger)
 	s.worker = worker
+	if cfg.DeliverAtReception {
+		scfg.Local = worker
+	}
+	s.smtp = smtpd.NewLive(scfg, s.plugins, sp, logger)
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.cancel = cancel
 	s.wg.Add(2)

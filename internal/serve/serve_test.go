@@ -78,7 +78,11 @@ func runChild() int {
 	cfg.MaildirRoot = os.Getenv("ELEMTA_MAIL")
 	cfg.ShutdownTimeout = registry.Duration(5 * time.Second)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	mgr, err := manager("servetest")
+	plugins := []string{"servetest"}
+	if v, ok := os.LookupEnv("ELEMTA_CHILD_PLUGINS"); ok {
+		plugins = strings.Fields(v)
+	}
+	mgr, err := manager(plugins...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -191,6 +195,11 @@ func TestConfigDecode(t *testing.T) {
 			c.PIDFile, c.UpgradeTimeout = "/run/elemta.pid", registry.Duration(45*time.Second)
 			require.Equal(t, "/run/elemta.pid", c.PIDPath())
 		}, ""},
+		{"deliver_at_reception defaults on, off when set", "deliver_at_reception = false", func(c *Config) {
+			require.True(t, c.DeliverAtReception, "default")
+			c.DeliverAtReception = false
+		}, ""},
+		{"deliver_at_reception is a boolean", `deliver_at_reception = "yes"`, nil, "DeliverAtReception of type bool"},
 		{"unknown key", "listen_addr = \"x\"", nil, "listen_addr"},
 		{"bad duration", `shutdown_timeout = "soon"`, nil, "invalid duration"},
 	}

@@ -147,6 +147,9 @@ func (s *session) data(r io.Reader) error {
 		Results: records(pc.Results()),
 		Reason:  quarantine,
 	}
+	if quarantine == "" && s.be.cfg.Local != nil && s.be.cfg.Local.DeliversNow(env.RcptTo) {
+		return s.deliverNow(e, msg.Rewriter(adds, removes))
+	}
 	_, size, err := s.be.spool.PutMessage(e, quarantine != "", msg.Rewriter(adds, removes))
 	if err != nil {
 		s.log.Error("spool write failed", "err", err)

@@ -11,6 +11,11 @@
 //	end of DATA        pre-queue        PhaseMessage   reply to DATA
 //	                   spool (fsync)                   451 on failure, else 250 with the queue id
 //
+// With Config.Local set, a message Local accepts (every recipient local,
+// no delivery-stage plugin) and not quarantined is delivered into its
+// mailboxes before the 250 instead of spooled (Local.DeliverNow spools it
+// when a copy fails).
+//
 // A reject verdict becomes a 5xx with the plugin's code, enhanced code and
 // text, tempfail a 4xx, quarantine is accepted into the spool's quarantine,
 // accept continues. Header changes of every stage of the transaction are
@@ -92,6 +97,11 @@ type Config struct {
 	// From fields from old clients are common in legitimate mail. In an
 	// SMTPUTF8 transaction the header section must be valid UTF-8 either way.
 	StrictUTF8Headers bool
+	// Local, when set, delivers a message that is not quarantined and
+	// whose recipients it accepts (Local.DeliversNow) into their mailboxes
+	// before the 250, instead of spooling it: one file per copy, no spool
+	// entry (serve's deliver_at_reception).
+	Local LocalDelivery
 }
 
 // Server is an SMTP receiver.

@@ -225,7 +225,10 @@ func TestConfigCheck(t *testing.T) {
 		stdout, stderr []string
 	}{
 		{name: "embedded default", args: []string{"config", "check"}, code: cli.ExitAccept,
-			stdout: []string{"(embedded default config): OK; plugins enabled: contentfilter"}},
+			stdout: []string{"(embedded default config): OK; plugins enabled: contentfilter",
+				"server: deliver_at_reception = true: a message for local Maildirs only is delivered before the 250"}},
+		{name: "deliver_at_reception off", args: []string{"config", "check", "testdata/spool-always.toml"}, code: cli.ExitAccept,
+			stdout: []string{"server: deliver_at_reception = false: every message is spooled"}},
 		{name: "unknown key", args: []string{"config", "check", "testdata/unknown-key.toml"}, code: cli.ExitError,
 			stderr: []string{`testdata/unknown-key.toml:5:1: plugins.contentfilter: unknown key "max_part"`, "plugin contentfilter accepts:", "max_parts"}},
 		{name: "wrong type", args: []string{"config", "check", "testdata/wrong-type.toml"}, code: cli.ExitError,
