@@ -83,6 +83,10 @@ type PluginConfig struct {
 	Stages []registry.Stage
 	// Value is the plugin's own config, a *C of its Module.
 	Value any
+	// OwnedHeaders are the header fields the instance states its verdict
+	// in (registry.HeaderOwner): every field of these names is removed
+	// from the message when a call of the instance fails.
+	OwnedHeaders []string
 	// Isolation says whether the instance runs in this process or in
 	// worker processes of its own (isolation, memory_limit, workers,
 	// max_requests).
@@ -338,6 +342,13 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	}
 
 	pc := &PluginConfig{Name: name, Type: typ, Timeout: defTimeout, Stages: entryStages(m), Value: value}
+	if ho, ok := value.(registry.HeaderOwner); ok {
+		owned, err := ownedHeaders(ho)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: [%s]: %w", file, prefix, err))
+		}
+		pc.OwnedHeaders = owned
+	}
 	iso, err := common.isolation(prefix, value)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", file, err))
