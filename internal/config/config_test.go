@@ -23,7 +23,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown key in dns", toml: "[dns]\nserver = [\"127.0.0.1\"]\n",
 			want: []string{`c.toml:2:1: unknown key "server" in [dns]`}},
 		{name: "bad dns server", toml: "[dns]\nservers = [\"ns1.example\"]\n",
-			want: []string{`c.toml: [dns]: dns: servers: "ns1.example": want an IP address`}},
+			want: []string{`c.toml:2:1: [dns]: servers: "ns1.example": want an IP address`}},
 		{name: "bad dns duration", toml: "[dns]\ntimeout = \"fast\"\n",
 			want: []string{`c.toml:2:11: dns.timeout: invalid duration "fast"`}},
 		{name: "unknown key in an array of tables", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"a\"\npatern = \"x\"\n",
