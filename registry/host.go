@@ -84,7 +84,9 @@ type Host struct {
 	// table: one server, Sentinel or Cluster, with TLS), shared by every
 	// plugin that keeps state or caches results in Redis (pkg/store,
 	// pkg/resultcache). Nil when [store] names no server. Plugins never
-	// close it.
+	// close it. A reload that leaves [store] alone hands the new instances
+	// the same pool; one that changes it, a new one (the old instances
+	// keep theirs until they are closed).
 	Redis redis.UniversalClient
 	// Metrics makes the plugin's own metrics, scoped to its instance
 	// (see Metrics). Unset, the Manager uses NopMetrics.
