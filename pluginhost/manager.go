@@ -147,6 +147,7 @@ func (m *Manager) load(ctx context.Context, name string) error {
 		return fmt.Errorf("plugin %s: not compiled into this binary", name)
 	}
 	host := m.host
+	host.Instance = name
 	host.Logger = host.Logger.With("plugin", name)
 	if m.pluginLogger != nil {
 		host.Logger = m.pluginLogger(name)

@@ -176,6 +176,24 @@ func Find[T any](pc *ProcessingContext) (T, bool) {
 	return pc.results[best].res.Data.(T), true
 }
 
+// FindFrom returns the latest Data of type T published by the plugin
+// instance named instance ("spf/strict"): for a plugin that reads its own
+// earlier result, with its own Host.Instance, so that a second instance
+// of it never takes the first one's.
+func FindFrom[T any](pc *ProcessingContext, instance string) (T, bool) {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	for i := len(pc.results) - 1; i >= 0; i-- {
+		if r := pc.results[i].res; r.Plugin == instance {
+			if v, ok := r.Data.(T); ok {
+				return v, true
+			}
+		}
+	}
+	var zero T
+	return zero, false
+}
+
 // FindAll returns the Data of type T published by each plugin instance:
 // its latest one, instances in config order (results added with AddResult
 // come last, in the order they were added, the latest one for each
