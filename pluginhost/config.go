@@ -337,7 +337,7 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 
 	if v, ok := value.(registry.Validator); ok {
 		if err := v.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: [%s]: %w", file, prefix, err))
+			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, err)...)
 		}
 	}
 
@@ -345,7 +345,7 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	if ho, ok := value.(registry.HeaderOwner); ok {
 		owned, err := ownedHeaders(ho)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: [%s]: %w", file, prefix, err))
+			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, err)...)
 		}
 		pc.OwnedHeaders = owned
 	}

@@ -97,6 +97,6 @@ func TestOwnedHeadersAreCheckedAtParse(t *testing.T) {
 	for _, bad := range []string{"X-Bad:", "X Bad", "X-\u00e9"} {
 		_, err := ownerCatalogConfig(t, "[plugins]\nplugins = [\"stamper\"]\n[plugins.stamper]\nowns = \""+bad+"\"\n", nil)
 		require.Error(t, err, bad)
-		assert.Contains(t, err.Error(), "test.toml: [plugins.stamper]: OwnedHeaders: ")
+		assert.Contains(t, err.Error(), "test.toml:3:2: [plugins.stamper]: OwnedHeaders: ")
 	}
 }

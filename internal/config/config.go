@@ -169,12 +169,12 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, pluginhost.TOMLError(file, data, err))
 	}
 	serverWarnings := host.Server.ApplyDeprecated()
-	pos := positionsOf(data)
-	errs = append(errs, tableErrors(file, pos, "server", host.Server.Validate())...)
-	errs = append(errs, tableErrors(file, pos, "dns", host.DNS.Validate())...)
-	errs = append(errs, tableErrors(file, pos, "store", host.Store.Validate())...)
-	errs = append(errs, tableErrors(file, pos, "admin", host.Admin.Validate())...)
-	errs = append(errs, tableErrors(file, pos, "log", host.Log.Validate())...)
+	pos := pluginhost.KeyPositions(data)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "server", "server", host.Server.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "dns", "dns", host.DNS.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "store", "store", host.Store.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "admin", "admin", host.Admin.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "log", "log", host.Log.Validate())...)
 	if pcfg != nil {
 		for _, name := range slices.Sorted(maps.Keys(host.Log.PluginLevels)) {
 			enabled := slices.Contains(pcfg.Plugins, name) // an instance ID
@@ -182,11 +182,11 @@ func Parse(file string, data []byte) (*Config, error) {
 				enabled = len(pcfg.Instances(name)) > 0 // a plugin's name: all its instances
 			}
 			if !enabled {
-				errs = append(errs, tableErrors(file, pos, "log", fmt.Errorf("plugin_levels.%s: no such plugin instance is enabled (enabled: %s)", name, strings.Join(pcfg.Plugins, ", ")))...)
+				errs = append(errs, pluginhost.TableErrors(file, pos, "log", "log", fmt.Errorf("plugin_levels.%s: no such plugin instance is enabled (enabled: %s)", name, strings.Join(pcfg.Plugins, ", ")))...)
 			}
 		}
 	}
-	errs = append(errs, tableErrors(file, pos, "milter", host.Milter.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "milter", "milter", host.Milter.Validate())...)
 	hasMilter := hasTable(data, "milter")
 
 	if len(errs) > 0 {

@@ -33,7 +33,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "wrong type", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_parts = \"many\"\n",
 			want: []string{"c.toml:4", "max_parts"}},
 		{name: "plugin validation names the rule", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[[plugins.contentfilter.body_rules]]\nname = \"casino\"\npattern = \"(casino\"\n",
-			want: []string{`c.toml: [plugins.contentfilter]: body_rules[0] (rule "casino"): pattern "(casino": error parsing regexp`}},
+			want: []string{`c.toml:3:3: [plugins.contentfilter]: body_rules[0] (rule "casino"): pattern "(casino": error parsing regexp`}},
 		{name: "plugin not compiled in", toml: "[plugins]\nplugins = [\"nosuchplugin\"]\n",
 			want: []string{`enables "nosuchplugin", which is not compiled into this binary`, "plugins.yaml"}},
 		{name: "syntax error", toml: "[plugins\n", want: []string{"c.toml:1"}},
