@@ -42,7 +42,8 @@ type Result struct {
 	// Score adds to the stage's spam score.
 	Score float64
 	// AddHeaders are prepended to the message, RemoveHeaders taken out,
-	// when it is queued.
+	// when it is queued. A failed call's own are discarded; its result
+	// removes the fields its config owns instead (HeaderOwner).
 	AddHeaders    []Field
 	RemoveHeaders []Removal
 	// Data is the plugin's typed result for plugins that run later
