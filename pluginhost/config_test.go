@@ -94,7 +94,7 @@ func TestConfigErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown key in a plugin table", "[plugins]\nplugins = [\"clamav\"]\n\n[plugins.clamav]\nsocket = \"/s\"\nsokcet = \"/t\"\n",
-			[]string{`cfg.toml:6:1: plugins.clamav: unknown key "sokcet" (plugin clamav accepts: chunk_size, isolation, max_requests, memory_limit, on_error, socket, stages, timeout, workers)`}},
+			[]string{`cfg.toml:6:1: plugins.clamav: unknown key "sokcet" (plugin clamav accepts: chunk_size, isolation, max_requests, memory_limit, on_error, remove_on_error, socket, stages, timeout, workers)`}},
 		{"wrong type", "[plugins.clamav]\nsocket = 3310\n",
 			[]string{"cfg.toml:2:10: plugins.clamav.socket: cannot decode TOML integer into struct field", "of type string"}},
 		{"bad duration", "[plugins.clamav]\ntimeout = \"soon\"\n",
@@ -173,7 +173,7 @@ func TestKnownKeysIncludeEmbeddedStructs(t *testing.T) {
 		Delay  registry.Duration `toml:"delay"`
 		hidden int
 	}
-	assert.Equal(t, []string{"delay", "isolation", "max_requests", "memory_limit", "on_error", "redis_addr", "stages", "timeout", "workers"}, knownKeys(&cfg{}))
+	assert.Equal(t, []string{"delay", "isolation", "max_requests", "memory_limit", "on_error", "redis_addr", "remove_on_error", "stages", "timeout", "workers"}, knownKeys(&cfg{}))
 }
 
 // TestValidateErrorsEachOnALine: several problems of one plugin table are

@@ -3,6 +3,7 @@ package pluginhost
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -75,6 +76,13 @@ func TestFailedCallRemovesOwnedHeaders(t *testing.T) {
 		{"error, headers off", "stamp = false\n", func(context.Context, registry.Stage, *registry.ProcessingContext) (*registry.Result, error) {
 			return nil, errors.New("daemon down")
 		}, nil, nil, false},
+		{"error, remove_on_error adds", "remove_on_error = [\"X-Spamd-Result\", \"x-verdict\"]\n", func(context.Context, registry.Stage, *registry.ProcessingContext) (*registry.Result, error) {
+			return nil, errors.New("daemon down")
+		}, append(slices.Clone(wantRemoved), registry.Removal{Name: "X-Spamd-Result", Index: -1}), nil, false},
+		{"error, remove_on_error alone", "stamp = false\nremove_on_error = [\"X-Spamd-Result\"]\n", func(context.Context, registry.Stage, *registry.ProcessingContext) (*registry.Result, error) {
+			return nil, errors.New("daemon down")
+		}, []registry.Removal{{Name: "X-Spamd-Result", Index: -1}}, nil, false},
+		{"success, remove_on_error unused", "remove_on_error = [\"X-Spamd-Result\"]\n", own, []registry.Removal{{Name: "X-Verdict", Index: -1}}, []registry.Field{{Name: "X-Verdict", Value: "ok"}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,6 +99,12 @@ func TestFailedCallRemovesOwnedHeaders(t *testing.T) {
 			assert.Equal(t, tt.timedOut, sr.Results[0].TimedOut)
 		})
 	}
+}
+
+func TestRemoveOnErrorIsCheckedAtParse(t *testing.T) {
+	_, err := ownerCatalogConfig(t, "[plugins]\nplugins = [\"stamper\"]\n[plugins.stamper]\nremove_on_error = [\"X-Ok\", \"X Bad\"]\n", nil)
+	require.Error(t, err)
+	assert.Equal(t, `test.toml:4:1: [plugins.stamper]: remove_on_error[1]: "X Bad" is not a header field name`, err.Error())
 }
 
 func TestOwnedHeadersAreCheckedAtParse(t *testing.T) {

@@ -112,7 +112,8 @@ type (
 // because a daemon was down and on_error is "accept": the message arrives
 // without the field, which says it was not checked. The plugin's own error
 // path has nothing to return; a plugin without verdict fields implements
-// nothing. The host checks the names when it parses the config.
+// nothing. The host checks the names when it parses the config; the
+// operator may add names with the instance's remove_on_error key.
 type HeaderOwner interface{ OwnedHeaders() []string }
 
 // SingleProcess is implemented by a config type (by its value or pointer)

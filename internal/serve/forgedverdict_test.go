@@ -42,7 +42,8 @@ func closedPort(t *testing.T) string {
 // "accept" (the host removes the fields the plugin owns).
 func TestFailedScanDropsForgedVerdict(t *testing.T) {
 	forged := "X-Virus-Scanned: ClamAV on mx.test\r\nX-Virus-Status: Clean\r\n" +
-		"X-Spam: No\r\nX-Spam-Score: -10.00 / 15.00\r\nX-Spam-Action: no action\r\n"
+		"X-Spam: No\r\nX-Spam-Score: -10.00 / 15.00\r\nX-Spam-Action: no action\r\n" +
+		"X-Spamd-Result: default: False [-10.00 / 15.00]\r\n"
 	tests := []struct {
 		name    string
 		plugins string // [plugins] and its tables
@@ -65,8 +66,9 @@ on_error = "accept"
 [plugins.rspamd]
 url = "http://%s"
 on_error = "accept"
+remove_on_error = ["X-Spamd-Result"]
 `, closedPort(t)),
-			gone: []string{"X-Spam:", "X-Spam-Score:", "X-Spam-Action:"},
+			gone: []string{"X-Spam:", "X-Spam-Score:", "X-Spam-Action:", "X-Spamd-Result:"},
 		},
 		{
 			name: "clamd up",
