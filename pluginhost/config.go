@@ -83,6 +83,11 @@ type PluginConfig struct {
 	Stages []registry.Stage
 	// Value is the plugin's own config, a *C of its Module.
 	Value any
+	// OwnedHeaders are the header fields the instance states its verdict
+	// in (registry.HeaderOwner), and those remove_on_error names: every
+	// field of these names is removed from the message when a call of the
+	// instance fails.
+	OwnedHeaders []string
 	// Isolation says whether the instance runs in this process or in
 	// worker processes of its own (isolation, memory_limit, workers,
 	// max_requests).
@@ -103,6 +108,8 @@ type commonSettings struct {
 	Timeout *registry.Duration `toml:"timeout"`
 	OnError *registry.Action   `toml:"on_error"`
 	Stages  []registry.Stage   `toml:"stages"`
+	// RemoveOnError adds to the fields a failed call removes.
+	RemoveOnError []string `toml:"remove_on_error"`
 	// Isolation keys (isolation.go).
 	Isolation   *IsolationMode `toml:"isolation"`
 	MemoryLimit *ByteSize      `toml:"memory_limit"`
@@ -333,11 +340,18 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 
 	if v, ok := value.(registry.Validator); ok {
 		if err := v.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: [%s]: %w", file, prefix, err))
+			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, err)...)
 		}
 	}
 
 	pc := &PluginConfig{Name: name, Type: typ, Timeout: defTimeout, Stages: entryStages(m), Value: value}
+	if ho, ok := value.(registry.HeaderOwner); ok {
+		owned, err := ownedHeaders(ho)
+		if err != nil {
+			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, err)...)
+		}
+		pc.OwnedHeaders = slices.Clone(owned)
+	}
 	iso, err := common.isolation(prefix, value)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("%s: %w", file, err))
@@ -351,6 +365,13 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	}
 	if common.OnError != nil {
 		pc.OnError = *common.OnError
+	}
+	for i, n := range common.RemoveOnError {
+		if !isFieldName(n) {
+			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, fmt.Errorf("remove_on_error[%d]: %q is not a header field name", i, n))...)
+		} else if !slices.ContainsFunc(pc.OwnedHeaders, func(o string) bool { return strings.EqualFold(o, n) }) {
+			pc.OwnedHeaders = append(pc.OwnedHeaders, n)
+		}
 	}
 	if common.Stages != nil {
 		for _, s := range common.Stages {
@@ -460,7 +481,7 @@ func keyOf(it unstable.Iterator) []string {
 // ones. Like go-toml, it takes the keys of an embedded struct without a toml
 // name as the struct's own.
 func knownKeys(cfg any) []string {
-	keys := []string{"timeout", "on_error", "stages", "isolation", "memory_limit", "workers", "max_requests"}
+	keys := []string{"timeout", "on_error", "stages", "remove_on_error", "isolation", "memory_limit", "workers", "max_requests"}
 	var add func(t reflect.Type)
 	add = func(t reflect.Type) {
 		for i := range t.NumField() {

@@ -1,6 +1,7 @@
 package pluginhost
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -93,7 +94,7 @@ func TestConfigErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown key in a plugin table", "[plugins]\nplugins = [\"clamav\"]\n\n[plugins.clamav]\nsocket = \"/s\"\nsokcet = \"/t\"\n",
-			[]string{`cfg.toml:6:1: plugins.clamav: unknown key "sokcet" (plugin clamav accepts: chunk_size, isolation, max_requests, memory_limit, on_error, socket, stages, timeout, workers)`}},
+			[]string{`cfg.toml:6:1: plugins.clamav: unknown key "sokcet" (plugin clamav accepts: chunk_size, isolation, max_requests, memory_limit, on_error, remove_on_error, socket, stages, timeout, workers)`}},
 		{"wrong type", "[plugins.clamav]\nsocket = 3310\n",
 			[]string{"cfg.toml:2:10: plugins.clamav.socket: cannot decode TOML integer into struct field", "of type string"}},
 		{"bad duration", "[plugins.clamav]\ntimeout = \"soon\"\n",
@@ -109,7 +110,7 @@ func TestConfigErrors(t *testing.T) {
 		{"unknown key in a nested table", "[plugins.rspamd]\nurl = \"u\"\n[[plugins.rspamd.rules]]\npattern = \"a\"\n[[plugins.rspamd.rules]]\npatern = \"b\"\n",
 			[]string{`cfg.toml:6:1: plugins.rspamd.rules: unknown key "patern" (see the README of plugin rspamd)`}},
 		{"config value validation", "[plugins.clamav]\nchunk_size = 2000000\n",
-			[]string{"cfg.toml: [plugins.clamav]: chunk_size 2000000 is over the 1 MiB limit"}},
+			[]string{"cfg.toml:2:1: [plugins.clamav]: chunk_size 2000000 is over the 1 MiB limit"}},
 		{"listed twice", "[plugins]\nplugins = [\"spf\", \"spf\"]\n", []string{`plugins.plugins lists "spf" twice`}},
 		{"stage the plugin cannot run in", "[plugins.clamav]\nstages = [\"pre-queue\"]\n",
 			[]string{"plugins.clamav.stages: plugin clamav cannot run at pre-queue (it supports [post-reception])"}},
@@ -172,5 +173,35 @@ func TestKnownKeysIncludeEmbeddedStructs(t *testing.T) {
 		Delay  registry.Duration `toml:"delay"`
 		hidden int
 	}
-	assert.Equal(t, []string{"delay", "isolation", "max_requests", "memory_limit", "on_error", "redis_addr", "stages", "timeout", "workers"}, knownKeys(&cfg{}))
+	assert.Equal(t, []string{"delay", "isolation", "max_requests", "memory_limit", "on_error", "redis_addr", "remove_on_error", "stages", "timeout", "workers"}, knownKeys(&cfg{}))
+}
+
+// TestValidateErrorsEachOnALine: several problems of one plugin table are
+// each one line with the file, the line of its key and the table.
+func TestValidateErrorsEachOnALine(t *testing.T) {
+	cat := newCatalog(module(registry.Module[multiConfig, handlerFunc]{
+		Name: "multi", Types: []registry.PluginType{registry.PluginTypeCustom}, Stages: []registry.Stage{registry.PostReception},
+		New: func(multiConfig, registry.Host) (handlerFunc, error) { return nil, nil },
+	}))
+	_, err := parseConfig(cat, "m.toml", []byte("[plugins]\nplugins = [\"multi\", \"multi/b\"]\n[plugins.multi]\na = -1\nb = -2\n[plugins.\"multi/b\"]\n\nb = -3\n"))
+	require.Error(t, err)
+	assert.Equal(t, `m.toml:4:1: [plugins.multi]: a = -1: must not be negative
+m.toml:5:1: [plugins.multi]: b = -2: must not be negative
+m.toml:8:1: [plugins."multi/b"]: b = -3: must not be negative`, err.Error())
+}
+
+type multiConfig struct {
+	A int `toml:"a"`
+	B int `toml:"b"`
+}
+
+func (c *multiConfig) Validate() error {
+	var errs []error
+	if c.A < 0 {
+		errs = append(errs, fmt.Errorf("a = %d: must not be negative", c.A))
+	}
+	if c.B < 0 {
+		errs = append(errs, fmt.Errorf("b = %d: must not be negative", c.B))
+	}
+	return errors.Join(errs...)
 }

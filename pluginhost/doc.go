@@ -16,7 +16,8 @@
 //
 // ExecuteStage runs a stage's plugins concurrently in dependency waves,
 // each under its own timeout, turns errors, timeouts and panics into the
-// plugin's on_error verdict, and merges verdicts, scores and header changes
+// plugin's on_error verdict (removing the header fields a
+// registry.HeaderOwner owns), and merges verdicts, scores and header changes
 // deterministically (see StageResult). WithObserver reports every plugin
 // call and stage to an Observer (the host's Prometheus metrics);
 // WithPluginLogger and WithPluginMetrics hand each instance its own

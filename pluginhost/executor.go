@@ -259,7 +259,8 @@ func putWaveState(st *waveState) {
 // finish completes a plugin's result: names the instance in its error
 // (here alone: the plugin's own error never says who it is, so messages
 // never read "plugin spf: plugin spf: ..."), marks a timeout, replaces a
-// failed plugin's output with its on_error verdict, counts and records it.
+// failed plugin's output with its on_error verdict and the removal of the
+// fields it owns (registry.HeaderOwner), counts and records it.
 func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *registry.ProcessingContext, inst *instance, res *registry.Result, start time.Time) *registry.Result {
 	switch {
 	case res.Err == nil:
@@ -272,9 +273,12 @@ func (m *Manager) finish(ctx, tctx context.Context, stage registry.Stage, pc *re
 	}
 	res.Plugin, res.Stage, res.Duration = inst.name, stage, time.Since(start)
 	if res.Err != nil {
-		// A failed plugin's partial output is not trusted: only its on_error verdict counts.
+		// A failed plugin's partial output is not trusted: only its on_error
+		// verdict counts, and the fields it owns go (a sender's forged
+		// verdict must not pass for ours because the daemon was down).
 		*res = registry.Result{Plugin: res.Plugin, Stage: stage, Duration: res.Duration, Err: res.Err,
-			TimedOut: res.TimedOut, Panicked: res.Panicked, Verdict: onErrorVerdict(inst.settings.OnError)}
+			TimedOut: res.TimedOut, Panicked: res.Panicked, Verdict: onErrorVerdict(inst.settings.OnError),
+			RemoveHeaders: inst.failureRemovals()}
 	}
 	inst.count(res)
 	m.observer.ObserveCall(res)

@@ -91,7 +91,7 @@ func TestInstanceIDErrors(t *testing.T) {
 		{"unknown plugin", "[plugins]\nplugins = [\"nosuch/a\"]\n", `enables "nosuch/a", which is not compiled into this binary`},
 		{"listed twice", "[plugins]\nplugins = [\"tag/a\", \"tag/a\"]\n", `lists "tag/a" twice`},
 		{"bad table", "[plugins.\"tag/A\"]\ntag = \"x\"\n", `t.toml:1:2: plugins."tag/A": plugin instance "tag/A": instance name: invalid name "A"`},
-		{"unknown key in an instance", "[plugins.\"tag/a\"]\ncolour = 1\n", `t.toml:2:1: plugins."tag/a": unknown key "colour" (plugin tag accepts: isolation, max_requests, memory_limit, on_error, stages, tag, timeout, workers)`},
+		{"unknown key in an instance", "[plugins.\"tag/a\"]\ncolour = 1\n", `t.toml:2:1: plugins."tag/a": unknown key "colour" (plugin tag accepts: isolation, max_requests, memory_limit, on_error, remove_on_error, stages, tag, timeout, workers)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

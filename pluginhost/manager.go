@@ -47,6 +47,8 @@ type Manager struct {
 
 	workers   *workers   // run the plugin calls of every stage
 	deadlines *deadlines // the waves' deadline contexts
+
+	onClose []func() error // WithOnClose, run by the first Close after the plugins
 }
 
 // instance is one loaded plugin instance.
@@ -73,6 +75,14 @@ type Option func(*Manager)
 // WithHost hands plugins the host's logger, resolver, clock, hostname and
 // data directory. Unset fields get production defaults.
 func WithHost(h registry.Host) Option { return func(m *Manager) { m.host = h } }
+
+// WithOnClose runs f when the Manager is closed, after every plugin was:
+// for what the host opened for this manager's plugins alone (a [store]
+// pool a reload shares with the manager it replaces). f runs once, even
+// if Close is called again; its error is Close's.
+func WithOnClose(f func() error) Option {
+	return func(m *Manager) { m.onClose = append(m.onClose, f) }
+}
 
 // NewManager returns a manager for cfg. Nothing is built until LoadPlugins.
 func NewManager(cfg *Config, opts ...Option) *Manager {
@@ -137,6 +147,7 @@ func (m *Manager) load(ctx context.Context, name string) error {
 		return fmt.Errorf("plugin %s: not compiled into this binary", name)
 	}
 	host := m.host
+	host.Instance = name
 	host.Logger = host.Logger.With("plugin", name)
 	if m.pluginLogger != nil {
 		host.Logger = m.pluginLogger(name)
@@ -200,6 +211,12 @@ func (m *Manager) closeLocked() error {
 		}
 	}
 	m.loaded, m.byName, m.waves, m.preWaves = nil, map[string]*instance{}, map[registry.Stage][][]*instance{}, nil
+	for _, f := range m.onClose {
+		if err := f(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	m.onClose = nil
 	return errors.Join(errs...)
 }
 

@@ -117,6 +117,7 @@ func (w *worker) build() error {
 		return fmt.Errorf("plugin %s is not compiled into the worker", settings.Type)
 	}
 	host := registry.Host{
+		Instance:   w.init.Instance,
 		Logger:     slog.New(&remoteLog{w: w, level: slog.Level(w.init.LogLevel)}),
 		Resolver:   remoteResolver{w},
 		Clock:      registry.SystemClock{},

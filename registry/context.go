@@ -42,7 +42,8 @@ type Result struct {
 	// Score adds to the stage's spam score.
 	Score float64
 	// AddHeaders are prepended to the message, RemoveHeaders taken out,
-	// when it is queued.
+	// when it is queued. A failed call's own are discarded; its result
+	// removes the fields its config owns instead (HeaderOwner).
 	AddHeaders    []Field
 	RemoveHeaders []Removal
 	// Data is the plugin's typed result for plugins that run later
@@ -174,6 +175,24 @@ func Find[T any](pc *ProcessingContext) (T, bool) {
 		return zero, false
 	}
 	return pc.results[best].res.Data.(T), true
+}
+
+// FindFrom returns the latest Data of type T published by the plugin
+// instance named instance ("spf/strict"): for a plugin that reads its own
+// earlier result, with its own Host.Instance, so that a second instance
+// of it never takes the first one's.
+func FindFrom[T any](pc *ProcessingContext, instance string) (T, bool) {
+	pc.mu.RLock()
+	defer pc.mu.RUnlock()
+	for i := len(pc.results) - 1; i >= 0; i-- {
+		if r := pc.results[i].res; r.Plugin == instance {
+			if v, ok := r.Data.(T); ok {
+				return v, true
+			}
+		}
+	}
+	var zero T
+	return zero, false
 }
 
 // FindAll returns the Data of type T published by each plugin instance:

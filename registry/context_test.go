@@ -67,3 +67,21 @@ func TestFindIsFindAllsFirst(t *testing.T) {
 	}
 	walk(nil)
 }
+
+func TestFindFrom(t *testing.T) {
+	pc := NewProcessingContext(&Message{}, nil)
+	first, strict, later := &SPFResult{Domain: "first"}, &SPFResult{Domain: "strict"}, &SPFResult{Domain: "strict later"}
+	pc.record(&Result{Plugin: "spf", Data: first}, 0)
+	pc.record(&Result{Plugin: "spf/strict", Data: strict}, 1)
+	pc.record(&Result{Plugin: "spf/strict", Data: later}, 1)
+	pc.record(&Result{Plugin: "spf/strict", Details: "no data: skipped"}, 1)
+	got, ok := FindFrom[*SPFResult](pc, "spf/strict")
+	assert.True(t, ok)
+	assert.Same(t, later, got, "the instance's latest")
+	got, _ = FindFrom[*SPFResult](pc, "spf")
+	assert.Same(t, first, got)
+	_, ok = FindFrom[*SPFResult](pc, "spf/other")
+	assert.False(t, ok)
+	_, ok = FindFrom[*DKIMResult](pc, "spf")
+	assert.False(t, ok, "another type")
+}

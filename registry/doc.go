@@ -17,4 +17,10 @@
 // Lifecycle methods are optional (Validator, Starter, HealthChecker,
 // Closer, SessionEnder); registry/registrytest checks a plugin against the
 // whole contract in one call.
+//
+// A plugin whose verdict lives in header fields it writes (and removes from
+// incoming messages, so that they cannot be forged) names them with
+// HeaderOwner on its config type: when a call of the plugin fails, the host
+// removes those fields, so an on_error of "accept" never lets a sender's
+// forged verdict through.
 package registry

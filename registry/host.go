@@ -61,6 +61,14 @@ func (SystemClock) Now() time.Time { return time.Now() }
 // a test) builds it once and every plugin constructor receives it. Fields are
 // never nil once the Manager has filled the defaults in.
 type Host struct {
+	// Instance is the ID of the plugin instance being built, as config
+	// names it ("spf", "spf/strict") and as its results carry it
+	// (Result.Plugin). A plugin that reads a result of its own from an
+	// earlier phase or stage uses FindFrom(pc, host.Instance): Find would
+	// return the first instance's. The Manager sets it for every instance
+	// (in an isolated instance's workers too); registrytest sets the
+	// plugin's name.
+	Instance string
 	// Logger is already scoped to the plugin (attribute "plugin").
 	Logger *slog.Logger
 	// Resolver answers DNS queries through the process-wide cache. Unset,
@@ -84,7 +92,9 @@ type Host struct {
 	// table: one server, Sentinel or Cluster, with TLS), shared by every
 	// plugin that keeps state or caches results in Redis (pkg/store,
 	// pkg/resultcache). Nil when [store] names no server. Plugins never
-	// close it.
+	// close it. A reload that leaves [store] alone hands the new instances
+	// the same pool; one that changes it, a new one (the old instances
+	// keep theirs until they are closed).
 	Redis redis.UniversalClient
 	// Metrics makes the plugin's own metrics, scoped to its instance
 	// (see Metrics). Unset, the Manager uses NopMetrics.

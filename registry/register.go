@@ -96,6 +96,26 @@ type (
 	}
 )
 
+// HeaderOwner is implemented by a config type (by its value or pointer)
+// whose plugin writes header fields that state its verdict (clamav's
+// X-Virus-Status, rspamd's X-Spam-Score, authres's Authentication-Results)
+// and removes the ones a message arrives with, so that a sender cannot
+// forge them. OwnedHeaders returns the names of those fields for this
+// config (none, e.g. with the plugin's header option off: nil).
+//
+// When a call of the plugin fails at a stage (an error, a timeout, a
+// panic, a dead worker of an isolated instance), the host discards the
+// plugin's result and gives its on_error verdict, as for any plugin; for a
+// HeaderOwner it also removes every field of these names from the message
+// (Removal{Name, Index: -1} in the failed Result's RemoveHeaders). A
+// sender's forged verdict field therefore never reaches the mailbox
+// because a daemon was down and on_error is "accept": the message arrives
+// without the field, which says it was not checked. The plugin's own error
+// path has nothing to return; a plugin without verdict fields implements
+// nothing. The host checks the names when it parses the config; the
+// operator may add names with the instance's remove_on_error key.
+type HeaderOwner interface{ OwnedHeaders() []string }
+
 // SingleProcess is implemented by a config type (by its value or pointer)
 // whose plugin keeps state that only one process may hold at a time: a
 // bbolt file is locked by the process that opens it. SingleProcess returns

@@ -169,21 +169,12 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, pluginhost.TOMLError(file, data, err))
 	}
 	serverWarnings := host.Server.ApplyDeprecated()
-	if err := host.Server.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: [server]: %w", file, err))
-	}
-	if err := host.DNS.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: [dns]: %w", file, err))
-	}
-	if err := host.Store.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: [store]: %w", file, err))
-	}
-	if err := host.Admin.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: [admin]: %w", file, err))
-	}
-	if err := host.Log.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: [log]: %w", file, err))
-	}
+	pos := pluginhost.KeyPositions(data)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "server", "server", host.Server.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "dns", "dns", host.DNS.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "store", "store", host.Store.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "admin", "admin", host.Admin.Validate())...)
+	errs = append(errs, pluginhost.TableErrors(file, pos, "log", "log", host.Log.Validate())...)
 	if pcfg != nil {
 		for _, name := range slices.Sorted(maps.Keys(host.Log.PluginLevels)) {
 			enabled := slices.Contains(pcfg.Plugins, name) // an instance ID
@@ -191,13 +182,11 @@ func Parse(file string, data []byte) (*Config, error) {
 				enabled = len(pcfg.Instances(name)) > 0 // a plugin's name: all its instances
 			}
 			if !enabled {
-				errs = append(errs, fmt.Errorf("%s: [log]: plugin_levels.%s: no such plugin instance is enabled (enabled: %s)", file, name, strings.Join(pcfg.Plugins, ", ")))
+				errs = append(errs, pluginhost.TableErrors(file, pos, "log", "log", fmt.Errorf("plugin_levels.%s: no such plugin instance is enabled (enabled: %s)", name, strings.Join(pcfg.Plugins, ", ")))...)
 			}
 		}
 	}
-	if err := host.Milter.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("%s: [milter]: %w", file, err))
-	}
+	errs = append(errs, pluginhost.TableErrors(file, pos, "milter", "milter", host.Milter.Validate())...)
 	hasMilter := hasTable(data, "milter")
 
 	if len(errs) > 0 {

@@ -76,7 +76,8 @@ func TestConfigValidate(t *testing.T) {
 		require.Error(t, err, tc.toml)
 		assert.Contains(t, err.Error(), tc.err, tc.toml)
 		if !strings.Contains(tc.err, "unknown key") && !strings.Contains(tc.err, "invalid duration") {
-			assert.Contains(t, err.Error(), "m.toml: [milter]: ", "names the file and the table")
+			assert.Regexp(t, `^m\.toml:\d+:\d+: \[milter\]: `, err.Error(), "names the file, the line and the table")
+			assert.Equal(t, 1, strings.Count(err.Error(), "[milter]"), "the table is named once")
 		}
 	}
 	cfg, err := config.Parse("m.toml", []byte("[milter]\n"))

@@ -171,8 +171,8 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	var why string
 	out := p
 	if !opaque {
-		after, why = c.inspectReply(p)
-		out = scrubReply(p)
+		out = sequenceReply(scrubReply(p))
+		after, why = c.inspectReply(out)
 	}
 	n, err := c.Conn.Write(out)
 	if err == nil {

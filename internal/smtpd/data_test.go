@@ -232,7 +232,7 @@ func TestRefusedEarlyConsumesTheRest(t *testing.T) {
 		{"DATA", []step{{send: "DATA", code: 354}, {send: "Subject: x\r\n\r\nbo\x00dy\r\n" + rest + ".\r\n", raw: true, code: 554, text: "NUL"}}},
 		{"BDAT", []step{
 			{send: fmt.Sprintf("BDAT %d\r\n%s", len(chunk), chunk), raw: true, code: 554, text: "NUL"},
-			{send: fmt.Sprintf("BDAT %d LAST\r\n%s", len(second), second), raw: true, code: 502, text: "Missing RCPT TO"},
+			{send: fmt.Sprintf("BDAT %d LAST\r\n%s", len(second), second), raw: true, code: 503, text: "5.5.1 Bad sequence of commands: no valid recipients"},
 		}},
 	}
 	for _, tt := range tests {

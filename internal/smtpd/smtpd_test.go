@@ -241,7 +241,7 @@ func TestConversations(t *testing.T) {
 		},
 		{
 			name:  "sender refused at MAIL",
-			steps: []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<blocked@example.org>", code: 550, text: "5.7.1 Sender blocked by test plugin"}, {send: "RCPT TO:<b@example.net>", code: 502}},
+			steps: []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<blocked@example.org>", code: 550, text: "5.7.1 Sender blocked by test plugin"}, {send: "RCPT TO:<b@example.net>", code: 503, text: "5.5.1 Bad sequence of commands: MAIL FROM first"}},
 		},
 		{
 			name: "one recipient refused, the others kept",
@@ -301,7 +301,19 @@ func TestConversations(t *testing.T) {
 		},
 		{
 			name:  "DATA without recipients",
-			steps: append(hello("a@example.org"), step{send: "DATA", code: 502}),
+			steps: append(hello("a@example.org"), step{send: "DATA", code: 503, text: "5.5.1 Bad sequence of commands: no valid recipients"}),
+		},
+		{
+			name:  "DATA after every recipient was refused",
+			steps: append(hello("a@example.org"), step{send: "RCPT TO:<a/../b@example.net>", code: 553}, step{send: "DATA", code: 503, text: "5.5.1 Bad sequence of commands: no valid recipients"}),
+		},
+		{
+			name:  "DATA without MAIL",
+			steps: []step{{send: "EHLO c", code: 250}, {send: "DATA", code: 503, text: "5.5.1 Bad sequence of commands: no valid recipients"}},
+		},
+		{
+			name:  "BDAT without recipients",
+			steps: append(hello("a@example.org"), step{send: "BDAT 3 LAST\r\nabc", raw: true, code: 503, text: "5.5.1 Bad sequence of commands: no valid recipients"}, step{send: "NOOP", code: 250}),
 		},
 		{
 			name: "after a refused DATA the session goes on",
@@ -660,10 +672,10 @@ func TestEnvelopeControlCharacters(t *testing.T) {
 		name  string
 		steps []step
 	}{
-		{"CR in sender", []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<\"a\rBcc: x@example.net\"@example.org>", code: 553, text: "5.1.7"}, {send: "RCPT TO:<b@example.net>", code: 502}}},
+		{"CR in sender", []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<\"a\rBcc: x@example.net\"@example.org>", code: 553, text: "5.1.7"}, {send: "RCPT TO:<b@example.net>", code: 503, text: "5.5.1 Bad sequence of commands: MAIL FROM first"}}},
 		{"ESC in sender", []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<\"a\x1b\"@example.org>", code: 553, text: "5.1.7"}}},
 		{"DEL in sender", []step{{send: "EHLO c", code: 250}, {send: "MAIL FROM:<a\x7f@example.org>", code: 553, text: "5.1.7"}}},
-		{"CR in recipient", append(hello("a@example.org"), step{send: "RCPT TO:<\"b\rX-Injected: yes\"@example.net>", code: 553, text: "5.1.3"}, step{send: "DATA", code: 502})},
+		{"CR in recipient", append(hello("a@example.org"), step{send: "RCPT TO:<\"b\rX-Injected: yes\"@example.net>", code: 553, text: "5.1.3"}, step{send: "DATA", code: 503})},
 		{"tab in recipient", append(hello("a@example.org"), step{send: "RCPT TO:<\"b\tc\"@example.net>", code: 553, text: "5.1.3"})},
 		{"null sender still accepted", hello("", "b@example.net")},
 	}
@@ -684,7 +696,7 @@ func TestRefusedHELOEndsSession(t *testing.T) {
 		<-sessionsEnded
 	}
 	refused := step{send: "EHLO refused.test", code: 550, text: "5.7.1 HELO refused by test plugin"}
-	converse(t, h.addr, []step{refused, refused, refused, {send: "MAIL FROM:<a@example.org>", code: 502}})
+	converse(t, h.addr, []step{refused, refused, refused, {send: "MAIL FROM:<a@example.org>", code: 503, text: "5.5.1 Bad sequence of commands: HELO or EHLO first"}})
 	select {
 	case ip := <-sessionsEnded:
 		assert.Equal(t, "127.0.0.1", ip)

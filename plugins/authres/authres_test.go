@@ -219,3 +219,12 @@ func checkFolded(t *testing.T, f registry.Field) {
 		require.LessOrEqual(t, len(line), headerfold.MaxLine)
 	}
 }
+
+// TestOwnsAuthenticationResults: should the plugin fail, the host removes
+// every incoming Authentication-Results field (registry.HeaderOwner).
+func TestOwnsAuthenticationResults(t *testing.T) {
+	var cfg registry.HeaderOwner = &Config{AuthservID: "mx.example.org"}
+	if got := cfg.OwnedHeaders(); len(got) != 1 || got[0] != HeaderName {
+		t.Fatalf("OwnedHeaders() = %q, want [%q]", got, HeaderName)
+	}
+}

@@ -28,6 +28,15 @@ type Config struct {
 	AuthservID string `toml:"authserv_id"`
 }
 
+// OwnedHeaders implements registry.HeaderOwner. Should the plugin ever
+// fail (it does no I/O: a panic or a timeout), the host removes every
+// incoming Authentication-Results field, not only those naming our
+// authserv-id (RFC 8601 §5 allows removing them all): the check of the
+// authserv-id is the plugin's, and a field naming us must never survive.
+func (c *Config) OwnedHeaders() []string { return []string{HeaderName} }
+
+var _ registry.HeaderOwner = (*Config)(nil)
+
 // Validate implements registry.Validator: the registry runs it when the
 // config is parsed, so `elemta config check` reports what New would refuse.
 func (c *Config) Validate() error {

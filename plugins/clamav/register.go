@@ -143,6 +143,20 @@ func (c Config) sizeLimitAction() (registry.Action, bool, error) {
 	return a, true, nil
 }
 
+// OwnedHeaders implements registry.HeaderOwner: with add_headers, the
+// fields this plugin writes. When a scan fails (clamd down, on_error
+// applies) the host removes the ones the message arrived with, so a
+// forged "X-Virus-Status: Clean" never passes for a scan that did not
+// happen.
+func (c *Config) OwnedHeaders() []string {
+	if !c.AddHeaders {
+		return nil
+	}
+	return []string{"X-Virus-Scanned", "X-Virus-Status"}
+}
+
+var _ registry.HeaderOwner = (*Config)(nil)
+
 // Validate implements registry.Validator: the registry runs it when the
 // config is parsed, so `elemta config check` reports every value New would
 // refuse. All problems are reported at once, each naming its key; the

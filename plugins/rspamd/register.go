@@ -126,6 +126,19 @@ func (c Config) sizeLimitAction() (registry.Action, bool, error) {
 	return a, true, nil
 }
 
+// OwnedHeaders implements registry.HeaderOwner: with spam_headers, the
+// X-Spam fields this plugin writes. When a check fails (rspamd down,
+// on_error applies) the host removes the ones the message arrived with, so
+// a forged "X-Spam-Score" never passes for a check that did not happen.
+func (c *Config) OwnedHeaders() []string {
+	if !c.SpamHeaders {
+		return nil
+	}
+	return slices.Clone(spamHeaders)
+}
+
+var _ registry.HeaderOwner = (*Config)(nil)
+
 // Validate implements registry.Validator: the registry runs it when the
 // config is parsed, so `elemta config check` reports every value New would
 // refuse. All problems are reported at once, each naming its key; the

@@ -122,6 +122,12 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 	s.actionsSeen.Add(1, rep.Action) // one of DefaultActions: the client refuses any other
 	sr := scanResult(rep)
 	res := &registry.Result{Score: rep.Score, Data: sr, Details: sr.Details}
+	if s.cfg.SpamHeaders {
+		// Whatever the action: a sender's X-Spam-Score must never pass for ours.
+		for _, name := range spamHeaders {
+			res.RemoveHeaders = append(res.RemoveHeaders, registry.Removal{Name: name, Index: -1})
+		}
+	}
 	text := rep.SMTPMessage()
 	switch rep.Action {
 	case ActionReject:
@@ -134,10 +140,6 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 		}
 	case ActionAddHeader:
 		if s.cfg.SpamHeaders {
-			res.RemoveHeaders = append(res.RemoveHeaders,
-				registry.Removal{Name: "X-Spam", Index: -1},
-				registry.Removal{Name: "X-Spam-Score", Index: -1},
-				registry.Removal{Name: "X-Spam-Action", Index: -1})
 			res.AddHeaders = append(res.AddHeaders,
 				registry.Field{Name: "X-Spam", Value: "Yes"},
 				registry.Field{Name: "X-Spam-Score", Value: fmt.Sprintf("%.2f / %.2f", rep.Score, rep.RequiredScore)},
@@ -165,6 +167,11 @@ func (s *Scanner) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 	}
 	return res, nil
 }
+
+// spamHeaders are the fields spam_headers adds for "add header" and
+// removes from every message checked (and, through Config.OwnedHeaders,
+// from every message whose check failed).
+var spamHeaders = []string{"X-Spam", "X-Spam-Score", "X-Spam-Action"}
 
 // milter applies milter.remove_headers (0: every field of that name; n > 0:
 // the n-th; n < 0: the n-th from the end) and milter.add_headers.

@@ -5,6 +5,7 @@
 package spf
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 // Checker is the loaded spf plugin.
 type Checker struct {
 	cfg      Config
+	instance string // Host.Instance: whose result to reuse at PhaseMessage
 	resolver registry.Resolver
 	hostname string
 	log      *slog.Logger
@@ -34,7 +36,7 @@ func New(cfg Config, host registry.Host) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Checker{cfg: cfg, resolver: host.Resolver, hostname: host.Hostname, log: host.Logger}, nil
+	return &Checker{cfg: cfg, instance: cmp.Or(host.Instance, "spf"), resolver: host.Resolver, hostname: host.Hostname, log: host.Logger}, nil
 }
 
 // CheckSPF implements registry.SPFPlugin: it checks whether ip may send
@@ -55,14 +57,15 @@ func (c *Checker) CheckSPF(ctx context.Context, ip string, domain string) (*regi
 
 // HandleStage implements registry.StageHandler for pre-reception. The check
 // runs once per transaction: at PhaseMail in an SMTP session, or at
-// PhaseMessage for offline scans. At PhaseMessage a result already recorded
-// in the context at PhaseMail is reused, not checked (nor annotated) again.
+// PhaseMessage for offline scans. At PhaseMessage a result this instance
+// recorded in the context at PhaseMail is reused, not checked (nor
+// annotated) again.
 // Other phases do nothing.
 func (c *Checker) HandleStage(ctx context.Context, _ registry.Stage, pc *registry.ProcessingContext) (*registry.Result, error) {
 	switch pc.Phase {
 	case registry.PhaseMail:
 	case registry.PhaseMessage:
-		if prev, ok := registry.Find[*registry.SPFResult](pc); ok {
+		if prev, ok := registry.FindFrom[*registry.SPFResult](pc, c.instance); ok { // this instance's, not the first one's
 			return &registry.Result{Data: prev, Details: "spf: " + string(prev.Result) + " (checked at MAIL FROM)"}, nil
 		}
 	default:

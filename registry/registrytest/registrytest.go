@@ -216,6 +216,9 @@ func (k *kit[C, P]) defaults(t *testing.T) C {
 
 func (k *kit[C, P]) host(t *testing.T) registry.Host {
 	h := k.opts.Host
+	if h.Instance == "" {
+		h.Instance = k.name
+	}
 	if h.Logger == nil {
 		h.Logger = testLogger(t)
 	}

@@ -230,15 +230,10 @@ func (a *app) loadConfig(path string) (*config.Config, error) {
 // host is what the plugins get from this process: one resolver, built
 // from the [dns] table, shared by every plugin.
 func (a *app) host(cfg *config.Config) (registry.Host, error) {
-	name, err := os.Hostname()
+	h, err := a.hostWithoutStore(cfg)
 	if err != nil {
-		name = "localhost"
+		return h, err
 	}
-	res, err := resolver.New(cfg.DNS, resolver.Options{})
-	if err != nil {
-		return registry.Host{}, fmt.Errorf("%s: [dns]: %w", cfg.File, err)
-	}
-	h := registry.Host{Logger: a.log, Hostname: name, DataDir: "var", Resolver: res}
 	if cfg.Store.Enabled() {
 		// One pool for the process ([store]); it does not connect yet, so
 		// an unreachable Redis does not stop start-up (the plugins' on_error
@@ -249,6 +244,19 @@ func (a *app) host(cfg *config.Config) (registry.Host, error) {
 		a.log.Debug("shared redis pool", "store", cfg.Store.String())
 	}
 	return h, nil
+}
+
+// hostWithoutStore is host without the [store] pool.
+func (a *app) hostWithoutStore(cfg *config.Config) (registry.Host, error) {
+	name, err := os.Hostname()
+	if err != nil {
+		name = "localhost"
+	}
+	res, err := resolver.New(cfg.DNS, resolver.Options{})
+	if err != nil {
+		return registry.Host{}, fmt.Errorf("%s: [dns]: %w", cfg.File, err)
+	}
+	return registry.Host{Logger: a.log, Hostname: name, DataDir: "var", Resolver: res}, nil
 }
 
 // closeHost closes what host opened (the [store] pool), after the plugins.

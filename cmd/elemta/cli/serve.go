@@ -22,6 +22,7 @@ import (
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/internal/smtpd"
+	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
 )
@@ -35,11 +36,11 @@ type observed struct {
 	current atomic.Pointer[serve.Server]
 	res     atomic.Pointer[resolver.Resolver]
 	once    sync.Once
-	// hosts are the hosts every load built: their [store] pools are closed
-	// when the process ends (a replaced manager may still be finishing on
-	// its own until then).
-	hostsMu sync.Mutex
-	hosts   []registry.Host
+	// pools are the [store] pools of the managers alive: a reload with the
+	// same [store] shares the pool serving, and a pool is closed with the
+	// last manager using it (a replaced manager may still be finishing its
+	// transactions on it).
+	pools store.Pools
 }
 
 // serve runs `elemta serve` until ctx is cancelled (SIGTERM, SIGINT):
@@ -70,10 +71,8 @@ func (a *app) serve(ctx context.Context, args []string) int {
 	o := &observed{logs: logs, metrics: metrics.New(buildInfo(), metrics.WithMaxSeries(cfg.Admin.MaxPluginSeries))}
 	a.obs = o
 	defer func() {
-		o.hostsMu.Lock()
-		defer o.hostsMu.Unlock()
-		for _, h := range o.hosts {
-			a.closeHost(h)
+		if err := o.pools.Close(); err != nil { // those of managers not closed
+			a.log.Error("close the [store] redis pools", "err", err)
 		}
 	}()
 
@@ -210,22 +209,35 @@ func (a *app) loadServer(ctx context.Context, path string) (serve.Config, *plugi
 }
 
 func (a *app) startPlugins(ctx context.Context, cfg *config.Config) (serve.Config, *pluginhost.Manager, error) {
-	host, err := a.host(cfg)
+	o := a.obs
+	var host registry.Host
+	var err error
+	if o == nil {
+		host, err = a.host(cfg)
+	} else {
+		host, err = a.hostWithoutStore(cfg)
+	}
 	if err != nil {
 		return serve.Config{}, nil, err
 	}
 	host.Logger = a.log
 	host.Hostname = cfg.Server.Hostname
-	opts := []pluginhost.Option{pluginhost.WithHost(host)}
-	if o := a.obs; o != nil {
+	release := func() error { a.closeHost(host); return nil }
+	if o != nil && cfg.Store.Enabled() {
+		// The pool serving now when [store] is unchanged; released when
+		// this manager is closed (after its last transaction).
+		if host.Redis, release, err = o.pools.Acquire(cfg.Store); err != nil {
+			return serve.Config{}, nil, fmt.Errorf("%s: [store]: %w", cfg.File, err)
+		}
+		a.log.Debug("shared redis pool", "store", cfg.Store.String(), "pools_open", o.pools.Len())
+	}
+	opts := []pluginhost.Option{pluginhost.WithHost(host), pluginhost.WithOnClose(release)}
+	if o != nil {
 		opts = append(opts, pluginhost.WithObserver(o.metrics), pluginhost.WithPluginMetrics(o.metrics.ForPlugin),
 			pluginhost.WithPluginLogger(o.logs.Plugin))
 		if r, ok := host.Resolver.(*resolver.Resolver); ok {
 			o.res.Store(r)
 		}
-		o.hostsMu.Lock()
-		o.hosts = append(o.hosts, host)
-		o.hostsMu.Unlock()
 	}
 	mgr := pluginhost.NewManager(cfg.Plugins, opts...)
 	if err := mgr.LoadPlugins(ctx); err != nil {

@@ -1,0 +1,169 @@
+package pluginhost
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// Positions maps each key of a TOML document, dotted from the top
+// ("server.max_errors", "plugins.spf/strict.lookup_limit": the parts as
+// written, unquoted), and each table header ("server") to where its name
+// is written.
+type Positions map[string]unstable.Position
+
+// KeyPositions returns the Positions of data's keys (up to a syntax error,
+// which the decoder reports).
+func KeyPositions(data []byte) Positions {
+	pos := Positions{}
+	p := unstable.Parser{}
+	p.Reset(data)
+	var table []string
+	for p.NextExpression() {
+		n := p.Expression()
+		switch n.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			table = keyParts(n.Key())
+			name := strings.Join(table, ".")
+			if _, ok := pos[name]; !ok {
+				it := n.Key()
+				if it.Next() {
+					pos[name] = p.Shape(it.Node().Raw).Start
+				}
+			}
+		case unstable.KeyValue:
+			key := strings.Join(append(slices.Clone(table), keyParts(n.Key())...), ".")
+			if _, ok := pos[key]; !ok {
+				if it := n.Key(); it.Next() {
+					pos[key] = p.Shape(it.Node().Raw).Start
+				}
+			}
+		}
+	}
+	// A syntax error ends the walk; the decoder reports it.
+	return pos
+}
+
+func keyParts(it unstable.Iterator) []string {
+	var parts []string
+	for it.Next() {
+		parts = append(parts, string(it.Node().Data))
+	}
+	return parts
+}
+
+// TableErrors turns the error of a table's Validate (errors.Join of
+// several, or one) into one error per problem, each "file:line:col:
+// [label]: message": the table named once (a "table: " the message starts
+// with is dropped), at the key the message names (the first of its ": "
+// parts that is a key of the table: "store: redis_addr: ..." is at
+// redis_addr), or at the table's header when the file sets none of them
+// ("file: [label]: ..." when it has neither). table is the key path
+// ("server", "plugins.spf/strict"), label how the table is written
+// ("server", `plugins."spf/strict"`). Hosts use it for their own tables.
+func TableErrors(file string, pos Positions, table, label string, err error) []error {
+	var out []error
+	for _, e := range leafErrors(err) {
+		msg := strings.TrimPrefix(e.Error(), table+": ")
+		where := file
+		if p, ok := pos.keyIn(table, msg); ok {
+			where = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
+		} else if p, ok := pos[table]; ok {
+			where = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
+		}
+		out = append(out, &tableError{text: where + ": [" + label + "]: " + msg, err: e})
+	}
+	return out
+}
+
+// keyIn finds the first ": "-separated part of msg that starts with a key
+// of table: the longest dotted prefix of it that the file sets
+// (`domains."example.com".selector` is at that key, else at the
+// [domains."example.com"] table), or the first key under it.
+func (pos Positions) keyIn(table, msg string) (unstable.Position, bool) {
+	for part := range strings.SplitSeq(msg, ": ") {
+		parts := leadingKey(part)
+		for n := len(parts); n > 0; n-- {
+			if p, ok := pos[table+"."+strings.Join(parts[:n], ".")]; ok {
+				return p, true
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		under := table + "." + parts[0] + "."
+		var best unstable.Position
+		found := false
+		for k, p := range pos {
+			if strings.HasPrefix(k, under) && (!found || p.Line < best.Line || p.Line == best.Line && p.Column < best.Column) {
+				best, found = p, true
+			}
+		}
+		if found {
+			return best, true
+		}
+	}
+	return unstable.Position{}, false
+}
+
+// leadingKey is the dotted key a message starts with, in parts:
+// "max_errors must be ..." → [max_errors], "plugin_levels.spf: ..." →
+// [plugin_levels spf], `domains."a.example".selector = ...` → [domains
+// a.example selector], "limits[0] (x).count" → [limits].
+func leadingKey(msg string) []string {
+	var parts []string
+	for {
+		if strings.HasPrefix(msg, `"`) {
+			end := strings.IndexByte(msg[1:], '"')
+			if end < 0 {
+				return parts
+			}
+			parts = append(parts, msg[1:1+end])
+			msg = msg[2+end:]
+		} else {
+			end := strings.IndexFunc(msg, func(r rune) bool {
+				return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
+			})
+			if end < 0 {
+				end = len(msg)
+			}
+			if end == 0 {
+				return parts
+			}
+			parts = append(parts, msg[:end])
+			msg = msg[end:]
+		}
+		if !strings.HasPrefix(msg, ".") {
+			return parts
+		}
+		msg = msg[1:]
+	}
+}
+
+// leafErrors returns the leaves of a tree of errors.Join errors.
+func leafErrors(err error) []error {
+	if err == nil {
+		return nil
+	}
+	var j interface{ Unwrap() []error }
+	if errors.As(err, &j) && err == j.(error) {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, leafErrors(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// tableError is one positioned problem; errors.Is and As see the original.
+type tableError struct {
+	text string
+	err  error
+}
+
+func (e *tableError) Error() string { return e.text }
+func (e *tableError) Unwrap() error { return e.err }
