@@ -97,6 +97,7 @@ type policy struct {
 type Filter struct {
 	policy *policy
 	log    *slog.Logger
+	owned  []string // Config.OwnedHeaders: removed from every message checked
 }
 
 // Match is one thing the filter found.
@@ -160,6 +161,11 @@ func (f *Filter) HandleStage(ctx context.Context, _ registry.Stage, pc *registry
 	}
 	res := f.result(rep)
 	foldFields(res.AddHeaders, headerfold.EOL(pc.Message.Raw))
+	for _, n := range f.owned { // a sender's copy of our verdict field goes
+		if slices.ContainsFunc(pc.Message.Header, func(h registry.HeaderField) bool { return strings.EqualFold(h.Name, n) }) {
+			res.RemoveHeaders = append(res.RemoveHeaders, registry.Removal{Name: n, Index: -1})
+		}
+	}
 	return res, nil
 }
 

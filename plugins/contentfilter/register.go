@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/elemta/elemta/registry"
@@ -325,5 +326,31 @@ func New(cfg Config, host registry.Host) (*Filter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Filter{policy: p, log: host.Logger}, nil
+	return &Filter{policy: p, log: host.Logger, owned: cfg.OwnedHeaders()}, nil
 }
+
+// OwnedHeaders implements registry.HeaderOwner: the fields add_header
+// matches write (header_name and each rule's add_header name). The filter
+// removes the copies a message arrives with from every message it checks,
+// and the host removes them when a check fails, so a sender's forged
+// "X-Elemta-Content-Filter" or "X-Spam-Flag" never passes for ours.
+func (c *Config) OwnedHeaders() []string {
+	var names []string
+	add := func(n string) {
+		n = strings.TrimSpace(n)
+		if n != "" && !slices.ContainsFunc(names, func(o string) bool { return strings.EqualFold(o, n) }) {
+			names = append(names, n)
+		}
+	}
+	add(c.HeaderName)
+	for _, rules := range [][]Rule{c.HeaderRules, c.BodyRules, c.AttachmentRules} {
+		for _, r := range rules {
+			if name, _, ok := strings.Cut(r.AddHeader, ":"); ok {
+				add(name)
+			}
+		}
+	}
+	return names
+}
+
+var _ registry.HeaderOwner = (*Config)(nil)
