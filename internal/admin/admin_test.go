@@ -88,7 +88,7 @@ plugins = ["adminprobe", "adminprobe/b"]`))
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	s, err := New(cfg, Deps{Plugins: func() *pluginhost.Manager { return mgr }, Metrics: m, Spool: sp, Now: clk.now,
+	s, err := New(cfg, Deps{Plugins: func() *pluginhost.Manager { return mgr }, Metrics: m, Spool: func() *spool.Spool { return sp }, Now: clk.now,
 		Config: func() (map[string]any, error) { return map[string]any{"server": map[string]any{"listen": "x"}}, nil }})
 	require.NoError(t, err)
 	require.NoError(t, s.Start())

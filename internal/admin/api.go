@@ -310,8 +310,9 @@ func (s *Server) queueDelete(w http.ResponseWriter, r *http.Request) {
 func (s *Server) spool(w http.ResponseWriter) *spool.Spool {
 	if s.deps.Spool == nil {
 		writeError(w, http.StatusNotFound, "no spool: this process does not serve mail")
+		return nil
 	}
-	return s.deps.Spool
+	return s.deps.Spool()
 }
 
 func (s *Server) opError(w http.ResponseWriter, err error) {

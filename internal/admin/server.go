@@ -30,7 +30,9 @@ type Deps struct {
 	// file and returns the report (serve.Server.Reload).
 	Reload  func(ctx context.Context) (any, error)
 	Metrics *metrics.Metrics
-	Spool   *spool.Spool
+	// Spool returns the spool of the server serving now (an upgrade's
+	// rollback reopens it); nil: the process serves no mail.
+	Spool func() *spool.Spool
 	// Config returns the config in force, secrets redacted.
 	Config func() (map[string]any, error)
 	Log    *slog.Logger
@@ -68,7 +70,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		plugins: func() []string { return d.Plugins().Loaded() },
 		health:  func(ctx context.Context, name string) error { return d.Plugins().HealthCheck(ctx, name) }}
 	if d.Spool != nil {
-		s.ready.spoolDir = d.Spool.Root()
+		s.ready.spoolDir = d.Spool().Root()
 	}
 	s.http = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,

@@ -15,7 +15,7 @@ import (
 // nil ones are left out.
 type Sources struct {
 	SMTP     func() smtpd.Stats
-	Spool    *spool.Spool
+	Spool    func() *spool.Spool // the spool of the server serving now (an upgrade's rollback reopens it)
 	Delivery func() delivery.Stats
 	Resolver func() resolver.Stats
 	Now      func() time.Time
@@ -102,7 +102,8 @@ func (c *serverCollector) Collect(ch chan<- prometheus.Metric) {
 		emit(ch, smtpAuth, float64(s.AuthFailures), "failure")
 		emit(ch, smtpAuth, float64(s.AuthThrottled), "throttled")
 	}
-	if sp := c.src.Spool; sp != nil {
+	if c.src.Spool != nil {
+		sp := c.src.Spool()
 		items := sp.List()
 		claimed, oldest := 0, 0.0
 		for _, it := range items {

@@ -22,6 +22,7 @@ import (
 	"github.com/elemta/elemta/internal/resolver"
 	"github.com/elemta/elemta/internal/serve"
 	"github.com/elemta/elemta/internal/smtpd"
+	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
@@ -105,7 +106,7 @@ func (a *app) serve(ctx context.Context, args []string) int {
 					Reload: func(ctx context.Context) (any, error) {
 						return o.current.Load().Reload(ctx, "")
 					},
-					Metrics: o.metrics, Spool: srv.Spool(), Log: a.log, Config: cfg.Redacted,
+					Metrics: o.metrics, Spool: func() *spool.Spool { return o.current.Load().Spool() }, Log: a.log, Config: cfg.Redacted,
 				}, a)
 			}
 			a.log.Info("elemta serve started", "config", cfg.File, "smtp", srv.Addr().String(), "admin", addr,
@@ -123,7 +124,7 @@ func (a *app) serve(ctx context.Context, args []string) int {
 func (o *observed) sources() metrics.Sources {
 	src := metrics.Sources{
 		SMTP:     func() smtpd.Stats { return o.current.Load().SMTPStats() },
-		Spool:    o.current.Load().Spool(),
+		Spool:    func() *spool.Spool { return o.current.Load().Spool() },
 		Delivery: func() delivery.Stats { return o.current.Load().DeliveryStats() },
 	}
 	if o.res.Load() != nil {
