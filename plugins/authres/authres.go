@@ -10,6 +10,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	msgauthres "github.com/emersion/go-msgauth/authres"
 
@@ -71,7 +72,7 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 			}
 		}
 		if spf.Result == registry.AuthTempError || spf.Result == registry.AuthPermError {
-			r.Reason = token(spf.Explanation)
+			r.Reason = reason(spf.Explanation)
 		}
 		out = append(out, r)
 	}
@@ -83,7 +84,7 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 			// GenericResult: go-msgauth's DKIMResult has no header.s or header.a.
 			params := map[string]string{"header.d": token(s.Domain), "header.i": pvalue(s.Identity), "header.s": token(s.Selector), "header.a": token(s.Algorithm)}
 			if s.Result != registry.AuthPass {
-				params["reason"] = token(s.Reason)
+				params["reason"] = reason(s.Reason)
 			}
 			out = append(out, &msgauthres.GenericResult{Method: "dkim", Value: msgauthres.ResultValue(s.Result), Params: params})
 		}
@@ -95,7 +96,7 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 			if dmarc.Policy != "" {
 				r.Reason = strings.TrimPrefix(r.Reason+"; p="+dmarc.Policy, "; ")
 			}
-			r.Reason = token(r.Reason)
+			r.Reason = reason(r.Reason)
 		}
 		out = append(out, r)
 	}
@@ -106,7 +107,7 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 			params["header.oldest-pass"] = strconv.Itoa(arc.OldestPass)
 		}
 		if arc.Result != registry.AuthPass {
-			params["reason"] = token(arc.Reason)
+			params["reason"] = reason(arc.Reason)
 		}
 		out = append(out, &msgauthres.GenericResult{Method: "arc", Value: msgauthres.ResultValue(arc.Result), Params: params})
 	}
@@ -120,10 +121,39 @@ func (w *Writer) Results(pc *registry.ProcessingContext) []msgauthres.Result {
 //
 // Both are ASCII (arfield.ASCIIPValue, ASCIIToken): RFC 8601 parsers
 // reject UTF-8 even where RFC 6532 would allow it.
-var (
-	pvalue = arfield.ASCIIPValue // addresses: smtp.mailfrom, header.i
-	token  = arfield.ASCIIToken  // everything else, reasons included
-)
+//
+// Each value is one word of the field, and folding keeps a word whole only
+// when it fits on a line (RFC 5322 §2.1.1: 998 characters): a value is at
+// most maxValue bytes before encoding, so at most three times that after.
+// No address, domain or selector is longer (RFC 5321 §4.5.3.1.3: a path of
+// 256 octets, a DNS name of 253), so a longer one is left out rather than
+// cut; a longer reason, which only informs, is cut.
+const maxValue = 300
+
+// pvalue writes an address (smtp.mailfrom, header.i), token an identifier
+// (a domain, a selector, an algorithm): "" (the property is left out) when
+// longer than maxValue.
+func pvalue(s string) string { return bounded(arfield.ASCIIPValue, s) }
+func token(s string) string  { return bounded(arfield.ASCIIToken, s) }
+
+func bounded(enc func(string) string, s string) string {
+	if len(s) > maxValue {
+		return ""
+	}
+	return enc(s)
+}
+
+// reason writes a reason, cut to maxValue bytes (at a UTF-8 boundary).
+func reason(s string) string {
+	if len(s) > maxValue {
+		cut := maxValue
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		s = s[:cut]
+	}
+	return arfield.ASCIIToken(s)
+}
 
 // Forged returns a removal for every Authentication-Results field of h
 // whose authserv-id is ours (compared case-insensitively, a trailing root
