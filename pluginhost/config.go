@@ -338,9 +338,16 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 			file, k.line, k.col, prefix, k.key[len(k.key)-1], typ, strings.Join(knownKeys(value), ", ")))
 	}
 
+	var kp Positions // of data's keys, found when an error needs them
+	at := func(err error) []error {
+		if kp == nil {
+			kp = KeyPositions(data)
+		}
+		return TableErrors(file, kp, "plugins."+name, prefix, err)
+	}
 	if v, ok := value.(registry.Validator); ok {
 		if err := v.Validate(); err != nil {
-			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, err)...)
+			errs = append(errs, at(err)...)
 		}
 	}
 
@@ -348,18 +355,18 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	if ho, ok := value.(registry.HeaderOwner); ok {
 		owned, err := ownedHeaders(ho)
 		if err != nil {
-			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, err)...)
+			errs = append(errs, at(err)...)
 		}
 		pc.OwnedHeaders = slices.Clone(owned)
 	}
-	iso, err := common.isolation(prefix, value)
+	iso, err := common.isolation(value)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("%s: %w", file, err))
+		errs = append(errs, at(err)...)
 	}
 	pc.Isolation = iso
 	if common.Timeout != nil {
 		if *common.Timeout <= 0 {
-			errs = append(errs, fmt.Errorf("%s: %s.timeout must be positive", file, prefix))
+			errs = append(errs, at(errors.New("timeout: must be positive"))...)
 		}
 		pc.Timeout = common.Timeout.D()
 	}
@@ -368,7 +375,7 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	}
 	for i, n := range common.RemoveOnError {
 		if !isFieldName(n) {
-			errs = append(errs, TableErrors(file, KeyPositions(data), "plugins."+name, prefix, fmt.Errorf("remove_on_error[%d]: %q is not a header field name", i, n))...)
+			errs = append(errs, at(fmt.Errorf("remove_on_error[%d]: %q is not a header field name", i, n))...)
 		} else if !slices.ContainsFunc(pc.OwnedHeaders, func(o string) bool { return strings.EqualFold(o, n) }) {
 			pc.OwnedHeaders = append(pc.OwnedHeaders, n)
 		}
@@ -376,7 +383,7 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	if common.Stages != nil {
 		for _, s := range common.Stages {
 			if !slices.Contains(pc.Stages, s) {
-				errs = append(errs, fmt.Errorf("%s: %s.stages: plugin %s cannot run at %s (it supports %v)", file, prefix, typ, s, entryStages(m)))
+				errs = append(errs, at(fmt.Errorf("stages: plugin %s cannot run at %s (it supports %v)", typ, s, entryStages(m)))...)
 			}
 		}
 		pc.Stages = common.Stages

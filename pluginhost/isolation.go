@@ -61,14 +61,12 @@ func defaultIsolation() Isolation {
 	return Isolation{Mode: IsolationNone, MemoryLimit: DefaultMemoryLimit, Workers: DefaultWorkers, MaxRequests: DefaultMaxRequests}
 }
 
-// isolation checks the isolation keys of the table called prefix, whose
-// plugin config is value.
-func (c commonSettings) isolation(prefix string, value any) (Isolation, error) {
+// isolation checks the isolation keys of a plugin table whose plugin
+// config is value. Each error starts with its key (the caller places it).
+func (c commonSettings) isolation(value any) (Isolation, error) {
 	iso := defaultIsolation()
 	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s", prefix, fmt.Sprintf(format, args...)))
-	}
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if c.Isolation != nil {
 		iso.Mode = *c.Isolation
 		if err := new(IsolationMode).UnmarshalText([]byte(iso.Mode)); err != nil {

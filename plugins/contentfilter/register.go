@@ -336,9 +336,9 @@ func New(cfg Config, host registry.Host) (*Filter, error) {
 // "X-Elemta-Content-Filter" or "X-Spam-Flag" never passes for ours.
 func (c *Config) OwnedHeaders() []string {
 	var names []string
-	add := func(n string) {
+	add := func(n string) { // a bad name is Validate's to report, not the host's
 		n = strings.TrimSpace(n)
-		if n != "" && !slices.ContainsFunc(names, func(o string) bool { return strings.EqualFold(o, n) }) {
+		if checkFieldName(n) == nil && !slices.ContainsFunc(names, func(o string) bool { return strings.EqualFold(o, n) }) {
 			names = append(names, n)
 		}
 	}
