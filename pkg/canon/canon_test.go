@@ -141,6 +141,48 @@ func indexRunNaive(line []byte) int {
 	return -1
 }
 
+// scanLineNaive is scanLine's definition: the LF of the line at pos and
+// the first run before it, a byte at a time.
+func scanLineNaive(body []byte, pos int) (lf, run int) {
+	lf = len(body)
+	if i := bytes.IndexByte(body[pos:], '\n'); i >= 0 {
+		lf = pos + i
+	}
+	if i := indexRunNaive(body[pos:lf]); i >= 0 {
+		return lf, pos + i
+	}
+	return lf, -1
+}
+
+func TestScanLine(t *testing.T) {
+	// Every placement of a line end, a tab, two spaces, a control
+	// character below LF (the cheap test's false positives) or bytes just
+	// off them, alone and followed by a second insertion, in bodies of 0
+	// to 40 bytes scanned from every position: both loops, the exact test
+	// of each word, and the look for the LF after a run.
+	ins := []string{"\n", "\r\n", "\t", "  ", " ", "\x00", "\x01", "\b", "\v", " \r", "\t\r\n", "  \n", "\r"}
+	for n := 0; n <= 40; n++ {
+		for at := 0; at < n; at++ {
+			for _, a := range ins {
+				for _, z := range append([]string{""}, ins...) {
+					b := []byte(strings.Repeat("a b!", n)[:n])
+					copy(b[at:], a)
+					if k := at + len(a) + 3; k < n {
+						copy(b[k:], z)
+					}
+					for pos := 0; pos < n; pos++ {
+						lf, run := scanLine(b, pos)
+						wantLF, wantRun := scanLineNaive(b, pos)
+						if lf != wantLF || run != wantRun {
+							t.Fatalf("scanLine(%q, %d) = %d, %d, want %d, %d", b, pos, lf, run, wantLF, wantRun)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestIndexRun(t *testing.T) {
 	for _, tc := range []struct {
 		line string
