@@ -159,8 +159,9 @@ func (c *bodyCanon) write(body []byte) error {
 	for pos := 0; pos < len(body); {
 		var lf int
 		firstRun := -1 // for relaxed: where the first run that changes begins
+		tail := false  // for relaxed: the run is white space up to the line end
 		if c.relaxed {
-			lf, firstRun = scanLine(body, pos)
+			lf, firstRun, tail = scanLine(body, pos)
 			if firstRun >= 0 {
 				firstRun -= pos
 			}
@@ -181,9 +182,18 @@ func (c *bodyCanon) write(body []byte) error {
 		asIs := found && len(content) < len(line)
 		if c.relaxed {
 			if firstRun < 0 && len(content) > 0 && content[len(content)-1] == ' ' {
-				firstRun = len(content) - 1 // the trailing space
+				// The trailing space: a single one (no run came before).
+				firstRun, tail = len(content)-1, found
 			}
-			if firstRun >= 0 {
+			if tail {
+				// The line's only change is white space at its end:
+				// the text before the run's spaces and a CRLF.
+				for firstRun > 0 && content[firstRun-1] == ' ' {
+					firstRun--
+				}
+				content = content[:firstRun] // empty: a line of white space is a blank line
+				asIs = false
+			} else if firstRun >= 0 {
 				asIs = false
 				if isWSP(content) {
 					content = nil // a line of white space is a blank line
@@ -214,7 +224,13 @@ func (c *bodyCanon) write(body []byte) error {
 			if asIs {
 				start, end = pos, next
 			} else {
-				if err := c.line(content, firstRun); err != nil {
+				var err error
+				if tail {
+					err = c.putLine(content)
+				} else {
+					err = c.line(content, firstRun)
+				}
+				if err != nil {
 					return err
 				}
 				start, end = next, next
@@ -252,6 +268,20 @@ func (c *bodyCanon) put(b []byte) error {
 		return nil
 	}
 	return c.putSlow(b)
+}
+
+// putLine appends b and a CRLF to the output.
+func (c *bodyCanon) putLine(b []byte) error {
+	if n := len(c.buf); len(b)+2 <= cap(c.buf)-n {
+		c.buf = c.buf[:n+len(b)+2]
+		copy(c.buf[n:], b)
+		c.buf[n+len(b)], c.buf[n+len(b)+1] = '\r', '\n'
+		return nil
+	}
+	if err := c.putSlow(b); err != nil {
+		return err
+	}
+	return c.put(crlf)
 }
 
 func (c *bodyCanon) putSlow(b []byte) error {
@@ -434,9 +464,11 @@ const (
 )
 
 // scanLine returns, for the line beginning at body[pos], the index of its
-// LF (len(body) if none follows) and where its first tab or first of two
-// spaces in a row is (-1 if none comes before the LF): what IndexByte for
-// the LF and indexRun over the line return, in one pass.
+// LF (len(body) if none follows), where its first tab or first of two
+// spaces in a row is (-1 if none comes before the LF), and whether only
+// white space follows that run up to the LF or CRLF (tail; false when no
+// LF ends the line): what IndexByte for the LF and indexRun over the line
+// return, in one pass.
 //
 // It reads sixteen bytes at a time like indexRun, with one cheap test for
 // "a byte below 0x0b" (exact as a yes/no question) covering tab and LF
@@ -444,10 +476,9 @@ const (
 // after the exact test. Once a run is found, the white space after it is
 // skipped: a run at the end of the line (the common change) has its LF
 // right after it, so the line is not scanned again.
-func scanLine(body []byte, pos int) (lf, run int) {
+func scanLine(body []byte, pos int) (lf, run int, tail bool) {
 	i := pos
-	for ; i+17 <= len(body); i += 16 {
-		b := body[i : i+17]
+	for b := body[pos:]; len(b) >= 17; b, i = b[16:], i+16 {
 		v0, w0 := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[1:])
 		v1, w1 := binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[9:])
 		p0, p1 := (v0^spaces)|(w0^spaces), (v1^spaces)|(w1^spaces)
@@ -467,28 +498,28 @@ func scanLine(body []byte, pos int) (lf, run int) {
 			return runEnd(body, i)
 		}
 	}
-	return len(body), -1
+	return len(body), -1, false
 }
 
 // runEnd returns scanLine's answer given the first byte it stops at, k:
 // an LF, or the start of a run, in which case the LF is looked for after
 // the white space that follows.
-func runEnd(body []byte, k int) (lf, run int) {
+func runEnd(body []byte, k int) (lf, run int, tail bool) {
 	if body[k] == '\n' {
-		return k, -1
+		return k, -1, false
 	}
 	j := k + 1
 	for j < len(body) && (body[j] == ' ' || body[j] == '\t') {
 		j++
 	}
 	if j < len(body) && body[j] == '\n' {
-		return j, k
+		return j, k, true
 	}
 	if j+1 < len(body) && body[j] == '\r' && body[j+1] == '\n' {
-		return j + 1, k
+		return j + 1, k, true
 	}
 	if n := bytes.IndexByte(body[j:], '\n'); n >= 0 {
-		return j + n, k
+		return j + n, k, false
 	}
-	return len(body), k
+	return len(body), k, false
 }

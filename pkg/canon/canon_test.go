@@ -143,15 +143,18 @@ func indexRunNaive(line []byte) int {
 
 // scanLineNaive is scanLine's definition: the LF of the line at pos and
 // the first run before it, a byte at a time.
-func scanLineNaive(body []byte, pos int) (lf, run int) {
+func scanLineNaive(body []byte, pos int) (lf, run int, tail bool) {
 	lf = len(body)
 	if i := bytes.IndexByte(body[pos:], '\n'); i >= 0 {
 		lf = pos + i
 	}
-	if i := indexRunNaive(body[pos:lf]); i >= 0 {
-		return lf, pos + i
+	i := indexRunNaive(body[pos:lf])
+	if i < 0 {
+		return lf, -1, false
 	}
-	return lf, -1
+	rest := bytes.TrimSuffix(body[pos+i:lf], []byte("\r"))
+	tail = lf < len(body) && len(bytes.Trim(rest, " \t")) == 0
+	return lf, pos + i, tail
 }
 
 func TestScanLine(t *testing.T) {
@@ -171,10 +174,10 @@ func TestScanLine(t *testing.T) {
 						copy(b[k:], z)
 					}
 					for pos := 0; pos < n; pos++ {
-						lf, run := scanLine(b, pos)
-						wantLF, wantRun := scanLineNaive(b, pos)
-						if lf != wantLF || run != wantRun {
-							t.Fatalf("scanLine(%q, %d) = %d, %d, want %d, %d", b, pos, lf, run, wantLF, wantRun)
+						lf, run, tail := scanLine(b, pos)
+						wantLF, wantRun, wantTail := scanLineNaive(b, pos)
+						if lf != wantLF || run != wantRun || tail != wantTail {
+							t.Fatalf("scanLine(%q, %d) = %d, %d, %v, want %d, %d, %v", b, pos, lf, run, tail, wantLF, wantRun, wantTail)
 						}
 					}
 				}
