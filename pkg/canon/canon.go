@@ -162,6 +162,34 @@ func (c *bodyCanon) write(body []byte) error {
 		tail := false  // for relaxed: the run is white space up to the line end
 		if c.relaxed {
 			lf, firstRun, tail = scanLine(body, pos)
+			if tail {
+				// The common change, taken before the general case: the
+				// line's only change is white space at its end, so its
+				// text and a CRLF are written.
+				cut := firstRun
+				for cut > pos && body[cut-1] == ' ' {
+					cut-- // the run began with the spaces before it
+				}
+				if cut > pos { // else a line of white space: a blank line
+					if start < end {
+						if err := c.flush(body[start:end]); err != nil {
+							return err
+						}
+					}
+					if c.pending > 0 {
+						if err := c.blankLines(); err != nil {
+							return err
+						}
+					}
+					if err := c.putLine(body[pos:cut]); err != nil {
+						return err
+					}
+					c.pending, c.verbatim, c.wrote = 0, true, true
+					pos = lf + 1
+					start, end = pos, pos
+					continue
+				}
+			}
 			if firstRun >= 0 {
 				firstRun -= pos
 			}
