@@ -95,13 +95,14 @@ func toCRLF(field []byte) []byte {
 //
 // It finds each line's end with bytes.IndexByte (simple) or, for relaxed,
 // the line's end and its first white-space run in one pass (scanLine),
-// and writes each run of lines
-// that are canonical as they stand (CRLF-terminated and, for relaxed,
-// without a tab, a double space or trailing white space) to w in one
-// Write, straight from body: no copy of the body is made, and a message
-// whose lines all end in CRLF (as SMTP delivers them) needs no line-end
-// fixing. Only lines that change are written piece by piece. Blank lines
-// are held back until a later line shows they are not at the end.
+// and writes each run of lines that are canonical as they stand
+// (CRLF-terminated and, for relaxed, without a tab, a double space or
+// trailing white space) to w in one Write, straight from body: no copy of
+// the body is made, and a message whose lines all end in CRLF (as SMTP
+// delivers them) needs no line-end fixing. Only lines that change are
+// written piece by piece, through a buffer; a line whose only change is
+// white space at its end is its text and a CRLF. Blank lines are held
+// back until a later line shows they are not at the end.
 func Body(w io.Writer, a Algorithm, body []byte) error {
 	c := bodyCanon{w: w, relaxed: a == Relaxed}
 	err := c.write(body)
