@@ -93,13 +93,16 @@ func toCRLF(field []byte) []byte {
 // Body writes the canonical form of body to w (RFC 6376 §3.4.3, §3.4.4),
 // typically a hash.
 //
-// It scans whole lines with bytes.IndexByte and writes each run of lines
-// that are canonical as they stand (CRLF-terminated and, for relaxed,
-// without a tab, a double space or trailing white space) to w in one
-// Write, straight from body: no copy of the body is made, and a message
-// whose lines all end in CRLF (as SMTP delivers them) needs no line-end
-// fixing. Only lines that change are written piece by piece. Blank lines
-// are held back until a later line shows they are not at the end.
+// It finds each line's end with bytes.IndexByte (simple) or, for relaxed,
+// the line's end and its first white-space run in one pass (scanLine),
+// and writes each run of lines that are canonical as they stand
+// (CRLF-terminated and, for relaxed, without a tab, a double space or
+// trailing white space) to w in one Write, straight from body: no copy of
+// the body is made, and a message whose lines all end in CRLF (as SMTP
+// delivers them) needs no line-end fixing. Only lines that change are
+// written piece by piece, through a buffer; a line whose only change is
+// white space at its end is its text and a CRLF. Blank lines are held
+// back until a later line shows they are not at the end.
 func Body(w io.Writer, a Algorithm, body []byte) error {
 	c := bodyCanon{w: w, relaxed: a == Relaxed}
 	err := c.write(body)
@@ -155,9 +158,50 @@ func (c *bodyCanon) write(body []byte) error {
 	start, end := 0, 0 // body[start:end] is canonical and not written yet
 	c.verbatim = true
 	for pos := 0; pos < len(body); {
-		line, next, found := body[pos:], len(body), false
-		if i := bytes.IndexByte(line, '\n'); i >= 0 {
-			line, next, found = line[:i], pos+i+1, true
+		var lf int
+		firstRun := -1 // for relaxed: where the first run that changes begins
+		tail := false  // for relaxed: the run is white space up to the line end
+		if c.relaxed {
+			lf, firstRun, tail = scanLine(body, pos)
+			if tail {
+				// The common change, taken before the general case: the
+				// line's only change is white space at its end, so its
+				// text and a CRLF are written.
+				cut := firstRun
+				for cut > pos && body[cut-1] == ' ' {
+					cut-- // the run began with the spaces before it
+				}
+				if cut > pos { // else a line of white space: a blank line
+					if start < end {
+						if err := c.flush(body[start:end]); err != nil {
+							return err
+						}
+					}
+					if c.pending > 0 {
+						if err := c.blankLines(); err != nil {
+							return err
+						}
+					}
+					if err := c.putLine(body[pos:cut]); err != nil {
+						return err
+					}
+					c.pending, c.verbatim, c.wrote = 0, true, true
+					pos = lf + 1
+					start, end = pos, pos
+					continue
+				}
+			}
+			if firstRun >= 0 {
+				firstRun -= pos
+			}
+		} else if lf = bytes.IndexByte(body[pos:], '\n'); lf >= 0 {
+			lf += pos
+		} else {
+			lf = len(body)
+		}
+		line, next, found := body[pos:lf], len(body), lf < len(body)
+		if found {
+			next = lf + 1
 		}
 		content := line
 		if n := len(content); found && n > 0 && content[n-1] == '\r' {
@@ -165,13 +209,20 @@ func (c *bodyCanon) write(body []byte) error {
 		}
 		// Canonical as it stands: ends in CRLF and has nothing to reduce.
 		asIs := found && len(content) < len(line)
-		firstRun := -1 // for relaxed: where the first run that changes begins
 		if c.relaxed {
-			firstRun = indexRun(content)
 			if firstRun < 0 && len(content) > 0 && content[len(content)-1] == ' ' {
-				firstRun = len(content) - 1 // the trailing space
+				// The trailing space: a single one (no run came before).
+				firstRun, tail = len(content)-1, found
 			}
-			if firstRun >= 0 {
+			if tail {
+				// The line's only change is white space at its end:
+				// the text before the run's spaces and a CRLF.
+				for firstRun > 0 && content[firstRun-1] == ' ' {
+					firstRun--
+				}
+				content = content[:firstRun] // empty: a line of white space is a blank line
+				asIs = false
+			} else if firstRun >= 0 {
 				asIs = false
 				if isWSP(content) {
 					content = nil // a line of white space is a blank line
@@ -202,7 +253,13 @@ func (c *bodyCanon) write(body []byte) error {
 			if asIs {
 				start, end = pos, next
 			} else {
-				if err := c.line(content, firstRun); err != nil {
+				var err error
+				if tail {
+					err = c.putLine(content)
+				} else {
+					err = c.line(content, firstRun)
+				}
+				if err != nil {
 					return err
 				}
 				start, end = next, next
@@ -240,6 +297,20 @@ func (c *bodyCanon) put(b []byte) error {
 		return nil
 	}
 	return c.putSlow(b)
+}
+
+// putLine appends b and a CRLF to the output.
+func (c *bodyCanon) putLine(b []byte) error {
+	if n := len(c.buf); len(b)+2 <= cap(c.buf)-n {
+		c.buf = c.buf[:n+len(b)+2]
+		copy(c.buf[n:], b)
+		c.buf[n+len(b)], c.buf[n+len(b)+1] = '\r', '\n'
+		return nil
+	}
+	if err := c.putSlow(b); err != nil {
+		return err
+	}
+	return c.put(crlf)
 }
 
 func (c *bodyCanon) putSlow(b []byte) error {
@@ -410,4 +481,74 @@ func BodyBytes(a Algorithm, body []byte) []byte {
 	var b bytes.Buffer
 	_ = Body(&b, a, body) // bytes.Buffer never fails
 	return b.Bytes()
+}
+
+const (
+	newlines = 0x0a0a0a0a0a0a0a0a
+	ones     = 0x0101010101010101
+	highs    = 0x8080808080808080
+	// belowVT is for the test "a byte below 0x0b" (a tab, a line feed or
+	// a control character before them), which catches both in one.
+	belowVT = 0x0b0b0b0b0b0b0b0b
+)
+
+// scanLine returns, for the line beginning at body[pos], the index of its
+// LF (len(body) if none follows), where its first tab or first of two
+// spaces in a row is (-1 if none comes before the LF), and whether only
+// white space follows that run up to the LF or CRLF (tail; false when no
+// LF ends the line): what IndexByte for the LF and indexRun over the line
+// return, in one pass.
+//
+// It reads sixteen bytes at a time like indexRun, with one cheap test for
+// "a byte below 0x0b" (exact as a yes/no question) covering tab and LF
+// together; a control character below LF answers yes and is passed over
+// after the exact test. Once a run is found, the white space after it is
+// skipped: a run at the end of the line (the common change) has its LF
+// right after it, so the line is not scanned again.
+func scanLine(body []byte, pos int) (lf, run int, tail bool) {
+	i := pos
+	for b := body[pos:]; len(b) >= 17; b, i = b[16:], i+16 {
+		v0, w0 := binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[1:])
+		v1, w1 := binary.LittleEndian.Uint64(b[8:]), binary.LittleEndian.Uint64(b[9:])
+		p0, p1 := (v0^spaces)|(w0^spaces), (v1^spaces)|(w1^spaces)
+		if ((p0-ones)&^p0|(v0-belowVT)&^v0|(p1-ones)&^p1|(v1-belowVT)&^v1)&highs == 0 {
+			continue
+		}
+		if h := zeroBytes(p0) | zeroBytes(v0^tabs) | zeroBytes(v0^newlines); h != 0 {
+			return runEnd(body, i+bits.TrailingZeros64(h)/8)
+		}
+		if h := zeroBytes(p1) | zeroBytes(v1^tabs) | zeroBytes(v1^newlines); h != 0 {
+			return runEnd(body, i+8+bits.TrailingZeros64(h)/8)
+		}
+		// only control characters below LF: nothing to report
+	}
+	for ; i < len(body); i++ {
+		if c := body[i]; c == '\n' || c == '\t' || c == ' ' && i+1 < len(body) && body[i+1] == ' ' {
+			return runEnd(body, i)
+		}
+	}
+	return len(body), -1, false
+}
+
+// runEnd returns scanLine's answer given the first byte it stops at, k:
+// an LF, or the start of a run, in which case the LF is looked for after
+// the white space that follows.
+func runEnd(body []byte, k int) (lf, run int, tail bool) {
+	if body[k] == '\n' {
+		return k, -1, false
+	}
+	j := k + 1
+	for j < len(body) && (body[j] == ' ' || body[j] == '\t') {
+		j++
+	}
+	if j < len(body) && body[j] == '\n' {
+		return j, k, true
+	}
+	if j+1 < len(body) && body[j] == '\r' && body[j+1] == '\n' {
+		return j + 1, k, true
+	}
+	if n := bytes.IndexByte(body[j:], '\n'); n >= 0 {
+		return j + n, k, false
+	}
+	return len(body), k, false
 }

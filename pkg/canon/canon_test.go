@@ -141,6 +141,51 @@ func indexRunNaive(line []byte) int {
 	return -1
 }
 
+// scanLineNaive is scanLine's definition: the LF of the line at pos and
+// the first run before it, a byte at a time.
+func scanLineNaive(body []byte, pos int) (lf, run int, tail bool) {
+	lf = len(body)
+	if i := bytes.IndexByte(body[pos:], '\n'); i >= 0 {
+		lf = pos + i
+	}
+	i := indexRunNaive(body[pos:lf])
+	if i < 0 {
+		return lf, -1, false
+	}
+	rest := bytes.TrimSuffix(body[pos+i:lf], []byte("\r"))
+	tail = lf < len(body) && len(bytes.Trim(rest, " \t")) == 0
+	return lf, pos + i, tail
+}
+
+func TestScanLine(t *testing.T) {
+	// Every placement of a line end, a tab, two spaces, a control
+	// character below LF (the cheap test's false positives) or bytes just
+	// off them, alone and followed by a second insertion, in bodies of 0
+	// to 40 bytes scanned from every position: both loops, the exact test
+	// of each word, and the look for the LF after a run.
+	ins := []string{"\n", "\r\n", "\t", "  ", " ", "\x00", "\x01", "\b", "\v", " \r", "\t\r\n", "  \n", "\r"}
+	for n := 0; n <= 40; n++ {
+		for at := 0; at < n; at++ {
+			for _, a := range ins {
+				for _, z := range append([]string{""}, ins...) {
+					b := []byte(strings.Repeat("a b!", n)[:n])
+					copy(b[at:], a)
+					if k := at + len(a) + 3; k < n {
+						copy(b[k:], z)
+					}
+					for pos := 0; pos < n; pos++ {
+						lf, run, tail := scanLine(b, pos)
+						wantLF, wantRun, wantTail := scanLineNaive(b, pos)
+						if lf != wantLF || run != wantRun || tail != wantTail {
+							t.Fatalf("scanLine(%q, %d) = %d, %d, %v, want %d, %d, %v", b, pos, lf, run, tail, wantLF, wantRun, wantTail)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestIndexRun(t *testing.T) {
 	for _, tc := range []struct {
 		line string
