@@ -16,6 +16,7 @@ BIN=$(realpath "${1:-bin/elemta}")
 SESSIONS=${SESSIONS:-"1 10 50"}; MSGS=${MSGS:-1000}; SIZE=${SIZE:-10240}
 PF_PORT=${PF_PORT:-12625}; EL_PORT=${EL_PORT:-12626}
 here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
 command -v smtp-source >/dev/null || { echo "bench-postfix: smtp-source not found (Debian's postfix package)" >&2; exit 1; }
 [ -x "$BIN" ] || { echo "bench-postfix: $BIN not built (make build)" >&2; exit 1; }
 
@@ -29,11 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$here/start-postfix.sh" "$ROOT/pf" "$PF_PORT"
-# Postfix's own limits would cap 50 sessions: let it run as many smtpd as
-# there are sessions, as elemta does.
-postconf -c "$ROOT/pf/etc" -e 'default_process_limit = 200' >/dev/null
-postfix -c "$ROOT/pf/etc" reload >/dev/null 2>&1
+start_bench_postfix "$here" "$ROOT/pf" "$PF_PORT"
 
 mkdir -p "$ROOT/el"
 cat >"$ROOT/el/elemta.toml" <<CF
@@ -53,22 +50,7 @@ plugins = []
 CF
 "$BIN" serve --config "$ROOT/el/elemta.toml" >"$ROOT/el/log" 2>&1 &
 EL_PID=$!
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$EL_PORT) 2>/dev/null && break; sleep 0.1; done
-
-tck=$(getconf CLK_TCK)
-# cpu PID: CPU ticks of PID, its live children and its reaped children.
-cpu() {
-  local pid=$1 total=0 f
-  read -r -a f <<<"$(sed 's/^.*) //' /proc/"$pid"/stat)"
-  total=$(( f[11] + f[12] + f[13] + f[14] ))   # utime stime cutime cstime
-  for c in $(pgrep -P "$pid" || true); do
-    if read -r -a f <<<"$(sed 's/^.*) //' /proc/"$c"/stat 2>/dev/null)"; then
-      total=$(( total + f[11] + f[12] ))
-    fi
-  done
-  echo "$total"
-}
-count() { find "$1" -type f 2>/dev/null | wc -l; }
+wait_port "$EL_PORT"
 
 printf '%-8s %8s %10s %14s\n' mta sessions msgs/s cpu-s/1000msg
 delivered_pf=0; delivered_el=0
@@ -83,12 +65,11 @@ for s in $SESSIONS; do
     fi
     c0=$(cpu "$pid"); t0=$(date +%s.%N)
     smtp-source -s "$s" -m "$MSGS" -l "$SIZE" -f a@example.test -t postmaster@example.test "127.0.0.1:$port"
-    for _ in $(seq 6000); do [ "$(count "$box")" -ge "$want" ] && break; sleep 0.05; done
+    wait_count "$box" "$want"
     t1=$(date +%s.%N); c1=$(cpu "$pid")
     got=$(count "$box")
     [ "$got" -ge "$want" ] || { echo "bench-postfix: $mta delivered $got of $want" >&2; exit 1; }
     if [ "$mta" = postfix ]; then delivered_pf=$want; else delivered_el=$want; fi
-    awk -v m="$mta" -v s="$s" -v n="$MSGS" -v t0="$t0" -v t1="$t1" -v c="$(( c1 - c0 ))" -v tck="$tck" \
-      'BEGIN { printf "%-8s %8d %10.0f %14.2f\n", m, s, n/(t1-t0), c/tck/n*1000 }'
+    report "$mta" "$s" "$MSGS" "$t0" "$t1" "$(( c1 - c0 ))"
   done
 done

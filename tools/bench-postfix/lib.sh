@@ -1,0 +1,45 @@
+# lib.sh — helpers shared by run.sh and run-signed.sh (source it).
+
+# cpu PID: CPU ticks of PID, its live children and its reaped children.
+cpu() {
+  local pid=$1 total=0 f
+  read -r -a f <<<"$(sed 's/^.*) //' /proc/"$pid"/stat)"
+  total=$(( f[11] + f[12] + f[13] + f[14] ))   # utime stime cutime cstime
+  for c in $(pgrep -P "$pid" || true); do
+    if read -r -a f <<<"$(sed 's/^.*) //' /proc/"$c"/stat 2>/dev/null)"; then
+      total=$(( total + f[11] + f[12] ))
+    fi
+  done
+  echo "$total"
+}
+
+# count DIR: files in DIR (a Maildir's new/).
+count() { find "$1" -type f 2>/dev/null | wc -l; }
+
+# start_bench_postfix HERE DIR PORT: the private Postfix of start-postfix.sh,
+# with default_process_limit raised so 50 sessions get 50 smtpd processes.
+start_bench_postfix() {
+  "$1/start-postfix.sh" "$2" "$3"
+  # Postfix's own limits would cap 50 sessions: let it run as many smtpd as
+  # there are sessions, as elemta does.
+  postconf -c "$2/etc" -e 'default_process_limit = 200' >/dev/null
+  postfix -c "$2/etc" reload >/dev/null 2>&1
+}
+
+# wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most).
+wait_port() {
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "bench-postfix: nothing listens on 127.0.0.1:$1" >&2; return 1
+}
+
+# wait_count DIR WANT: until DIR holds WANT files (5 minutes at most).
+wait_count() {
+  for _ in $(seq 6000); do [ "$(count "$1")" -ge "$2" ] && return 0; sleep 0.05; done
+  return 0
+}
+
+# report MTA SESSIONS MSGS T0 T1 TICKS: one result line.
+report() {
+  awk -v m="$1" -v s="$2" -v n="$3" -v t0="$4" -v t1="$5" -v c="$6" -v tck="$(getconf CLK_TCK)" \
+    'BEGIN { printf "%-8s %8d %10.0f %14.2f\n", m, s, n/(t1-t0), c/tck/n*1000 }'
+}
