@@ -43,3 +43,30 @@ report() {
   awk -v m="$1" -v s="$2" -v n="$3" -v t0="$4" -v t1="$5" -v c="$6" -v tck="$(getconf CLK_TCK)" \
     'BEGIN { printf "%-8s %8d %10.0f %14.2f\n", m, s, n/(t1-t0), c/tck/n*1000 }'
 }
+
+# measure ROOT EL_PID: for each of $SESSIONS, Postfix then Elemta, $MSGS
+# messages sent with the caller's `send PORT SESSIONS` ($PF_PORT, $EL_PORT):
+# one report line each, timed until every message is in the Maildir.
+measure() {
+  local root=$1 el_pid=$2 s mta pid port box want c0 c1 t0 t1 got delivered_pf=0 delivered_el=0
+  printf '%-8s %8s %10s %14s\n' mta sessions msgs/s cpu-s/1000msg
+  for s in $SESSIONS; do
+    for mta in postfix elemta; do
+      if [ "$mta" = postfix ]; then
+        pid=$(tr -d ' ' <"$root/pf/spool/pid/master.pid"); port=$PF_PORT
+        box="$root/pf/vmail/example.test/postmaster/new"; want=$(( delivered_pf + MSGS ))
+      else
+        pid=$el_pid; port=$EL_PORT
+        box="$root/el/mail/example.test/postmaster/new"; want=$(( delivered_el + MSGS ))
+      fi
+      c0=$(cpu "$pid"); t0=$(date +%s.%N)
+      send "$port" "$s"
+      wait_count "$box" "$want"
+      t1=$(date +%s.%N); c1=$(cpu "$pid")
+      got=$(count "$box")
+      [ "$got" -ge "$want" ] || { echo "bench-postfix: $mta delivered $got of $want" >&2; exit 1; }
+      if [ "$mta" = postfix ]; then delivered_pf=$want; else delivered_el=$want; fi
+      report "$mta" "$s" "$MSGS" "$t0" "$t1" "$(( c1 - c0 ))"
+    done
+  done
+}

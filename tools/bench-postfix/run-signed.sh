@@ -72,25 +72,7 @@ CF
 EL_PID=$!
 wait_port "$EL_PORT"
 
-printf '%-8s %8s %10s %14s\n' mta sessions msgs/s cpu-s/1000msg
-delivered_pf=0; delivered_el=0
-for s in $SESSIONS; do
-  for mta in postfix elemta; do
-    if [ "$mta" = postfix ]; then
-      pid=$(tr -d ' ' <"$ROOT/pf/spool/pid/master.pid"); port=$PF_PORT
-      box="$ROOT/pf/vmail/example.test/postmaster/new"; want=$(( delivered_pf + MSGS ))
-    else
-      pid=$EL_PID; port=$EL_PORT
-      box="$ROOT/el/mail/example.test/postmaster/new"; want=$(( delivered_el + MSGS ))
-    fi
-    c0=$(cpu "$pid"); t0=$(date +%s.%N)
-    "$SRC" send -dir "$ROOT/corpus" -addr "127.0.0.1:$port" -s "$s" -from a@example.test -to postmaster@example.test
-    wait_count "$box" "$want"
-    t1=$(date +%s.%N); c1=$(cpu "$pid")
-    got=$(count "$box")
-    [ "$got" -ge "$want" ] || { echo "bench-postfix: $mta delivered $got of $want" >&2; exit 1; }
-    if [ "$mta" = postfix ]; then delivered_pf=$want; else delivered_el=$want; fi
-    report "$mta" "$s" "$MSGS" "$t0" "$t1" "$(( c1 - c0 ))"
-  done
-done
-"$SRC" check -dir "$ROOT/el/mail/example.test/postmaster/new" -want "$delivered_el"
+# send PORT SESSIONS: the load of one measurement.
+send() { "$SRC" send -dir "$ROOT/corpus" -addr "127.0.0.1:$1" -s "$2" -from a@example.test -to postmaster@example.test; }
+measure "$ROOT" "$EL_PID"
+"$SRC" check -dir "$ROOT/el/mail/example.test/postmaster/new" -want "$(( $(wc -w <<<"$SESSIONS") * MSGS ))"

@@ -52,24 +52,6 @@ CF
 EL_PID=$!
 wait_port "$EL_PORT"
 
-printf '%-8s %8s %10s %14s\n' mta sessions msgs/s cpu-s/1000msg
-delivered_pf=0; delivered_el=0
-for s in $SESSIONS; do
-  for mta in postfix elemta; do
-    if [ "$mta" = postfix ]; then
-      pid=$(tr -d ' ' <"$ROOT/pf/spool/pid/master.pid"); port=$PF_PORT
-      box="$ROOT/pf/vmail/example.test/postmaster/new"; want=$(( delivered_pf + MSGS ))
-    else
-      pid=$EL_PID; port=$EL_PORT
-      box="$ROOT/el/mail/example.test/postmaster/new"; want=$(( delivered_el + MSGS ))
-    fi
-    c0=$(cpu "$pid"); t0=$(date +%s.%N)
-    smtp-source -s "$s" -m "$MSGS" -l "$SIZE" -f a@example.test -t postmaster@example.test "127.0.0.1:$port"
-    wait_count "$box" "$want"
-    t1=$(date +%s.%N); c1=$(cpu "$pid")
-    got=$(count "$box")
-    [ "$got" -ge "$want" ] || { echo "bench-postfix: $mta delivered $got of $want" >&2; exit 1; }
-    if [ "$mta" = postfix ]; then delivered_pf=$want; else delivered_el=$want; fi
-    report "$mta" "$s" "$MSGS" "$t0" "$t1" "$(( c1 - c0 ))"
-  done
-done
+# send PORT SESSIONS: the load of one measurement.
+send() { smtp-source -s "$2" -m "$MSGS" -l "$SIZE" -f a@example.test -t postmaster@example.test "127.0.0.1:$1"; }
+measure "$ROOT" "$EL_PID"
