@@ -71,21 +71,7 @@ func sharedState(t *testing.T, cl storetest.Setup) {
 
 	t.Run("rate limit across nodes", func(t *testing.T) {
 		const n, perNode = 10, 15
-		cfg := fmt.Sprintf(`[plugins]
-plugins = ["ratelimit"]
-[plugins.ratelimit]
-store = "redis"
-redis_prefix = %q
-exempt_networks = []
-max_sessions_per_client = 0
-on_error = "tempfail"
-[[plugins.ratelimit.limits]]
-name = "per-sender"
-key = ["sender"]
-count = %d
-window = "1m"
-on = "mail"
-%s`, prefix+"rl:", n, storeTable)
+		cfg := "[plugins]\nplugins = [\"ratelimit\"]\n" + rateLimitTable(prefix+"rl:", n) + storeTable
 		nodes := []*node{startNode(t, "a", cfg), startNode(t, "b", cfg)}
 		replies := make([]reply, 2*perNode)
 		errs := make([]error, 2*perNode)

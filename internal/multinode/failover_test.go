@@ -31,22 +31,10 @@ servers = [%q]
 cache_store = "redis"
 cache_redis_prefix = %q
 on_error = "tempfail"
-[plugins.ratelimit]
-store = "redis"
-redis_prefix = %q
-exempt_networks = []
-max_sessions_per_client = 0
-on_error = "tempfail"
-[[plugins.ratelimit.limits]]
-name = "per-sender"
-key = ["sender"]
-count = %d
-window = "1m"
-on = "mail"
-
+%s
 [store]
 %sredis_timeout = "500ms"
-`, clamd.addr, prefix+"av:", prefix, limit, s.TOML)
+`, clamd.addr, prefix+"av:", rateLimitTable(prefix, limit), s.TOML)
 	nodes := []*node{startNode(t, "a", cfg), startNode(t, "b", cfg)}
 
 	eicar, err := os.ReadFile(filepath.Join("..", "..", "plugins", "clamav", "testdata", "eicar-base64.eml"))

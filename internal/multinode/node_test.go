@@ -307,3 +307,22 @@ func (m *matcher) feed(b []byte) {
 	k := max(0, len(data)-(len(m.pat)-1))
 	m.tail = append([]byte(nil), data[k:]...)
 }
+
+// rateLimitTable is the [plugins.ratelimit] table both multi-node tests
+// share: count messages per sender per minute in Redis under prefix,
+// tempfail while Redis cannot answer.
+func rateLimitTable(prefix string, count int) string {
+	return fmt.Sprintf(`[plugins.ratelimit]
+store = "redis"
+redis_prefix = %q
+exempt_networks = []
+max_sessions_per_client = 0
+on_error = "tempfail"
+[[plugins.ratelimit.limits]]
+name = "per-sender"
+key = ["sender"]
+count = %d
+window = "1m"
+on = "mail"
+`, prefix, count)
+}
