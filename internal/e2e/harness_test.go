@@ -215,21 +215,11 @@ func (s *server) waitMail(addr string, n int) []string {
 }
 
 // headerFields returns the unfolded values of every field called name in
-// the header of msg.
+// the header of msg, as the plugins see them (registry.ParseMessage).
 func headerFields(msg, name string) []string {
-	head, _, _ := strings.Cut(msg, "\r\n\r\n")
-	var out []string
-	lines := strings.Split(head, "\r\n")
-	for i := 0; i < len(lines); i++ {
-		k, v, ok := strings.Cut(lines[i], ":")
-		if !ok || !strings.EqualFold(k, name) {
-			continue
-		}
-		for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], " ") || strings.HasPrefix(lines[i+1], "\t")) {
-			i++
-			v += " " + strings.TrimSpace(lines[i])
-		}
-		out = append(out, strings.TrimSpace(v))
+	m, err := registry.ParseMessage([]byte(msg), registry.Envelope{})
+	if err != nil {
+		return nil
 	}
-	return out
+	return m.Header.Values(name)
 }

@@ -157,22 +157,14 @@ func headerOf(msg string) string {
 	return head
 }
 
-// fields returns the unfolded values of the fields called name.
+// fields returns the unfolded values of the fields called name, as the
+// plugins see them (registry.ParseMessage).
 func fields(msg, name string) []string {
-	lines := strings.Split(headerOf(msg), "\n")
-	var out []string
-	for i := 0; i < len(lines); i++ {
-		k, v, ok := strings.Cut(lines[i], ":")
-		if !ok || !strings.EqualFold(k, name) {
-			continue
-		}
-		for i+1 < len(lines) && (strings.HasPrefix(lines[i+1], " ") || strings.HasPrefix(lines[i+1], "\t")) {
-			i++
-			v += " " + strings.TrimSpace(lines[i])
-		}
-		out = append(out, strings.TrimSpace(v))
+	m, err := registry.ParseMessage([]byte(msg), registry.Envelope{})
+	if err != nil {
+		return nil
 	}
-	return out
+	return m.Header.Values(name)
 }
 
 // TestPostfixCleanMail: swaks → Postfix → milter: a message signed by
