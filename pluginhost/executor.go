@@ -77,7 +77,7 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 	if len(waves) > 0 {
 		ctx = registry.WithProcessingContext(ctx, pc)
 	}
-	for i, wave := range waves {
+	for i := 0; i < len(waves); {
 		if err := ctx.Err(); err != nil {
 			return sr, fmt.Errorf("stage %s: %w", stage, err)
 		}
@@ -86,13 +86,20 @@ func (m *Manager) ExecuteStage(ctx context.Context, stage registry.Stage, pc *re
 		if i > 0 {
 			now = time.Time{}
 		}
-		sr.Results = m.runWave(ctx, stage, pc, wave, sr.Results, now)
+		if n := singleRun(waves, i); n > 1 {
+			var ran int
+			sr.Results, ran = m.runChain(ctx, stage, pc, waves[i:i+n], sr.Results, now)
+			i += ran
+		} else {
+			sr.Results = m.runWave(ctx, stage, pc, waves[i], sr.Results, now)
+			i++
+		}
 		rejected := false
 		for _, r := range sr.Results[first:] {
 			rejected = rejected || r.Verdict.Action == registry.Reject
 		}
 		if rejected {
-			for _, later := range waves[i+1:] {
+			for _, later := range waves[i:] {
 				for _, inst := range later {
 					sr.Skipped = append(sr.Skipped, inst.name)
 				}

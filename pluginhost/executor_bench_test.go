@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"regexp"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,6 +106,37 @@ func ratio(b *testing.B, a func(), per float64, c func()) {
 		i++
 	}
 	b.ReportMetric(float64(ta)/per/float64(tc), "ratio")
+}
+
+// parallelRatio is ratio with 4 callers per processor, as concurrent SMTP
+// sessions are: each round runs a's callers, then c's (the other way round
+// every second round), each caller 8 calls, and times them.
+func parallelRatio(b *testing.B, a, c func()) {
+	callers := 4 * runtime.GOMAXPROCS(0)
+	run := func(f func()) time.Duration {
+		var wg sync.WaitGroup
+		t0 := time.Now()
+		for range callers {
+			wg.Go(func() {
+				for range 8 {
+					f()
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(t0)
+	}
+	var ta, tc time.Duration
+	for i := 0; b.Loop(); i++ {
+		if i%2 == 0 {
+			ta += run(a)
+			tc += run(c)
+		} else {
+			tc += run(c)
+			ta += run(a)
+		}
+	}
+	b.ReportMetric(float64(ta)/float64(tc), "ratio")
 }
 
 // BenchmarkFloor measures, in the same run, what any executor that can
@@ -236,5 +269,6 @@ func BenchmarkStackHungry(b *testing.B) {
 				}
 			})
 		})
+		b.Run(fmt.Sprintf("plugins=%d/parallel-executor-over-direct", n), func(b *testing.B) { parallelRatio(b, executor, direct) })
 	}
 }

@@ -41,6 +41,7 @@ type call struct {
 	done  chan<- int // receives i once res is set; buffered for the whole wave
 	res   *registry.Result
 	state atomic.Int32
+	chain *chain // if set, the call is this chain of plugins (see chain.go) and the fields above are unused
 }
 
 // The states of a call: a worker and the collector race to move it out of
@@ -66,20 +67,29 @@ func (w *workers) run(c *call) {
 // was still in the plugin (and is now on its own, uncounted).
 func (w *workers) abandon(c *call) bool {
 	if c.state.CompareAndSwap(running, abandoned) {
-		w.live.Done()
+		w.abandoned()
 		return true
 	}
 	return false
 }
 
+// abandoned stops counting a worker left in a plugin past its deadline.
+func (w *workers) abandoned() { w.live.Done() }
+
 func (w *workers) work(c *call) {
 	for {
-		res := c.inst.call(c.ctx, c.stage, c.pc)
-		if !c.state.CompareAndSwap(running, finished) {
-			return // abandoned at its deadline: live no longer counts this worker
+		if c.chain != nil {
+			if !c.chain.run() {
+				return // abandoned at a deadline: live no longer counts this worker
+			}
+		} else {
+			res := c.inst.call(c.ctx, c.stage, c.pc)
+			if !c.state.CompareAndSwap(running, finished) {
+				return // abandoned at its deadline: live no longer counts this worker
+			}
+			c.res = res
+			c.done <- c.i
 		}
-		c.res = res
-		c.done <- c.i
 		if w.idle.Add(1) > w.max {
 			w.idle.Add(-1)
 			w.live.Done()

@@ -8,7 +8,9 @@ import (
 	"crypto/sha256"
 	"net/netip"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -145,6 +147,31 @@ func BenchmarkFullAuthStage(b *testing.B) {
 					j := (i + k) % len(fns)
 					start := time.Now()
 					fns[j]()
+					took[j] += time.Since(start)
+				}
+				i++
+			}
+			b.ReportMetric(float64(took[0])/float64(took[1]), "stage/floor")
+			b.ReportMetric(float64(took[0])/float64(took[2]), "stage/go-msgauth")
+		})
+		b.Run(size.name+"/parallel-ratios", func(b *testing.B) {
+			fns := []func(){stage, floor, msgauth}
+			callers := 4 * runtime.GOMAXPROCS(0)
+			var took [3]time.Duration
+			i := 0
+			for b.Loop() {
+				for k := range fns {
+					j := (i + k) % len(fns)
+					var wg sync.WaitGroup
+					start := time.Now()
+					for range callers {
+						wg.Go(func() {
+							for range 4 {
+								fns[j]()
+							}
+						})
+					}
+					wg.Wait()
 					took[j] += time.Since(start)
 				}
 				i++
