@@ -13,7 +13,6 @@ import (
 	"github.com/elemta/elemta/internal/catalog"
 	"github.com/elemta/elemta/registry"
 	"github.com/pelletier/go-toml/v2"
-	"github.com/pelletier/go-toml/v2/unstable"
 )
 
 // Config defaults.
@@ -421,67 +420,6 @@ func decodeStrict(data []byte, v any) ([]missingKey, error) {
 		keys[i] = missingKey{key: e.Key(), line: line, col: col}
 	}
 	return keys, nil
-}
-
-// positioned turns a go-toml error into "file:line:col: key: message".
-func positioned(file string, err error) error {
-	var de *toml.DecodeError
-	if errors.As(err, &de) {
-		line, col := de.Position()
-		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		if k := de.Key(); len(k) > 0 {
-			msg = strings.Join(k, ".") + ": " + msg
-		}
-		return fmt.Errorf("%s:%d:%d: %s", file, line, col, msg)
-	}
-	return fmt.Errorf("%s: %w", file, err)
-}
-
-// TOMLError formats an error of go-toml decoding data (named file) as
-// "file:line:col: key: message", including errors of this package's custom
-// decoders (Duration), which go-toml reports without a position. Hosts
-// that decode their own config tables use it for the same error format.
-func TOMLError(file string, data []byte, err error) error {
-	return positionedIn(file, data, "", err)
-}
-
-// positionedIn is positioned for errors of custom decoders (Duration),
-// which go-toml returns without a position: it finds the key under table
-// prefix whose value is the one that failed.
-func positionedIn(file string, data []byte, prefix string, err error) error {
-	var ve *catalog.ValueError
-	if !errors.As(err, &ve) {
-		return positioned(file, err)
-	}
-	p := unstable.Parser{}
-	p.Reset(data)
-	var table []string
-	for p.NextExpression() {
-		n := p.Expression()
-		switch n.Kind {
-		case unstable.Table, unstable.ArrayTable:
-			table = keyOf(n.Key())
-		case unstable.KeyValue:
-			key := strings.Join(append(slices.Clone(table), keyOf(n.Key())...), ".")
-			v := n.Value()
-			if (prefix == "" || strings.HasPrefix(key, prefix+".")) && strings.TrimSpace(string(p.Raw(v.Raw))) == strings.TrimSpace(ve.Raw) {
-				pos := p.Shape(v.Raw).Start
-				return fmt.Errorf("%s:%d:%d: %s: %w", file, pos.Line, pos.Column, key, ve.Err)
-			}
-		}
-	}
-	if prefix == "" {
-		return fmt.Errorf("%s: %w", file, ve.Err)
-	}
-	return fmt.Errorf("%s: %s: %w", file, prefix, ve.Err)
-}
-
-func keyOf(it unstable.Iterator) []string {
-	var parts []string
-	for it.Next() {
-		parts = append(parts, string(it.Node().Data))
-	}
-	return parts
 }
 
 // knownKeys lists the toml keys of the struct cfg points to, and the common

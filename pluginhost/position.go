@@ -3,7 +3,6 @@ package pluginhost
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -16,43 +15,20 @@ import (
 type Positions map[string]unstable.Position
 
 // KeyPositions returns the Positions of data's keys (up to a syntax error,
-// which the decoder reports).
+// which the decoder reports), each where it is first written. The keys
+// inside an inline table are not in it: a message naming one is placed at
+// the inline table's key.
 func KeyPositions(data []byte) Positions {
 	pos := Positions{}
-	p := unstable.Parser{}
-	p.Reset(data)
-	var table []string
-	for p.NextExpression() {
-		n := p.Expression()
-		switch n.Kind {
-		case unstable.Table, unstable.ArrayTable:
-			table = keyParts(n.Key())
-			name := strings.Join(table, ".")
-			if _, ok := pos[name]; !ok {
-				it := n.Key()
-				if it.Next() {
-					pos[name] = p.Shape(it.Node().Raw).Start
-				}
-			}
-		case unstable.KeyValue:
-			key := strings.Join(append(slices.Clone(table), keyParts(n.Key())...), ".")
-			if _, ok := pos[key]; !ok {
-				if it := n.Key(); it.Next() {
-					pos[key] = p.Shape(it.Node().Raw).Start
-				}
-			}
+	for e := range walkTOML(data) {
+		if _, ok := pos[e.key]; ok {
+			continue
+		}
+		if p, ok := e.namePos(); ok {
+			pos[e.key] = p
 		}
 	}
-	// A syntax error ends the walk; the decoder reports it.
 	return pos
-}
-
-func keyParts(it unstable.Iterator) []string {
-	var parts []string
-	for it.Next() {
-		parts = append(parts, string(it.Node().Data))
-	}
-	return parts
 }
 
 // TableErrors turns the error of a table's Validate (errors.Join of

@@ -56,6 +56,61 @@ func TestHostTableErrorsReadOnce(t *testing.T) {
 	}
 }
 
+// TestConfigCheckPositions pins the whole error of documents whose keys
+// are written in the less common ways: dotted, in inline tables, in an
+// array of tables, quoted, twice.
+func TestConfigCheckPositions(t *testing.T) {
+	const plugins = "[plugins]\nplugins = [\"contentfilter\"]\n"
+	const badDuration = `invalid duration "fast": want seconds (30) or a duration string ("1m30s")`
+	tests := []struct {
+		name, toml, want string
+	}{
+		{"top-level dotted key", "log.plugin_levels.nosuch = \"debug\"\n" + plugins,
+			`c.toml:1:1: [log]: plugin_levels.nosuch: no such plugin instance is enabled (enabled: contentfilter)`},
+		{"dotted key in a table", "[log]\nplugin_levels.nosuch = \"debug\"\n" + plugins,
+			`c.toml:2:1: [log]: plugin_levels.nosuch: no such plugin instance is enabled (enabled: contentfilter)`},
+		{"inline table in a table", "[log]\nplugin_levels = {nosuch = \"debug\"}\n" + plugins,
+			`c.toml:2:1: [log]: plugin_levels.nosuch: no such plugin instance is enabled (enabled: contentfilter)`},
+		{"nested inline tables", "log = {plugin_levels = {nosuch = \"debug\"}}\n" + plugins,
+			`c.toml:1:1: [log]: plugin_levels.nosuch: no such plugin instance is enabled (enabled: contentfilter)`},
+		{"inline table", "dns = {servers = [\"ns1.example\"]}\n" + plugins,
+			`c.toml:1:1: [dns]: servers: "ns1.example": want an IP address with an optional port ("127.0.0.1:5353", "[::1]:53"): address ns1.example: missing port in address`},
+		{"dotted keys, no header", "server.max_errors = -1\n" + plugins,
+			"c.toml:1:1: [server]: max_errors must be positive (got -1)\nc.toml: [server]: soft_error_limit (10) is more than max_errors (-1)"},
+		{"inline table, no header", "server = {max_errors = -1}\n" + plugins,
+			"c.toml:1:1: [server]: max_errors must be positive (got -1)\nc.toml:1:1: [server]: soft_error_limit (10) is more than max_errors (-1)"},
+		{"quoted key and table", "[\"server\"]\n\"max_errors\" = -1\n" + plugins,
+			"c.toml:2:1: [server]: max_errors must be positive (got -1)\nc.toml:1:2: [server]: soft_error_limit (10) is more than max_errors (-1)"},
+		{"duplicate key", "[server]\nmax_errors = 1\nmax_errors = 2\n" + plugins,
+			"c.toml:3:1: max_errors: key max_errors is already defined\nc.toml:1:2: [server]: soft_error_limit (10) is more than max_errors (1)"},
+		{"duplicate table", plugins + "[dns]\nservers = [\"127.0.0.1\"]\n[dns]\ntimeout = 2\n",
+			"c.toml:5:2: dns: table dns already exists"},
+		{"duration, dotted key", "dns.timeout = \"fast\"\n" + plugins, "c.toml:1:15: dns.timeout: " + badDuration},
+		{"duration in an inline table", "dns = {timeout = \"fast\"}\n" + plugins, "c.toml: " + badDuration},
+		{"duration and a table error", plugins + "[server]\nmax_errors = -1\n[milter]\nread_timeout = \"fast\"\n",
+			"c.toml:6:16: milter.read_timeout: " + badDuration + "\nc.toml:4:1: [server]: max_errors must be positive (got -1)\nc.toml:3:2: [server]: soft_error_limit (10) is more than max_errors (-1)"},
+		{"plugin duration, quoted table", "[plugins]\nplugins = [\"contentfilter/x\"]\n[plugins.\"contentfilter/x\"]\ntimeout = \"fast\"\n",
+			"c.toml:4:11: plugins.contentfilter/x.timeout: " + badDuration},
+		{"plugin check, quoted table", "[plugins]\nplugins = [\"contentfilter/x\"]\n[plugins.\"contentfilter/x\"]\ntimeout = 0\n",
+			`c.toml:4:1: [plugins."contentfilter/x"]: timeout: must be positive`},
+		{"second array-of-tables entry", plugins + "[[plugins.contentfilter.body_rules]]\nname = \"a\"\npattern = \"x\"\n[[plugins.contentfilter.body_rules]]\nname = \"b\"\npattern = \"(\"\n",
+			"c.toml:3:3: [plugins.contentfilter]: body_rules[1] (rule \"b\"): pattern \"(\": error parsing regexp: missing closing ): `(`"},
+		{"array of inline tables", plugins + "[plugins.contentfilter]\nbody_rules = [{name = \"a\", pattern = \"(\"}]\n",
+			"c.toml:4:1: [plugins.contentfilter]: body_rules[0] (rule \"a\"): pattern \"(\": error parsing regexp: missing closing ): `(`"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.toml", []byte(tt.toml))
+			if err == nil {
+				t.Fatal("Parse succeeded")
+			}
+			if err.Error() != tt.want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, tt.want)
+			}
+		})
+	}
+}
+
 func itoa(n int) string {
 	if n < 10 {
 		return string(rune('0' + n))
