@@ -18,6 +18,7 @@ import (
 	msgdmarc "github.com/emersion/go-msgauth/dmarc"
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/elemta/elemta/pkg/textcache"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -28,6 +29,8 @@ type Checker struct {
 	log      *slog.Logger
 	// sample returns a number in [0, 100) for pct sampling.
 	sample func() int
+	// records is parseRecord's answers by record text.
+	records *textcache.Cache[*msgdmarc.Record]
 }
 
 // New builds the plugin from its validated config. It does no I/O.
@@ -35,7 +38,8 @@ func New(cfg Config, host registry.Host) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Checker{cfg: cfg, resolver: host.Resolver, log: host.Logger, sample: func() int { return rand.IntN(100) }}, nil
+	return &Checker{cfg: cfg, resolver: host.Resolver, log: host.Logger, sample: func() int { return rand.IntN(100) },
+		records: textcache.New(cfg.RecordCacheSize, maxCachedRecord, parseRecord)}, nil
 }
 
 // SetSampler replaces the pct sampling source (tests): f returns a number
@@ -327,7 +331,7 @@ func (c *Checker) lookup(ctx context.Context, domain string) (*msgdmarc.Record, 
 		// §6.6.3 step 5: several records end policy discovery.
 		return nil, fmt.Errorf("%w: %d DMARC records at %s", errNoPolicy, len(records), name)
 	}
-	rec, err := parseRecord(records[0])
+	rec, err := c.records.Get(records[0]) // shared: never modified
 	if err != nil {
 		return nil, fmt.Errorf("parse record at %s: %w", name, err)
 	}

@@ -317,3 +317,28 @@ func TestFromDomainsBound(t *testing.T) {
 		})
 	}
 }
+
+// Parsed records are kept by their text: a record that changes is read
+// afresh at once, and record_cache_size bounds what is kept (0: nothing).
+func TestRecordCache(t *testing.T) {
+	for _, size := range []int{0, 1, DefaultRecordCacheSize} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			z := testZone()
+			cfg := DefaultConfig()
+			cfg.RecordCacheSize = size
+			c := newChecker(t, cfg, z, 0)
+			eval := func(domain string) string {
+				o := c.evaluate(context.Background(), message(t, "a@"+domain), nil, nil)
+				require.NotNil(t, o.res)
+				return o.res.Policy
+			}
+			require.Equal(t, "none", eval("none.com"))
+			require.Equal(t, "none", eval("none.com"))
+			z.txt["_dmarc.none.com"] = []string{"v=DMARC1; p=reject"}
+			require.Equal(t, "reject", eval("none.com"), "a changed record is a new text")
+			require.Equal(t, "quarantine", eval("other.com"))
+			require.Equal(t, "reject", eval("none.com"))
+			require.Equal(t, min(size, 3), c.records.Len(), "three texts seen")
+		})
+	}
+}

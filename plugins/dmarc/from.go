@@ -109,7 +109,7 @@ func domainOf(d string) (string, error) {
 	case len(d) > 253:
 		return "", fmt.Errorf("domain of %d octets, more than 253", len(d))
 	}
-	for _, label := range strings.Split(d, ".") {
+	for label := range strings.SplitSeq(d, ".") {
 		if label == "" || len(label) > 63 {
 			return "", fmt.Errorf("domain %.100q: label of %d octets", d, len(label))
 		}

@@ -73,6 +73,10 @@ func TestConfigCheck(t *testing.T) {
 		{"on_unparseable_from = \"bounce\"\n", "bounce"},
 		{"on_multiple_from = \"accept\"\n", "on_multiple_from"},
 		{"max_from_domains = 0\n", "max_from_domains"},
+		{"record_cache_size = 0\n", ""},
+		{"record_cache_size = 100000\n", ""},
+		{"record_cache_size = -1\n", "record_cache_size = -1: must be between 0 and 100000"},
+		{"record_cache_size = 100001\n", "record_cache_size = 100001: must be between 0 and 100000"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.body, func(t *testing.T) {

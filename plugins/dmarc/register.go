@@ -44,6 +44,9 @@ type Config struct {
 	// "strictest" evaluates each and applies the strictest outcome;
 	// "quarantine" or "reject" also act on the message for having them.
 	OnMultipleFrom string `toml:"on_multiple_from"`
+	// RecordCacheSize is how many parsed policy records are kept, by
+	// their text (0 parses every time).
+	RecordCacheSize int `toml:"record_cache_size"`
 }
 
 // MultipleFromStrictest is the on_multiple_from value that evaluates
@@ -52,6 +55,17 @@ const MultipleFromStrictest = "strictest"
 
 // DefaultMaxFromDomains is the default cap on distinct From domains.
 const DefaultMaxFromDomains = 5
+
+const (
+	// DefaultRecordCacheSize is the default record_cache_size.
+	DefaultRecordCacheSize = 1000
+	// maxRecordCacheSize bounds record_cache_size: each entry holds a
+	// record of at most maxCachedRecord bytes and its parsed form.
+	maxRecordCacheSize = 100000
+	// maxCachedRecord is the longest record text kept; a longer one (a
+	// real policy is under 300 bytes) is parsed every time.
+	maxCachedRecord = 2048
+)
 
 // DefaultConfig is [plugins.dmarc] with no keys: annotate only; with
 // enforce the safe choices: tempfail on temperror, reject a From that
@@ -62,6 +76,7 @@ func DefaultConfig() Config {
 		OnTempError:       registry.TempFail,
 		OnUnparseableFrom: registry.Reject,
 		OnMultipleFrom:    MultipleFromStrictest,
+		RecordCacheSize:   DefaultRecordCacheSize,
 	}
 }
 
@@ -84,6 +99,9 @@ func (c *Config) Validate() error {
 	case MultipleFromStrictest, "quarantine", "reject":
 	default:
 		errs = append(errs, fmt.Errorf("on_multiple_from = %q: must be strictest, quarantine or reject", c.OnMultipleFrom))
+	}
+	if c.RecordCacheSize < 0 || c.RecordCacheSize > maxRecordCacheSize {
+		errs = append(errs, fmt.Errorf("record_cache_size = %d: must be between 0 and %d", c.RecordCacheSize, maxRecordCacheSize))
 	}
 	return errors.Join(errs...)
 }

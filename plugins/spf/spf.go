@@ -276,11 +276,10 @@ func malformedDomain(domain string) string {
 	if d == "" {
 		return "empty"
 	}
-	labels := strings.Split(d, ".")
-	if len(labels) < 2 {
+	if !strings.Contains(d, ".") {
 		return "not a multi-label domain name"
 	}
-	for _, l := range labels {
+	for l := range strings.SplitSeq(d, ".") {
 		if l == "" {
 			return "empty label"
 		}
