@@ -51,6 +51,9 @@ type Config struct {
 	OnSoftFail  registry.Action `toml:"on_softfail"`
 	OnTempError registry.Action `toml:"on_temperror"`
 	OnPermError registry.Action `toml:"on_permerror"`
+	// RecordCacheSize is how many SPF record texts are kept with the
+	// outcome of checking their syntax (0 checks every time).
+	RecordCacheSize int `toml:"record_cache_size"`
 }
 
 // Action returns the action configured for result.
@@ -81,8 +84,19 @@ func DefaultConfig() Config {
 		CheckHELO:       true,
 		LookupLimit:     MaxLookupLimit,
 		VoidLookupLimit: DefaultVoidLookupLimit,
+		RecordCacheSize: DefaultRecordCacheSize,
 	}
 }
+
+const (
+	// DefaultRecordCacheSize is the default record_cache_size.
+	DefaultRecordCacheSize = 1000
+	// maxRecordCacheSize bounds record_cache_size.
+	maxRecordCacheSize = 100000
+	// maxCachedRecord is the longest record text kept (a record is a few
+	// hundred bytes; a longer one is checked every time).
+	maxCachedRecord = 2048
+)
 
 // Validate implements registry.Validator: the registry runs it when the
 // config is parsed, so `elemta config check` reports every value New would
@@ -95,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if c.VoidLookupLimit < 0 || c.VoidLookupLimit > MaxLookupLimit {
 		errs = append(errs, fmt.Errorf("void_lookup_limit = %d: must be between 0 and %d", c.VoidLookupLimit, MaxLookupLimit))
+	}
+	if c.RecordCacheSize < 0 || c.RecordCacheSize > maxRecordCacheSize {
+		errs = append(errs, fmt.Errorf("record_cache_size = %d: must be between 0 and %d", c.RecordCacheSize, maxRecordCacheSize))
 	}
 	return errors.Join(errs...)
 }

@@ -17,6 +17,7 @@ import (
 	blitiri "blitiri.com.ar/go/spf"
 
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pkg/textcache"
 	"github.com/elemta/elemta/registry"
 )
 
@@ -27,6 +28,8 @@ type Checker struct {
 	resolver registry.Resolver
 	hostname string
 	log      *slog.Logger
+	// records remembers validateRecord's answer by record text.
+	records *textcache.Cache[struct{}]
 }
 
 // New builds the plugin from its config. It does no I/O and refuses only
@@ -36,7 +39,8 @@ func New(cfg Config, host registry.Host) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Checker{cfg: cfg, instance: cmp.Or(host.Instance, "spf"), resolver: host.Resolver, hostname: host.Hostname, log: host.Logger}, nil
+	return &Checker{cfg: cfg, instance: cmp.Or(host.Instance, "spf"), resolver: host.Resolver, hostname: host.Hostname, log: host.Logger,
+		records: textcache.New(cfg.RecordCacheSize, maxCachedRecord, func(rec string) (struct{}, error) { return struct{}{}, validateRecord(rec) })}, nil
 }
 
 // CheckSPF implements registry.SPFPlugin: it checks whether ip may send
@@ -130,7 +134,7 @@ func (c *Checker) check(ctx context.Context, ip netip.Addr, helo, domain, sender
 	}
 	r, err := blitiri.CheckHostWithSender(net.IP(ip.Unmap().AsSlice()), helo, sender,
 		blitiri.WithContext(ctx),
-		blitiri.WithResolver(dnsAdapter{c.resolver}),
+		blitiri.WithResolver(dnsAdapter{c.resolver, c.records}),
 		blitiri.OverrideLookupLimit(uint(c.cfg.LookupLimit)),
 		blitiri.OverrideVoidLookupLimit(uint(c.cfg.VoidLookupLimit)),
 	)
@@ -183,30 +187,33 @@ func (c *Checker) receivedSPF(res *registry.SPFResult, helo, mailFrom string) st
 	var comment string
 	switch res.Result {
 	case registry.AuthPass:
-		comment = fmt.Sprintf("domain of %s designates %s as permitted sender", sender, res.IP)
+		comment = "domain of " + sender + " designates " + res.IP + " as permitted sender"
 	case registry.AuthFail:
-		comment = fmt.Sprintf("domain of %s does not designate %s as permitted sender", sender, res.IP)
+		comment = "domain of " + sender + " does not designate " + res.IP + " as permitted sender"
 	case registry.AuthSoftFail:
-		comment = fmt.Sprintf("domain of transitioning %s does not designate %s as permitted sender", sender, res.IP)
+		comment = "domain of transitioning " + sender + " does not designate " + res.IP + " as permitted sender"
 	case registry.AuthNeutral:
-		comment = fmt.Sprintf("%s is neither permitted nor denied by domain of %s", res.IP, sender)
+		comment = res.IP + " is neither permitted nor denied by domain of " + sender
 	case registry.AuthNone:
-		comment = fmt.Sprintf("domain of %s does not designate permitted sender hosts", sender)
+		comment = "domain of " + sender + " does not designate permitted sender hosts"
 	case registry.AuthTempError:
-		comment = fmt.Sprintf("error in processing during lookup of %s", sender)
+		comment = "error in processing during lookup of " + sender
 	case registry.AuthPermError:
-		comment = fmt.Sprintf("domain of %s uses an invalid SPF record", sender)
+		comment = "domain of " + sender + " uses an invalid SPF record"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%s: %s) receiver=%s; client-ip=%s; envelope-from=%s;",
-		res.Result, commentSafe(c.hostname), commentSafe(comment), kvValue(c.hostname), kvValue(res.IP), quoted(mailFrom))
+	b.Grow(256)
+	for _, part := range [...]string{string(res.Result), " (", commentSafe(c.hostname), ": ", commentSafe(comment),
+		") receiver=", kvValue(c.hostname), "; client-ip=", kvValue(res.IP), "; envelope-from=", quoted(mailFrom), ";"} {
+		b.WriteString(part)
+	}
 	if helo != "" {
-		fmt.Fprintf(&b, " helo=%s;", kvValue(helo))
+		b.WriteString(" helo=" + kvValue(helo) + ";")
 	}
 	if res.Explanation != "" && (res.Result == registry.AuthPermError || res.Result == registry.AuthTempError) {
-		fmt.Fprintf(&b, " problem=%s;", quoted(res.Explanation))
+		b.WriteString(" problem=" + quoted(res.Explanation) + ";")
 	}
-	fmt.Fprintf(&b, " identity=%s", res.Identity)
+	b.WriteString(" identity=" + res.Identity)
 	return b.String()
 }
 
@@ -214,7 +221,10 @@ func (c *Checker) receivedSPF(res *registry.SPFResult, helo, mailFrom string) st
 // recognises a bare *net.DNSError: a wrapped one is unwrapped, and a
 // context error becomes a timeout, so both still give temperror/none as
 // RFC 7208 §4.4 and §4.3 require rather than permerror.
-type dnsAdapter struct{ r registry.Resolver }
+type dnsAdapter struct {
+	r       registry.Resolver
+	records *textcache.Cache[struct{}] // validateRecord by text
+}
 
 // LookupTXT also validates the SPF record among the answers (when there
 // is exactly one) and answers a permanent error for an invalid one: the
@@ -232,7 +242,7 @@ func (a dnsAdapter) LookupTXT(ctx context.Context, name string) ([]string, error
 		}
 	}
 	if len(spf) == 1 {
-		if err := validateRecord(spf[0]); err != nil {
+		if _, err := a.records.Get(spf[0]); err != nil {
 			return nil, &net.DNSError{Err: err.Error(), Name: name}
 		}
 	}

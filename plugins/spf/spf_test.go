@@ -141,20 +141,26 @@ func TestConfigValidation(t *testing.T) {
 		name           string
 		lookup, void   int
 		wantErrContain string
+		cache          int // record_cache_size
 	}{
-		{"defaults", 10, 2, ""},
-		{"lookup 1", 1, 2, ""},
-		{"lookup 0", 0, 2, "lookup_limit = 0"},
-		{"lookup 11", 11, 2, "lookup_limit = 11"},
-		{"void 0", 10, 0, ""},
-		{"void 10", 10, 10, ""},
-		{"void -1", 10, -1, "void_lookup_limit = -1"},
-		{"void 11", 10, 11, "void_lookup_limit = 11"},
+		{"defaults", 10, 2, "", DefaultRecordCacheSize},
+		{"lookup 1", 1, 2, "", DefaultRecordCacheSize},
+		{"lookup 0", 0, 2, "lookup_limit = 0", DefaultRecordCacheSize},
+		{"lookup 11", 11, 2, "lookup_limit = 11", DefaultRecordCacheSize},
+		{"void 0", 10, 0, "", DefaultRecordCacheSize},
+		{"void 10", 10, 10, "", DefaultRecordCacheSize},
+		{"void -1", 10, -1, "void_lookup_limit = -1", DefaultRecordCacheSize},
+		{"void 11", 10, 11, "void_lookup_limit = 11", DefaultRecordCacheSize},
+		{"record cache 0", 10, 2, "", 0},
+		{"record cache 100000", 10, 2, "", 100000},
+		{"record cache -1", 10, 2, "record_cache_size = -1: must be between 0 and 100000", -1},
+		{"record cache 100001", 10, 2, "record_cache_size = 100001: must be between 0 and 100000", 100001},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultConfig()
 			cfg.LookupLimit, cfg.VoidLookupLimit = tc.lookup, tc.void
+			cfg.RecordCacheSize = tc.cache
 			_, err := New(cfg, registry.Host{Resolver: newZone()})
 			if tc.wantErrContain == "" {
 				require.NoError(t, err)
@@ -249,5 +255,29 @@ func TestValidateRecord(t *testing.T) {
 		} else {
 			require.ErrorIs(t, err, ErrInvalidRecord, tc.rec)
 		}
+	}
+}
+
+// Record syntax is checked once per text: an invalid record stays
+// permerror when it comes again, and a record fixed in DNS passes at once.
+func TestRecordCache(t *testing.T) {
+	for _, size := range []int{0, 1, DefaultRecordCacheSize} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			z := newZone().TXT("broken.test", "v=spf1 ip4:192.0.2.1 foo:bar -all")
+			cfg := DefaultConfig()
+			cfg.RecordCacheSize = size
+			c, err := New(cfg, registry.Host{Resolver: z, Logger: slog.New(slog.DiscardHandler)})
+			require.NoError(t, err)
+			for range 2 {
+				res, err := c.CheckSPF(context.Background(), "192.0.2.1", "a@broken.test")
+				require.NoError(t, err)
+				require.Equal(t, registry.AuthPermError, res.Result, res.Explanation)
+			}
+			z.set("broken.test").txt = []string{"v=spf1 ip4:192.0.2.1 -all"}
+			res, err := c.CheckSPF(context.Background(), "192.0.2.1", "a@broken.test")
+			require.NoError(t, err)
+			require.Equal(t, registry.AuthPass, res.Result, res.Explanation)
+			require.Equal(t, min(size, 2), c.records.Len())
+		})
 	}
 }
