@@ -41,19 +41,34 @@ func Parse(c string) (header, body Algorithm, err error) {
 // it appears in the message (name, colon, value, folding, line end),
 // ending with CRLF.
 func Header(a Algorithm, field []byte) []byte {
-	if a == Relaxed {
-		return relaxedHeader(field)
-	}
-	return toCRLF(field)
+	return AppendHeader(make([]byte, 0, len(field)+2), a, field)
 }
 
-// relaxedHeader applies RFC 6376 §3.4.2: lowercase the name, unfold, turn
-// each run of white space into one space, drop white space at the end of
-// the value and around the colon.
-func relaxedHeader(field []byte) []byte {
+// AppendHeader appends Header(a, field) to dst and returns the extended
+// buffer: a verifier canonicalizes every signed field into one buffer.
+func AppendHeader(dst []byte, a Algorithm, field []byte) []byte {
+	if a == Relaxed {
+		return appendRelaxedHeader(dst, field)
+	}
+	return appendCRLF(dst, field)
+}
+
+// appendRelaxedHeader applies RFC 6376 §3.4.2: lowercase the name, unfold,
+// turn each run of white space into one space, drop white space at the end
+// of the value and around the colon.
+func appendRelaxedHeader(out, field []byte) []byte {
 	name, value, ok := bytes.Cut(field, []byte(":"))
-	out := make([]byte, 0, len(field)+2)
-	out = append(out, bytes.ToLower(bytes.TrimRight(name, " \t\r\n"))...)
+	name = bytes.TrimRight(name, " \t\r\n")
+	if ascii(name) {
+		for _, c := range name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			out = append(out, c)
+		}
+	} else { // not a valid field name; lowercased as before, Unicode and all
+		out = append(out, bytes.ToLower(name)...)
+	}
 	if !ok {
 		return append(out, "\r\n"...)
 	}
@@ -76,9 +91,17 @@ func relaxedHeader(field []byte) []byte {
 	return append(out, "\r\n"...)
 }
 
-// toCRLF returns field with every line ending in CRLF.
-func toCRLF(field []byte) []byte {
-	out := make([]byte, 0, len(field)+2)
+func ascii(b []byte) bool {
+	for _, c := range b {
+		if c >= 0x80 {
+			return false
+		}
+	}
+	return true
+}
+
+// appendCRLF appends field with every line ending in CRLF.
+func appendCRLF(out, field []byte) []byte {
 	for len(field) > 0 {
 		line, rest, found := bytes.Cut(field, []byte("\n"))
 		out = append(out, bytes.TrimSuffix(line, []byte("\r"))...)

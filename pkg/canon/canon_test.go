@@ -223,3 +223,24 @@ func TestIndexRun(t *testing.T) {
 		}
 	}
 }
+
+// AppendHeader keeps what dst holds and adds exactly what Header returns,
+// for both algorithms, including a name that is not ASCII (lowercased as
+// strings are, Unicode and all).
+func TestAppendHeader(t *testing.T) {
+	fields := []string{"Subject:  Hello\r\n  world \r\n", "FROM :a@b\r\n", "X-Ünï: v\r\n", "no colon\r\n", "Bare: lf\n"}
+	for _, a := range []Algorithm{Simple, Relaxed} {
+		dst := []byte("prefix|")
+		want := "prefix|"
+		for _, f := range fields {
+			dst = AppendHeader(dst, a, []byte(f))
+			want += string(Header(a, []byte(f)))
+		}
+		if string(dst) != want {
+			t.Errorf("%s: AppendHeader gave %q, want %q", a, dst, want)
+		}
+	}
+	if got := string(Header(Relaxed, []byte("X-Ünï: v\r\n"))); got != "x-ünï:v\r\n" {
+		t.Errorf("non-ASCII name: %q", got)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/elemta/elemta/pkg/canon"
@@ -213,16 +214,28 @@ func (v *msgVerifier) body(a canon.Algorithm) []byte {
 // contributes nothing the extra times), then the signature field itself
 // with its b= value taken out and no final line end.
 func (v *msgVerifier) headerHash(a canon.Algorithm, keys []string, sigField registry.HeaderField) []byte {
-	h := sha256.New()
+	buf := headerBufs.Get().(*[]byte)
+	data := (*buf)[:0]
 	picked := map[string]int{}
 	for _, k := range keys {
 		if f, ok := pick(v.msg.Header, k, picked); ok {
-			h.Write(canon.Header(a, f.Raw))
+			data = canon.AppendHeader(data, a, f.Raw)
 		}
 	}
-	h.Write(bytes.TrimRight(canon.Header(a, canon.StripB(sigField.Raw)), "\r\n"))
-	return h.Sum(nil)
+	data = bytes.TrimRight(canon.AppendHeader(data, a, canon.StripB(sigField.Raw)), "\r\n")
+	sum := sha256.Sum256(data)
+	if cap(data) <= maxPooledHeader {
+		*buf = data
+		headerBufs.Put(buf)
+	}
+	return sum[:]
 }
+
+// headerBufs holds the buffers signed header fields are canonicalized
+// into; one larger than maxPooledHeader (a hostile header) is dropped.
+var headerBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+
+const maxPooledHeader = 64 << 10
 
 func verifySig(key *dkimkey.PublicKey, hashed, sig []byte) error {
 	switch k := key.Key.(type) {
