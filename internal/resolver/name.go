@@ -1,6 +1,10 @@
 package resolver
 
-import "github.com/miekg/dns"
+import (
+	"strings"
+
+	"github.com/miekg/dns"
+)
 
 // maxNameWire is the longest domain name on the wire, root label included
 // (RFC 1035 §2.3.4).
@@ -23,6 +27,45 @@ func canonicalName(name string) (string, bool) {
 	if name == "" {
 		return "", false
 	}
+	if plainName(name) { // the usual case: no packing and unpacking
+		if name[len(name)-1] == '.' {
+			return name, true
+		}
+		return name + ".", true
+	}
+	return packedName(name)
+}
+
+// plainName reports whether name is already in canonical form but for the
+// root dot: lowercase letters, digits, '-' and '_' in labels of 1 to 63
+// octets, at most 253 octets without the root dot (255 on the wire).
+func plainName(name string) bool {
+	n := strings.TrimSuffix(name, ".")
+	if n == "" || len(n) > maxNameWire-2 {
+		return false
+	}
+	label := 0
+	for i := 0; i < len(n); i++ {
+		switch c := n[i]; {
+		case c == '.':
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+		if label++; label > 63 {
+			return false
+		}
+	}
+	return label > 0
+}
+
+// packedName is canonicalName for any name: through the wire form.
+func packedName(name string) (string, bool) {
 	var buf [maxNameWire + 1]byte
 	n, err := dns.PackDomainName(dns.Fqdn(name), buf[:], 0, nil, false)
 	if err != nil || n > maxNameWire || n == 0 {

@@ -224,3 +224,22 @@ func TestUnboundOddNames(t *testing.T) {
 		})
 	}
 }
+
+// The plain-name fast path gives what the wire round trip gives, and
+// takes only names the round trip leaves as they are.
+func FuzzPlainName(f *testing.F) {
+	for _, s := range []string{"example.test", "example.test.", "_dmarc.example.test", "a-b.c_d.e", "Example.test", "a..b", ".", "a",
+		strings.Repeat("a", 63) + ".b", strings.Repeat("a", 64) + ".b", strings.Repeat("abcdefgh.", 28) + "a", "a b.test", `a\.b`, "ü.test"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !plainName(name) {
+			return
+		}
+		got, ok := canonicalName(name)
+		want, wok := packedName(name)
+		if got != want || ok != wok {
+			t.Fatalf("canonicalName(%q) = %q, %v; the wire round trip gives %q, %v", name, got, ok, want, wok)
+		}
+	})
+}
