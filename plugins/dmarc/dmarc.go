@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -111,9 +112,10 @@ func (c *Checker) CheckDMARC(ctx context.Context, message *registry.Message) (*r
 }
 
 func details(r *registry.DMARCResult) string {
-	s := fmt.Sprintf("dmarc: %s for %s", r.Result, r.Domain)
+	s := "dmarc: " + string(r.Result) + " for " + r.Domain
 	if r.PolicyDomain != "" {
-		s += fmt.Sprintf(" (policy of %s: p=%s, spf aligned=%t, dkim aligned=%t)", r.PolicyDomain, r.Policy, r.SPFAligned, r.DKIMAligned)
+		s += " (policy of " + r.PolicyDomain + ": p=" + r.Policy + ", spf aligned=" + strconv.FormatBool(r.SPFAligned) +
+			", dkim aligned=" + strconv.FormatBool(r.DKIMAligned) + ")"
 	}
 	if r.Reason != "" {
 		s += ": " + r.Reason

@@ -82,12 +82,12 @@ func (c *Checker) HandleStage(ctx context.Context, _ registry.Stage, pc *registr
 	res := c.Evaluate(ctx, env.ClientIP, env.HELO, env.MailFrom)
 	out := &registry.Result{
 		Data:    res,
-		Details: fmt.Sprintf("spf: %s=%s for %s from %s", res.Identity, res.Result, res.Domain, res.IP),
+		Details: "spf: " + res.Identity + "=" + string(res.Result) + " for " + res.Domain + " from " + res.IP,
 		AddHeaders: []registry.Field{{Name: "Received-SPF",
 			Value: headerfold.Value("Received-SPF", c.receivedSPF(res, env.HELO, env.MailFrom), headerfold.EOL(pc.Message.Raw))}},
 	}
 	if res.HELO != nil {
-		out.Details += fmt.Sprintf("; helo=%s", res.HELO.Result)
+		out.Details += "; helo=" + string(res.HELO.Result)
 	}
 	out.Verdict = c.verdict(res)
 	return out, nil
