@@ -30,6 +30,8 @@ type Checker struct {
 	log      *slog.Logger
 	// records remembers validateRecord's answer by record text.
 	records *textcache.Cache[struct{}]
+	// options are the library's options but the context, made once.
+	options []blitiri.Option
 }
 
 // New builds the plugin from its config. It does no I/O and refuses only
@@ -39,8 +41,14 @@ func New(cfg Config, host registry.Host) (*Checker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Checker{cfg: cfg, instance: cmp.Or(host.Instance, "spf"), resolver: host.Resolver, hostname: host.Hostname, log: host.Logger,
-		records: textcache.New(cfg.RecordCacheSize, maxCachedRecord, func(rec string) (struct{}, error) { return struct{}{}, validateRecord(rec) })}, nil
+	c := &Checker{cfg: cfg, instance: cmp.Or(host.Instance, "spf"), resolver: host.Resolver, hostname: host.Hostname, log: host.Logger,
+		records: textcache.New(cfg.RecordCacheSize, maxCachedRecord, func(rec string) (struct{}, error) { return struct{}{}, validateRecord(rec) })}
+	c.options = []blitiri.Option{
+		blitiri.WithResolver(dnsAdapter{c.resolver, c.records}),
+		blitiri.OverrideLookupLimit(uint(cfg.LookupLimit)),
+		blitiri.OverrideVoidLookupLimit(uint(cfg.VoidLookupLimit)),
+	}
+	return c, nil
 }
 
 // CheckSPF implements registry.SPFPlugin: it checks whether ip may send
@@ -132,12 +140,8 @@ func (c *Checker) check(ctx context.Context, ip netip.Addr, helo, domain, sender
 		res.Explanation = fmt.Sprintf("%q is not a valid domain for SPF: %s", domain, why)
 		return res
 	}
-	r, err := blitiri.CheckHostWithSender(net.IP(ip.Unmap().AsSlice()), helo, sender,
-		blitiri.WithContext(ctx),
-		blitiri.WithResolver(dnsAdapter{c.resolver, c.records}),
-		blitiri.OverrideLookupLimit(uint(c.cfg.LookupLimit)),
-		blitiri.OverrideVoidLookupLimit(uint(c.cfg.VoidLookupLimit)),
-	)
+	opts := append(make([]blitiri.Option, 0, len(c.options)+1), blitiri.WithContext(ctx))
+	r, err := blitiri.CheckHostWithSender(net.IP(ip.Unmap().AsSlice()), helo, sender, append(opts, c.options...)...)
 	res.Result = registry.AuthResult(r)
 	// The library reports a cancelled or expired context as a permanent
 	// error; for us it is transient.
