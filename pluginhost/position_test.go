@@ -186,3 +186,32 @@ func TestPositionedInDecode(t *testing.T) {
 			positionedIn("f.toml", []byte(doc), "plugins.clamav", err, func([]byte) error { return nil }).Error())
 	})
 }
+
+// TestTableErrorsFallback: a message naming no key the file sets is at the
+// table's header, else (a table written only as dotted keys) at its first
+// key in the document, else at the file.
+func TestTableErrorsFallback(t *testing.T) {
+	tests := []struct {
+		name, toml, want string
+	}{
+		{"header", "[plugins.x]\na = 1\n", "f.toml:1:2: [x]: b is more than c"},
+		{"dotted keys only: the first", "[plugins]\nz = 1\nx.b2 = 1\nx.a = 1\n", "f.toml:3:1: [x]: b is more than c"},
+		{"top-level dotted keys", "plugins.x.a = 1\n", "f.toml:1:1: [x]: b is more than c"},
+		{"a dotted subtable header", "[plugins.x.sub]\na = 1\n", "f.toml:1:2: [x]: b is more than c"},
+		{"inline table: its key", "[plugins]\nx = {a = 1}\n", "f.toml:2:1: [x]: b is more than c"},
+		{"another table's keys are not its own", "[plugins]\n\"x/y\".a = 1\nxy.a = 1\n", "f.toml: [x]: b is more than c"},
+		{"no key at all", "[plugins]\n", "f.toml: [x]: b is more than c"},
+		{"a key it names still wins", "[plugins]\nx.a = 1\nx.b = 1\n", "f.toml:3:1: [x]: b is more than c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := TableErrors("f.toml", KeyPositions([]byte(tt.toml)), "plugins.x", "x", errors.New("b is more than c"))
+			assert.Equal(t, []string{tt.want}, func() (out []string) {
+				for _, e := range errs {
+					out = append(out, e.Error())
+				}
+				return out
+			}())
+		})
+	}
+}
