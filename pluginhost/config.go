@@ -306,13 +306,19 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	commonDoc := tableDoc(name, reflect.ValueOf(&common).Elem())
 	missCommon, err := decodeStrict(data, commonDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, "plugins."+name, err)
+		return nil, positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
+			_, err := decodeStrict(d, tableDoc(name, reflect.ValueOf(&commonSettings{}).Elem()).Addr().Interface())
+			return err
+		})
 	}
 	value := m.NewConfig() // *C with defaults
 	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
 	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, "plugins."+name, err)
+		return nil, positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
+			_, err := decodeStrict(d, tableDoc(name, reflect.ValueOf(m.NewConfig()).Elem()).Addr().Interface())
+			return err
+		})
 	}
 	// The documents hold copies: take the decoded values back out.
 	common = commonDoc.Field(0).Field(0).Interface().(commonSettings)

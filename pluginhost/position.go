@@ -36,10 +36,12 @@ func KeyPositions(data []byte) Positions {
 // [label]: message": the table named once (a "table: " the message starts
 // with is dropped), at the key the message names (the first of its ": "
 // parts that is a key of the table: "store: redis_addr: ..." is at
-// redis_addr), or at the table's header when the file sets none of them
-// ("file: [label]: ..." when it has neither). table is the key path
-// ("server", "plugins.spf/strict"), label how the table is written
-// ("server", `plugins."spf/strict"`). Hosts use it for their own tables.
+// redis_addr), or, when the file sets none of them, at the table's header,
+// else at its first key (a table written only as dotted keys,
+// "server.max_errors = 1"), else at the file ("file: [label]: ..."). table
+// is the key path ("server", "plugins.spf/strict"), label how the table is
+// written ("server", `plugins."spf/strict"`). Hosts use it for their own
+// tables.
 func TableErrors(file string, pos Positions, table, label string, err error) []error {
 	var out []error
 	for _, e := range leafErrors(err) {
@@ -48,6 +50,8 @@ func TableErrors(file string, pos Positions, table, label string, err error) []e
 		if p, ok := pos.keyIn(table, msg); ok {
 			where = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
 		} else if p, ok := pos[table]; ok {
+			where = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
+		} else if p, ok := pos.firstUnder(table + "."); ok {
 			where = fmt.Sprintf("%s:%d:%d", file, p.Line, p.Column)
 		}
 		out = append(out, &tableError{text: where + ": [" + label + "]: " + msg, err: e})
@@ -70,19 +74,25 @@ func (pos Positions) keyIn(table, msg string) (unstable.Position, bool) {
 		if len(parts) == 0 {
 			continue
 		}
-		under := table + "." + parts[0] + "."
-		var best unstable.Position
-		found := false
-		for k, p := range pos {
-			if strings.HasPrefix(k, under) && (!found || p.Line < best.Line || p.Line == best.Line && p.Column < best.Column) {
-				best, found = p, true
-			}
-		}
-		if found {
-			return best, true
+		if p, ok := pos.firstUnder(table + "." + parts[0] + "."); ok {
+			return p, true
 		}
 	}
 	return unstable.Position{}, false
+}
+
+// firstUnder is the position of the first key (in the document) that
+// starts with under ("server."): where a table that has no header of its
+// own, only dotted keys, is written.
+func (pos Positions) firstUnder(under string) (unstable.Position, bool) {
+	var best unstable.Position
+	found := false
+	for k, p := range pos {
+		if strings.HasPrefix(k, under) && (!found || p.Offset < best.Offset) {
+			best, found = p, true
+		}
+	}
+	return best, found
 }
 
 // leadingKey is the dotted key a message starts with, in parts:

@@ -148,8 +148,12 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	host := hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
-	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
+	decode := func(data []byte, host *hostDoc) error {
+		*host = hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
+		return toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(host)
+	}
+	var host hostDoc
+	err = decode(data, &host)
 	var sm *toml.StrictMissingError
 	switch {
 	case errors.As(err, &sm):
@@ -166,7 +170,7 @@ func Parse(file string, data []byte) (*Config, error) {
 				file, line, col, strings.Join(e.Key(), "."), strings.Join(hostTables, "], [")))
 		}
 	case err != nil && pcfg != nil: // the registry reported syntax errors already
-		errs = append(errs, pluginhost.TOMLError(file, data, err))
+		errs = append(errs, pluginhost.TOMLError(file, data, err, func(d []byte) error { return decode(d, new(hostDoc)) }))
 	}
 	serverWarnings := host.Server.ApplyDeprecated()
 	pos := pluginhost.KeyPositions(data)

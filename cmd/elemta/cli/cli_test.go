@@ -237,6 +237,8 @@ func TestConfigCheck(t *testing.T) {
 			stderr: []string{`enables "greylisting", which is not compiled into this binary`, "compiled in: ", "contentfilter", "plugins.yaml", "make build"}},
 		{name: "legacy directory warns", args: []string{"config", "check", "testdata/legacy-directory.toml"}, code: cli.ExitAccept,
 			stdout: []string{`warning: testdata/legacy-directory.toml: plugins.directory = "/app/plugins" is ignored: plugins are compiled into the binary`, "OK; plugins enabled: contentfilter"}},
+		{name: "bad duration after the same value", args: []string{"config", "check", "testdata/duration-same-value.toml"}, code: cli.ExitError,
+			stderr: []string{`testdata/duration-same-value.toml:6:11: plugins.contentfilter.timeout: invalid duration "soon"`}},
 		{name: "plugin validation", args: []string{"config", "check", "testdata/bad-regexp.toml"}, code: cli.ExitError,
 			stderr: []string{`body_rules[0] (rule "casino"): pattern "(casino": error parsing regexp`}},
 		{name: "missing file", args: []string{"config", "check", "testdata/nosuch.toml"}, code: cli.ExitError,
