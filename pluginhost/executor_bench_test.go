@@ -251,6 +251,20 @@ func BenchmarkStackHungry(b *testing.B) {
 			}
 		}
 		b.Run(fmt.Sprintf("plugins=%d/executor-over-direct", n), func(b *testing.B) { ratio(b, executor, 1, direct) })
+		// The least any executor that can abandon a plugin pays: the same
+		// calls made by one long-lived goroutine, handed over and answered
+		// through channels, nothing else (no deadline, no merge).
+		b.Run(fmt.Sprintf("plugins=%d/handoff-over-direct", n), func(b *testing.B) {
+			calls, answers := make(chan struct{}), make(chan struct{}, 1)
+			go func() {
+				for range calls {
+					direct()
+					answers <- struct{}{}
+				}
+			}()
+			defer close(calls)
+			ratio(b, func() { calls <- struct{}{}; <-answers }, 1, direct)
+		})
 		// 4 callers per core, as concurrent SMTP sessions are: the cores
 		// are busy, so handing a call to a worker wakes no idle one.
 		b.Run(fmt.Sprintf("plugins=%d/parallel-executor", n), func(b *testing.B) {
