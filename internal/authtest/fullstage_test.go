@@ -138,68 +138,52 @@ func BenchmarkFullAuthStage(b *testing.B) {
 				}
 			})
 		}
-		b.Run(size.name+"/ratios", func(b *testing.B) {
-			fns := []func(){stage, floor, msgauth}
-			var took [3]time.Duration
-			i := 0
-			for b.Loop() {
-				for k := range fns {
-					j := (i + k) % len(fns)
-					start := time.Now()
-					fns[j]()
-					took[j] += time.Since(start)
-				}
-				i++
-			}
-			b.ReportMetric(float64(took[0])/float64(took[1]), "stage/floor")
-			b.ReportMetric(float64(took[0])/float64(took[2]), "stage/go-msgauth")
-		})
+		fns := []func(){stage, floor, msgauth}
+		b.Run(size.name+"/ratios", func(b *testing.B) { ratios(b, fns, func(f func()) { f() }) })
 		// The same in blocks of 32 calls of each: every function runs with
 		// its own code and data in the caches, as in its own benchmark
 		// (above, one call of each in turn leaves the caches to whichever
 		// ran last), and the blocks still alternate, so drift cancels.
 		b.Run(size.name+"/block-ratios", func(b *testing.B) {
-			fns := []func(){stage, floor, msgauth}
-			var took [3]time.Duration
-			i := 0
-			for b.Loop() {
-				for k := range fns {
-					j := (i + k) % len(fns)
-					start := time.Now()
-					for range 32 {
-						fns[j]()
-					}
-					took[j] += time.Since(start)
+			ratios(b, fns, func(f func()) {
+				for range 32 {
+					f()
 				}
-				i++
-			}
-			b.ReportMetric(float64(took[0])/float64(took[1]), "stage/floor")
-			b.ReportMetric(float64(took[0])/float64(took[2]), "stage/go-msgauth")
+			})
 		})
+		// 4 callers per processor, 4 calls each: the cores are busy, as
+		// under concurrent sessions, so no hand-off wakes an idle one.
 		b.Run(size.name+"/parallel-ratios", func(b *testing.B) {
-			fns := []func(){stage, floor, msgauth}
 			callers := 4 * runtime.GOMAXPROCS(0)
-			var took [3]time.Duration
-			i := 0
-			for b.Loop() {
-				for k := range fns {
-					j := (i + k) % len(fns)
-					var wg sync.WaitGroup
-					start := time.Now()
-					for range callers {
-						wg.Go(func() {
-							for range 4 {
-								fns[j]()
-							}
-						})
-					}
-					wg.Wait()
-					took[j] += time.Since(start)
+			ratios(b, fns, func(f func()) {
+				var wg sync.WaitGroup
+				for range callers {
+					wg.Go(func() {
+						for range 4 {
+							f()
+						}
+					})
 				}
-				i++
-			}
-			b.ReportMetric(float64(took[0])/float64(took[1]), "stage/floor")
-			b.ReportMetric(float64(took[0])/float64(took[2]), "stage/go-msgauth")
+				wg.Wait()
+			})
 		})
 	}
+}
+
+// ratios times stage, floor and go-msgauth (fns, in that order) in one
+// loop, each round running each through run, starting one later every
+// round so that none always follows the same one, and reports the stage
+// over the other two.
+func ratios(b *testing.B, fns []func(), run func(func())) {
+	var took [3]time.Duration
+	for i := 0; b.Loop(); i++ {
+		for k := range fns {
+			j := (i + k) % len(fns)
+			start := time.Now()
+			run(fns[j])
+			took[j] += time.Since(start)
+		}
+	}
+	b.ReportMetric(float64(took[0])/float64(took[1]), "stage/floor")
+	b.ReportMetric(float64(took[0])/float64(took[2]), "stage/go-msgauth")
 }
