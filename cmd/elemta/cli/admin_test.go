@@ -8,7 +8,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/elemta/elemta/cmd/elemta/cli"
 	"github.com/elemta/elemta/internal/admin"
@@ -43,6 +42,7 @@ token_file = %q
 plugin_dir = %q
 `, addr, filepath.Join(dir, "spool"), filepath.Join(dir, "mail"), adminAddr, tokFile, logDir)
 	serveErr, cfgFile := startDaemon(t, dir, cfg, []string{"-log-level", "info", "serve"}, addr, adminAddr)
+	waitLog(t, serveErr, "elemta serve started") // logged once the admin listener is up: it may accept first
 	for _, want := range []string{"elemta serve started", "admin=" + adminAddr, "plugins=contentfilter", "config=" + cfgFile} {
 		if !strings.Contains(serveErr.String(), want) {
 			t.Errorf("the start line lacks %q:\n%s", want, serveErr.String())
@@ -100,13 +100,7 @@ plugin_dir = %q
 	if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(serveErr.String(), "plugin log files reopened") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reopen after SIGUSR1:\n%s", serveErr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitLog(t, serveErr, "plugin log files reopened") // after SIGUSR1
 	if _, err := os.Stat(logFile); err != nil {
 		t.Errorf("SIGUSR1 did not reopen %s: %v", logFile, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -79,6 +80,18 @@ func startDaemon(t *testing.T, dir, config string, args []string, listen ...stri
 		waitListening(t, addr, done)
 	}
 	return stderr, cfgFile
+}
+
+// waitLog polls the daemon's log until it holds want (a line written
+// after the listeners are up, such as "elemta serve started"), failing
+// after 10 s.
+func waitLog(t *testing.T, log *syncBuffer, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(log.String(), want); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log after 10s:\n%s", want, log.String())
+		}
+	}
 }
 
 // waitListening polls addr until it accepts a connection, failing if the
