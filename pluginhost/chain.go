@@ -47,10 +47,9 @@ type chain struct {
 // chainStep is one plugin's call in a chain. The worker writes it before
 // it publishes the step as running.
 type chainStep struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	start  time.Time
-	res    *registry.Result
+	ctx   *deadlineCtx // ended with Manager.deadlines.end
+	start time.Time
+	res   *registry.Result
 }
 
 // chainDone is what the worker sends when the chain has ended.
@@ -92,7 +91,7 @@ func (m *Manager) runChain(ctx context.Context, stage registry.Stage, pc *regist
 		m.workers.abandoned()
 		st := &ch.steps[j]
 		st.res = m.finish(ctx, st.ctx, stage, pc, waves[j][0], &registry.Result{Err: st.ctx.Err()}, st.start)
-		st.cancel()
+		m.deadlines.end(st.ctx)
 		ch.ran, clean = j+1, false
 		break
 	}
@@ -110,8 +109,8 @@ func (m *Manager) runChain(ctx context.Context, stage registry.Stage, pc *regist
 // publishes it.
 func (ch *chain) begin(j int, now time.Time) {
 	inst := ch.waves[j][0]
-	tctx, cancel := ch.m.deadlines.withDeadline(ch.ctx, now.Add(inst.settings.Timeout), ch.done)
-	ch.steps[j] = chainStep{ctx: tctx, cancel: cancel, start: now}
+	tctx := ch.m.deadlines.start(ch.ctx, now.Add(inst.settings.Timeout), ch.done)
+	ch.steps[j] = chainStep{ctx: tctx, start: now}
 	ch.state.Store(stepState(j, running))
 	if tctx.Err() != nil {
 		// Its word may have been read while the step was not yet running
@@ -136,7 +135,7 @@ func (ch *chain) run() bool {
 			return false
 		}
 		st.res = ch.m.finish(ch.ctx, st.ctx, ch.stage, ch.pc, ch.waves[j][0], res, st.start)
-		st.cancel()
+		ch.m.deadlines.end(st.ctx)
 		ch.ran = j + 1
 		if j+1 == len(ch.waves) || st.res.Verdict.Action == registry.Reject || ch.ctx.Err() != nil {
 			ch.done <- chainDone // room: the collector reads until this word

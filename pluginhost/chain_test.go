@@ -306,5 +306,5 @@ func TestChainBeginSaysAnEarlyDeadlineAgain(t *testing.T) {
 	default:
 		t.Fatal("no word after the step was published: a collector that read the first one early would wait forever")
 	}
-	ch.steps[0].cancel()
+	m.deadlines.end(ch.steps[0].ctx)
 }

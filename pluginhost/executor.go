@@ -146,9 +146,8 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 	type deadline struct {
 		timeout time.Duration
 		at      time.Time
-		ctx     context.Context
-		cancel  context.CancelFunc
-		batch   int // deadlines are shared only by plugins started in the same batch
+		ctx     *deadlineCtx // ended with m.deadlines.end
+		batch   int          // deadlines are shared only by plugins started in the same batch
 	}
 	var (
 		n         = len(wave)
@@ -177,10 +176,10 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 					}
 				}
 				if g < 0 {
-					tctx, cancel := m.deadlines.withDeadline(ctx, now.Add(inst.settings.Timeout), done)
+					tctx := m.deadlines.start(ctx, now.Add(inst.settings.Timeout), done)
 					at, _ := tctx.Deadline()
 					g = len(deadlines)
-					deadlines = append(deadlines, deadline{timeout: inst.settings.Timeout, at: at, ctx: tctx, cancel: cancel, batch: batch})
+					deadlines = append(deadlines, deadline{timeout: inst.settings.Timeout, at: at, ctx: tctx, batch: batch})
 				}
 				s.start, s.deadline = now, g
 				s.call = call{inst: inst, ctx: deadlines[g].ctx, stage: stage, pc: pc, i: next, done: done}
@@ -212,7 +211,7 @@ func (m *Manager) runWave(ctx context.Context, stage registry.Stage, pc *registr
 		}
 	}
 	for _, d := range deadlines {
-		d.cancel()
+		m.deadlines.end(d.ctx)
 	}
 	for i := range slots {
 		out = append(out, slots[i].res)
