@@ -483,14 +483,17 @@ func summary(r *registry.DKIMResult) string {
 	if len(r.Signatures) == 0 {
 		return "dkim=none (no signatures)"
 	}
-	parts := make([]string, len(r.Signatures))
+	var b strings.Builder
 	for i, s := range r.Signatures {
-		parts[i] = fmt.Sprintf("dkim=%s d=%s s=%s", s.Result, s.Domain, s.Selector)
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString("dkim=" + string(s.Result) + " d=" + s.Domain + " s=" + s.Selector)
 		if s.Reason != "" {
-			parts[i] += " (" + s.Reason + ")"
+			b.WriteString(" (" + s.Reason + ")")
 		}
 	}
-	return strings.Join(parts, "; ")
+	return b.String()
 }
 
 func firstLine(b []byte) []byte {
