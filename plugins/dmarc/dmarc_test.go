@@ -342,3 +342,31 @@ func TestRecordCache(t *testing.T) {
 		})
 	}
 }
+
+// An internationalized From domain in UTF-8 (SMTPUTF8 mail) is evaluated
+// at its A-label: the policy published there applies, DKIM's d= (always
+// A-labels) and an SPF domain in either form align with it.
+func TestInternationalizedFromDomain(t *testing.T) {
+	z := testZone()
+	z.txt["_dmarc.xn--exmple-cua.test"] = []string{"v=DMARC1; p=reject"}
+	c := newChecker(t, DefaultConfig(), z, 0)
+	for _, tc := range []struct {
+		name string
+		spf  *registry.SPFResult
+		dkim *registry.DKIMResult
+		want registry.AuthResult
+	}{
+		{"dkim d= A-label", nil, dkimSig("xn--exmple-cua.test", registry.AuthPass), registry.AuthPass},
+		{"spf domain in UTF-8", spfPass("exämple.test"), nil, registry.AuthPass},
+		{"spf domain A-label", spfPass("xn--exmple-cua.test"), nil, registry.AuthPass},
+		{"nothing aligned", spfPass("example.com"), dkimSig("example.com", registry.AuthPass), registry.AuthFail},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := c.evaluate(context.Background(), message(t, "Anna <anna@exämple.test>"), tc.spf, tc.dkim)
+			require.Empty(t, o.fromText)
+			require.Equal(t, tc.want, o.res.Result, o.res.Reason)
+			require.Equal(t, "xn--exmple-cua.test", o.res.Domain)
+			require.Equal(t, "reject", o.res.Policy)
+		})
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strings"
 
+	"golang.org/x/net/idna"
+
 	"github.com/elemta/elemta/registry"
 )
 
@@ -95,14 +97,23 @@ fields:
 }
 
 // domainOf normalises a From domain: one trailing root dot is dropped
-// (ceo@example.test. is example.test) and case is folded. A name that
-// cannot be a host name is an error: address literals, empty labels,
-// labels over 63 octets, names over 253, characters other than letters,
-// digits, '-' and '_'. That includes U-labels (an IDN written in UTF-8):
-// their policy lives at the punycode name, and converting needs
-// golang.org/x/text, which this module does not depend on.
+// (ceo@example.test. is example.test) and case is folded. An
+// internationalized domain written in UTF-8 (SMTPUTF8 mail) becomes its
+// A-label form (exämple.test is xn--exmple-cua.test), where its policy is
+// published and as DKIM's d= names it (RFC 8616), by IDNA2008 with UTS #46
+// mapping as for a lookup (golang.org/x/net/idna); one that does not
+// convert is an error. So is a name that cannot be a host name: address
+// literals, empty labels, labels over 63 octets, names over 253,
+// characters other than letters, digits, '-' and '_'.
 func domainOf(d string) (string, error) {
 	d = strings.TrimSuffix(strings.TrimSpace(d), ".")
+	if !isASCII(d) {
+		a, err := idna.Lookup.ToASCII(d)
+		if err != nil {
+			return "", fmt.Errorf("domain %.100q is not a valid internationalized domain name: %w", d, err)
+		}
+		d = a
+	}
 	switch {
 	case d == "":
 		return "", fmt.Errorf("empty domain")
@@ -116,14 +127,21 @@ func domainOf(d string) (string, error) {
 		for i := 0; i < len(label); i++ {
 			switch c := label[i]; {
 			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-			case c >= 0x80:
-				return "", fmt.Errorf("domain %.100q is not ASCII (internationalized From domains are not evaluated)", d)
 			default:
 				return "", fmt.Errorf("domain %.100q: %q is not a host name character", d, c)
 			}
 		}
 	}
 	return strings.ToLower(d), nil
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // lenientAt finds each "@" and what follows it up to a delimiter.
