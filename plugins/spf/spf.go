@@ -13,8 +13,10 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"unicode/utf8"
 
 	blitiri "blitiri.com.ar/go/spf"
+	"golang.org/x/net/idna"
 
 	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pkg/textcache"
@@ -133,6 +135,21 @@ func (c *Checker) Evaluate(ctx context.Context, ip netip.Addr, helo, mailFrom st
 // helo is the session's HELO name, for the %{h} macro.
 func (c *Checker) check(ctx context.Context, ip netip.Addr, helo, domain, sender, identity string) *registry.SPFResult {
 	res := &registry.SPFResult{Identity: identity, Domain: domain, IP: ip.String()}
+	if strings.ContainsFunc(domain, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		// An internationalized domain in UTF-8 (SMTPUTF8 mail): its
+		// record is published at the A-label (RFC 8616 §4), and the
+		// library would look up the UTF-8 name as it stands.
+		a, err := idna.Lookup.ToASCII(domain)
+		if err != nil {
+			res.Result = registry.AuthNone
+			res.Explanation = fmt.Sprintf("%q is not a valid internationalized domain name: %v", domain, err)
+			return res
+		}
+		if i := strings.LastIndexByte(sender, '@'); i >= 0 {
+			sender = sender[:i+1] + a
+		}
+		domain, res.Domain = a, a
+	}
 	// RFC 7208 §4.3: a malformed or single-label domain gives "none"
 	// without any lookup.
 	if why := malformedDomain(domain); why != "" {

@@ -281,3 +281,29 @@ func TestRecordCache(t *testing.T) {
 		})
 	}
 }
+
+// An internationalized MAIL FROM domain in UTF-8 is checked at its
+// A-label, where its record is published (RFC 8616 §4); one that does not
+// convert is "none", with no lookup.
+func TestInternationalizedDomain(t *testing.T) {
+	z := newZone().TXT("xn--exmple-cua.test", "v=spf1 ip4:192.0.2.0/24 -all")
+	c := newChecker(t, DefaultConfig(), z)
+	for _, tc := range []struct {
+		from   string
+		ip     string
+		want   registry.AuthResult
+		domain string
+	}{
+		{"anna@exämple.test", "192.0.2.10", registry.AuthPass, "xn--exmple-cua.test"},
+		{"anna@EXÄMPLE.test", "192.0.2.10", registry.AuthPass, "xn--exmple-cua.test"},
+		{"anna@exämple.test", "198.51.100.1", registry.AuthFail, "xn--exmple-cua.test"},
+		{"anna@xn--exmple-cua.test", "192.0.2.10", registry.AuthPass, "xn--exmple-cua.test"},
+		{"anna@ex\u200dample.test", "192.0.2.10", registry.AuthNone, "ex\u200dample.test"},
+	} {
+		t.Run(tc.from, func(t *testing.T) {
+			res := c.Evaluate(context.Background(), netip.MustParseAddr(tc.ip), "", tc.from)
+			require.Equal(t, tc.want, res.Result, res.Explanation)
+			require.Equal(t, tc.domain, res.Domain)
+		})
+	}
+}
