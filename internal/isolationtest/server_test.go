@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
@@ -40,6 +41,7 @@ func message(i int) *registry.ProcessingContext {
 // without bound kills it and not the machine.
 func runServer(mode string) int {
 	bad, isolation, _ := strings.Cut(mode, " ")
+	isolation, expect, _ := strings.Cut(isolation, " ")
 	if vm := vmSize(); vm > 0 {
 		lim := uint64(vm + 1<<30)
 		_ = syscall.Setrlimit(syscall.RLIMIT_AS, &syscall.Rlimit{Cur: lim, Max: lim})
@@ -66,6 +68,14 @@ func runServer(mode string) int {
 		}
 		fmt.Printf("message %d: %s by %s, score %v\n", i, sr.Verdict.Action, sr.DecidedBy, sr.Score)
 	}
+	if expect == "crash" {
+		// A worker killed past its deadline (cancelGrace after the call's
+		// context ended) is counted by its supervisor when its process is
+		// gone: on a loaded machine that can come after the last message.
+		for deadline := time.Now().Add(10 * time.Second); crashes(m, bad) == 0 && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	for _, ws := range m.WorkerStats() {
 		fmt.Printf("stats %s: crashes %d, restarts %d\n", ws.Name, ws.Crashes, ws.Restarts)
 	}
@@ -74,6 +84,15 @@ func runServer(mode string) int {
 		select {} // until killed
 	}
 	fmt.Println("served")
+	return 0
+}
+
+func crashes(m *pluginhost.Manager, name string) int64 {
+	for _, ws := range m.WorkerStats() {
+		if ws.Name == name {
+			return ws.Crashes
+		}
+	}
 	return 0
 }
 
