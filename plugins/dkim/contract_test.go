@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"testing"
 
 	"github.com/emersion/go-msgauth/dkim"
@@ -74,6 +75,15 @@ func TestContract(t *testing.T) {
 		Config:   fmt.Sprintf("selector = \"contract\"\nprivate_key = %q", path),
 		Messages: msgs,
 		Envelope: &env,
+		// go-msgauth stamps t= with the system clock (Host.Clock cannot
+		// reach it), and b= signs it: the two runs may straddle a second.
+		Normalize: func(r *registry.Result) {
+			for i, f := range r.AddHeaders {
+				if f.Name == "DKIM-Signature" {
+					r.AddHeaders[i].Value = stampRE.ReplaceAllString(f.Value, "$1=*")
+				}
+			}
+		},
 		Configs: []string{
 			fmt.Sprintf("trusted_networks = [\"192.0.2.0/24\"]\n[domains.\"example.org\"]\nselector = \"contract\"\nprivate_key = %q\nsign_unauthenticated = true", path),
 			fmt.Sprintf("selector = \"contract\"\nprivate_key = %q\ndomain = \"example.org\"\nexpiration = \"24h\"\ncanonicalization = \"simple/simple\"", path),
@@ -96,3 +106,7 @@ func TestContract(t *testing.T) {
 		},
 	})
 }
+
+// stampRE finds the t= and b= tags of a DKIM-Signature value (b= to its
+// end, folded lines and all).
+var stampRE = regexp.MustCompile(`\b(t|b)=[^;]*`)
