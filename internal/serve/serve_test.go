@@ -129,17 +129,7 @@ func testConfig(t *testing.T) Config {
 
 func startServer(t *testing.T, cfg Config) *Server {
 	t.Helper()
-	mgr, err := manager("servetest")
-	require.NoError(t, err)
-	s, err := Start(context.Background(), cfg, mgr, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		assert.NoError(t, s.Shutdown(ctx))
-		mgr.Close()
-	})
-	return s
+	return startWith(t, cfg, "servetest")
 }
 
 // maildir returns the messages in addr's new/ under root.

@@ -177,6 +177,20 @@ const (
 	shortRun = 512
 )
 
+// before writes what comes ahead of a line that is not part of the current
+// run: the run of lines kept as they stand, then the blank lines held back.
+func (c *bodyCanon) before(run []byte) error {
+	if len(run) > 0 {
+		if err := c.flush(run); err != nil {
+			return err
+		}
+	}
+	if c.pending > 0 {
+		return c.blankLines()
+	}
+	return nil
+}
+
 func (c *bodyCanon) write(body []byte) error {
 	start, end := 0, 0 // body[start:end] is canonical and not written yet
 	c.verbatim = true
@@ -195,15 +209,8 @@ func (c *bodyCanon) write(body []byte) error {
 					cut-- // the run began with the spaces before it
 				}
 				if cut > pos { // else a line of white space: a blank line
-					if start < end {
-						if err := c.flush(body[start:end]); err != nil {
-							return err
-						}
-					}
-					if c.pending > 0 {
-						if err := c.blankLines(); err != nil {
-							return err
-						}
+					if err := c.before(body[start:end]); err != nil {
+						return err
 					}
 					if err := c.putLine(body[pos:cut]); err != nil {
 						return err
@@ -263,15 +270,8 @@ func (c *bodyCanon) write(body []byte) error {
 		if asIs && (c.pending == 0 || c.verbatim) {
 			end = next // extends the run, over the blank lines before the line
 		} else {
-			if start < end {
-				if err := c.flush(body[start:end]); err != nil {
-					return err
-				}
-			}
-			if c.pending > 0 {
-				if err := c.blankLines(); err != nil {
-					return err
-				}
+			if err := c.before(body[start:end]); err != nil {
+				return err
 			}
 			if asIs {
 				start, end = pos, next
