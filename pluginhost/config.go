@@ -157,16 +157,16 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 	}
 	configured := map[string]bool{} // instances with a [plugins.<id>] table
 	for _, m := range missing {
-		if len(m.key) < 2 || m.key[0] != "plugins" {
+		if len(m.Key) < 2 || m.Key[0] != "plugins" {
 			continue // another section: the host's business
 		}
-		id := m.key[1]
+		id := m.Key[1]
 		if configured[id] {
 			continue
 		}
 		typ, _, err := catalog.ParseID(id)
 		if err != nil {
-			fail(m.line, m.col, "%s: %v", tableName(id), err)
+			fail(m.Line, m.Col, "%s: %v", tableName(id), err)
 			configured[id] = true // reported once
 			continue
 		}
@@ -174,8 +174,8 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 			configured[id] = true
 			continue
 		}
-		fail(m.line, m.col, "unknown key %q: no plugin %q is compiled into this binary, and it is not a [plugins] setting (%s); %s",
-			strings.Join(m.key, "."), typ, strings.Join(catalog.Reserved, ", "), howToAdd(r))
+		fail(m.Line, m.Col, "unknown key %q: no plugin %q is compiled into this binary, and it is not a [plugins] setting (%s); %s",
+			strings.Join(m.Key, "."), typ, strings.Join(catalog.Reserved, ", "), howToAdd(r))
 		configured[id] = true // reported once
 	}
 	for id := range configured {
@@ -245,6 +245,9 @@ func parseConfig(r *catalog.Catalog, file string, data []byte) (*Config, error) 
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if cfg.Enabled {
+		cfg.Warnings = append(cfg.Warnings, producerWarnings(r, file, cfg.Plugins)...)
+	}
 	return cfg, nil
 }
 
@@ -302,23 +305,29 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	m, _ := r.Lookup(typ)
 	prefix := tableName(name)
 
+	// A decode error stops go-toml before it lists unknown keys: they are
+	// found apart (UnknownKeys) and reported with it; the half-decoded
+	// value is not validated.
+	var decodeErrs []error
 	var common commonSettings
 	commonDoc := tableDoc(name, reflect.ValueOf(&common).Elem())
 	missCommon, err := decodeStrict(data, commonDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
+		decodeErrs = append(decodeErrs, positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
 			_, err := decodeStrict(d, tableDoc(name, reflect.ValueOf(&commonSettings{}).Elem()).Addr().Interface())
 			return err
-		})
+		}))
+		missCommon = UnknownKeys(data, commonDoc.Addr().Interface())
 	}
 	value := m.NewConfig() // *C with defaults
 	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
 	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
 	if err != nil {
-		return nil, positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
+		decodeErrs = append(decodeErrs, positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
 			_, err := decodeStrict(d, tableDoc(name, reflect.ValueOf(m.NewConfig()).Elem()).Addr().Interface())
 			return err
-		})
+		}))
+		missOwn = UnknownKeys(data, ownDoc.Addr().Interface())
 	}
 	// The documents hold copies: take the decoded values back out.
 	common = commonDoc.Field(0).Field(0).Interface().(commonSettings)
@@ -326,21 +335,24 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 
 	// A key the plugin's own struct does not know is unknown unless it is
 	// one of the common keys (whatever lies below them is theirs to check).
-	var errs []error
+	errs := decodeErrs
 	for _, k := range missOwn {
-		if len(k.key) < 3 || k.key[0] != "plugins" || k.key[1] != name {
+		if len(k.Key) < 3 || k.Key[0] != "plugins" || k.Key[1] != name {
 			continue
 		}
-		if !slices.ContainsFunc(missCommon, func(c missingKey) bool { return slices.Equal(c.key, k.key[:3]) }) {
+		if !slices.ContainsFunc(missCommon, func(c UnknownKey) bool { return slices.Equal(c.Key, k.Key[:3]) }) {
 			continue // a common key: decoded above
 		}
-		if len(k.key) > 3 {
+		if len(k.Key) > 3 {
 			errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (see the README of plugin %s)",
-				file, k.line, k.col, prefix+"."+strings.Join(k.key[2:len(k.key)-1], "."), k.key[len(k.key)-1], typ))
+				file, k.Line, k.Col, prefix+"."+strings.Join(k.Key[2:len(k.Key)-1], "."), k.Key[len(k.Key)-1], typ))
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s:%d:%d: %s: unknown key %q (plugin %s accepts: %s)",
-			file, k.line, k.col, prefix, k.key[len(k.key)-1], typ, strings.Join(knownKeys(value), ", ")))
+			file, k.Line, k.Col, prefix, k.Key[len(k.Key)-1], typ, strings.Join(knownKeys(value), ", ")))
+	}
+	if len(decodeErrs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 
 	var kp Positions // of data's keys, found when an error needs them
@@ -407,23 +419,18 @@ func tableDoc(name string, v reflect.Value) reflect.Value {
 	return doc
 }
 
-type missingKey struct {
-	key       []string
-	line, col int
-}
-
 // decodeStrict decodes data into v, returning the keys v has no field for
 // separately from real errors (syntax, wrong type).
-func decodeStrict(data []byte, v any) ([]missingKey, error) {
+func decodeStrict(data []byte, v any) ([]UnknownKey, error) {
 	err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(v)
 	var sm *toml.StrictMissingError
 	if !errors.As(err, &sm) {
 		return nil, err
 	}
-	keys := make([]missingKey, len(sm.Errors))
+	keys := make([]UnknownKey, len(sm.Errors))
 	for i, e := range sm.Errors {
 		line, col := e.Position()
-		keys[i] = missingKey{key: e.Key(), line: line, col: col}
+		keys[i] = UnknownKey{Key: e.Key(), Line: line, Col: col}
 	}
 	return keys, nil
 }

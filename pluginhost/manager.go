@@ -485,12 +485,5 @@ func (inst *instance) is(name string) bool { return name == inst.typ || name == 
 // consumesFrom reports whether plugin a consumes a result type that b
 // produces: the same type, or an interface type b's type implements.
 func consumesFrom(a, b *catalog.Entry) bool {
-	for _, c := range a.Consumes {
-		for _, p := range b.Produces {
-			if p == c || c.Kind() == reflect.Interface && p.Implements(c) {
-				return true
-			}
-		}
-	}
-	return false
+	return slices.ContainsFunc(a.Consumes, func(c reflect.Type) bool { return publishes(b, c) })
 }

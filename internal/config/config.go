@@ -155,22 +155,28 @@ func Parse(file string, data []byte) (*Config, error) {
 	var host hostDoc
 	err = decode(data, &host)
 	var sm *toml.StrictMissingError
+	var unknown []pluginhost.UnknownKey
 	switch {
 	case errors.As(err, &sm):
 		for _, e := range sm.Errors {
-			if k := e.Key(); len(k) > 0 && k[0] == "plugins" {
-				continue
-			}
 			line, col := e.Position()
-			if k := e.Key(); len(k) > 1 && slices.Contains(hostTables, k[0]) {
-				errs = append(errs, fmt.Errorf("%s:%d:%d: unknown key %q in [%s]", file, line, col, strings.Join(k[1:], "."), k[0]))
-				continue
-			}
-			errs = append(errs, fmt.Errorf("%s:%d:%d: unknown top-level key %q (this binary knows: [%s])",
-				file, line, col, strings.Join(e.Key(), "."), strings.Join(hostTables, "], [")))
+			unknown = append(unknown, pluginhost.UnknownKey{Key: e.Key(), Line: line, Col: col})
 		}
-	case err != nil && pcfg != nil: // the registry reported syntax errors already
+	case err != nil && parses(data): // a syntax error: ParseConfig reported it
 		errs = append(errs, pluginhost.TOMLError(file, data, err, func(d []byte) error { return decode(d, new(hostDoc)) }))
+		// go-toml stopped at err: the keys it did not reach may be unknown too.
+		unknown = pluginhost.UnknownKeys(data, new(hostDoc))
+	}
+	for _, k := range unknown {
+		if len(k.Key) > 0 && k.Key[0] == "plugins" {
+			continue
+		}
+		if len(k.Key) > 1 && slices.Contains(hostTables, k.Key[0]) {
+			errs = append(errs, fmt.Errorf("%s:%d:%d: unknown key %q in [%s]", file, k.Line, k.Col, strings.Join(k.Key[1:], "."), k.Key[0]))
+			continue
+		}
+		errs = append(errs, fmt.Errorf("%s:%d:%d: unknown top-level key %q (this binary knows: [%s])",
+			file, k.Line, k.Col, strings.Join(k.Key, "."), strings.Join(hostTables, "], [")))
 	}
 	serverWarnings := host.Server.ApplyDeprecated()
 	pos := pluginhost.KeyPositions(data)
@@ -202,6 +208,12 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Store: host.Store, Milter: host.Milter, HasMilter: hasMilter, Admin: host.Admin, Log: host.Log,
 		Warnings: warnings}, nil
+}
+
+// parses reports whether data is a TOML document at all.
+func parses(data []byte) bool {
+	var doc map[string]any
+	return toml.Unmarshal(data, &doc) == nil
 }
 
 // hasTable reports whether the document has the top-level table name.

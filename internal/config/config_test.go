@@ -37,6 +37,16 @@ func TestParseErrors(t *testing.T) {
 		{name: "plugin not compiled in", toml: "[plugins]\nplugins = [\"nosuchplugin\"]\n",
 			want: []string{`enables "nosuchplugin", which is not compiled into this binary`, "plugins.yaml"}},
 		{name: "syntax error", toml: "[plugins\n", want: []string{"c.toml:1"}},
+		// config check reports every error at once: a wrong value does not
+		// hide unknown keys, in the host's tables or a plugin's, and a
+		// plugin's error does not hide the host's.
+		{name: "a wrong value and unknown keys, host", toml: "[dns]\nservr = 1\ntimeout = \"fast\"\n[server]\nlisten_adress = \"x\"\n[lgo]\n",
+			want: []string{`c.toml:3:11: dns.timeout: invalid duration "fast"`, `c.toml:2:1: unknown key "servr" in [dns]`,
+				`c.toml:5:1: unknown key "listen_adress" in [server]`, `c.toml:6:2: unknown top-level key "lgo"`}},
+		{name: "a wrong value and unknown keys, plugin", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_part = 3\nmax_parts = \"many\"\ntimeout = \"soon\"\n",
+			want: []string{`c.toml:4:1: plugins.contentfilter: unknown key "max_part"`, "c.toml:5", "max_parts", `c.toml:6:11: plugins.contentfilter.timeout: invalid duration "soon"`}},
+		{name: "a plugin error and a host error", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_part = 3\n[dns]\ntimeout = \"fast\"\n",
+			want: []string{`unknown key "max_part"`, `c.toml:6:11: dns.timeout: invalid duration "fast"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

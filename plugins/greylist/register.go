@@ -19,10 +19,11 @@ func init() {
 		Types:       []registry.PluginType{registry.PluginTypeGreylist},
 		Stages:      []registry.Stage{registry.PreReception},
 		Phases:      []registry.Phase{registry.PhaseRcpt, registry.PhaseMessage},
-		// The SPF plugin's result exempts SPF-pass senders when asked to.
-		After:  []string{"spf"},
-		Config: DefaultConfig,
-		New:    New,
+		// The SPF result exempts SPF-pass senders when asked to
+		// (exempt_spf_pass): any publisher of it runs first.
+		Consumes: []any{(*registry.SPFResult)(nil)},
+		Config:   DefaultConfig,
+		New:      New,
 	})
 }
 
