@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/elemta/elemta/internal/dirsync"
+
 	"github.com/elemta/elemta/internal/domains"
 	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/spool"
@@ -62,6 +64,10 @@ type Worker struct {
 	plugins *pluginhost.Live
 	spool   *spool.Spool
 	log     *slog.Logger
+	// newDirs group-commits the fsyncs of Maildirs' new/ directories:
+	// concurrent copies into one mailbox (sessions delivering at
+	// reception, delivery workers) share them.
+	newDirs *dirsync.Set
 
 	// stop ends claiming (Shutdown); abort cancels the deliveries in
 	// flight (Shutdown's deadline).
@@ -112,7 +118,7 @@ func NewLive(cfg Config, plugins *pluginhost.Live, sp *spool.Spool, logger *slog
 		cfg.Now = time.Now
 	}
 	cfg.Relay.Timeouts = cfg.Relay.Timeouts.withDefaults()
-	w := &Worker{cfg: cfg, local: domains.NewSet(cfg.LocalDomains), plugins: plugins, spool: sp, log: logger, idle: make(chan struct{})}
+	w := &Worker{cfg: cfg, local: domains.NewSet(cfg.LocalDomains), plugins: plugins, spool: sp, log: logger, newDirs: dirsync.NewSet(syncDir), idle: make(chan struct{})}
 	w.stop, w.stopFn = context.WithCancel(context.Background())
 	w.abort, w.abortFn = context.WithCancel(context.Background())
 	return w
@@ -351,7 +357,7 @@ func (m rawMessage) WriteTo(w io.Writer) (int64, error) {
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
 // deliverMaildir writes msg as rcpt's copy: tmp/, fsync, link into new/,
-// fsync new/, and returns the copy's path in new/. An existing copy (from
+// fsync new/ (shared with the copies linked there meanwhile), and returns the copy's path in new/. An existing copy (from
 // an attempt cut short) counts as done; fresh skips looking for one (a
 // queue id never used before: DeliverNow).
 func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, msg io.WriterTo, fresh bool) (string, error) {
@@ -371,7 +377,7 @@ func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, msg io.Wri
 			// Written by an attempt that crashed before completing the
 			// entry, perhaps before new/ was synced: sync it now, before
 			// this attempt reports the copy delivered.
-			return final, syncDir(filepath.Join(box, "new"))
+			return final, w.newDirs.Sync(filepath.Join(box, "new"))
 		}
 		if m, _ := filepath.Glob(filepath.Join(box, "cur", name+"*")); len(m) > 0 {
 			return final, nil // already delivered and seen by a reader
@@ -402,7 +408,7 @@ func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, msg io.Wri
 		}
 		return "", fmt.Errorf("maildir %s: %w", box, err)
 	}
-	return final, syncDir(filepath.Join(box, "new"))
+	return final, w.newDirs.Sync(filepath.Join(box, "new"))
 }
 
 // writeMessage writes msg to f: in one write when it is held whole,

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -120,6 +121,35 @@ func TestDeliverNow(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, q)
 	assert.Equal(t, Stats{Attempts: 1, Completed: 1, RcptDelivered: 2, AtReception: 1}, e.w.Stats())
+	assert.Equal(t, uint64(2), e.w.MaildirDirSyncs(), "one fsync of each mailbox's new/: nobody to share them with")
+}
+
+// TestDeliverNowConcurrentShareFsyncs: sessions delivering into one
+// mailbox at once share the fsyncs of its new/ (dirsync.Set), and every
+// copy is there.
+func TestDeliverNowConcurrentShareFsyncs(t *testing.T) {
+	e := setupWith(t, Config{})
+	const sessions, each = 8, 25
+	var wg sync.WaitGroup
+	for range sessions {
+		wg.Go(func() {
+			for range each {
+				ent := e.received("b@example.net")
+				if _, err := e.w.DeliverNow(ent, rewriter(t).Rewriter(nil, nil)); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	box, err := mbox.Path(e.root, "b@example.net")
+	require.NoError(t, err)
+	ents, err := os.ReadDir(filepath.Join(box, "new"))
+	require.NoError(t, err)
+	assert.Len(t, ents, sessions*each)
+	n := e.w.MaildirDirSyncs()
+	assert.LessOrEqual(t, n, uint64(sessions*each))
+	t.Logf("%d copies, %d fsyncs of new/", sessions*each, n)
 }
 
 // TestDeliverNowFallback: a copy that cannot be written spools the message

@@ -49,3 +49,8 @@ func (s *stats) count(out *Outcome) {
 		s.deferred.Add(1)
 	}
 }
+
+// MaildirDirSyncs reports how many fsyncs of Maildirs' new/ directories the
+// worker has made (copies linked into one mailbox at the same time share
+// one: fewer than the copies when sessions deliver concurrently).
+func (w *Worker) MaildirDirSyncs() uint64 { return w.newDirs.Count() }

@@ -127,6 +127,7 @@ func benchAccept(b *testing.B, atReception bool, plugins string, clients int) {
 		b.Fatalf("accepted %d of %d", got, b.N)
 	}
 	if worker != nil {
+		b.ReportMetric(float64(worker.MaildirDirSyncs())/float64(b.N), "new-fsyncs/msg")
 		if got := worker.Stats().AtReception; got != int64(b.N) {
 			b.Fatalf("delivered at reception %d of %d", got, b.N)
 		}

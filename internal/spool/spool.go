@@ -3,7 +3,7 @@
 // tmp/, fsyncs it, renames it into queue/ and fsyncs the directory before
 // it returns, so a caller that replies 250 after Put never loses the
 // message, even on kill -9. Concurrent writers share directory fsyncs
-// (group commit, see dirSyncer): each still returns only after an fsync of
+// (group commit, internal/dirsync): each still returns only after an fsync of
 // the directory that began after its rename. Files left in tmp/ by a crash
 // were never acknowledged and are discarded by Open.
 //
@@ -32,6 +32,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/elemta/elemta/internal/dirsync"
 )
 
 // Errors a caller can test with errors.Is.
@@ -111,7 +113,7 @@ type Spool struct {
 	corrupt int
 	notify  chan struct{}
 	// dirSync group-commits the directory fsyncs of concurrent writers.
-	dirSync map[string]*dirSyncer
+	dirSync map[string]*dirsync.Syncer
 }
 
 type meta struct {
@@ -149,9 +151,9 @@ func Open(root string, opts ...Option) (*Spool, int, error) {
 		lock.Close()
 		return nil, 0, fmt.Errorf("%w: %s: %v", ErrLocked, root, err)
 	}
-	s := &Spool{root: root, lock: lock, now: time.Now, index: map[string]*meta{}, notify: make(chan struct{}, 1), dirSync: map[string]*dirSyncer{}}
+	s := &Spool{root: root, lock: lock, now: time.Now, index: map[string]*meta{}, notify: make(chan struct{}, 1), dirSync: map[string]*dirsync.Syncer{}}
 	for _, d := range []string{queueDir, quarantineDir} {
-		s.dirSync[d] = newDirSyncer(filepath.Join(root, d))
+		s.dirSync[d] = dirsync.New(filepath.Join(root, d), syncDir)
 	}
 	for _, o := range opts {
 		o(s)
@@ -223,7 +225,7 @@ func (s *Spool) Close() error {
 func (s *Spool) DirSyncs() uint64 {
 	var n uint64
 	for _, d := range s.dirSync {
-		n += d.count()
+		n += d.Count()
 	}
 	return n
 }
@@ -346,7 +348,7 @@ func (s *Spool) write(dir string, e *Entry, msg io.WriterTo) (int64, error) {
 		os.Remove(tmp)
 		return 0, fmt.Errorf("spool: write %s: %w", e.ID, err)
 	}
-	return size, s.dirSync[dir].sync()
+	return size, s.dirSync[dir].Sync()
 }
 
 func readEntry(path string) (*Entry, error) {
@@ -500,7 +502,7 @@ func (s *Spool) Complete(id string) error {
 	if err := os.Remove(filepath.Join(s.root, queueDir, id+suffix)); err != nil {
 		return fmt.Errorf("spool: complete %s: %w", id, err)
 	}
-	if err := s.dirSync[queueDir].sync(); err != nil {
+	if err := s.dirSync[queueDir].Sync(); err != nil {
 		return err
 	}
 	s.mu.Lock()
