@@ -5,18 +5,19 @@
 //
 // One mailbox is one Maildir: <root>/<domain>/<local-part>, with
 //
-//   - the domain lowercased (ASCII and Unicode letters, strings.ToLower)
-//     and its root dot dropped (internal/domains). A U-label domain and
-//     its xn-- A-label are different Maildirs: Elemta links no IDNA table
-//     (golang.org/x/net/idna needs golang.org/x/text, which is not among
-//     the project's modules); local_domains must list the form mail uses;
+//   - the domain lowercased, its root dot dropped and, written in UTF-8,
+//     in its A-label form (internal/domains): user@bücher.example and
+//     user@xn--bcher-kva.example share <root>/xn--bcher-kva.example/user,
+//     as they are one local domain. A UTF-8 domain that is no valid
+//     internationalized domain name is refused;
 //   - the local part compared byte for byte after ASCII case folding: A-Z
 //     become a-z, every other byte is kept, so "Jürgen" and "jürgen" share
 //     a Maildir and "JÜRGEN" does not (no Unicode case folding), and a
 //     local part in NFD is not the same mailbox as its NFC form (no
-//     Unicode normalization, for want of golang.org/x/text too). RFC 5321
-//     §2.4 lets the receiving host decide; case-insensitive ASCII is what
-//     every common MTA does;
+//     Unicode normalization: either would move existing Maildirs whose
+//     name has a non-ASCII capital or an NFD form). RFC 5321 §2.4 lets the
+//     receiving host decide; case-insensitive ASCII is what every common
+//     MTA does;
 //   - a local part or domain that could not be a directory name, or could
 //     escape the root, refused: empty, ".", "..", starting with ".", longer
 //     than 255 bytes (NAME_MAX), holding a control character, a space,
@@ -25,6 +26,7 @@ package mailbox
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"unicode/utf8"
@@ -50,6 +52,9 @@ func Key(addr string) (local, domain string, err error) {
 		return "", "", errors.Join(ErrBadAddress, errors.New("not valid UTF-8"))
 	}
 	local, domain = foldASCII(addr[:at]), domains.Of(addr)
+	if err := domains.Valid(addr[at+1:]); err != nil {
+		return "", "", errors.Join(ErrBadAddress, fmt.Errorf("domain is not a valid internationalized domain name: %w", err))
+	}
 	for _, part := range []struct{ what, s string }{{"local part", local}, {"domain", domain}} {
 		if why := badName(part.s); why != "" {
 			return "", "", errors.Join(ErrBadAddress, errors.New(part.what+" "+why))

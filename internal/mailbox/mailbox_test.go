@@ -19,9 +19,11 @@ func TestPath(t *testing.T) {
 		{"POSTMASTER@example.org", "/r/example.org/postmaster"},
 		{"jürgen@example.org", "/r/example.org/jürgen"},
 		{"Jürgen@example.org", "/r/example.org/jürgen"},
-		{"JÜRGEN@example.org", "/r/example.org/jÜrgen"}, // no Unicode case folding
-		{"a@b@example.org", "/r/example.org/a@b"},       // the domain follows the last '@'
-		{"user@bücher.example", "/r/bücher.example/user"},
+		{"JÜRGEN@example.org", "/r/example.org/jÜrgen"},          // no Unicode case folding
+		{"a@b@example.org", "/r/example.org/a@b"},                // the domain follows the last '@'
+		{"user@bücher.example", "/r/xn--bcher-kva.example/user"}, // one domain, one Maildir, either way written
+		{"user@xn--bcher-kva.example", "/r/xn--bcher-kva.example/user"},
+		{"user@BÜCHER.example", "/r/xn--bcher-kva.example/user"},
 		{long + "@example.org", "/r/example.org/" + long}, // the boundary: 255 bytes
 		{"a+tag@example.org", "/r/example.org/a+tag"},
 	}
@@ -38,7 +40,7 @@ func TestPathRefused(t *testing.T) {
 		"a/b@example.org", `a\b@example.org`, `"a b"@example.org`, "a b@example.org", "a\tb@example.org",
 		"a\x00@example.org", "a\x7f@example.org", "a\u0085@example.org", "a@exa/mple.org", "a@..",
 		strings.Repeat("a", MaxName+1) + "@example.org", "a@" + strings.Repeat("d", MaxName+1),
-		"\xff\xfe@example.org", "a@\xc3(",
+		"\xff\xfe@example.org", "a@\xc3(", "a@a\u200db.example", // a joiner where none may stand: no IDN
 	} {
 		_, err := Path("/r", addr)
 		require.Error(t, err, "%q", addr)

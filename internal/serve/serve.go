@@ -24,6 +24,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/elemta/elemta/internal/domains"
+
 	"github.com/elemta/elemta/internal/delivery"
 	"github.com/elemta/elemta/internal/smtpd"
 	"github.com/elemta/elemta/internal/spool"
@@ -210,6 +212,8 @@ func (c Config) Validate() error {
 	for _, d := range c.LocalDomains {
 		if d == "" || strings.ContainsAny(d, "@ \t\r\n/\\") || strings.HasPrefix(d, ".") {
 			bad("local_domains: %q is not a domain", d)
+		} else if err := domains.Valid(d); err != nil {
+			bad("local_domains: %q is not a valid internationalized domain name: %v", d, err)
 		}
 	}
 	if err := c.Limits.Validate(); err != nil {

@@ -612,6 +612,12 @@ func TestRelayControl(t *testing.T) {
 			[]step{denied("x@other.test"), {send: "RSET", code: 250}, auth, {send: "MAIL FROM:<alice@example.test>", code: 250},
 				ok("x@other.test"), ok("a@example.test")}},
 		{"no local domain accepts nobody", Config{LocalDomains: []string{}}, []step{denied("a@example.test")}},
+		// A domain listed in UTF-8 takes mail for its A-label (all mail
+		// without SMTPUTF8) and the other way round.
+		{"an internationalized domain, either spelling", Config{LocalDomains: []string{"bücher.example", "xn--r8jz45g.xn--zckzah"}},
+			[]step{ok("a@xn--bcher-kva.example"), ok("b@XN--BCHER-KVA.example."), denied("c@buecher.example"), denied("d@xn--r8jz45g.test"),
+				{send: "RSET", code: 250}, {send: "MAIL FROM:<s@example.net> SMTPUTF8", code: 250},
+				ok("e@bücher.example"), ok("f@BÜCHER.example"), ok("g@例え.テスト"), denied("h@büch‍er.example")}},
 		{"every domain local", Config{AllDomainsLocal: true}, []step{ok("a@example.test"), ok("b@other.test")}},
 	}
 	for _, tt := range tests {
