@@ -323,10 +323,13 @@ func decodePlugin(r *catalog.Catalog, file string, data []byte, name string, def
 	ownDoc := tableDoc(name, reflect.ValueOf(value).Elem())
 	missOwn, err := decodeStrict(data, ownDoc.Addr().Interface())
 	if err != nil {
-		decodeErrs = append(decodeErrs, positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
+		err = positionedIn(file, data, "plugins."+name, err, func(d []byte) error {
 			_, err := decodeStrict(d, tableDoc(name, reflect.ValueOf(m.NewConfig()).Elem()).Addr().Interface())
 			return err
-		}))
+		})
+		if !slices.ContainsFunc(decodeErrs, func(e error) bool { return e.Error() == err.Error() }) {
+			decodeErrs = append(decodeErrs, err) // not a key both know (clamav's timeout), said once
+		}
 		missOwn = UnknownKeys(data, ownDoc.Addr().Interface())
 	}
 	// The documents hold copies: take the decoded values back out.

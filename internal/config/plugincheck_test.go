@@ -105,6 +105,8 @@ func TestPluginConfigChecks(t *testing.T) {
 		{"spf", `on_fail = "bounce"`, `plugin.toml:5:11: plugins.spf.on_fail: unknown action "bounce" (valid: accept, quarantine, tempfail, reject)`},
 
 		// clamav
+		// a key of the plugin's and every plugin's: one error, not two
+		{"clamav", `timeout = "soon"`, `plugin.toml:5:11: plugins.clamav.timeout: invalid duration "soon": want seconds (30) or a duration string ("1m30s")`},
 		{"clamav", "chunk_size = 1", "plugin.toml:5:1: [plugins.clamav]: chunk_size = 1: must be from 1024 to 16777216 bytes"},
 		{"clamav", "chunk_size = 1023", "plugin.toml:5:1: [plugins.clamav]: chunk_size = 1023: must be from 1024 to 16777216 bytes"},
 		{"clamav", "chunk_size = 16777217", "plugin.toml:5:1: [plugins.clamav]: chunk_size = 16777217: must be from 1024 to 16777216 bytes"},

@@ -89,8 +89,9 @@ func (spfReporter) HandleStage(context.Context, registry.Stage, *registry.Proces
 func init() {
 	registry.Register(registry.Module[struct{}, spfReporter]{
 		Name: "spf", Types: []registry.PluginType{registry.PluginTypeCustom},
-		Stages: []registry.Stage{registry.PreReception},
-		New:    func(struct{}, registry.Host) (spfReporter, error) { return spfReporter{}, nil },
+		Stages:   []registry.Stage{registry.PreReception},
+		Produces: []any{(*registry.SPFResult)(nil)}, // as any SPF plugin declares: greylist runs after it
+		New:      func(struct{}, registry.Host) (spfReporter, error) { return spfReporter{}, nil },
 	})
 }
 
