@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -148,23 +149,26 @@ func Parse(file string, data []byte) (*Config, error) {
 		errs = append(errs, err)
 	}
 
-	decode := func(data []byte, host *hostDoc) error {
-		*host = hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
-		return toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(host)
-	}
-	var host hostDoc
-	err = decode(data, &host)
+	host := defaultHost()
+	err = toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().EnableUnmarshalerInterface().Decode(&host)
 	var sm *toml.StrictMissingError
 	var unknown []pluginhost.UnknownKey
+	failed := map[string]bool{} // tables with a wrong value: not validated
 	switch {
 	case errors.As(err, &sm):
 		for _, e := range sm.Errors {
 			line, col := e.Position()
 			unknown = append(unknown, pluginhost.UnknownKey{Key: e.Key(), Line: line, Col: col})
 		}
-	case err != nil && parses(data): // a syntax error: ParseConfig reported it
-		errs = append(errs, pluginhost.TOMLError(file, data, err, func(d []byte) error { return decode(d, new(hostDoc)) }))
-		// go-toml stopped at err: the keys it did not reach may be unknown too.
+	case err != nil && parses(data): // not a syntax error: ParseConfig reported those
+		// go-toml stopped at err: the tables and keys it did not reach
+		// may be wrong too.
+		var terrs []error
+		terrs, failed = decodeTables(file, data, &host)
+		if len(terrs) == 0 {
+			terrs = []error{pluginhost.TOMLError(file, data, err, nil)}
+		}
+		errs = append(errs, terrs...)
 		unknown = pluginhost.UnknownKeys(data, new(hostDoc))
 	}
 	for _, k := range unknown {
@@ -180,12 +184,17 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	serverWarnings := host.Server.ApplyDeprecated()
 	pos := pluginhost.KeyPositions(data)
-	errs = append(errs, pluginhost.TableErrors(file, pos, "server", "server", host.Server.Validate())...)
-	errs = append(errs, pluginhost.TableErrors(file, pos, "dns", "dns", host.DNS.Validate())...)
-	errs = append(errs, pluginhost.TableErrors(file, pos, "store", "store", host.Store.Validate())...)
-	errs = append(errs, pluginhost.TableErrors(file, pos, "admin", "admin", host.Admin.Validate())...)
-	errs = append(errs, pluginhost.TableErrors(file, pos, "log", "log", host.Log.Validate())...)
-	if pcfg != nil {
+	validate := func(table string, v interface{ Validate() error }) {
+		if !failed[table] { // a half-decoded table would say what its file does not
+			errs = append(errs, pluginhost.TableErrors(file, pos, table, table, v.Validate())...)
+		}
+	}
+	validate("server", &host.Server)
+	validate("dns", &host.DNS)
+	validate("store", &host.Store)
+	validate("admin", &host.Admin)
+	validate("log", &host.Log)
+	if pcfg != nil && !failed["log"] {
 		for _, name := range slices.Sorted(maps.Keys(host.Log.PluginLevels)) {
 			enabled := slices.Contains(pcfg.Plugins, name) // an instance ID
 			if !strings.Contains(name, "/") {
@@ -196,7 +205,7 @@ func Parse(file string, data []byte) (*Config, error) {
 			}
 		}
 	}
-	errs = append(errs, pluginhost.TableErrors(file, pos, "milter", "milter", host.Milter.Validate())...)
+	validate("milter", &host.Milter)
 	hasMilter := hasTable(data, "milter")
 
 	if len(errs) > 0 {
@@ -208,6 +217,43 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	return &Config{File: file, Plugins: pcfg, DNS: host.DNS, Server: host.Server, Store: host.Store, Milter: host.Milter, HasMilter: hasMilter, Admin: host.Admin, Log: host.Log,
 		Warnings: warnings}, nil
+}
+
+func defaultHost() hostDoc {
+	return hostDoc{Server: serve.DefaultConfig(), Store: store.DefaultRedisConfig(), Milter: milter.DefaultConfig(), Admin: admin.DefaultConfig(), Log: obslog.DefaultConfig()}
+}
+
+// decodeTables decodes each host table of data on its own into host and
+// returns the errors, with the tables that failed. go-toml stops at the
+// first wrong value, so one decode of the whole document reports one
+// table's first error and leaves the tables after it undecoded.
+func decodeTables(file string, data []byte, host *hostDoc) ([]error, map[string]bool) {
+	var errs []error
+	failed := map[string]bool{}
+	hv := reflect.ValueOf(host).Elem()
+	defaults := reflect.ValueOf(defaultHost())
+	for i := range hv.NumField() {
+		f := hv.Type().Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+		if name == "plugins" {
+			continue
+		}
+		docType := reflect.StructOf([]reflect.StructField{{Name: "T", Type: f.Type, Tag: f.Tag}})
+		decodeTable := func(d []byte) (reflect.Value, error) {
+			doc := reflect.New(docType)
+			doc.Elem().Field(0).Set(defaults.Field(i))
+			err := toml.NewDecoder(bytes.NewReader(d)).EnableUnmarshalerInterface().Decode(doc.Interface())
+			return doc.Elem().Field(0), err
+		}
+		v, err := decodeTable(data)
+		if err != nil {
+			errs = append(errs, pluginhost.TOMLError(file, data, err, func(d []byte) error { _, err := decodeTable(d); return err }))
+			failed[name] = true
+			continue
+		}
+		hv.Field(i).Set(v)
+	}
+	return errs, failed
 }
 
 // parses reports whether data is a TOML document at all.

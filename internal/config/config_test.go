@@ -45,6 +45,8 @@ func TestParseErrors(t *testing.T) {
 				`c.toml:5:1: unknown key "listen_adress" in [server]`, `c.toml:6:2: unknown top-level key "lgo"`}},
 		{name: "a wrong value and unknown keys, plugin", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_part = 3\nmax_parts = \"many\"\ntimeout = \"soon\"\n",
 			want: []string{`c.toml:4:1: plugins.contentfilter: unknown key "max_part"`, "c.toml:5", "max_parts", `c.toml:6:11: plugins.contentfilter.timeout: invalid duration "soon"`}},
+		{name: "wrong values in two tables", toml: "[server]\nlisten = \"0.0.0.0:25\"\nmax_connections = \"many\"\nlocal_domains = [\"example.org\"]\n[dns]\ntimeout = \"fast\"\n",
+			want: []string{`c.toml:3:19: server.max_connections: cannot decode TOML string`, `c.toml:6:11: dns.timeout: invalid duration "fast"`}},
 		{name: "a plugin error and a host error", toml: "[plugins]\nplugins = [\"contentfilter\"]\n[plugins.contentfilter]\nmax_part = 3\n[dns]\ntimeout = \"fast\"\n",
 			want: []string{`unknown key "max_part"`, `c.toml:6:11: dns.timeout: invalid duration "fast"`}},
 	}
@@ -69,6 +71,19 @@ func TestParseErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNoLineFromAHalfDecodedTable: a table with a wrong value is not
+// validated: decoded only up to it, it would lack the keys after it
+// (local_domains here) and be told it needs them.
+func TestNoLineFromAHalfDecodedTable(t *testing.T) {
+	_, err := Parse("c.toml", []byte("[server]\nlisten = \"0.0.0.0:25\"\nmax_connections = \"many\"\nlocal_domains = [\"example.org\"]\n"))
+	if err == nil {
+		t.Fatal("Parse accepts a wrong value")
+	}
+	if lines := strings.Split(err.Error(), "\n"); len(lines) != 1 {
+		t.Errorf("want the one error, got %q", lines)
 	}
 }
 
