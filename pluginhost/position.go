@@ -1,8 +1,10 @@
 package pluginhost
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/pelletier/go-toml/v2/unstable"
@@ -153,3 +155,61 @@ type tableError struct {
 
 func (e *tableError) Error() string { return e.text }
 func (e *tableError) Unwrap() error { return e.err }
+
+// InFileOrder returns errs, each errors.Join split into its parts, ordered
+// as the file reads: by the line and column their text starts with
+// ("file:line:col: ..." or "file:line: ..."); the others, which name no
+// place in file, keep their order after them. Hosts join their errors
+// with the plugins' in it.
+func InFileOrder(file string, errs ...error) []error {
+	type placed struct {
+		err       error
+		line, col int
+	}
+	var all []placed
+	for _, err := range errs {
+		for _, e := range leafErrors(err) {
+			line, col := placeOf(file, e.Error())
+			all = append(all, placed{e, line, col})
+		}
+	}
+	slices.SortStableFunc(all, func(a, b placed) int {
+		if (a.line == 0) != (b.line == 0) {
+			return cmp.Compare(b.line, a.line) // the placed one (line > 0) first
+		}
+		return cmp.Or(cmp.Compare(a.line, b.line), cmp.Compare(a.col, b.col))
+	})
+	out := make([]error, len(all))
+	for i, p := range all {
+		out[i] = p.err
+	}
+	return out
+}
+
+// placeOf returns the line and column msg starts with after "file:" (0, 0
+// when it names none; col 0 when only the line).
+func placeOf(file, msg string) (line, col int) {
+	rest, ok := strings.CutPrefix(msg, file+":")
+	if !ok {
+		return 0, 0
+	}
+	num := func() int {
+		n, i := 0, 0
+		for i < len(rest) && i < 9 && '0' <= rest[i] && rest[i] <= '9' {
+			n = n*10 + int(rest[i]-'0')
+			i++
+		}
+		if i == 0 || i == len(rest) || rest[i] != ':' {
+			return -1
+		}
+		rest = rest[i+1:]
+		return n
+	}
+	if line = num(); line <= 0 {
+		return 0, 0
+	}
+	if col = num(); col < 0 {
+		col = 0
+	}
+	return line, col
+}

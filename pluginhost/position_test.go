@@ -215,3 +215,21 @@ func TestTableErrorsFallback(t *testing.T) {
 		})
 	}
 }
+
+// TestInFileOrder: errors come as the file reads, joined ones split; those
+// naming no place keep their order, last.
+func TestInFileOrder(t *testing.T) {
+	e := func(s string) error { return errors.New(s) }
+	got := InFileOrder("c.toml",
+		errors.Join(e("c.toml:9:2: nine"), e("c.toml: no place")),
+		e("c.toml:3:19: three"),
+		errors.Join(e("c.toml:3:5: three, before"), errors.Join(e("other.toml:1:1: another file"), e("c.toml:12: twelve, no column"))),
+		e("c.toml:x:1: not a line"),
+	)
+	var texts []string
+	for _, err := range got {
+		texts = append(texts, err.Error())
+	}
+	assert.Equal(t, []string{"c.toml:3:5: three, before", "c.toml:3:19: three", "c.toml:9:2: nine", "c.toml:12: twelve, no column",
+		"c.toml: no place", "other.toml:1:1: another file", "c.toml:x:1: not a line"}, texts)
+}

@@ -155,12 +155,16 @@ func Parse(file string, data []byte) (*Config, error) {
 	var unknown []pluginhost.UnknownKey
 	failed := map[string]bool{} // tables with a wrong value: not validated
 	switch {
+	case err != nil && !parses(data): // a syntax error, which ParseConfig reported: nothing to validate
+		for _, t := range hostTables {
+			failed[t] = true
+		}
 	case errors.As(err, &sm):
 		for _, e := range sm.Errors {
 			line, col := e.Position()
 			unknown = append(unknown, pluginhost.UnknownKey{Key: e.Key(), Line: line, Col: col})
 		}
-	case err != nil && parses(data): // not a syntax error: ParseConfig reported those
+	case err != nil:
 		// go-toml stopped at err: the tables and keys it did not reach
 		// may be wrong too.
 		var terrs []error
@@ -209,7 +213,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	hasMilter := hasTable(data, "milter")
 
 	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
+		return nil, errors.Join(pluginhost.InFileOrder(file, errs...)...)
 	}
 	warnings := append(pcfg.Warnings, serverWarnings...)
 	if hasMilter {

@@ -11,12 +11,12 @@ import (
 func TestHostTableErrorsReadOnce(t *testing.T) {
 	tests := []struct {
 		name, toml string
-		want       []string // the error's lines, in order
+		want       []string // the error's lines, in order: as the file reads
 	}{
 		{"server keys", "[server]\nlisten = \"127.0.0.1:2525\"\nmax_errors = -1\nspool_dir = \"\"\n", []string{
-			`c.toml:4:1: [server]: spool_dir is required`,
-			`c.toml:3:1: [server]: max_errors must be positive (got -1)`,
 			`c.toml:1:2: [server]: soft_error_limit (10) is more than max_errors (-1)`,
+			`c.toml:3:1: [server]: max_errors must be positive (got -1)`,
+			`c.toml:4:1: [server]: spool_dir is required`,
 		}},
 		{"no [server] table", "[admin]\nlisten = \"nohost\"\n", []string{
 			`c.toml:2:1: [admin]: listen "nohost": address nohost: missing port in address`,
@@ -78,13 +78,13 @@ func TestConfigCheckPositions(t *testing.T) {
 		{"dotted keys, no header", "server.max_errors = -1\n" + plugins,
 			"c.toml:1:1: [server]: max_errors must be positive (got -1)\nc.toml:1:1: [server]: soft_error_limit (10) is more than max_errors (-1)"},
 		{"dotted keys, no header, the table's first key", "server.listen = \"127.0.0.1:2525\"\nserver.max_errors = -1\n" + plugins,
-			"c.toml:2:1: [server]: max_errors must be positive (got -1)\nc.toml:1:1: [server]: soft_error_limit (10) is more than max_errors (-1)"},
+			"c.toml:1:1: [server]: soft_error_limit (10) is more than max_errors (-1)\nc.toml:2:1: [server]: max_errors must be positive (got -1)"},
 		{"inline table, no header", "server = {max_errors = -1}\n" + plugins,
 			"c.toml:1:1: [server]: max_errors must be positive (got -1)\nc.toml:1:1: [server]: soft_error_limit (10) is more than max_errors (-1)"},
 		{"quoted key and table", "[\"server\"]\n\"max_errors\" = -1\n" + plugins,
-			"c.toml:2:1: [server]: max_errors must be positive (got -1)\nc.toml:1:2: [server]: soft_error_limit (10) is more than max_errors (-1)"},
+			"c.toml:1:2: [server]: soft_error_limit (10) is more than max_errors (-1)\nc.toml:2:1: [server]: max_errors must be positive (got -1)"},
 		{"duplicate key", "[server]\nmax_errors = 1\nmax_errors = 2\n" + plugins,
-			"c.toml:3:1: max_errors: key max_errors is already defined\nc.toml:1:2: [server]: soft_error_limit (10) is more than max_errors (1)"},
+			"c.toml:3:1: max_errors: key max_errors is already defined"}, // a document with a syntax error is not validated
 		{"duplicate table", plugins + "[dns]\nservers = [\"127.0.0.1\"]\n[dns]\ntimeout = 2\n",
 			"c.toml:5:2: dns: table dns already exists"},
 		{"duration, dotted key", "dns.timeout = \"fast\"\n" + plugins, "c.toml:1:15: dns.timeout: " + badDuration},
@@ -100,7 +100,7 @@ func TestConfigCheckPositions(t *testing.T) {
 		{"plugin duration in an array of inline tables", "[plugins]\nplugins = [\"ratelimit\"]\n[plugins.ratelimit]\nlimits = [{name = \"a\", count = 1, window = \"fast\"}]\n",
 			"c.toml:4:44: plugins.ratelimit.limits[0].window: " + badDuration},
 		{"duration and a table error", plugins + "[server]\nmax_errors = -1\n[milter]\nread_timeout = \"fast\"\n",
-			"c.toml:6:16: milter.read_timeout: " + badDuration + "\nc.toml:4:1: [server]: max_errors must be positive (got -1)\nc.toml:3:2: [server]: soft_error_limit (10) is more than max_errors (-1)"},
+			"c.toml:3:2: [server]: soft_error_limit (10) is more than max_errors (-1)\nc.toml:4:1: [server]: max_errors must be positive (got -1)\nc.toml:6:16: milter.read_timeout: " + badDuration},
 		{"plugin duration, quoted table", "[plugins]\nplugins = [\"contentfilter/x\"]\n[plugins.\"contentfilter/x\"]\ntimeout = \"fast\"\n",
 			"c.toml:4:11: plugins.contentfilter/x.timeout: " + badDuration},
 		{"plugin check, quoted table", "[plugins]\nplugins = [\"contentfilter/x\"]\n[plugins.\"contentfilter/x\"]\ntimeout = 0\n",
