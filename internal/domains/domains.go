@@ -1,14 +1,13 @@
 // Package domains holds sets of mail domains, compared the way mail
-// routing compares them: case-insensitively, without a trailing dot, and
-// an internationalized domain in its A-label form whichever way it is
-// written.
+// routing compares them (pkg/maildomain): case-insensitively, without a
+// trailing dot, and an internationalized domain in its A-label form
+// whichever way it is written.
 package domains
 
 import (
 	"strings"
-	"unicode/utf8"
 
-	"golang.org/x/net/idna"
+	"github.com/elemta/elemta/pkg/maildomain"
 )
 
 // Set is a set of domains.
@@ -23,33 +22,17 @@ func NewSet(domains []string) Set {
 	return s
 }
 
-// Normalize lowercases d and drops a trailing dot. A domain written in
-// UTF-8 (SMTPUTF8 mail, a config) becomes its A-label form, bücher.example
-// xn--bcher-kva.example, by IDNA2008 with UTS #46 mapping as for a lookup
-// (golang.org/x/net/idna): so the two spellings of one domain are one
-// local domain and one Maildir. A UTF-8 name that is no valid
-// internationalized domain name is only lowercased: it stays UTF-8,
-// matches nothing converted, and Valid says why.
-func Normalize(d string) string {
-	d = strings.TrimSuffix(d, ".")
-	if isASCII(d) {
-		return strings.ToLower(d)
-	}
-	if a, err := idna.Lookup.ToASCII(d); err == nil {
-		return a
-	}
-	return strings.ToLower(d)
-}
+// Normalize is maildomain.Normalize: lowercased, no trailing dot, a UTF-8
+// domain in its A-label form (bücher.example is xn--bcher-kva.example), so
+// the two spellings of one domain are one local domain and one Maildir. A
+// UTF-8 name that is no valid internationalized domain name is only
+// lowercased: it matches nothing converted, and Valid says why.
+func Normalize(d string) string { return maildomain.Normalize(d) }
 
 // Valid reports why d, a domain in UTF-8, is no internationalized domain
-// name (its A-label conversion's error), or nil. An ASCII d is not
-// checked.
+// name, or nil. An ASCII d is not checked.
 func Valid(d string) error {
-	d = strings.TrimSuffix(d, ".")
-	if isASCII(d) {
-		return nil
-	}
-	_, err := idna.Lookup.ToASCII(d)
+	_, err := maildomain.Canonical(d)
 	return err
 }
 
@@ -64,12 +47,3 @@ func Of(addr string) string {
 
 // HasAddress reports whether addr's domain is in s.
 func (s Set) HasAddress(addr string) bool { return s[Of(addr)] }
-
-func isASCII(s string) bool {
-	for i := range len(s) {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
-}

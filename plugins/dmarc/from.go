@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/elemta/elemta/pkg/maildomain"
 
 	"github.com/elemta/elemta/registry"
 )
@@ -101,18 +101,14 @@ fields:
 // internationalized domain written in UTF-8 (SMTPUTF8 mail) becomes its
 // A-label form (exämple.test is xn--exmple-cua.test), where its policy is
 // published and as DKIM's d= names it (RFC 8616), by IDNA2008 with UTS #46
-// mapping as for a lookup (golang.org/x/net/idna); one that does not
+// mapping as for a lookup (pkg/maildomain); one that does not
 // convert is an error. So is a name that cannot be a host name: address
 // literals, empty labels, labels over 63 octets, names over 253,
 // characters other than letters, digits, '-' and '_'.
 func domainOf(d string) (string, error) {
-	d = strings.TrimSuffix(strings.TrimSpace(d), ".")
-	if !isASCII(d) {
-		a, err := idna.Lookup.ToASCII(d)
-		if err != nil {
-			return "", fmt.Errorf("domain %.100q is not a valid internationalized domain name: %w", d, err)
-		}
-		d = a
+	d, err := maildomain.Canonical(strings.TrimSpace(d))
+	if err != nil {
+		return "", fmt.Errorf("domain %.100q is not a valid internationalized domain name: %w", d, err)
 	}
 	switch {
 	case d == "":
@@ -132,16 +128,7 @@ func domainOf(d string) (string, error) {
 			}
 		}
 	}
-	return strings.ToLower(d), nil
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
+	return d, nil
 }
 
 // lenientAt finds each "@" and what follows it up to a delimiter.

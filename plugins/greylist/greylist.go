@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elemta/elemta/pkg/maildomain"
+
 	"github.com/elemta/elemta/pkg/clientnet"
 	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
@@ -183,11 +185,12 @@ func domainOf(addr string) string {
 	return ""
 }
 
-// matchDomain: "example.com" matches itself, ".example.com" its subdomains.
+// matchDomain: "example.com" matches itself, ".example.com" its
+// subdomains, an internationalized domain however written
+// (maildomain.Match).
 func matchDomain(list []string, dom string) bool {
 	for _, d := range list {
-		d = strings.ToLower(d)
-		if dom == d || strings.HasPrefix(d, ".") && strings.HasSuffix(dom, d) {
+		if maildomain.Match(d, dom) {
 			return true
 		}
 	}

@@ -122,6 +122,12 @@ func TestGreylistTable(t *testing.T) {
 			{at: 0, rcpts: []string{"x@sub.example"}, want: greyFull},
 			{at: 0, ip: "127.0.0.1", want: greyFull}, // the list replaced the loopback default
 		}},
+		{"exempt recipient domain, internationalized", `exempt_recipient_domains = ["bücher.example", ".xn--r8jz45g.xn--zckzah"]`, []step{
+			{at: 0, rcpts: []string{"x@xn--bcher-kva.example"}, want: accept}, // the A-label of the listed UTF-8 name
+			{at: 0, rcpts: []string{"x@BÜCHER.example"}, want: accept},
+			{at: 0, rcpts: []string{"x@mail.例え.テスト"}, want: accept}, // a subdomain, written in UTF-8
+			{at: 0, rcpts: []string{"x@buecher.example"}, want: greyFull},
+		}},
 		{"authenticated not exempt when asked", "exempt_authenticated = false", []step{
 			{at: 0, auth: "alice", want: greyFull},
 		}},
@@ -341,6 +347,7 @@ func TestConfigValidation(t *testing.T) {
 		{"auto_allow_after = 0", ""},
 		{`exempt_networks = ["10.0.0.0/33"]`, "exempt_networks"},
 		{`exempt_recipient_domains = ["a@b"]`, "exempt_recipient_domains"},
+		{`exempt_recipient_domains = [".a\u200db.example"]`, "is not a valid internationalized domain name"},
 		{`subaddress_separators = ""`, "subaddress_separators"},
 		{`store = "memcached"`, `store: "memcached"`},
 		{`store = "redis"` + "\n" + `redis_addr = "127.0.0.1:0"`, "redis_addr"},

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/elemta/elemta/pkg/maildomain"
+
 	"github.com/elemta/elemta/pkg/clientnet"
 	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
@@ -134,6 +136,8 @@ func (cfg Config) validate() (clientnet.List, error) {
 	for _, d := range cfg.ExemptRecipientDomains {
 		if strings.TrimPrefix(d, ".") == "" || strings.ContainsAny(d, "@ ") {
 			bad("exempt_recipient_domains", "%q is not a domain", d)
+		} else if _, err := maildomain.Canonical(strings.TrimPrefix(d, ".")); err != nil {
+			bad("exempt_recipient_domains", "%q is not a valid internationalized domain name: %v", d, err)
 		}
 	}
 	errs = append(errs, cfg.Config.Validate("store"))

@@ -15,8 +15,9 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/elemta/elemta/pkg/maildomain"
+
 	blitiri "blitiri.com.ar/go/spf"
-	"golang.org/x/net/idna"
 
 	"github.com/elemta/elemta/pkg/headerfold"
 	"github.com/elemta/elemta/pkg/textcache"
@@ -139,7 +140,7 @@ func (c *Checker) check(ctx context.Context, ip netip.Addr, helo, domain, sender
 		// An internationalized domain in UTF-8 (SMTPUTF8 mail): its
 		// record is published at the A-label (RFC 8616 §4), and the
 		// library would look up the UTF-8 name as it stands.
-		a, err := idna.Lookup.ToASCII(domain)
+		a, err := maildomain.Canonical(domain)
 		if err != nil {
 			res.Result = registry.AuthNone
 			res.Explanation = fmt.Sprintf("%q is not a valid internationalized domain name: %v", domain, err)
