@@ -15,6 +15,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/elemta/elemta/pkg/maildomain"
+
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/elemta/elemta/pkg/dkimkey"
@@ -303,7 +305,10 @@ func (p *Plugin) signStage(ctx context.Context, message *registry.Message) (*reg
 // SignMessage signs message for domain with that domain's key (or the
 // default key) and records the DKIM-Signature with message.AddHeader.
 func (p *Plugin) SignMessage(ctx context.Context, message *registry.Message, domain string) error {
-	domain = strings.ToLower(strings.TrimSuffix(domain, "."))
+	domain, err := maildomain.Canonical(domain)
+	if err != nil {
+		return fmt.Errorf("sign for %s: not a valid internationalized domain name: %w", domain, err)
+	}
 	d, sk := p.keyFor(domain)
 	if sk == nil {
 		return fmt.Errorf("sign for %s: no signing key configured (or Start not called)", domain)
@@ -422,7 +427,13 @@ func fromDomain(m *registry.Message) (string, error) {
 	if at < 0 {
 		return "", fmt.Errorf("From %q has no domain", froms[0])
 	}
-	return strings.ToLower(strings.TrimSuffix(addrs[0].Address[at+1:], ".")), nil
+	// An internationalized domain signs as its A-label (RFC 8616 §4: d=
+	// is never UTF-8), so a [domains] entry names it that way.
+	d, err := maildomain.Canonical(addrs[0].Address[at+1:])
+	if err != nil {
+		return "", fmt.Errorf("From domain %q is not a valid internationalized domain name: %w", d, err)
+	}
+	return d, nil
 }
 
 // parseTags parses a DKIM tag list (RFC 6376 §3.2), removing white space

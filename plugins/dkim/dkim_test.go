@@ -239,6 +239,13 @@ func TestSignStage(t *testing.T) {
 		{"no From", nil, strings.Replace(testMsg, "From: Alice <alice@example.com>\r\n", "", 1), auth, "", "0 From fields"},
 		{"two From addresses", nil, msgFrom("a@example.com, b@example.com"), auth, "", "not a single address"},
 		{"signing disabled", func(c *Config) { c.Sign = false }, testMsg, auth, "", "signing disabled"},
+		// d= is never UTF-8 (RFC 8616 §4): an internationalized From
+		// domain signs as its A-label, with the key of that name.
+		{"UTF-8 From domain, its A-label's key", func(c *Config) {
+			c.Domains["xn--bcher-kva.example"] = DomainConfig{Selector: "idn", PrivateKey: edKey}
+		}, msgFrom("a@Bücher.example"), auth, "xn--bcher-kva.example idn", ""},
+		{"UTF-8 From domain, default key", nil, msgFrom("a@bücher.example"), auth, "xn--bcher-kva.example default", ""},
+		{"From domain no IDN", nil, msgFrom("a@b\u200dc.example"), auth, "", "not a valid internationalized domain name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base()
