@@ -36,16 +36,7 @@ func TestSyncGroupsConcurrentWriters(t *testing.T) {
 	for range k {
 		go func() { errs <- d.Sync() }()
 	}
-	// Let the first fsync end only once all k wait for the next one.
-	for {
-		d.mu.Lock()
-		n := d.waiting
-		d.mu.Unlock()
-		if n == k {
-			break
-		}
-		runtime.Gosched()
-	}
+	waitForWaiting(d, k) // let the first fsync end only once all k wait for the next one
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -113,18 +104,10 @@ func TestSet(t *testing.T) {
 	for range k {
 		go func() { errs <- s.Sync(a) }()
 	}
-	for { // every writer waits on a's syncer
-		s.mu.Lock()
-		m := s.dirs[a]
-		s.mu.Unlock()
-		m.mu.Lock()
-		n := m.waiting
-		m.mu.Unlock()
-		if n == k {
-			break
-		}
-		runtime.Gosched()
-	}
+	s.mu.Lock()
+	m := s.dirs[a]
+	s.mu.Unlock()
+	waitForWaiting(m.Syncer, k) // every writer waits on a's syncer
 	if err := s.Sync(b); err != nil { // b is not held up by a's fsync
 		t.Fatal(err)
 	}
@@ -148,5 +131,18 @@ func TestSet(t *testing.T) {
 	}
 	if err := s.Sync(filepath.Join(a, "gone")); err == nil || !strings.Contains(err.Error(), "gone") {
 		t.Fatalf("Sync of a missing directory: %v", err)
+	}
+}
+
+// waitForWaiting returns once k writers wait for s's next fsync.
+func waitForWaiting(s *Syncer, k int) {
+	for {
+		s.mu.Lock()
+		n := s.waiting
+		s.mu.Unlock()
+		if n == k {
+			return
+		}
+		runtime.Gosched()
 	}
 }
