@@ -107,7 +107,7 @@ func TestSet(t *testing.T) {
 	s.mu.Lock()
 	m := s.dirs[a]
 	s.mu.Unlock()
-	waitForWaiting(m.Syncer, k) // every writer waits on a's syncer
+	waitForWaiting(m.Syncer, k)       // every writer waits on a's syncer
 	if err := s.Sync(b); err != nil { // b is not held up by a's fsync
 		t.Fatal(err)
 	}
