@@ -55,6 +55,9 @@ Commands:
         validate a config file (default: ./elemta.toml, else the embedded default)
   config default
         print the embedded default config
+  maildir migrate [--config F] [--dry-run]
+        move the mail of Maildirs an earlier version named by other rules (a
+        local part's capitals, a domain in UTF-8) to where delivery writes now
   serve [--config F]
         run the SMTP server ([server] table): receive, run the stages, spool, deliver;
         SIGHUP reloads the config, SIGUSR2 upgrades the binary
@@ -143,6 +146,8 @@ func MainIO(ctx context.Context, args []string, manifest []string, stdout, stder
 		return a.scan(ctx, rest[1:], true)
 	case cmd == "config" && sub == "check":
 		return a.configCheck(rest[1:])
+	case cmd == "maildir" && sub == "migrate":
+		return a.maildirMigrate(rest[1:])
 	case cmd == "config" && sub == "default":
 		_, _ = stdout.Write(config.DefaultTOML())
 		return ExitAccept

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"github.com/elemta/elemta/gen"
 	"github.com/elemta/elemta/pluginhost"
 	"github.com/elemta/elemta/registry"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	_ "github.com/elemta/elemta/plugins/contentfilter"
 )
@@ -344,4 +347,43 @@ func TestManifestMismatch(t *testing.T) {
 	if code != cli.ExitError || !strings.Contains(errOut.String(), "plugins.yaml selects forgotten but no package registered that name") {
 		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
+}
+
+// TestMaildirMigrate: `elemta maildir migrate` moves what an earlier
+// version named by other rules, says what it leaves, and --dry-run moves
+// nothing.
+func TestMaildirMigrate(t *testing.T) {
+	root := t.TempDir()
+	mk := func(rel string, files ...string) {
+		for _, sub := range []string{"cur", "new", "tmp"} {
+			require.NoError(t, os.MkdirAll(filepath.Join(root, rel, sub), 0o700))
+		}
+		for _, f := range files {
+			require.NoError(t, os.WriteFile(filepath.Join(root, rel, f), []byte(f), 0o600))
+		}
+	}
+	mk("example.org/Alice", "cur/1:2,S")
+	mk("bücher.example/user", "new/2")
+	mk("example.org/Carol", "new/3")
+	mk("example.org/carol", "new/3") // the same name on both sides: left
+	cfg := filepath.Join(t.TempDir(), "elemta.toml")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf("[server]\nmaildir_root = %q\n", root)), 0o600))
+
+	r := run(t, "maildir", "migrate", "--config", cfg, "--dry-run")
+	check(t, r, cli.ExitAccept, []string{filepath.Join(root, "example.org/Alice") + " -> " + filepath.Join(root, "example.org/alice")}, nil)
+	assert.DirExists(t, filepath.Join(root, "example.org/Alice"), "--dry-run moves nothing")
+
+	r = run(t, "maildir", "migrate", "--config", cfg)
+	check(t, r, cli.ExitError, []string{
+		filepath.Join(root, "example.org/Alice") + " -> " + filepath.Join(root, "example.org/alice") + ": renamed",
+		filepath.Join(root, "bücher.example/user") + " -> " + filepath.Join(root, "xn--bcher-kva.example/user") + ": renamed",
+		filepath.Join(root, "example.org/Carol") + " -> " + filepath.Join(root, "example.org/carol") + ": 0 messages moved",
+		"left in " + filepath.Join(root, "example.org/Carol"), "new/3",
+	}, nil)
+	assert.FileExists(t, filepath.Join(root, "example.org/alice/cur/1:2,S"))
+	assert.FileExists(t, filepath.Join(root, "xn--bcher-kva.example/user/new/2"))
+
+	require.NoError(t, os.RemoveAll(filepath.Join(root, "example.org/Carol")))
+	r = run(t, "maildir", "migrate", "--config", cfg)
+	check(t, r, cli.ExitAccept, []string{"every Maildir has the name delivery gives it"}, nil)
 }
