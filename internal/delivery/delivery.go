@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/elemta/elemta/internal/dirsync"
-
 	"github.com/elemta/elemta/internal/domains"
 	mbox "github.com/elemta/elemta/internal/mailbox"
 	"github.com/elemta/elemta/internal/spool"

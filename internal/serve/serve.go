@@ -24,9 +24,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/elemta/elemta/internal/domains"
-
 	"github.com/elemta/elemta/internal/delivery"
+	"github.com/elemta/elemta/internal/domains"
 	"github.com/elemta/elemta/internal/smtpd"
 	"github.com/elemta/elemta/internal/spool"
 	"github.com/elemta/elemta/pluginhost"

@@ -15,11 +15,10 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/elemta/elemta/pkg/maildomain"
-
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/elemta/elemta/pkg/dkimkey"
+	"github.com/elemta/elemta/pkg/maildomain"
 	"github.com/elemta/elemta/registry"
 )
 

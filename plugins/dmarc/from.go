@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/elemta/elemta/pkg/maildomain"
-
 	"github.com/elemta/elemta/registry"
 )
 

@@ -6,9 +6,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/elemta/elemta/pkg/maildomain"
-
 	"github.com/elemta/elemta/pkg/clientnet"
+	"github.com/elemta/elemta/pkg/maildomain"
 	"github.com/elemta/elemta/pkg/store"
 	"github.com/elemta/elemta/registry"
 )

@@ -15,11 +15,10 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/elemta/elemta/pkg/maildomain"
-
 	blitiri "blitiri.com.ar/go/spf"
 
 	"github.com/elemta/elemta/pkg/headerfold"
+	"github.com/elemta/elemta/pkg/maildomain"
 	"github.com/elemta/elemta/pkg/textcache"
 	"github.com/elemta/elemta/registry"
 )
