@@ -356,9 +356,10 @@ func (m rawMessage) WriteTo(w io.Writer) (int64, error) {
 var writeBuffers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
 // deliverMaildir writes msg as rcpt's copy: tmp/, fsync, link into new/,
-// fsync new/ (shared with the copies linked there meanwhile), and returns the copy's path in new/. An existing copy (from
-// an attempt cut short) counts as done; fresh skips looking for one (a
-// queue id never used before: DeliverNow).
+// fsync new/ (shared with the copies linked there meanwhile), and returns
+// the copy's path in new/. An existing copy (from an attempt cut short)
+// counts as done; fresh skips looking for one (a queue id never used
+// before: DeliverNow).
 func (w *Worker) deliverMaildir(e *spool.Entry, rcpt string, idx int, msg io.WriterTo, fresh bool) (string, error) {
 	box, err := mailbox(w.cfg.MaildirRoot, rcpt)
 	if err != nil {

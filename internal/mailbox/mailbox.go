@@ -6,7 +6,8 @@
 // One mailbox is one Maildir: <root>/<domain>/<local-part>, with
 //
 //   - the domain lowercased, its root dot dropped and, written in UTF-8,
-//     in its A-label form (internal/domains): user@bücher.example and
+//     in its A-label form (pkg/maildomain, as internal/domains compares
+//     local domains): user@bücher.example and
 //     user@xn--bcher-kva.example share <root>/xn--bcher-kva.example/user,
 //     as they are one local domain. A UTF-8 domain that is no valid
 //     internationalized domain name is refused;
@@ -31,7 +32,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/elemta/elemta/internal/domains"
+	"github.com/elemta/elemta/pkg/maildomain"
 )
 
 // MaxName is the longest local part or domain a Maildir can be named
@@ -51,8 +52,8 @@ func Key(addr string) (local, domain string, err error) {
 	if !utf8.ValidString(addr) { // before strings.ToLower, which would make it valid
 		return "", "", errors.Join(ErrBadAddress, errors.New("not valid UTF-8"))
 	}
-	local, domain = foldASCII(addr[:at]), domains.Of(addr)
-	if err := domains.Valid(addr[at+1:]); err != nil {
+	local = foldASCII(addr[:at])
+	if domain, err = maildomain.Canonical(addr[at+1:]); err != nil { // as internal/domains compares it
 		return "", "", errors.Join(ErrBadAddress, fmt.Errorf("domain is not a valid internationalized domain name: %w", err))
 	}
 	for _, part := range []struct{ what, s string }{{"local part", local}, {"domain", domain}} {

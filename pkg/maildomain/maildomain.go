@@ -47,17 +47,6 @@ func Normalize(d string) string {
 	return c
 }
 
-// Match reports whether domain matches pattern, both Normalized: a
-// pattern "example.com" matches that domain, ".example.com" its
-// subdomains (not example.com itself).
-func Match(pattern, domain string) bool {
-	domain = Normalize(domain)
-	if sub, ok := strings.CutPrefix(pattern, "."); ok {
-		return strings.HasSuffix(domain, "."+Normalize(sub))
-	}
-	return domain == Normalize(pattern)
-}
-
 func isASCII(s string) bool {
 	for i := range len(s) {
 		if s[i] >= utf8.RuneSelf {

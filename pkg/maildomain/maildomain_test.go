@@ -26,25 +26,3 @@ func TestCanonical(t *testing.T) {
 		}
 	}
 }
-
-func TestMatch(t *testing.T) {
-	for _, tt := range []struct {
-		pattern, domain string
-		want            bool
-	}{
-		{"example.com", "example.com", true},
-		{"example.com", "EXAMPLE.com.", true},
-		{"example.com", "sub.example.com", false},
-		{".example.com", "sub.example.com", true},
-		{".example.com", "example.com", false},
-		{".example.com", "badexample.com", false},
-		{"bücher.example", "xn--bcher-kva.example", true},
-		{".bücher.example", "mail.xn--bcher-kva.example", true},
-		{".xn--bcher-kva.example", "mail.bücher.example", true},
-		{"bücher.example", "buecher.example", false},
-	} {
-		if got := Match(tt.pattern, tt.domain); got != tt.want {
-			t.Errorf("Match(%q, %q) = %v, want %v", tt.pattern, tt.domain, got, tt.want)
-		}
-	}
-}

@@ -23,6 +23,10 @@ type Greylist struct {
 	cfg    Config
 	host   registry.Host
 	exempt clientnet.List
+	// exemptDomains is exempt_recipient_domains normalized once
+	// (maildomain.Normalize, a leading dot kept): each recipient is
+	// compared with them, not converted again per entry.
+	exemptDomains []string
 
 	st *store.Handle
 }
@@ -36,6 +40,14 @@ func New(cfg Config, host registry.Host) (*Greylist, error) {
 		return nil, err
 	}
 	g := &Greylist{cfg: cfg, host: host, exempt: nets}
+	for _, d := range cfg.ExemptRecipientDomains {
+		sub, dot := strings.CutPrefix(d, ".")
+		if dot {
+			g.exemptDomains = append(g.exemptDomains, "."+maildomain.Normalize(sub))
+		} else {
+			g.exemptDomains = append(g.exemptDomains, maildomain.Normalize(d))
+		}
+	}
 	g.st = store.NewHostHandle(cfg.Config, host, filepath.Join(host.DataDir, "greylist", "greylist.db"))
 	return g, nil
 }
@@ -140,7 +152,7 @@ func (g *Greylist) sessionExemption(pc *registry.ProcessingContext) string {
 func (g *Greylist) Check(ctx context.Context, env registry.Envelope, rcpt string, now time.Time) (Decision, error) {
 	rcpt = normalizeRecipient(rcpt)
 	d := Decision{Recipient: rcpt}
-	if dom := domainOf(rcpt); dom != "" && matchDomain(g.cfg.ExemptRecipientDomains, dom) {
+	if dom := domainOf(rcpt); dom != "" && matchDomain(g.exemptDomains, maildomain.Normalize(dom)) {
 		d.Exempt = "recipient domain " + dom
 		return d, nil
 	}
@@ -185,11 +197,11 @@ func domainOf(addr string) string {
 }
 
 // matchDomain: "example.com" matches itself, ".example.com" its
-// subdomains, an internationalized domain however written
-// (maildomain.Match).
+// subdomains; list and dom are normalized (maildomain), so an
+// internationalized domain matches however it is written.
 func matchDomain(list []string, dom string) bool {
 	for _, d := range list {
-		if maildomain.Match(d, dom) {
+		if dom == d || strings.HasPrefix(d, ".") && strings.HasSuffix(dom, d) {
 			return true
 		}
 	}
